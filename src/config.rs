@@ -1,0 +1,1 @@
+//! CLI definition (in progress).

@@ -1,0 +1,15 @@
+//! Process exit codes. Documented in the README and in `provisionerd start
+//! --help`; orchestrators (systemd `RestartPreventExitStatus`, Kubernetes)
+//! key off them, so they never change meaning.
+
+/// Clean exit: a drain or cancel completed, or a command succeeded.
+pub const OK: u8 = 0;
+/// A fatal runtime error (coordinator unreachable for a CLI command, a job
+/// that failed under `--wait`, an internal error).
+pub const FATAL: u8 = 1;
+/// Bad configuration or usage (sysexits EX_USAGE).
+pub const CONFIG: u8 = 64;
+/// The cache directory is locked by another daemon (sysexits EX_CANTCREAT).
+pub const CACHE_DIR_LOCKED: u8 = 73;
+/// The coordinator refused the credentials (sysexits EX_NOPERM).
+pub const AUTH_REFUSED: u8 = 77;

@@ -1,0 +1,31 @@
+//! provisionerd: an external terraform provisioner daemon with tag routing,
+//! and the reference coordinator it talks to.
+//!
+//! Module map (see ARCHITECTURE.md for the loops and who owns which state):
+//!
+//! | module        | what it holds                                                  |
+//! |---------------|----------------------------------------------------------------|
+//! | [`proto`]     | generated gRPC types (`proto/provisionerd.proto`)              |
+//! | [`config`]    | the one clap definition of every command, flag and env var     |
+//! | [`exit`]      | process exit codes and their meaning                           |
+//! | [`tags`]      | tag parsing, validation and the routing (match) rule           |
+//! | [`archive`]   | tar a template directory; extract one safely into a work dir   |
+//! | [`process`]   | the only place that spawns processes (process groups, signals) |
+//! | [`runner`]    | runs one job with terraform; no network, no signals            |
+//! | [`daemon`]    | `provisionerd start`: cache dir, session, acquire loop, logs   |
+//! | [`coordinator`] | `provisionerd serve`: store, dispatcher, gRPC services       |
+//! | [`cli`]       | admin subcommands (keys, templates, workspaces, jobs, daemons) |
+
+pub mod archive;
+pub mod cli;
+pub mod config;
+pub mod coordinator;
+pub mod daemon;
+pub mod exit;
+pub mod process;
+pub mod proto;
+pub mod runner;
+pub mod tags;
+
+/// The version daemons report when they register.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

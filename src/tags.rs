@@ -1,0 +1,108 @@
+//! Tags: `key=value` pairs on provisioner keys and jobs, and the routing
+//! rule that decides which daemon may take which job.
+
+use std::collections::BTreeMap;
+
+/// A tag set. Ordered so that displays and stored JSON are stable.
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TagError {
+    #[error("parse tag {0:?}: expected key=value")]
+    NoEquals(String),
+    #[error("tag key {0:?}: must be 1-64 characters of a-z A-Z 0-9 _ - . /")]
+    BadKey(String),
+    #[error("tag {key:?}: value must be at most 256 printable characters")]
+    BadValue { key: String },
+    #[error("tag {0:?} given twice")]
+    Duplicate(String),
+}
+
+/// Parses `key=value` arguments into a tag set.
+pub fn parse_pairs<S: AsRef<str>>(pairs: &[S]) -> Result<Tags, TagError> {
+    let mut tags = Tags::new();
+    for pair in pairs {
+        let pair = pair.as_ref();
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| TagError::NoEquals(pair.to_string()))?;
+        if tags.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(TagError::Duplicate(k.to_string()));
+        }
+    }
+    validate(&tags)?;
+    Ok(tags)
+}
+
+/// Checks every key and value: keys are short identifiers, values are
+/// printable (no NUL or control characters, which break displays and
+/// matching).
+pub fn validate(tags: &Tags) -> Result<(), TagError> {
+    for (k, v) in tags {
+        let key_ok = !k.is_empty()
+            && k.len() <= 64
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
+        if !key_ok {
+            return Err(TagError::BadKey(k.clone()));
+        }
+        if v.len() > 256 || v.chars().any(char::is_control) {
+            return Err(TagError::BadValue { key: k.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// May a daemon with `daemon` tags take a job with `job` tags?
+///
+/// The job's tags must be a subset of the daemon's — except that an untagged
+/// job is taken only by an untagged daemon, so that dedicated (tagged) pools
+/// never pick up general work (Coder's rule, after its issue #6442).
+pub fn matches(daemon: &Tags, job: &Tags) -> bool {
+    if job.is_empty() {
+        return daemon.is_empty();
+    }
+    job.iter().all(|(k, v)| daemon.get(k) == Some(v))
+}
+
+/// `k=v,k=v` for displays.
+pub fn display(tags: &Tags) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(pairs: &[&str]) -> Tags {
+        parse_pairs(pairs).unwrap()
+    }
+
+    #[test]
+    fn routing_table() {
+        let cases: &[(&[&str], &[&str], bool)] = &[
+            (&[], &[], true),
+            (&["is_prebuild=true"], &[], false),
+            (&[], &["is_prebuild=true"], false),
+            (&["is_prebuild=true"], &["is_prebuild=true"], true),
+            (&["env=prod", "dc=chicago"], &["env=prod"], true),
+            (&["dc=chicago"], &["dc=new_york"], false),
+            (&["env=prod"], &["env=prod", "dc=chicago"], false),
+        ];
+        for (daemon, job, want) in cases {
+            assert_eq!(matches(&t(daemon), &t(job)), *want, "{daemon:?} vs {job:?}");
+        }
+    }
+
+    #[test]
+    fn bad_tags_are_named() {
+        assert_eq!(parse_pairs(&["novalue"]), Err(TagError::NoEquals("novalue".into())));
+        assert_eq!(parse_pairs(&["=x"]), Err(TagError::BadKey(String::new())));
+        assert_eq!(parse_pairs(&["a=1", "a=2"]), Err(TagError::Duplicate("a".into())));
+        assert!(matches!(parse_pairs(&["a=x\0y"]), Err(TagError::BadValue { .. })));
+        assert_eq!(t(&["a=", "b=c=d"])["b"], "c=d");
+    }
+}
