@@ -106,3 +106,14 @@ mod tests {
         assert_eq!(t(&["a=", "b=c=d"])["b"], "c=d");
     }
 }
+
+/// Names of keys, daemons, templates and workspaces: 1-64 characters of
+/// `a-z A-Z 0-9 - _ .`, starting with a letter or digit, so they are safe in
+/// URLs, file names and displays.
+pub fn valid_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}

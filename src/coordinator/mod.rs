@@ -1,1 +1,180 @@
-//! Coordinator (in progress).
+//! `provisionerd serve`: the coordinator. Keys, templates, workspaces, the
+//! job queue with tag routing, logs — and the two gRPC services daemons and
+//! the CLI talk to.
+//!
+//! State ownership: the SQLite [`store::Store`] holds everything durable;
+//! the [`dispatch::Dispatcher`] task owns the set of daemons waiting for a
+//! job; the [`Hub`] holds the live sessions (for pushes) and a broadcast of
+//! job changes (for `jobs logs --follow`).
+
+pub mod admin_api;
+pub mod auth;
+pub mod daemon_api;
+pub mod dispatch;
+pub mod error;
+pub mod store;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::proto::admin_server::AdminServer;
+use crate::proto::provisioner_daemon_server::ProvisionerDaemonServer;
+use daemon_api::SessionHandle;
+use dispatch::Dispatcher;
+use error::{CoordError, Result};
+use store::Store;
+
+/// Largest gRPC message either side accepts: template archives and states
+/// travel in one message.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// A running job whose daemon sends no update for this long is failed.
+    pub job_lease: Duration,
+}
+
+/// Shared by both services.
+pub struct Hub {
+    pub store: Arc<Store>,
+    pub dispatcher: Dispatcher,
+    /// Job ids whose logs or status changed.
+    pub changes: broadcast::Sender<String>,
+    sessions: Mutex<HashMap<String, SessionHandle>>,
+}
+
+impl Hub {
+    pub fn job_changed(&self, job_id: &str) {
+        let _ = self.changes.send(job_id.to_string());
+    }
+
+    fn register_session(&self, daemon_id: String, handle: SessionHandle) {
+        self.lock_sessions().insert(daemon_id, handle);
+    }
+
+    fn end_session(&self, daemon_id: &str) {
+        self.lock_sessions().remove(daemon_id);
+        if let Err(e) = self.store.disconnect_daemon(daemon_id) {
+            tracing::error!(error = %e, "record daemon disconnect");
+        }
+        // Offers it never acknowledged are back in the queue.
+        self.dispatcher.kick();
+    }
+
+    /// Ends the sessions of every daemon using `key_name`.
+    pub fn disconnect_key(&self, key_name: &str) {
+        for s in self.lock_sessions().values() {
+            if s.key_name == key_name {
+                tracing::info!(daemon = %s.name, key = key_name, "key deleted: disconnecting daemon");
+                s.end.cancel();
+            }
+        }
+    }
+
+    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionHandle>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A bound, not yet serving coordinator.
+pub struct Coordinator {
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    cfg: ServeConfig,
+}
+
+impl Coordinator {
+    /// Opens the store, creates the admin token on first start and binds
+    /// the listener (port 0 picks a free port; see [`Self::local_addr`]).
+    pub async fn bind(cfg: ServeConfig) -> Result<Coordinator> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+            CoordError::Internal(format!("create data dir {}: {e}", cfg.data_dir.display()))
+        })?;
+        let store = Arc::new(Store::open(&cfg.data_dir)?);
+        store.reset_on_start()?;
+        if let Some(path) = auth::ensure_admin_token(&store, &cfg.data_dir)? {
+            tracing::info!(path = %path.display(), "created admin token (export PROVISIONERD_TOKEN from this file)");
+        }
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| CoordError::Internal(format!("listen on {}: {e}", cfg.listen)))?;
+        let (dispatcher, _) = Dispatcher::spawn(store.clone(), CancellationToken::new());
+        let (changes, _) = broadcast::channel(1024);
+        let hub = Arc::new(Hub {
+            store,
+            dispatcher,
+            changes,
+            sessions: Mutex::new(HashMap::new()),
+        });
+        Ok(Coordinator { listener, hub, cfg })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.cfg.listen)
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let addr = self.local_addr();
+        let reaper = tokio::spawn(reap_lost_jobs(
+            self.hub.clone(),
+            self.cfg.job_lease,
+            shutdown.clone(),
+        ));
+        // Jobs left pending by a previous run are offered as soon as
+        // daemons wait.
+        self.hub.dispatcher.kick();
+        let daemon = ProvisionerDaemonServer::new(daemon_api::DaemonApi {
+            hub: self.hub.clone(),
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let admin = AdminServer::new(admin_api::AdminApi {
+            hub: self.hub.clone(),
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        tracing::info!(%addr, "coordinator listening");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+        let result = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .add_service(daemon)
+            .add_service(admin)
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await;
+        reaper.abort();
+        result.map_err(|e| CoordError::Internal(format!("serve on {addr}: {e}")))
+    }
+}
+
+/// Fails running jobs whose daemon stopped sending updates.
+async fn reap_lost_jobs(hub: Arc<Hub>, lease: Duration, shutdown: CancellationToken) {
+    let period = (lease / 4).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let cutoff = store::now_ms() - lease.as_millis() as i64;
+        match hub.store.fail_lost_jobs(cutoff) {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::warn!(job = %id, "job failed: daemon lost");
+                    hub.job_changed(&id);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "reap lost jobs"),
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The `Admin` service the CLI talks to. Every call needs the admin token.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::Hub;
+use super::auth;
+use super::error::{CoordError, Result};
+use super::store::{self, JobFilter, JobKind, JobRow, WorkspaceRow};
+use crate::proto::admin_server::Admin;
+use crate::proto::{self, Transition};
+use crate::tags::{self, Tags};
+
+/// The owner of workspaces created without `--owner`.
+pub const DEFAULT_OWNER: &str = "admin";
+
+pub struct AdminApi {
+    pub hub: Arc<Hub>,
+}
+
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if tags::valid_name(name) {
+        Ok(())
+    } else {
+        Err(CoordError::Invalid(format!(
+            "{what} name {name:?}: use 1-64 characters of a-z A-Z 0-9 - _ . starting with a letter or digit"
+        )))
+    }
+}
+
+fn check_tags(map: &std::collections::HashMap<String, String>) -> Result<Tags> {
+    let tags: Tags = map.clone().into_iter().collect();
+    tags::validate(&tags).map_err(|e| CoordError::Invalid(e.to_string()))?;
+    Ok(tags)
+}
+
+impl AdminApi {
+    fn auth<T>(&self, req: &Request<T>) -> Result<()> {
+        auth::check_admin(&self.hub.store, req.metadata())
+    }
+
+    fn job_to_proto(&self, j: JobRow) -> proto::Job {
+        let (ty, transition) = match j.kind {
+            JobKind::TemplateImport => (proto::JobType::TemplateImport, Transition::Unspecified),
+            JobKind::WorkspaceBuild(t) => (proto::JobType::WorkspaceBuild, t),
+        };
+        let version = self.hub.store.version(&j.template_version_id).ok();
+        let workspace = j
+            .workspace_id
+            .as_deref()
+            .and_then(|id| self.hub.store.workspace_by_id(id).ok());
+        proto::Job {
+            id: j.id,
+            r#type: ty as i32,
+            status: j.status,
+            initiator: j.initiator,
+            tags: j.tags.into_iter().collect(),
+            created_at: j.created_at,
+            started_at: j.started_at.unwrap_or(0),
+            finished_at: j.finished_at.unwrap_or(0),
+            error: j.error.unwrap_or_default(),
+            daemon: j.daemon_name.unwrap_or_default(),
+            template: version.map(|v| v.template).unwrap_or_default(),
+            template_version_id: j.template_version_id,
+            workspace: workspace.map(|w| w.name).unwrap_or_default(),
+            transition: transition as i32,
+            log_count: j.log_count,
+        }
+    }
+
+    fn workspace_to_proto(&self, w: WorkspaceRow) -> Result<proto::Workspace> {
+        let latest = self
+            .hub
+            .store
+            .list_jobs(&JobFilter { limit: 10_000, ..Default::default() })?
+            .into_iter()
+            .find(|j| j.workspace_id.as_deref() == Some(w.id.as_str()));
+        let (transition, job_id, status) = match latest {
+            Some(j) => {
+                let t = match j.kind {
+                    JobKind::WorkspaceBuild(t) => t,
+                    JobKind::TemplateImport => Transition::Unspecified,
+                };
+                (t, j.id, j.status)
+            }
+            None => (Transition::Unspecified, String::new(), String::new()),
+        };
+        Ok(proto::Workspace {
+            outputs: state_outputs(w.state.as_deref()),
+            id: w.id,
+            name: w.name,
+            owner: w.owner,
+            template: w.template,
+            template_version_id: w.template_version_id,
+            latest_transition: transition as i32,
+            latest_job_id: job_id,
+            latest_job_status: status,
+            created_at: w.created_at,
+            variables: w.var_values.into_iter().collect(),
+        })
+    }
+
+    /// Checks workspace variable values against what the template declares:
+    /// unknown names and missing required values are refused up front rather
+    /// than failing inside terraform later.
+    fn check_variables(&self, version: &store::VersionRow, values: &BTreeMap<String, String>) -> Result<()> {
+        let Some(declared) = &version.declared else {
+            return Ok(());
+        };
+        for name in values.keys() {
+            if !declared.iter().any(|d| &d.name == name) {
+                let known: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+                return Err(CoordError::Invalid(format!(
+                    "variable {name:?}: template {:?} declares no such variable (declared: {})",
+                    version.template,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )));
+            }
+        }
+        let missing: Vec<&str> = declared
+            .iter()
+            .filter(|d| d.required && !values.contains_key(&d.name) && !version.var_values.contains_key(&d.name))
+            .map(|d| d.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            return Err(CoordError::Invalid(format!(
+                "template {:?} requires a value for: {} (pass --var NAME=VALUE)",
+                version.template,
+                missing.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A pushed archive must be a readable tar with at least one `.tf` file at
+/// its root; anything else could never import.
+fn check_template(archive: &[u8]) -> std::result::Result<(), String> {
+    let mut ar = tar::Archive::new(archive);
+    let mut has_tf = false;
+    for entry in ar.entries().map_err(|e| format!("read archive: {e}"))? {
+        let entry = entry.map_err(|e| format!("read archive: {e}"))?;
+        let path = entry.path().map_err(|e| format!("read archive entry: {e}"))?;
+        let name = path.to_string_lossy();
+        let name = name.strip_prefix("./").unwrap_or(&name);
+        has_tf |= !name.contains('/') && name.ends_with(".tf");
+    }
+    if has_tf {
+        Ok(())
+    } else {
+        Err("archive has no .tf file at its root".into())
+    }
+}
+
+/// Outputs of a terraform state (v4 JSON), name → JSON value; sensitive
+/// outputs are masked.
+pub fn state_outputs(state: Option<&[u8]>) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    let Some(state) = state else { return out };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(state) else {
+        return out;
+    };
+    if let Some(outputs) = v.get("outputs").and_then(|o| o.as_object()) {
+        for (name, o) in outputs {
+            let value = if o.get("sensitive").and_then(|s| s.as_bool()) == Some(true) {
+                "\"*sensitive*\"".to_string()
+            } else {
+                o.get("value").map(|v| v.to_string()).unwrap_or_default()
+            };
+            out.insert(name.clone(), value);
+        }
+    }
+    out
+}
+
+#[tonic::async_trait]
+impl Admin for AdminApi {
+    async fn create_key(&self, req: Request<proto::CreateKeyRequest>) -> Result<Response<proto::CreateKeyResponse>, Status> {
+        self.auth(&req)?;
+        let req = req.into_inner();
+        check_name("key", &req.name)?;
+        let tags = check_tags(&req.tags)?;
+        let secret = auth::new_secret("pdk_");
+        let key = self.hub.store.create_key(&req.name, &auth::hash(&secret), &tags)?;
+        Ok(Response::new(proto::CreateKeyResponse {
+            secret,
+            key: Some(proto::Key { name: key.name, tags: key.tags.into_iter().collect(), created_at: key.created_at }),
+        }))
+    }
+
+    async fn list_keys(&self, req: Request<proto::ListKeysRequest>) -> Result<Response<proto::ListKeysResponse>, Status> {
+        self.auth(&req)?;
+        let keys = self.hub.store.list_keys().map_err(Status::from)?;
+        Ok(Response::new(proto::ListKeysResponse {
+            keys: keys
+                .into_iter()
+                .map(|k| proto::Key { name: k.name, tags: k.tags.into_iter().collect(), created_at: k.created_at })
+                .collect(),
+        }))
+    }
+
+    async fn delete_key(&self, req: Request<proto::DeleteKeyRequest>) -> Result<Response<proto::DeleteKeyResponse>, Status> {
+        self.auth(&req)?;
+        let name = req.into_inner().name;
+        self.hub.store.delete_key(&name)?;
+        self.hub.disconnect_key(&name);
+        Ok(Response::new(proto::DeleteKeyResponse {}))
+    }
+
+    async fn push_template(&self, req: Request<proto::PushTemplateRequest>) -> Result<Response<proto::PushTemplateResponse>, Status> {
+        self.auth(&req)?;
+        let req = req.into_inner();
+        check_name("template", &req.name)?;
+        let tags = check_tags(&req.provisioner_tags)?;
+        check_template(&req.archive)
+            .map_err(|e| CoordError::Invalid(format!("push template {:?}: {e}", req.name)))?;
+        let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
+        let (version_id, job_id) =
+            self.hub.store.push_template(&req.name, &req.archive, &tags, &vars, DEFAULT_OWNER)?;
+        self.hub.dispatcher.kick();
+        Ok(Response::new(proto::PushTemplateResponse { template_version_id: version_id, job_id }))
+    }
+
+    async fn list_templates(&self, req: Request<proto::ListTemplatesRequest>) -> Result<Response<proto::ListTemplatesResponse>, Status> {
+        self.auth(&req)?;
+        let templates = self.hub.store.list_templates().map_err(Status::from)?;
+        Ok(Response::new(proto::ListTemplatesResponse {
+            templates: templates
+                .into_iter()
+                .map(|t| proto::Template {
+                    name: t.name,
+                    active_version_id: t.active_version_id.unwrap_or_default(),
+                    created_at: t.created_at,
+                    variables: t.declared,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn create_workspace(&self, req: Request<proto::CreateWorkspaceRequest>) -> Result<Response<proto::BuildResponse>, Status> {
+        self.auth(&req)?;
+        let req = req.into_inner();
+        check_name("workspace", &req.name)?;
+        let owner = if req.owner.is_empty() { DEFAULT_OWNER.to_string() } else { req.owner };
+        check_name("owner", &owner)?;
+        let template = self.hub.store.template(&req.template)?;
+        let version_id = template.active_version_id.ok_or_else(|| {
+            CoordError::FailedPrecondition(format!(
+                "create workspace {:?}: template {:?} has no successfully imported version yet (see `provisionerd jobs list`)",
+                req.name, req.template
+            ))
+        })?;
+        let version = self.hub.store.version(&version_id)?;
+        let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
+        self.check_variables(&version, &vars)?;
+        let (workspace_id, job_id) = self.hub.store.create_workspace(&req.name, &owner, &version, &vars, &owner)?;
+        self.hub.dispatcher.kick();
+        Ok(Response::new(proto::BuildResponse { workspace_id, job_id }))
+    }
+
+    async fn build_workspace(&self, req: Request<proto::BuildWorkspaceRequest>) -> Result<Response<proto::BuildResponse>, Status> {
+        self.auth(&req)?;
+        let req = req.into_inner();
+        let transition = match Transition::try_from(req.transition) {
+            Ok(t @ (Transition::Start | Transition::Stop | Transition::Destroy)) => t,
+            _ => return Err(Status::invalid_argument("build workspace: transition must be start, stop or destroy")),
+        };
+        let ws = self.hub.store.workspace(&req.name)?;
+        // Start moves the workspace to the template's active version; stop
+        // and destroy run with the version that built it.
+        let version_id = if transition == Transition::Start {
+            self.hub
+                .store
+                .template(&ws.template)?
+                .active_version_id
+                .unwrap_or_else(|| ws.template_version_id.clone())
+        } else {
+            ws.template_version_id.clone()
+        };
+        let version = self.hub.store.version(&version_id)?;
+        let job_id = self.hub.store.enqueue_build(&ws, &version, transition, &ws.owner)?;
+        self.hub.dispatcher.kick();
+        Ok(Response::new(proto::BuildResponse { workspace_id: ws.id, job_id }))
+    }
+
+    async fn list_workspaces(&self, req: Request<proto::ListWorkspacesRequest>) -> Result<Response<proto::ListWorkspacesResponse>, Status> {
+        self.auth(&req)?;
+        let rows = self.hub.store.list_workspaces().map_err(Status::from)?;
+        let workspaces = rows
+            .into_iter()
+            .map(|w| self.workspace_to_proto(w))
+            .collect::<Result<_>>()?;
+        Ok(Response::new(proto::ListWorkspacesResponse { workspaces }))
+    }
+
+    async fn get_workspace(&self, req: Request<proto::GetWorkspaceRequest>) -> Result<Response<proto::Workspace>, Status> {
+        self.auth(&req)?;
+        let ws = self.hub.store.workspace(&req.into_inner().name)?;
+        Ok(Response::new(self.workspace_to_proto(ws)?))
+    }
+
+    async fn list_jobs(&self, req: Request<proto::ListJobsRequest>) -> Result<Response<proto::ListJobsResponse>, Status> {
+        self.auth(&req)?;
+        let req = req.into_inner();
+        const STATUSES: [&str; 6] = ["pending", "running", "succeeded", "failed", "canceling", "canceled"];
+        if !req.status.is_empty() && !STATUSES.contains(&req.status.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "list jobs: status {:?} is not one of {}",
+                req.status,
+                STATUSES.join(", ")
+            )));
+        }
+        let filter = JobFilter {
+            status: (!req.status.is_empty()).then_some(req.status),
+            initiator: (!req.initiator.is_empty()).then_some(req.initiator),
+            limit: req.limit,
+        };
+        let jobs = self.hub.store.list_jobs(&filter).map_err(Status::from)?;
+        Ok(Response::new(proto::ListJobsResponse {
+            jobs: jobs.into_iter().map(|j| self.job_to_proto(j)).collect(),
+        }))
+    }
+
+    async fn get_job(&self, req: Request<proto::GetJobRequest>) -> Result<Response<proto::Job>, Status> {
+        self.auth(&req)?;
+        let job = self.hub.store.job(&req.into_inner().id)?;
+        Ok(Response::new(self.job_to_proto(job)))
+    }
+
+    type StreamJobLogsStream = Pin<Box<dyn Stream<Item = Result<proto::LogLine, Status>> + Send>>;
+
+    async fn stream_job_logs(&self, req: Request<proto::StreamJobLogsRequest>) -> Result<Response<Self::StreamJobLogsStream>, Status> {
+        self.auth(&req)?;
+        let req = req.into_inner();
+        self.hub.store.job(&req.job_id)?;
+        let (tx, rx) = mpsc::channel(256);
+        let hub = self.hub.clone();
+        tokio::spawn(follow_logs(hub, req, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_daemons(&self, req: Request<proto::ListDaemonsRequest>) -> Result<Response<proto::ListDaemonsResponse>, Status> {
+        self.auth(&req)?;
+        let rows = self.hub.store.list_daemons().map_err(Status::from)?;
+        Ok(Response::new(proto::ListDaemonsResponse {
+            daemons: rows
+                .into_iter()
+                .map(|d| proto::Daemon {
+                    status: match (d.connected, &d.current_job_id) {
+                        (false, _) => "offline",
+                        (true, Some(_)) => "busy",
+                        (true, None) => "idle",
+                    }
+                    .to_string(),
+                    id: d.id,
+                    name: d.name,
+                    tags: d.tags.into_iter().collect(),
+                    current_job_id: d.current_job_id.unwrap_or_default(),
+                    last_seen_at: d.last_seen_at,
+                    version: d.version,
+                    key_name: d.key_name,
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// Sends a job's stored lines after `after_seq`; with `follow`, keeps
+/// sending new ones until the job has finished and every line is out.
+async fn follow_logs(hub: Arc<Hub>, req: proto::StreamJobLogsRequest, tx: mpsc::Sender<Result<proto::LogLine, Status>>) {
+    let mut changes = hub.changes.subscribe();
+    let mut after = req.after_seq;
+    loop {
+        // Read the status before the lines: if it says finished, the lines
+        // read next are complete (FinishJob requires every line stored).
+        let finished = match hub.store.job(&req.job_id) {
+            Ok(j) => j.is_finished(),
+            Err(e) => {
+                let _ = tx.send(Err(e.into())).await;
+                return;
+            }
+        };
+        loop {
+            let rows = match hub.store.logs(&req.job_id, after, 500) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            };
+            if rows.is_empty() {
+                break;
+            }
+            for r in rows {
+                after = r.seq;
+                let line = proto::LogLine {
+                    seq: r.seq,
+                    created_at: r.created_at,
+                    level: r.level,
+                    source: r.source,
+                    stage: r.stage,
+                    output: r.output,
+                };
+                if tx.send(Ok(line)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if !req.follow || finished {
+            return;
+        }
+        // Wake on a change to this job, or re-check after a second in case
+        // a notification was missed (lagged receiver).
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match changes.recv().await {
+                    Ok(id) if id == req.job_id => return,
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        })
+        .await;
+        if tx.is_closed() {
+            return;
+        }
+    }
+}

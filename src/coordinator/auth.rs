@@ -1,0 +1,83 @@
+//! Credentials: provisioner keys (daemons) and the admin token (CLI). Only
+//! SHA-256 hashes are stored; secrets are compared in constant time.
+
+use std::path::Path;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::metadata::MetadataMap;
+
+use super::error::{CoordError, Result};
+use super::store::{KeyRow, Store};
+
+const ADMIN_HASH: &str = "admin_token_hash";
+
+/// A fresh random secret with a recognisable prefix (`pdk_` for provisioner
+/// keys, `pda_` for the admin token) so leaked ones are easy to grep for.
+pub fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+pub fn hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The bearer credential of a request.
+pub fn bearer(md: &MetadataMap) -> Result<&str> {
+    md.get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| CoordError::Unauthenticated("missing bearer credential".into()))
+}
+
+/// Makes sure an admin token exists: on first start it is created and
+/// written to `DIR/admin-token` (0600). Returns the path when it was created.
+pub fn ensure_admin_token(store: &Store, dir: &Path) -> Result<Option<std::path::PathBuf>> {
+    let path = dir.join("admin-token");
+    if store.setting(ADMIN_HASH)?.is_some() {
+        return Ok(None);
+    }
+    let secret = new_secret("pda_");
+    write_private(&path, &secret)
+        .map_err(|e| CoordError::Internal(format!("write admin token {}: {e}", path.display())))?;
+    store.set_setting(ADMIN_HASH, &hash(&secret))?;
+    Ok(Some(path))
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(f, "{contents}")?;
+    f.sync_all()
+}
+
+pub fn check_admin(store: &Store, md: &MetadataMap) -> Result<()> {
+    let given = hash(bearer(md)?);
+    let want = store
+        .setting(ADMIN_HASH)?
+        .ok_or_else(|| CoordError::Internal("admin token hash missing".into()))?;
+    if bool::from(given.as_bytes().ct_eq(want.as_bytes())) {
+        Ok(())
+    } else {
+        Err(CoordError::Unauthenticated("admin token refused".into()))
+    }
+}
+
+/// The provisioner key a daemon presents.
+pub fn check_key(store: &Store, md: &MetadataMap) -> Result<KeyRow> {
+    // Lookup is by hash, so the secret itself is never compared byte-wise.
+    store
+        .key_by_hash(&hash(bearer(md)?))?
+        .ok_or_else(|| CoordError::Unauthenticated("provisioner key refused: unknown or deleted key".into()))
+}

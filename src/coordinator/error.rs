@@ -1,0 +1,47 @@
+//! The coordinator's error type and its one mapping to `tonic::Status`.
+
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// The request is valid but the system is not in a state to accept it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("store: {0}")]
+    Store(#[from] rusqlite::Error),
+    #[error("store: {0}")]
+    Encoding(#[from] serde_json::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = CoordError> = std::result::Result<T, E>;
+
+impl From<CoordError> for Status {
+    fn from(e: CoordError) -> Status {
+        let code = match &e {
+            CoordError::NotFound(_) => Code::NotFound,
+            CoordError::AlreadyExists(_) => Code::AlreadyExists,
+            CoordError::Invalid(_) => Code::InvalidArgument,
+            CoordError::FailedPrecondition(_) => Code::FailedPrecondition,
+            CoordError::PermissionDenied(_) => Code::PermissionDenied,
+            CoordError::Unauthenticated(_) => Code::Unauthenticated,
+            CoordError::Store(_) | CoordError::Encoding(_) | CoordError::Internal(_) => {
+                // Internals are logged here, once, with their detail.
+                tracing::error!(error = %e, "internal error");
+                Code::Internal
+            }
+        };
+        Status::new(code, e.to_string())
+    }
+}

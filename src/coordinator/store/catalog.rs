@@ -1,0 +1,322 @@
+//! Templates, template versions and workspaces. Creating a version or a
+//! build enqueues its job in the same transaction, so neither exists
+//! without the other.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::jobs::{JobKind, NewJob, insert_job};
+use super::{Store, new_id, not_found, now_ms, tags_to_json};
+use crate::coordinator::error::{CoordError, Result};
+use crate::proto::TemplateVariable;
+use crate::tags::Tags;
+
+#[derive(Debug, Clone)]
+pub struct TemplateRow {
+    pub name: String,
+    pub active_version_id: Option<String>,
+    pub created_at: i64,
+    /// Variables declared by the active version.
+    pub declared: Vec<TemplateVariable>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VersionRow {
+    pub id: String,
+    pub template: String,
+    pub tags: Tags,
+    pub var_values: BTreeMap<String, String>,
+    /// Set once the version's import succeeded.
+    pub declared: Option<Vec<TemplateVariable>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkspaceRow {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub template: String,
+    pub template_version_id: String,
+    pub var_values: BTreeMap<String, String>,
+    pub state: Option<Vec<u8>>,
+    pub created_at: i64,
+}
+
+/// Stored form of declared variables (the proto message is not serde).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DeclaredVar {
+    name: String,
+    description: String,
+    r#type: String,
+    default_json: String,
+    sensitive: bool,
+    required: bool,
+}
+
+pub(crate) fn declared_to_json(vars: &[TemplateVariable]) -> Result<String> {
+    let v: Vec<DeclaredVar> = vars
+        .iter()
+        .map(|v| DeclaredVar {
+            name: v.name.clone(),
+            description: v.description.clone(),
+            r#type: v.r#type.clone(),
+            default_json: v.default_json.clone(),
+            sensitive: v.sensitive,
+            required: v.required,
+        })
+        .collect();
+    Ok(serde_json::to_string(&v)?)
+}
+
+fn declared_from_json(s: &str) -> Vec<TemplateVariable> {
+    let v: Vec<DeclaredVar> = serde_json::from_str(s).unwrap_or_default();
+    v.into_iter()
+        .map(|d| TemplateVariable {
+            name: d.name,
+            description: d.description,
+            r#type: d.r#type,
+            default_json: d.default_json,
+            sensitive: d.sensitive,
+            required: d.required,
+        })
+        .collect()
+}
+
+impl Store {
+    /// Stores a new template version (creating the template on first push)
+    /// and enqueues its import job. Returns (version id, job id).
+    pub fn push_template(
+        &self,
+        name: &str,
+        archive: &[u8],
+        tags: &Tags,
+        var_values: &BTreeMap<String, String>,
+        initiator: &str,
+    ) -> Result<(String, String)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = now_ms();
+        tx.execute(
+            "INSERT OR IGNORE INTO templates(name, active_version_id, created_at)
+             VALUES (?1, NULL, ?2)",
+            params![name, now],
+        )?;
+        let version_id = new_id();
+        tx.execute(
+            "INSERT INTO template_versions(id, template, archive, tags, var_values, declared, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
+            params![
+                version_id,
+                name,
+                archive,
+                tags_to_json(tags)?,
+                serde_json::to_string(var_values)?,
+                now
+            ],
+        )?;
+        let job_id = insert_job(
+            &tx,
+            &NewJob {
+                kind: JobKind::TemplateImport,
+                initiator: initiator.to_string(),
+                tags: tags.clone(),
+                template_version_id: version_id.clone(),
+                workspace_id: None,
+            },
+        )?;
+        tx.commit()?;
+        Ok((version_id, job_id))
+    }
+
+    pub fn list_templates(&self) -> Result<Vec<TemplateRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT t.name, t.active_version_id, t.created_at, v.declared
+             FROM templates t LEFT JOIN template_versions v ON v.id = t.active_version_id
+             ORDER BY t.name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(TemplateRow {
+                name: r.get(0)?,
+                active_version_id: r.get(1)?,
+                created_at: r.get(2)?,
+                declared: r
+                    .get::<_, Option<String>>(3)?
+                    .map(|s| declared_from_json(&s))
+                    .unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn template(&self, name: &str) -> Result<TemplateRow> {
+        self.list_templates()?
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| not_found("template", name))
+    }
+
+    pub fn version(&self, id: &str) -> Result<VersionRow> {
+        self.conn()
+            .query_row(
+                "SELECT id, template, tags, var_values, declared FROM template_versions WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(VersionRow {
+                        id: r.get(0)?,
+                        template: r.get(1)?,
+                        tags: super::tags_from_json(&r.get::<_, String>(2)?),
+                        var_values: serde_json::from_str(&r.get::<_, String>(3)?)
+                            .unwrap_or_default(),
+                        declared: r
+                            .get::<_, Option<String>>(4)?
+                            .map(|s| declared_from_json(&s)),
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| not_found("template version", id))
+    }
+
+    pub fn version_archive(&self, id: &str) -> Result<Vec<u8>> {
+        Ok(self.conn().query_row(
+            "SELECT archive FROM template_versions WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Creates a workspace and enqueues its first build (transition start).
+    /// Returns (workspace id, job id).
+    pub fn create_workspace(
+        &self,
+        name: &str,
+        owner: &str,
+        version: &VersionRow,
+        var_values: &BTreeMap<String, String>,
+        initiator: &str,
+    ) -> Result<(String, String)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM workspaces WHERE name = ?1 AND deleted = 0)",
+            [name],
+            |r| r.get(0),
+        )?;
+        if exists {
+            return Err(CoordError::AlreadyExists(format!(
+                "create workspace {name:?}: a workspace with that name exists"
+            )));
+        }
+        let id = new_id();
+        tx.execute(
+            "INSERT INTO workspaces(id, name, owner, template, template_version_id, var_values, state, deleted, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7)",
+            params![
+                id,
+                name,
+                owner,
+                version.template,
+                version.id,
+                serde_json::to_string(var_values)?,
+                now_ms()
+            ],
+        )?;
+        let job_id = insert_job(
+            &tx,
+            &NewJob {
+                kind: JobKind::WorkspaceBuild(crate::proto::Transition::Start),
+                initiator: initiator.to_string(),
+                tags: version.tags.clone(),
+                template_version_id: version.id.clone(),
+                workspace_id: Some(id.clone()),
+            },
+        )?;
+        tx.commit()?;
+        Ok((id, job_id))
+    }
+
+    /// Enqueues a build of an existing workspace. `version` is the version
+    /// to build with (start moves a workspace to the active version).
+    pub fn enqueue_build(
+        &self,
+        ws: &WorkspaceRow,
+        version: &VersionRow,
+        transition: crate::proto::Transition,
+        initiator: &str,
+    ) -> Result<String> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let busy: Option<String> = tx
+            .query_row(
+                "SELECT id FROM jobs WHERE workspace_id = ?1
+                 AND status IN ('pending', 'running', 'canceling') LIMIT 1",
+                [&ws.id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(job) = busy {
+            return Err(CoordError::FailedPrecondition(format!(
+                "build workspace {:?}: build job {job} has not finished yet",
+                ws.name
+            )));
+        }
+        tx.execute(
+            "UPDATE workspaces SET template_version_id = ?2 WHERE id = ?1",
+            params![ws.id, version.id],
+        )?;
+        let job_id = insert_job(
+            &tx,
+            &NewJob {
+                kind: JobKind::WorkspaceBuild(transition),
+                initiator: initiator.to_string(),
+                tags: version.tags.clone(),
+                template_version_id: version.id.clone(),
+                workspace_id: Some(ws.id.clone()),
+            },
+        )?;
+        tx.commit()?;
+        Ok(job_id)
+    }
+
+    fn workspace_where(&self, cond: &str, arg: &str) -> Result<Vec<WorkspaceRow>> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT id, name, owner, template, template_version_id, var_values, state, created_at
+             FROM workspaces WHERE {cond} ORDER BY name"
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map([arg], |r| {
+            Ok(WorkspaceRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                owner: r.get(2)?,
+                template: r.get(3)?,
+                template_version_id: r.get(4)?,
+                var_values: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                state: r.get(6)?,
+                created_at: r.get(7)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A live (not deleted) workspace by name.
+    pub fn workspace(&self, name: &str) -> Result<WorkspaceRow> {
+        self.workspace_where("name = ?1 AND deleted = 0", name)?
+            .pop()
+            .ok_or_else(|| not_found("workspace", name))
+    }
+
+    /// Any workspace, deleted or not, by id (jobs refer to ids).
+    pub fn workspace_by_id(&self, id: &str) -> Result<WorkspaceRow> {
+        self.workspace_where("id = ?1", id)?
+            .pop()
+            .ok_or_else(|| not_found("workspace", id))
+    }
+
+    pub fn list_workspaces(&self) -> Result<Vec<WorkspaceRow>> {
+        self.workspace_where("deleted = 0 AND ?1 = ?1", "")
+    }
+}

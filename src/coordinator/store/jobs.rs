@@ -1,0 +1,452 @@
+//! The job queue: enqueue, claim (offer → ack), logs, finish, queries.
+//!
+//! A job moves pending → running (on the daemon's ack) → succeeded | failed
+//! | canceled. While pending it may carry `offered_to`: pushed to a daemon
+//! that has not acknowledged it yet. Offers are cleared when that daemon's
+//! session ends, so a dropped stream never strands a job.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{Store, new_id, not_found, now_ms, tags_from_json, tags_to_json};
+use crate::coordinator::error::{CoordError, Result};
+use crate::proto::{self, JobOutcome, Transition};
+use crate::tags::{self, Tags};
+
+/// The owner name that marks prebuild work; it queues behind people.
+pub const PREBUILDS_OWNER: &str = "prebuilds";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    TemplateImport,
+    WorkspaceBuild(Transition),
+}
+
+pub struct NewJob {
+    pub kind: JobKind,
+    pub initiator: String,
+    pub tags: Tags,
+    pub template_version_id: String,
+    pub workspace_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: String,
+    pub kind: JobKind,
+    pub status: String,
+    pub initiator: String,
+    pub tags: Tags,
+    pub template_version_id: String,
+    pub workspace_id: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+    pub daemon_id: Option<String>,
+    pub daemon_name: Option<String>,
+    pub key_name: Option<String>,
+    pub log_count: u64,
+}
+
+impl JobRow {
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status.as_str(), "succeeded" | "failed" | "canceled")
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<String>,
+    pub initiator: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogRow {
+    pub seq: u64,
+    pub created_at: i64,
+    pub level: i32,
+    pub source: i32,
+    pub stage: String,
+    pub output: String,
+}
+
+/// A claimed job, ready to push to the daemon it was offered to.
+pub type Offer = proto::JobOffer;
+
+fn kind_to_db(kind: JobKind) -> (&'static str, Option<&'static str>) {
+    match kind {
+        JobKind::TemplateImport => ("template_import", None),
+        JobKind::WorkspaceBuild(t) => (
+            "workspace_build",
+            Some(match t {
+                Transition::Stop => "stop",
+                Transition::Destroy => "destroy",
+                _ => "start",
+            }),
+        ),
+    }
+}
+
+fn kind_from_db(ty: &str, transition: Option<&str>) -> JobKind {
+    match (ty, transition) {
+        ("template_import", _) => JobKind::TemplateImport,
+        (_, Some("stop")) => JobKind::WorkspaceBuild(Transition::Stop),
+        (_, Some("destroy")) => JobKind::WorkspaceBuild(Transition::Destroy),
+        _ => JobKind::WorkspaceBuild(Transition::Start),
+    }
+}
+
+pub(super) fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<String> {
+    let id = new_id();
+    let (ty, transition) = kind_to_db(job.kind);
+    tx.execute(
+        "INSERT INTO jobs(id, type, status, initiator, is_prebuild, tags, template_version_id,
+                          workspace_id, transition, created_at)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            id,
+            ty,
+            job.initiator,
+            job.initiator == PREBUILDS_OWNER,
+            tags_to_json(&job.tags)?,
+            job.template_version_id,
+            job.workspace_id,
+            transition,
+            now_ms()
+        ],
+    )?;
+    Ok(id)
+}
+
+const JOB_COLUMNS: &str = "id, type, transition, status, initiator, tags, template_version_id,
+    workspace_id, created_at, started_at, finished_at, error, daemon_id, daemon_name,
+    key_name, log_count";
+
+fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    Ok(JobRow {
+        id: r.get(0)?,
+        kind: kind_from_db(&r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?.as_deref()),
+        status: r.get(3)?,
+        initiator: r.get(4)?,
+        tags: tags_from_json(&r.get::<_, String>(5)?),
+        template_version_id: r.get(6)?,
+        workspace_id: r.get(7)?,
+        created_at: r.get(8)?,
+        started_at: r.get(9)?,
+        finished_at: r.get(10)?,
+        error: r.get(11)?,
+        daemon_id: r.get(12)?,
+        daemon_name: r.get(13)?,
+        key_name: r.get(14)?,
+        log_count: r.get::<_, i64>(15)? as u64,
+    })
+}
+
+impl Store {
+    pub fn job(&self, id: &str) -> Result<JobRow> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [id],
+                job_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| not_found("job", id))
+    }
+
+    pub fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR initiator = ?2)
+             ORDER BY created_at DESC, rowid DESC LIMIT ?3"
+        ))?;
+        let limit = if f.limit == 0 { 100 } else { f.limit };
+        let rows = stmt.query_map(params![f.status, f.initiator, limit], job_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Picks the best pending job this daemon may take — people's jobs
+    /// before prebuilds, then oldest first — and marks it offered to the
+    /// daemon. The conditional UPDATE makes the claim exclusive even if
+    /// several callers raced for the same row.
+    pub fn claim(&self, daemon_id: &str, daemon_tags: &Tags) -> Result<Option<Offer>> {
+        let candidates: Vec<(String, String)> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT id, tags FROM jobs WHERE status = 'pending' AND offered_to IS NULL
+                 ORDER BY is_prebuild ASC, created_at ASC, rowid ASC",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (id, job_tags) in candidates {
+            if !tags::matches(daemon_tags, &tags_from_json(&job_tags)) {
+                continue;
+            }
+            let n = self.conn().execute(
+                "UPDATE jobs SET offered_to = ?2
+                 WHERE id = ?1 AND status = 'pending' AND offered_to IS NULL",
+                params![id, daemon_id],
+            )?;
+            if n == 1 {
+                return self.build_offer(&id).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Withdraws an offer (the daemon could not be reached).
+    pub fn release_offer(&self, job_id: &str, daemon_id: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE jobs SET offered_to = NULL
+             WHERE id = ?1 AND offered_to = ?2 AND status = 'pending'",
+            params![job_id, daemon_id],
+        )?;
+        Ok(())
+    }
+
+    fn build_offer(&self, job_id: &str) -> Result<Offer> {
+        let job = self.job(job_id)?;
+        let version = self.version(&job.template_version_id)?;
+        let archive = self.version_archive(&version.id)?;
+        let mut values = version.var_values.clone();
+        let mut build = None;
+        if let (JobKind::WorkspaceBuild(transition), Some(ws_id)) = (job.kind, &job.workspace_id) {
+            let ws = self.workspace_by_id(ws_id)?;
+            values.extend(ws.var_values.clone());
+            build = Some(proto::WorkspaceBuild {
+                workspace_id: ws.id,
+                workspace_name: ws.name,
+                owner: ws.owner,
+                transition: transition as i32,
+                state: ws.state.unwrap_or_default(),
+                build_id: job.id.clone(),
+            });
+        }
+        let declared = version.declared.unwrap_or_default();
+        let variables = values
+            .into_iter()
+            .map(|(name, value)| proto::VariableValue {
+                sensitive: declared.iter().any(|d| d.name == name && d.sensitive),
+                name,
+                value,
+            })
+            .collect();
+        let ty = match job.kind {
+            JobKind::TemplateImport => proto::JobType::TemplateImport,
+            JobKind::WorkspaceBuild(_) => proto::JobType::WorkspaceBuild,
+        };
+        Ok(Offer {
+            job_id: job.id,
+            r#type: ty as i32,
+            created_at: job.created_at,
+            initiator: job.initiator,
+            tags: job.tags.into_iter().collect(),
+            template_archive: archive,
+            template_name: version.template,
+            template_version_id: version.id,
+            variables,
+            workspace_build: build,
+        })
+    }
+
+    /// The daemon acknowledged an offer: it owns the job from now on.
+    pub fn ack(&self, job_id: &str, daemon_id: &str, daemon_name: &str, key_name: &str) -> Result<()> {
+        let now = now_ms();
+        let n = self.conn().execute(
+            "UPDATE jobs SET status = 'running', offered_to = NULL, daemon_id = ?2,
+                 daemon_name = ?3, key_name = ?4, started_at = ?5, updated_at = ?5
+             WHERE id = ?1 AND offered_to = ?2 AND status = 'pending'",
+            params![job_id, daemon_id, daemon_name, key_name, now],
+        )?;
+        if n == 0 {
+            return Err(CoordError::FailedPrecondition(format!(
+                "acknowledge job {job_id}: it is not offered to this daemon"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that the job runs on this daemon (by daemon name and key).
+    fn owned(&self, job_id: &str, daemon_name: &str, key_name: &str) -> Result<JobRow> {
+        let job = self.job(job_id)?;
+        if job.daemon_name.as_deref() != Some(daemon_name) || job.key_name.as_deref() != Some(key_name)
+        {
+            return Err(CoordError::PermissionDenied(format!(
+                "job {job_id} is not owned by daemon {daemon_name:?}"
+            )));
+        }
+        Ok(job)
+    }
+
+    /// Stores log lines and bumps the job's heartbeat. Sequence numbers
+    /// already stored are skipped (a retried batch), a gap is refused.
+    /// Returns (lines stored so far, job canceled).
+    pub fn append_logs(
+        &self,
+        job_id: &str,
+        daemon_name: &str,
+        key_name: &str,
+        lines: &[proto::LogLine],
+    ) -> Result<(u64, bool)> {
+        let job = self.owned(job_id, daemon_name, key_name)?;
+        if job.is_finished() {
+            return Err(CoordError::FailedPrecondition(format!(
+                "update job {job_id}: it has already {}",
+                job.status
+            )));
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut stored: u64 = tx.query_row(
+            "SELECT log_count FROM jobs WHERE id = ?1",
+            [job_id],
+            |r| r.get::<_, i64>(0),
+        )? as u64;
+        for line in lines {
+            if line.seq <= stored {
+                continue;
+            }
+            if line.seq != stored + 1 {
+                return Err(CoordError::FailedPrecondition(format!(
+                    "update job {job_id}: log line {} would leave a gap after {stored}",
+                    line.seq
+                )));
+            }
+            tx.execute(
+                "INSERT INTO job_logs(job_id, seq, created_at, level, source, stage, output)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    job_id,
+                    line.seq as i64,
+                    line.created_at,
+                    line.level,
+                    line.source,
+                    line.stage,
+                    line.output
+                ],
+            )?;
+            stored = line.seq;
+        }
+        tx.execute(
+            "UPDATE jobs SET log_count = ?2, updated_at = ?3 WHERE id = ?1",
+            params![job_id, stored as i64, now_ms()],
+        )?;
+        tx.commit()?;
+        Ok((stored, job.status == "canceling"))
+    }
+
+    pub fn logs(&self, job_id: &str, after_seq: u64, limit: u32) -> Result<Vec<LogRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT seq, created_at, level, source, stage, output FROM job_logs
+             WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![job_id, after_seq as i64, limit], |r| {
+            Ok(LogRow {
+                seq: r.get::<_, i64>(0)? as u64,
+                created_at: r.get(1)?,
+                level: r.get(2)?,
+                source: r.get(3)?,
+                stage: r.get(4)?,
+                output: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Ends a job with the daemon's result. Repeating the same result is
+    /// acknowledged again (the daemon may have lost our first answer).
+    pub fn finish(&self, daemon_name: &str, key_name: &str, req: &proto::FinishJobRequest) -> Result<()> {
+        let job = self.owned(&req.job_id, daemon_name, key_name)?;
+        let status = match JobOutcome::try_from(req.outcome) {
+            Ok(JobOutcome::Succeeded) => "succeeded",
+            Ok(JobOutcome::Failed) => "failed",
+            Ok(JobOutcome::Canceled) => "canceled",
+            _ => {
+                return Err(CoordError::Invalid(format!(
+                    "finish job {}: outcome {} is not a final outcome",
+                    req.job_id, req.outcome
+                )));
+            }
+        };
+        if job.is_finished() {
+            if job.status == status {
+                return Ok(());
+            }
+            return Err(CoordError::FailedPrecondition(format!(
+                "finish job {}: it has already {}",
+                req.job_id, job.status
+            )));
+        }
+        if req.log_count != job.log_count {
+            return Err(CoordError::FailedPrecondition(format!(
+                "finish job {}: daemon shipped {} log lines but {} are stored",
+                req.job_id, req.log_count, job.log_count
+            )));
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let error = (!req.error.is_empty()).then_some(req.error.as_str());
+        tx.execute(
+            "UPDATE jobs SET status = ?2, error = ?3, finished_at = ?4, updated_at = ?4 WHERE id = ?1",
+            params![job.id, status, error, now_ms()],
+        )?;
+        match (job.kind, &job.workspace_id) {
+            (JobKind::TemplateImport, _) if status == "succeeded" => {
+                tx.execute(
+                    "UPDATE template_versions SET declared = ?2 WHERE id = ?1",
+                    params![job.template_version_id, super::catalog::declared_to_json(&req.variables)?],
+                )?;
+                tx.execute(
+                    "UPDATE templates SET active_version_id = ?1
+                     WHERE name = (SELECT template FROM template_versions WHERE id = ?1)",
+                    [&job.template_version_id],
+                )?;
+            }
+            (JobKind::WorkspaceBuild(transition), Some(ws)) => {
+                // Absent state means "keep the previous one" (the plan failed
+                // before terraform touched it).
+                if req.has_state {
+                    tx.execute(
+                        "UPDATE workspaces SET state = ?2 WHERE id = ?1",
+                        params![ws, req.state],
+                    )?;
+                }
+                if transition == Transition::Destroy && status == "succeeded" {
+                    tx.execute("UPDATE workspaces SET deleted = 1 WHERE id = ?1", [ws])?;
+                }
+            }
+            _ => {}
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Fails running jobs whose daemon has not been heard from since
+    /// `cutoff_ms`; returns the ids failed.
+    pub fn fail_lost_jobs(&self, cutoff_ms: i64) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, daemon_name FROM jobs
+             WHERE status IN ('running', 'canceling') AND updated_at < ?1",
+        )?;
+        let lost: Vec<(String, Option<String>)> = stmt
+            .query_map([cutoff_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        for (id, daemon) in &lost {
+            conn.execute(
+                "UPDATE jobs SET status = 'failed', error = ?2, finished_at = ?3
+                 WHERE id = ?1 AND status IN ('running', 'canceling')",
+                params![
+                    id,
+                    format!("daemon {:?} lost: no update within the job lease", daemon.as_deref().unwrap_or("?")),
+                    now_ms()
+                ],
+            )?;
+        }
+        Ok(lost.into_iter().map(|(id, _)| id).collect())
+    }
+}

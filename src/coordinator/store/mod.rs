@@ -1,0 +1,190 @@
+//! The coordinator's store: embedded SQLite under `--data-dir`.
+//!
+//! Everything the coordinator knows lives here, so a restart loses nothing.
+//! All SQL is in this module (and its children) so that a PostgreSQL backend
+//! can be added behind the same methods later. Calls are short synchronous
+//! transactions behind one mutex; callers never hold it across `.await`.
+
+mod catalog;
+mod daemons;
+mod jobs;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+use crate::coordinator::error::{CoordError, Result};
+use crate::tags::Tags;
+
+pub use catalog::{TemplateRow, VersionRow, WorkspaceRow};
+pub use daemons::{DaemonRow, KeyRow};
+pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, Offer};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS settings (
+  key   TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+  name        TEXT PRIMARY KEY,
+  secret_hash TEXT NOT NULL UNIQUE,
+  tags        TEXT NOT NULL,
+  created_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS daemons (
+  id           TEXT PRIMARY KEY,
+  name         TEXT NOT NULL UNIQUE,
+  key_name     TEXT NOT NULL,
+  tags         TEXT NOT NULL,
+  version      TEXT NOT NULL,
+  connected    INTEGER NOT NULL,
+  last_seen_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS templates (
+  name              TEXT PRIMARY KEY,
+  active_version_id TEXT,
+  created_at        INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS template_versions (
+  id         TEXT PRIMARY KEY,
+  template   TEXT NOT NULL REFERENCES templates(name),
+  archive    BLOB NOT NULL,
+  tags       TEXT NOT NULL,
+  var_values TEXT NOT NULL,
+  declared   TEXT,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workspaces (
+  id                  TEXT PRIMARY KEY,
+  name                TEXT NOT NULL,
+  owner               TEXT NOT NULL,
+  template            TEXT NOT NULL,
+  template_version_id TEXT NOT NULL,
+  var_values          TEXT NOT NULL,
+  state               BLOB,
+  deleted             INTEGER NOT NULL DEFAULT 0,
+  created_at          INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS workspaces_live_name
+  ON workspaces(name) WHERE deleted = 0;
+CREATE TABLE IF NOT EXISTS jobs (
+  id                  TEXT PRIMARY KEY,
+  type                TEXT NOT NULL,
+  status              TEXT NOT NULL,
+  initiator           TEXT NOT NULL,
+  is_prebuild         INTEGER NOT NULL,
+  tags                TEXT NOT NULL,
+  template_version_id TEXT NOT NULL,
+  workspace_id        TEXT,
+  transition          TEXT,
+  created_at          INTEGER NOT NULL,
+  offered_to          TEXT,
+  daemon_id           TEXT,
+  daemon_name         TEXT,
+  key_name            TEXT,
+  started_at          INTEGER,
+  updated_at          INTEGER,
+  finished_at         INTEGER,
+  error               TEXT,
+  log_count           INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_queue
+  ON jobs(status, is_prebuild, created_at);
+CREATE TABLE IF NOT EXISTS job_logs (
+  job_id     TEXT NOT NULL,
+  seq        INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  level      INTEGER NOT NULL,
+  source     INTEGER NOT NULL,
+  stage      TEXT NOT NULL,
+  output     TEXT NOT NULL,
+  PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+"#;
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `DIR/provisionerd.db`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let path = dir.join("provisionerd.db");
+        let conn = Connection::open(&path)?;
+        // WAL keeps readers (log followers) from blocking the writer, and a
+        // busy timeout covers the CLI reading while the server writes.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (every
+        // write is a transaction), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn()
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO settings(key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Called once at start: no daemon is connected yet, and offers made by
+    /// a previous process were never acknowledged, so they go back to the
+    /// queue.
+    pub fn reset_on_start(&self) -> Result<()> {
+        let conn = self.conn();
+        conn.execute("UPDATE daemons SET connected = 0", [])?;
+        conn.execute(
+            "UPDATE jobs SET offered_to = NULL WHERE status = 'pending'",
+            [],
+        )?;
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn tags_to_json(tags: &Tags) -> Result<String> {
+    Ok(serde_json::to_string(tags)?)
+}
+
+pub(crate) fn tags_from_json(s: &str) -> Tags {
+    // Only this module writes the column, always from a valid Tags.
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn not_found(what: &str, name: &str) -> CoordError {
+    CoordError::NotFound(format!("{what} {name:?} not found"))
+}
