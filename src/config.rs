@@ -1,1 +1,343 @@
-//! CLI definition (in progress).
+//! The one clap definition of every command, flag and environment variable.
+//! Every flag is also a `PROVISIONERD_*` variable; durations are human
+//! ("30s", "5m"). Validation happens here, before anything starts; `main`
+//! turns a failure into exit code 64.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::coordinator::ServeConfig;
+use crate::daemon::DaemonConfig;
+
+#[derive(Debug, Parser)]
+#[command(name = "provisionerd", version, about = "Terraform provisioner daemon with tag routing, and its coordinator")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the coordinator: keys, templates, workspaces, the job queue.
+    Serve(ServeArgs),
+    /// Run a provisioner daemon that claims and runs jobs.
+    #[command(after_help = START_HELP)]
+    Start(StartArgs),
+    /// Manage provisioner keys (their tags decide which jobs daemons take).
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Push and list templates.
+    #[command(subcommand)]
+    Templates(TemplatesCmd),
+    /// Create, start, stop, delete and inspect workspaces.
+    #[command(subcommand)]
+    Workspaces(WorkspacesCmd),
+    /// Inspect jobs and their logs.
+    #[command(subcommand)]
+    Jobs(JobsCmd),
+    /// List provisioner daemons.
+    #[command(subcommand)]
+    Daemons(DaemonsCmd),
+}
+
+const START_HELP: &str = "\
+Signals:
+  SIGHUP, SIGTERM  drain: take no more jobs, finish the running one, exit 0
+  SIGINT           cancel: interrupt terraform (one SIGINT to its process group,
+                   SIGKILL after --cancel-grace), report the job, exit 0
+
+Exit codes:
+  0   clean exit (drained or canceled)
+  1   fatal error
+  64  bad configuration
+  73  the cache dir is locked by another daemon
+  77  the coordinator refused the provisioner key";
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s or 5m: {e}"))
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port, logged at start).
+    #[arg(long, env = "PROVISIONERD_LISTEN", default_value = "127.0.0.1:7800")]
+    pub listen: SocketAddr,
+    /// Directory for the SQLite store and the admin token.
+    #[arg(long, env = "PROVISIONERD_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// A running job whose daemon sends no update for this long is failed.
+    #[arg(long, env = "PROVISIONERD_JOB_LEASE", default_value = "60s", value_parser = parse_duration)]
+    pub job_lease: Duration,
+}
+
+impl ServeArgs {
+    pub fn validate(self) -> Result<ServeConfig, String> {
+        if self.job_lease < Duration::from_secs(1) {
+            return Err(format!("--job-lease {:?}: must be at least 1s", self.job_lease));
+        }
+        Ok(ServeConfig {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            job_lease: self.job_lease,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Coordinator URL.
+    #[arg(long, env = "PROVISIONERD_URL")]
+    pub url: String,
+    /// Provisioner key secret (from `provisionerd keys create`).
+    #[arg(long, env = "PROVISIONERD_KEY", hide_env_values = true)]
+    pub key: String,
+    /// Daemon name shown by `daemons list` [default: host name].
+    #[arg(long, env = "PROVISIONERD_NAME")]
+    pub name: Option<String>,
+    /// Cache dir: terraform plugin cache and job work dirs; one per daemon
+    /// [default: <user cache dir>/provisionerd/<name>].
+    #[arg(long, env = "PROVISIONERD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Terraform binary [default: `terraform` on PATH].
+    #[arg(long, env = "PROVISIONERD_TERRAFORM_PATH")]
+    pub terraform_path: Option<PathBuf>,
+    /// How long terraform gets to stop after its SIGINT before SIGKILL.
+    #[arg(long, env = "PROVISIONERD_CANCEL_GRACE", default_value = "60s", value_parser = parse_duration)]
+    pub cancel_grace: Duration,
+}
+
+impl StartArgs {
+    pub fn validate(self) -> Result<DaemonConfig, String> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            return Err(format!("--url {:?}: must start with http:// or https://", self.url));
+        }
+        if self.key.trim().is_empty() {
+            return Err("--key: must not be empty".into());
+        }
+        let name = match self.name {
+            Some(n) => n,
+            None => nix::unistd::gethostname()
+                .map_err(|e| format!("--name: not given and the host name is unreadable: {e}"))?
+                .to_string_lossy()
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        };
+        if !crate::tags::valid_name(&name) {
+            return Err(format!(
+                "--name {name:?}: use 1-64 characters of a-z A-Z 0-9 - _ . starting with a letter or digit"
+            ));
+        }
+        let cache_dir = match self.cache_dir {
+            Some(d) => d,
+            None => dirs::cache_dir()
+                .ok_or("--cache-dir: not given and the user has no cache dir")?
+                .join("provisionerd")
+                .join(&name),
+        };
+        let terraform_path = match self.terraform_path {
+            Some(p) => p,
+            None => find_on_path("terraform")
+                .ok_or("--terraform-path: not given and no `terraform` on PATH")?,
+        };
+        if !terraform_path.is_file() {
+            return Err(format!(
+                "--terraform-path {}: no such file",
+                terraform_path.display()
+            ));
+        }
+        Ok(DaemonConfig {
+            url: self.url.trim_end_matches('/').to_string(),
+            key: self.key.trim().to_string(),
+            name,
+            cache_dir,
+            terraform_path,
+            cancel_grace: self.cancel_grace,
+        })
+    }
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Flags every admin command shares.
+#[derive(Debug, Args, Clone)]
+pub struct AdminArgs {
+    /// Coordinator URL.
+    #[arg(long, env = "PROVISIONERD_URL", default_value = "http://127.0.0.1:7800")]
+    pub url: String,
+    /// Admin token (written to DATA_DIR/admin-token on the coordinator's first start).
+    #[arg(long, env = "PROVISIONERD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Read the admin token from this file.
+    #[arg(long, env = "PROVISIONERD_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct OutputArg {
+    /// Output format; `json` field names are a stable interface.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Create a key; its secret is printed once.
+    Create {
+        name: String,
+        /// Tag `key=value` (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    List {
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Delete a key; daemons using it are disconnected.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCmd {
+    /// Push a template directory as a new version and import it.
+    Push {
+        name: String,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Tag `key=value` added to the version's jobs (repeatable).
+        #[arg(long = "provisioner-tag")]
+        tags: Vec<String>,
+        /// Template variable `name=value` (repeatable).
+        #[arg(long = "var")]
+        vars: Vec<String>,
+        /// Stream the import's logs; exit non-zero if it fails.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    List {
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspacesCmd {
+    /// Create a workspace and build it.
+    Create {
+        name: String,
+        #[arg(long)]
+        template: String,
+        /// Owner; `prebuilds` marks prebuild work [default: admin].
+        #[arg(long)]
+        owner: Option<String>,
+        /// Template variable `name=value` (repeatable).
+        #[arg(long = "var")]
+        vars: Vec<String>,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Start a workspace (build with transition start).
+    Start(BuildArgs),
+    /// Stop a workspace (build with transition stop).
+    Stop(BuildArgs),
+    /// Destroy a workspace's resources and remove it.
+    Delete(BuildArgs),
+    List {
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show a workspace, its latest build and its outputs.
+    Show {
+        name: String,
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    pub name: String,
+    /// Stream the build's logs; exit non-zero if it fails.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCmd {
+    List {
+        /// pending, running, succeeded, failed, canceling or canceled.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only jobs initiated by this user (e.g. `prebuilds`).
+        #[arg(long)]
+        initiator: Option<String>,
+        /// At most this many jobs, newest first.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    Show {
+        id: String,
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Print a job's logs.
+    Logs {
+        id: String,
+        /// Keep streaming until the job ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonsCmd {
+    List {
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}

@@ -1,1 +1,121 @@
-fn main(){}
+//! The `provisionerd` binary: parse config, init tracing, install signal
+//! handlers, call the library. Nothing else lives here.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use provisionerd::config::{Cli, Command};
+use provisionerd::daemon::Shutdown;
+use provisionerd::{cli, coordinator, daemon, exit};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::CONFIG } else { exit::OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: start runtime: {e}");
+            return ExitCode::from(exit::FATAL);
+        }
+    };
+    ExitCode::from(rt.block_on(run(cli.command)))
+}
+
+fn fail(code: u8, msg: impl std::fmt::Display) -> u8 {
+    eprintln!("error: {msg}");
+    code
+}
+
+async fn run(command: Command) -> u8 {
+    let admin = match command {
+        Command::Serve(args) => return serve(args).await,
+        Command::Start(args) => return start(args).await,
+        Command::Keys(c) => cli::keys(c).await,
+        Command::Templates(c) => cli::templates(c).await,
+        Command::Workspaces(c) => cli::workspaces(c).await,
+        Command::Jobs(c) => cli::jobs(c).await,
+        Command::Daemons(c) => cli::daemons(c).await,
+    };
+    match admin {
+        Ok(()) => exit::OK,
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
+async fn serve(args: provisionerd::config::ServeArgs) -> u8 {
+    let cfg = match args.validate() {
+        Ok(c) => c,
+        Err(e) => return fail(exit::CONFIG, e),
+    };
+    let coordinator = match coordinator::Coordinator::bind(cfg).await {
+        Ok(c) => c,
+        Err(e) => return fail(exit::FATAL, e),
+    };
+    let shutdown = CancellationToken::new();
+    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
+        let Ok(mut sig) = signal(kind) else {
+            return fail(exit::FATAL, "install signal handler");
+        };
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            sig.recv().await;
+            tracing::info!("signal received: shutting down");
+            shutdown.cancel();
+        });
+    }
+    match coordinator.run(shutdown).await {
+        Ok(()) => exit::OK,
+        Err(e) => fail(exit::FATAL, e),
+    }
+}
+
+async fn start(args: provisionerd::config::StartArgs) -> u8 {
+    let cfg = match args.validate() {
+        Ok(c) => c,
+        Err(e) => return fail(exit::CONFIG, e),
+    };
+    let shutdown = Shutdown::new();
+    // SIGHUP and SIGTERM drain (finish the job, take no more); SIGINT
+    // cancels (interrupt terraform, report, exit).
+    let handlers = [
+        (SignalKind::hangup(), false),
+        (SignalKind::terminate(), false),
+        (SignalKind::interrupt(), true),
+    ];
+    for (kind, cancel) in handlers {
+        let Ok(mut sig) = signal(kind) else {
+            return fail(exit::FATAL, "install signal handler");
+        };
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            while sig.recv().await.is_some() {
+                if cancel {
+                    tracing::warn!("SIGINT: canceling the running job and exiting");
+                    shutdown.cancel.cancel();
+                } else {
+                    tracing::info!("drain requested: finishing the running job, taking no more");
+                    shutdown.drain.cancel();
+                }
+            }
+        });
+    }
+    match daemon::run(cfg, shutdown).await {
+        Ok(()) => exit::OK,
+        Err(e) => fail(e.exit_code(), e),
+    }
+}

@@ -1,1 +1,283 @@
-//! Admin CLI (in progress).
+//! Admin subcommands: keys, templates, workspaces, jobs, daemons. Each is a
+//! thin gRPC call against the coordinator's `Admin` service plus printing.
+
+mod client;
+pub mod render;
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use tokio_stream::StreamExt;
+
+use crate::config::{AdminArgs, BuildArgs, DaemonsCmd, JobsCmd, KeysCmd, Output, TemplatesCmd, WorkspacesCmd};
+use crate::proto::{self, Transition};
+use client::Client;
+use render::{job_json, table, tags_text};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad usage or input (exit 64).
+    #[error("{0}")]
+    Usage(String),
+    /// The command ran but did not succeed (exit 1).
+    #[error("{0}")]
+    Failed(String),
+    #[error("{}", .0.message())]
+    Status(#[from] tonic::Status),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => crate::exit::CONFIG,
+            CliError::Status(s) if s.code() == tonic::Code::InvalidArgument => crate::exit::CONFIG,
+            _ => crate::exit::FATAL,
+        }
+    }
+}
+
+fn pairs(what: &str, items: &[String]) -> Result<HashMap<String, String>, CliError> {
+    let tags = crate::tags::parse_pairs(items).map_err(|e| CliError::Usage(format!("{what}: {e}")))?;
+    Ok(tags.into_iter().collect())
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+async fn client(admin: &AdminArgs) -> Result<Client, CliError> {
+    client::connect(admin).await
+}
+
+pub async fn keys(cmd: KeysCmd) -> Result<(), CliError> {
+    match cmd {
+        KeysCmd::Create { name, tags, admin } => {
+            let tags = pairs("--tag", &tags)?;
+            let resp = client(&admin).await?.create_key(proto::CreateKeyRequest { name: name.clone(), tags }).await?.into_inner();
+            eprintln!("Created provisioner key {name:?}. Save the secret below: it is not shown again.");
+            println!("{}", resp.secret);
+        }
+        KeysCmd::List { out, admin } => {
+            let keys = client(&admin).await?.list_keys(proto::ListKeysRequest {}).await?.into_inner().keys;
+            if out.output == Output::Json {
+                print_json(&json!(keys.iter().map(render::key_json).collect::<Vec<_>>()));
+            } else {
+                table(&["NAME", "TAGS", "CREATED"], keys.iter().map(|k| vec![k.name.clone(), tags_text(&k.tags), render::ms_to_rfc3339(k.created_at)]).collect());
+            }
+        }
+        KeysCmd::Delete { name, admin } => {
+            client(&admin).await?.delete_key(proto::DeleteKeyRequest { name: name.clone() }).await?;
+            eprintln!("Deleted provisioner key {name:?}; its daemons are disconnected.");
+        }
+    }
+    Ok(())
+}
+
+pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
+    match cmd {
+        TemplatesCmd::Push { name, dir, tags, vars, wait, admin } => {
+            let provisioner_tags = pairs("--provisioner-tag", &tags)?;
+            let variables = pairs("--var", &vars)?;
+            let archive = crate::archive::tar_dir(&dir)
+                .map_err(|e| CliError::Usage(format!("push template {name:?}: {e}")))?;
+            let mut c = client(&admin).await?;
+            let resp = c
+                .push_template(proto::PushTemplateRequest { name: name.clone(), archive, provisioner_tags, variables })
+                .await?
+                .into_inner();
+            eprintln!("Pushed template {name:?} version {}; import job {}", resp.template_version_id, resp.job_id);
+            if wait {
+                wait_for_job(&mut c, &resp.job_id).await?;
+            } else {
+                println!("{}", resp.job_id);
+            }
+        }
+        TemplatesCmd::List { out, admin } => {
+            let ts = client(&admin).await?.list_templates(proto::ListTemplatesRequest {}).await?.into_inner().templates;
+            if out.output == Output::Json {
+                print_json(&json!(ts.iter().map(render::template_json).collect::<Vec<_>>()));
+            } else {
+                table(
+                    &["NAME", "ACTIVE VERSION", "VARIABLES", "CREATED"],
+                    ts.iter()
+                        .map(|t| {
+                            let vars: Vec<_> = t.variables.iter().map(|v| v.name.clone()).collect();
+                            vec![t.name.clone(), t.active_version_id.clone(), vars.join(","), render::ms_to_rfc3339(t.created_at)]
+                        })
+                        .collect(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
+    match cmd {
+        WorkspacesCmd::Create { name, template, owner, vars, wait, admin } => {
+            let variables = pairs("--var", &vars)?;
+            let mut c = client(&admin).await?;
+            let resp = c
+                .create_workspace(proto::CreateWorkspaceRequest { name: name.clone(), template, owner: owner.unwrap_or_default(), variables })
+                .await?
+                .into_inner();
+            eprintln!("Created workspace {name:?}; build job {}", resp.job_id);
+            finish_build(&mut c, &name, &resp.job_id, wait).await?;
+        }
+        WorkspacesCmd::Start(a) => build(a, Transition::Start).await?,
+        WorkspacesCmd::Stop(a) => build(a, Transition::Stop).await?,
+        WorkspacesCmd::Delete(a) => build(a, Transition::Destroy).await?,
+        WorkspacesCmd::List { out, admin } => {
+            let ws = client(&admin).await?.list_workspaces(proto::ListWorkspacesRequest {}).await?.into_inner().workspaces;
+            if out.output == Output::Json {
+                print_json(&json!(ws.iter().map(render::workspace_json).collect::<Vec<_>>()));
+            } else {
+                table(
+                    &["NAME", "OWNER", "TEMPLATE", "LAST BUILD", "STATUS"],
+                    ws.iter()
+                        .map(|w| vec![w.name.clone(), w.owner.clone(), w.template.clone(), render::transition_name(w.latest_transition).into(), w.latest_job_status.clone()])
+                        .collect(),
+                );
+            }
+        }
+        WorkspacesCmd::Show { name, out, admin } => {
+            let w = client(&admin).await?.get_workspace(proto::GetWorkspaceRequest { name }).await?.into_inner();
+            print_workspace(&w, out.output);
+        }
+    }
+    Ok(())
+}
+
+fn print_workspace(w: &proto::Workspace, output: Output) {
+    if output == Output::Json {
+        print_json(&render::workspace_json(w));
+        return;
+    }
+    println!("Workspace:   {}", w.name);
+    println!("Owner:       {}", w.owner);
+    println!("Template:    {} (version {})", w.template, w.template_version_id);
+    println!("Last build:  {} {} (job {})", render::transition_name(w.latest_transition), w.latest_job_status, w.latest_job_id);
+    if !w.outputs.is_empty() {
+        println!("Outputs:");
+        let sorted: std::collections::BTreeMap<_, _> = w.outputs.iter().collect();
+        for (k, v) in sorted {
+            println!("  {k} = {v}");
+        }
+    }
+}
+
+async fn build(a: BuildArgs, transition: Transition) -> Result<(), CliError> {
+    let mut c = client(&a.admin).await?;
+    let resp = c
+        .build_workspace(proto::BuildWorkspaceRequest { name: a.name.clone(), transition: transition as i32 })
+        .await?
+        .into_inner();
+    eprintln!("Workspace {:?}: {} build job {}", a.name, render::transition_name(transition as i32), resp.job_id);
+    finish_build(&mut c, &a.name, &resp.job_id, a.wait).await
+}
+
+async fn finish_build(c: &mut Client, name: &str, job_id: &str, wait: bool) -> Result<(), CliError> {
+    if !wait {
+        println!("{job_id}");
+        return Ok(());
+    }
+    wait_for_job(c, job_id).await?;
+    // A deleted workspace is gone once its destroy succeeded.
+    if let Ok(w) = c.get_workspace(proto::GetWorkspaceRequest { name: name.to_string() }).await {
+        print_workspace(&w.into_inner(), Output::Table);
+    }
+    Ok(())
+}
+
+/// Streams a job's logs until it ends; fails unless it succeeded.
+async fn wait_for_job(c: &mut Client, job_id: &str) -> Result<(), CliError> {
+    print_logs(c, job_id, true).await?;
+    let job = c.get_job(proto::GetJobRequest { id: job_id.to_string() }).await?.into_inner();
+    if job.status == "succeeded" {
+        eprintln!("Job {job_id} succeeded.");
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!("job {job_id} {}: {}", job.status, job.error)))
+    }
+}
+
+async fn print_logs(c: &mut Client, job_id: &str, follow: bool) -> Result<(), CliError> {
+    let mut stream = c
+        .stream_job_logs(proto::StreamJobLogsRequest { job_id: job_id.to_string(), after_seq: 0, follow })
+        .await?
+        .into_inner();
+    let mut stage = String::new();
+    while let Some(line) = stream.next().await {
+        let line = line?;
+        if line.stage != stage {
+            stage = line.stage.clone();
+            println!("==> {stage}");
+        }
+        println!("{}", render::log_line(&line));
+    }
+    Ok(())
+}
+
+pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
+    match cmd {
+        JobsCmd::List { status, initiator, limit, out, admin } => {
+            let jobs = client(&admin)
+                .await?
+                .list_jobs(proto::ListJobsRequest { status: status.unwrap_or_default(), initiator: initiator.unwrap_or_default(), limit })
+                .await?
+                .into_inner()
+                .jobs;
+            if out.output == Output::Json {
+                print_json(&json!(jobs.iter().map(job_json).collect::<Vec<_>>()));
+            } else {
+                table(
+                    &["ID", "TYPE", "STATUS", "INITIATOR", "TAGS", "TARGET", "DAEMON", "CREATED"],
+                    jobs.iter()
+                        .map(|j| {
+                            let target = if j.workspace.is_empty() { j.template.clone() } else { format!("{} ({})", j.workspace, render::transition_name(j.transition)) };
+                            vec![j.id.clone(), render::job_type_name(j.r#type).into(), j.status.clone(), j.initiator.clone(), tags_text(&j.tags), target, j.daemon.clone(), render::ms_to_rfc3339(j.created_at)]
+                        })
+                        .collect(),
+                );
+            }
+        }
+        JobsCmd::Show { id, out, admin } => {
+            let j = client(&admin).await?.get_job(proto::GetJobRequest { id }).await?.into_inner();
+            if out.output == Output::Json {
+                print_json(&job_json(&j));
+            } else {
+                let v = job_json(&j);
+                if let Some(obj) = v.as_object() {
+                    for (k, val) in obj {
+                        let s = match val {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        println!("{:<20} {s}", format!("{k}:"));
+                    }
+                }
+            }
+        }
+        JobsCmd::Logs { id, follow, admin } => {
+            let mut c = client(&admin).await?;
+            print_logs(&mut c, &id, follow).await?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn daemons(cmd: DaemonsCmd) -> Result<(), CliError> {
+    let DaemonsCmd::List { out, admin } = cmd;
+    let ds = client(&admin).await?.list_daemons(proto::ListDaemonsRequest {}).await?.into_inner().daemons;
+    if out.output == Output::Json {
+        print_json(&json!(ds.iter().map(render::daemon_json).collect::<Vec<_>>()));
+    } else {
+        table(
+            &["NAME", "STATUS", "TAGS", "CURRENT JOB", "KEY", "LAST SEEN"],
+            ds.iter()
+                .map(|d| vec![d.name.clone(), d.status.clone(), tags_text(&d.tags), d.current_job_id.clone(), d.key_name.clone(), render::ms_to_rfc3339(d.last_seen_at)])
+                .collect(),
+        );
+    }
+    Ok(())
+}
