@@ -1,0 +1,235 @@
+//! Test harness: a real coordinator on port 0 and real daemons, in this
+//! process, running real terraform (installed by scripts/install-terraform.sh).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use provisionerd::coordinator::{Coordinator, ServeConfig};
+use provisionerd::daemon::{self, DaemonConfig, DaemonError, Shutdown};
+use provisionerd::proto::{self, admin_client::AdminClient};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The project's terraform: `PROVISIONERD_TEST_TERRAFORM` or the one
+/// scripts/install-terraform.sh puts under `.tools/`.
+pub fn terraform() -> PathBuf {
+    if let Some(p) = std::env::var_os("PROVISIONERD_TEST_TERRAFORM") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/terraform/bin/terraform");
+    assert!(
+        p.is_file(),
+        "terraform not found at {}: run scripts/install-terraform.sh first",
+        p.display()
+    );
+    p
+}
+
+pub fn examples_template() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/templates/basic")
+}
+
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+pub type Admin = AdminClient<InterceptedService<Channel, Bearer>>;
+
+pub struct Coord {
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub token: String,
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<()>,
+}
+
+impl Coord {
+    pub async fn start(data_dir: &Path) -> Coord {
+        Self::start_with_lease(data_dir, Duration::from_secs(60)).await
+    }
+
+    pub async fn start_with_lease(data_dir: &Path, job_lease: Duration) -> Coord {
+        let cfg = ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.to_path_buf(),
+            job_lease,
+        };
+        let coordinator = Coordinator::bind(cfg).await.expect("bind coordinator");
+        let url = format!("http://{}", coordinator.local_addr());
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        let handle = tokio::spawn(async move {
+            coordinator.run(s).await.expect("coordinator run");
+        });
+        let token = std::fs::read_to_string(data_dir.join("admin-token"))
+            .expect("admin token")
+            .trim()
+            .to_string();
+        Coord { url, data_dir: data_dir.to_path_buf(), token, shutdown, handle }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(TIMEOUT, self.handle).await;
+    }
+
+    pub async fn admin(&self) -> Admin {
+        let channel = Channel::from_shared(self.url.clone()).unwrap().connect().await.expect("connect admin");
+        AdminClient::with_interceptor(channel, Bearer(format!("Bearer {}", self.token).parse().unwrap()))
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+
+    pub async fn create_key(&self, name: &str, tags: &[(&str, &str)]) -> String {
+        let tags: HashMap<String, String> = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.admin().await.create_key(proto::CreateKeyRequest { name: name.into(), tags }).await.expect("create key").into_inner().secret
+    }
+
+    /// Pushes a template directory and returns the import job id.
+    pub async fn push(&self, name: &str, dir: &Path, tags: &[(&str, &str)]) -> String {
+        let archive = provisionerd::archive::tar_dir(dir).expect("tar template");
+        let provisioner_tags = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.admin()
+            .await
+            .push_template(proto::PushTemplateRequest { name: name.into(), archive, provisioner_tags, variables: HashMap::new() })
+            .await
+            .expect("push template")
+            .into_inner()
+            .job_id
+    }
+
+    pub async fn create_workspace(&self, name: &str, template: &str, owner: &str, vars: &[(&str, &str)]) -> String {
+        let variables = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.admin()
+            .await
+            .create_workspace(proto::CreateWorkspaceRequest { name: name.into(), template: template.into(), owner: owner.into(), variables })
+            .await
+            .expect("create workspace")
+            .into_inner()
+            .job_id
+    }
+
+    pub async fn build(&self, name: &str, t: proto::Transition) -> String {
+        self.admin()
+            .await
+            .build_workspace(proto::BuildWorkspaceRequest { name: name.into(), transition: t as i32 })
+            .await
+            .expect("build workspace")
+            .into_inner()
+            .job_id
+    }
+
+    pub async fn job(&self, id: &str) -> proto::Job {
+        self.admin().await.get_job(proto::GetJobRequest { id: id.into() }).await.expect("get job").into_inner()
+    }
+
+    /// Waits until the job has finished (any final status) and returns it.
+    pub async fn wait_job(&self, id: &str) -> proto::Job {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let job = self.job(id).await;
+            if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") {
+                return job;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "job {id} still {} after {TIMEOUT:?}", job.status);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_succeeded(&self, id: &str) -> proto::Job {
+        let job = self.wait_job(id).await;
+        if job.status != "succeeded" {
+            let logs = self.logs(id).await;
+            panic!("job {id} {}: {}\n{}", job.status, job.error, logs.iter().map(|l| l.output.as_str()).collect::<Vec<_>>().join("\n"));
+        }
+        job
+    }
+
+    pub async fn logs(&self, id: &str) -> Vec<proto::LogLine> {
+        use tokio_stream::StreamExt;
+        let mut s = self
+            .admin()
+            .await
+            .stream_job_logs(proto::StreamJobLogsRequest { job_id: id.into(), after_seq: 0, follow: false })
+            .await
+            .expect("stream logs")
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(l) = s.next().await {
+            out.push(l.expect("log line"));
+        }
+        out
+    }
+
+    pub async fn workspace(&self, name: &str) -> Result<proto::Workspace, tonic::Status> {
+        self.admin().await.get_workspace(proto::GetWorkspaceRequest { name: name.into() }).await.map(|r| r.into_inner())
+    }
+
+    pub async fn daemons(&self) -> Vec<proto::Daemon> {
+        self.admin().await.list_daemons(proto::ListDaemonsRequest {}).await.expect("list daemons").into_inner().daemons
+    }
+}
+
+pub struct Daemon {
+    pub name: String,
+    pub shutdown: Shutdown,
+    pub handle: JoinHandle<Result<(), DaemonError>>,
+    pub cache_dir: PathBuf,
+}
+
+impl Daemon {
+    pub fn config(url: &str, key: &str, name: &str, cache_dir: &Path) -> DaemonConfig {
+        DaemonConfig {
+            url: url.to_string(),
+            key: key.to_string(),
+            name: name.to_string(),
+            cache_dir: cache_dir.to_path_buf(),
+            terraform_path: terraform(),
+            cancel_grace: Duration::from_secs(10),
+        }
+    }
+
+    pub fn start(url: &str, key: &str, name: &str, cache_dir: &Path) -> Daemon {
+        Self::start_with(Self::config(url, key, name, cache_dir))
+    }
+
+    pub fn start_with(cfg: DaemonConfig) -> Daemon {
+        let shutdown = Shutdown::new();
+        let name = cfg.name.clone();
+        let cache_dir = cfg.cache_dir.clone();
+        let handle = tokio::spawn(daemon::run(cfg, shutdown.clone()));
+        Daemon { name, shutdown, handle, cache_dir }
+    }
+
+    /// Drains the daemon and waits for it to exit.
+    pub async fn stop(self) -> Result<(), DaemonError> {
+        self.shutdown.drain.cancel();
+        tokio::time::timeout(TIMEOUT, self.handle).await.expect("daemon exits after drain").expect("daemon task")
+    }
+}
+
+/// Waits until `n` daemons are connected.
+pub async fn wait_connected(coord: &Coord, n: usize) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let up = coord.daemons().await.iter().filter(|d| d.status != "offline").count();
+        if up >= n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {up} of {n} daemons connected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

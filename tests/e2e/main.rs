@@ -1,0 +1,29 @@
+//! End-to-end tests: a real coordinator on port 0, real daemons, real
+//! terraform. One test binary (linking is the slow part of a test build).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cli;
+mod queue;
+mod routing;
+mod workspace;
+
+use std::path::Path;
+
+/// Writes `main.tf` with `body` into a new directory under `root`.
+pub fn template(root: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("main.tf"), body).unwrap();
+    dir
+}
+
+/// A template whose apply takes no time and prints one line.
+pub const QUICK: &str = r#"
+resource "terraform_data" "w" {
+  provisioner "local-exec" {
+    command = "echo built $CODER_WORKSPACE_NAME"
+  }
+}
+"#;
