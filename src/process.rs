@@ -1,1 +1,536 @@
-//! The only module that spawns processes (in progress).
+//! The only module that spawns processes.
+//!
+//! Every child runs in its own process group so that one signal reaches it
+//! and everything it started (terraform and its provisioners' shells). When
+//! [`run`] returns, nothing in that group is alive any more: on cancel the
+//! group gets exactly one SIGINT, then SIGKILL after the grace period; after
+//! a normal exit, leftovers (background jobs a provisioner forgot) are
+//! SIGKILLed once output has drained. If the `run` future is dropped, a guard
+//! SIGKILLs the group and tokio reaps the leader.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Longest line handed out; longer lines are split so that a child printing
+/// without newlines cannot make us buffer without bound.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// What to run. `env` is the child's complete environment.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub cwd: PathBuf,
+    pub env: Vec<(OsString, OsString)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of output, without its line terminator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub stream: Stream,
+    pub text: String,
+}
+
+/// How the child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// Exit code when the child exited normally.
+    pub code: Option<i32>,
+    /// The signal that terminated the child, if any.
+    pub signal: Option<i32>,
+    /// Cancel fired and the group got its SIGINT.
+    pub interrupted: bool,
+    /// The group was still running after the grace period and got SIGKILL.
+    pub killed: bool,
+}
+
+impl Exit {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("spawn {program}: {source}")]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("wait for {program}: {source}")]
+    Wait {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Runs `spec` to completion, sending its output line by line to `lines`
+/// (stdout and stderr each in order). The channel is bounded on purpose: a
+/// slow consumer slows the child down. If the receiver is dropped, output is
+/// still drained and discarded so the child never blocks on a full pipe.
+///
+/// When `cancel` fires, the process group gets one SIGINT; if the leader has
+/// not exited `grace` later, the group gets SIGKILL.
+pub async fn run(
+    spec: Spec,
+    lines: mpsc::Sender<Line>,
+    cancel: &CancellationToken,
+    grace: Duration,
+) -> Result<Exit, ProcessError> {
+    let mut child = Command::new(&spec.program)
+        .args(&spec.args)
+        .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ProcessError::Spawn {
+            program: spec.program.clone(),
+            source,
+        })?;
+    // The leader's pid is the group id because of process_group(0).
+    let Some(pgid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
+        return Err(ProcessError::Spawn {
+            program: spec.program,
+            source: io::Error::other("child has no pid right after spawn"),
+        });
+    };
+    let mut guard = GroupGuard {
+        pgid: Pid::from_raw(pgid),
+        armed: true,
+    };
+
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let readers = async {
+        tokio::join!(
+            pump(stdout, Stream::Stdout, &lines),
+            pump(stderr, Stream::Stderr, &lines)
+        )
+    };
+    tokio::pin!(readers);
+
+    let waiting = wait_or_cancel(&mut child, guard.pgid, cancel, grace);
+    tokio::pin!(waiting);
+    let mut drained = false;
+    let waited = loop {
+        tokio::select! {
+            w = &mut waiting => break w,
+            _ = &mut readers, if !drained => drained = true,
+        }
+    };
+    let (status, interrupted, killed) = waited.map_err(|source| ProcessError::Wait {
+        program: spec.program.clone(),
+        source,
+    })?;
+
+    // After a normal exit, background members may still be writing their
+    // last lines; give them the grace period before killing the group.
+    if !drained && !interrupted {
+        drained = tokio::time::timeout(grace, &mut readers).await.is_ok();
+    }
+    signal_group(guard.pgid, Signal::SIGKILL);
+    guard.armed = false;
+    if !drained
+        && tokio::time::timeout(grace.max(DRAIN_AFTER_KILL), &mut readers)
+            .await
+            .is_err()
+    {
+        // Only a process that left the group (setsid) can still hold the
+        // pipes; we stop reading rather than wait for it forever.
+        tracing::warn!(program = %spec.program.display(), "output pipes still open after the process group was killed; stopped reading");
+    }
+
+    Ok(Exit {
+        code: status.code(),
+        signal: status.signal(),
+        interrupted,
+        killed,
+    })
+}
+
+/// How long to wait for the pipes to close once the whole group is dead.
+const DRAIN_AFTER_KILL: Duration = Duration::from_secs(1);
+
+/// Waits for the leader; on cancel sends one SIGINT, then SIGKILL after
+/// `grace`. Returns the status and whether SIGINT / SIGKILL were sent.
+async fn wait_or_cancel(
+    child: &mut Child,
+    pgid: Pid,
+    cancel: &CancellationToken,
+    grace: Duration,
+) -> io::Result<(ExitStatus, bool, bool)> {
+    tokio::select! {
+        status = child.wait() => return Ok((status?, false, false)),
+        _ = cancel.cancelled() => {}
+    }
+    signal_group(pgid, Signal::SIGINT);
+    if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
+        return Ok((status?, true, false));
+    }
+    signal_group(pgid, Signal::SIGKILL);
+    Ok((child.wait().await?, true, true))
+}
+
+fn signal_group(pgid: Pid, signal: Signal) {
+    match killpg(pgid, signal) {
+        // The group is already gone: nothing left to signal.
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(err) => tracing::warn!(%pgid, ?signal, %err, "signal process group"),
+    }
+}
+
+/// SIGKILLs the group if `run` is dropped before it finished cleaning up.
+struct GroupGuard {
+    pgid: Pid,
+    armed: bool,
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            signal_group(self.pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Reads `reader` to EOF, sending each line. Lines over [`MAX_LINE_BYTES`]
+/// are split (never in the middle of a UTF-8 sequence).
+async fn pump<R: AsyncRead + Unpin>(reader: Option<R>, stream: Stream, tx: &mpsc::Sender<Line>) {
+    let Some(reader) = reader else { return };
+    let mut reader = BufReader::with_capacity(16 * 1024, reader);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut open = true;
+    let mut emit = async |bytes: &[u8]| {
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        if open && tx.send(Line { stream, text }).await.is_err() {
+            // Nobody listens any more; keep draining so the child never
+            // blocks on a full pipe.
+            open = false;
+        }
+    };
+    loop {
+        let chunk = match reader.fill_buf().await {
+            Ok(chunk) => chunk,
+            Err(err) => {
+                // Dropping the pipe makes the child see EPIPE instead of
+                // blocking on a pipe nobody reads.
+                tracing::warn!(?stream, %err, "read child output");
+                break;
+            }
+        };
+        if chunk.is_empty() {
+            if !buf.is_empty() {
+                emit(&buf).await;
+            }
+            return;
+        }
+        let room = MAX_LINE_BYTES - buf.len();
+        if let Some(i) = chunk.iter().take(room + 1).position(|&b| b == b'\n') {
+            buf.extend_from_slice(&chunk[..i]);
+            reader.consume(i + 1);
+            emit(&buf).await;
+            buf.clear();
+            continue;
+        }
+        let n = room.min(chunk.len());
+        buf.extend_from_slice(&chunk[..n]);
+        reader.consume(n);
+        if buf.len() == MAX_LINE_BYTES {
+            let cut = utf8_cut(&buf);
+            emit(&buf[..cut]).await;
+            buf.drain(..cut);
+        }
+    }
+}
+
+/// Where to split `buf` so that a multi-byte character at its end stays
+/// whole (it moves to the next piece).
+fn utf8_cut(buf: &[u8]) -> usize {
+    let len = buf.len();
+    for back in 1..=len.min(4) {
+        let b = buf[len - back];
+        if b & 0xC0 == 0x80 {
+            continue; // continuation byte: keep looking for the start
+        }
+        let need = match b {
+            0xF0.. => 4,
+            0xE0.. => 3,
+            0xC0.. => 2,
+            _ => 1,
+        };
+        return if need > back { len - back } else { len };
+    }
+    len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::time::Instant;
+
+    const LIMIT: Duration = Duration::from_secs(20);
+
+    fn sh(dir: &Path, script: &str) -> Spec {
+        Spec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            cwd: dir.to_path_buf(),
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("FOO".into(), "bar".into()),
+            ],
+        }
+    }
+
+    /// Runs `spec`, collecting every line; `cancel_when` cancels once the
+    /// file exists in `dir`.
+    async fn collect(
+        spec: Spec,
+        cancel_when: Option<&Path>,
+        grace: Duration,
+    ) -> (Result<Exit, ProcessError>, Vec<Line>) {
+        let (tx, mut rx) = mpsc::channel(8);
+        let cancel = CancellationToken::new();
+        let collector = tokio::spawn(async move {
+            let mut all = Vec::new();
+            while let Some(line) = rx.recv().await {
+                all.push(line);
+            }
+            all
+        });
+        let canceler = cancel_when.map(|path| {
+            let (path, cancel) = (path.to_path_buf(), cancel.clone());
+            tokio::spawn(async move {
+                while !path.exists() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                cancel.cancel();
+            })
+        });
+        let result = tokio::time::timeout(LIMIT, run(spec, tx, &cancel, grace))
+            .await
+            .expect("process::run timed out");
+        if let Some(canceler) = canceler {
+            canceler.abort();
+        }
+        let lines = tokio::time::timeout(LIMIT, collector)
+            .await
+            .expect("collector timed out")
+            .expect("collector panicked");
+        (result, lines)
+    }
+
+    fn texts(lines: &[Line], stream: Stream) -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.stream == stream)
+            .map(|l| l.text.clone())
+            .collect()
+    }
+
+    /// Whether a live (non-zombie) process is in group `pgid`. Zombies count
+    /// as gone: reaping orphans is init's job, and some containers' init
+    /// never does it, which keeps `kill(-pgid, 0)` succeeding.
+    fn group_alive(pgid: i32) -> bool {
+        if killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH) {
+            return false;
+        }
+        let entries = std::fs::read_dir("/proc").expect("read /proc");
+        entries.flatten().any(|entry| {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                return false;
+            };
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+        })
+    }
+
+    async fn wait_group_gone(pgid: i32) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while group_alive(pgid) {
+            assert!(
+                Instant::now() < deadline,
+                "process group {pgid} still has live members"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn read_pgid(dir: &Path) -> i32 {
+        let text = std::fs::read_to_string(dir.join("pid")).expect("read pid file");
+        text.trim().parse().expect("pid file holds a number")
+    }
+
+    #[tokio::test]
+    async fn all_lines_arrive_in_order_per_stream() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = "i=0; while [ $i -lt 500 ]; do echo \"out $i\"; echo \"err $i\" >&2; \
+                      i=$((i+1)); done; printf 'crlf\\r\\n'; printf 'last-without-newline'";
+        let (result, lines) = collect(sh(dir.path(), script), None, Duration::from_secs(1)).await;
+        let exit = result.expect("run sh");
+        assert!(
+            exit.success() && !exit.interrupted && !exit.killed,
+            "{exit:?}"
+        );
+        let mut want_out: Vec<String> = (0..500).map(|i| format!("out {i}")).collect();
+        want_out.push("crlf".into());
+        want_out.push("last-without-newline".into());
+        let want_err: Vec<String> = (0..500).map(|i| format!("err {i}")).collect();
+        assert_eq!(texts(&lines, Stream::Stdout), want_out);
+        assert_eq!(texts(&lines, Stream::Stderr), want_err);
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_split_and_env_is_exactly_the_spec() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script =
+            "head -c 200000 /dev/zero | tr '\\0' a; echo; echo \"FOO=$FOO HOME=${HOME-unset}\"";
+        let (result, lines) = collect(sh(dir.path(), script), None, Duration::from_secs(1)).await;
+        assert!(result.expect("run sh").success());
+        let out = texts(&lines, Stream::Stdout);
+        let sizes: Vec<usize> = out.iter().map(String::len).collect();
+        assert_eq!(
+            sizes,
+            vec![
+                MAX_LINE_BYTES,
+                MAX_LINE_BYTES,
+                MAX_LINE_BYTES,
+                200_000 - 3 * MAX_LINE_BYTES,
+                18
+            ]
+        );
+        assert!(out[..4].iter().all(|l| l.bytes().all(|b| b == b'a')));
+        assert_eq!(out[4], "FOO=bar HOME=unset");
+    }
+
+    #[test]
+    fn utf8_cut_keeps_characters_whole() {
+        assert_eq!(utf8_cut(b"abc"), 3);
+        assert_eq!(utf8_cut("ab\u{e9}".as_bytes()), 4);
+        assert_eq!(utf8_cut(&"ab\u{20ac}".as_bytes()[..4]), 2);
+        assert_eq!(utf8_cut(&"a\u{1f600}".as_bytes()[..4]), 1);
+        assert_eq!(utf8_cut("a\u{1f600}".as_bytes()), 5);
+    }
+
+    #[tokio::test]
+    async fn sigint_ignoring_group_is_killed_after_grace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = "trap '' INT; echo $$ > pid.tmp; mv pid.tmp pid; sleep 30; echo survived";
+        let started = Instant::now();
+        let pid = dir.path().join("pid");
+        let (result, lines) = collect(
+            sh(dir.path(), script),
+            Some(&pid),
+            Duration::from_millis(300),
+        )
+        .await;
+        let exit = result.expect("run sh");
+        assert!(exit.interrupted && exit.killed, "{exit:?}");
+        assert_eq!(exit.signal, Some(Signal::SIGKILL as i32));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        assert!(!lines.iter().any(|l| l.text == "survived"));
+        wait_group_gone(read_pgid(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn cancel_sends_exactly_one_sigint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = "trap 'echo int >> count; exit 3' INT; echo $$ > pid.tmp; mv pid.tmp pid; \
+                      while :; do sleep 0.05; done";
+        let pid = dir.path().join("pid");
+        let (result, _) = collect(sh(dir.path(), script), Some(&pid), Duration::from_secs(5)).await;
+        let exit = result.expect("run sh");
+        assert_eq!(
+            (exit.code, exit.interrupted, exit.killed),
+            (Some(3), true, false)
+        );
+        let count = std::fs::read_to_string(dir.path().join("count")).expect("read count");
+        assert_eq!(count, "int\n");
+        wait_group_gone(read_pgid(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn leftover_background_jobs_are_killed_after_exit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = "echo $$ > pid; sleep 30 & echo started";
+        let started = Instant::now();
+        let (result, lines) =
+            collect(sh(dir.path(), script), None, Duration::from_millis(300)).await;
+        let exit = result.expect("run sh");
+        assert!(exit.success() && !exit.interrupted, "{exit:?}");
+        assert_eq!(texts(&lines, Stream::Stdout), vec!["started".to_string()]);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+        wait_group_gone(read_pgid(dir.path())).await;
+    }
+
+    #[tokio::test]
+    async fn dropped_receiver_does_not_block_the_child() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let spec = sh(
+            dir.path(),
+            "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done",
+        );
+        let cancel = CancellationToken::new();
+        let run = run(spec, tx, &cancel, Duration::from_secs(1));
+        let exit = tokio::time::timeout(LIMIT, run)
+            .await
+            .expect("run timed out");
+        assert!(exit.expect("run sh").success());
+    }
+
+    #[tokio::test]
+    async fn spawn_failure_names_the_program() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spec = sh(dir.path(), "true");
+        spec.program = dir.path().join("no-such-program");
+        let (tx, _rx) = mpsc::channel(1);
+        let err = run(spec, tx, &CancellationToken::new(), Duration::from_secs(1))
+            .await
+            .expect_err("spawn must fail");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("spawn ") && msg.contains("no-such-program"),
+            "{msg}"
+        );
+    }
+}

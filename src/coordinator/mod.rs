@@ -107,6 +107,14 @@ impl Coordinator {
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|e| CoordError::Internal(format!("listen on {}: {e}", cfg.listen)))?;
+        // Scripts that start the coordinator on port 0 read the URL here.
+        let bound = listener
+            .local_addr()
+            .map_err(|e| CoordError::Internal(format!("listen on {}: {e}", cfg.listen)))?;
+        let address_file = cfg.data_dir.join("address");
+        std::fs::write(&address_file, format!("http://{bound}\n")).map_err(|e| {
+            CoordError::Internal(format!("write {}: {e}", address_file.display()))
+        })?;
         let (dispatcher, _) = Dispatcher::spawn(store.clone(), CancellationToken::new());
         let (changes, _) = broadcast::channel(1024);
         let hub = Arc::new(Hub {

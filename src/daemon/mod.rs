@@ -1,8 +1,34 @@
-//! `provisionerd start`: the daemon. (interface; implementation in progress)
+//! `provisionerd start`: the daemon.
+//!
+//! | submodule    | what it holds                                                 |
+//! |--------------|---------------------------------------------------------------|
+//! | `cachedir`   | cache dir lock, plugin cache, job work root                   |
+//! | `rpc`        | the gRPC client (auth, limits, keepalive), RPC error verdicts |
+//! | `session`    | Hello/Welcome with retry; the reader task of the stream       |
+//! | `link`       | the one session slot, rebuilt in the background when it breaks|
+//! | `acquire`    | the state-owning loop: Acquire, offers, drain, pushes         |
+//! | `job`        | one job: runner task, log shipping, FinishJob                 |
+//! | `logship`    | UpdateJob shipping and heartbeat; `batch` is its policy       |
+//!
+//! Shutdown: `drain` is watched only by the acquire loop (no new work; wait
+//! for the running job). `cancel` reaches the runner through each job's
+//! token, a child of it; the result is then reported within a bounded time.
+
+mod acquire;
+mod backoff;
+mod batch;
+mod cachedir;
+mod job;
+mod link;
+mod logship;
+mod rpc;
+mod session;
 
 use std::path::PathBuf;
 use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Validated daemon configuration (built from the clap flags in `config`).
 #[derive(Debug, Clone)]
@@ -65,7 +91,49 @@ impl DaemonError {
     }
 }
 
-/// Runs the daemon until `shutdown` says stop (or a fatal error).
-pub async fn run(_cfg: DaemonConfig, _shutdown: Shutdown) -> Result<(), DaemonError> {
-    todo!("daemon::run")
+/// Runs the daemon until `shutdown` says stop (or a fatal error). Returns
+/// only after every task it spawned has ended; the cache dir lock is
+/// released last.
+pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonError> {
+    cachedir::check_terraform(&cfg.terraform_path)?;
+    let cache = cachedir::CacheDir::open(&cfg.cache_dir, &cfg.name)?;
+    let client = rpc::client(&cfg)?;
+    tracing::info!(
+        name = %cfg.name,
+        url = %cfg.url,
+        cache_dir = %cfg.cache_dir.display(),
+        "daemon starting"
+    );
+
+    let tracker = TaskTracker::new();
+    // Stops background reconnects once the loop has returned.
+    let halt = CancellationToken::new();
+    let connector = session::Connector {
+        client: client.clone(),
+        url: cfg.url.clone(),
+        name: cfg.name.clone(),
+        tracker: tracker.clone(),
+    };
+    let daemon = acquire::Daemon {
+        link: link::Link::new(connector, halt.clone()),
+        jobs: job::JobCtx {
+            client,
+            runner: cache.runner_config(&cfg.terraform_path, cfg.cancel_grace),
+            tracker: tracker.clone(),
+            cancel: shutdown.cancel.clone(),
+        },
+        shutdown,
+    };
+    // Dropping the daemon (inside `run`) drops the session, which stops its
+    // reader task.
+    let result = daemon.run().await;
+    halt.cancel();
+    tracker.close();
+    tracker.wait().await;
+    drop(cache);
+    match &result {
+        Ok(()) => tracing::info!("daemon stopped"),
+        Err(e) => tracing::error!(error = %e, "daemon stopped"),
+    }
+    result
 }

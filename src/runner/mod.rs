@@ -4,8 +4,74 @@
 //!
 //! (types below are the contract with the daemon's session layer)
 
+use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+mod execute;
+mod logparse;
+mod terraform;
+mod vars;
+
+pub use vars::{VarsError, template_variables};
+
+/// Runs `job` with terraform in `cfg.work_root/<job.id>` and returns how it
+/// ended. Never fails as a function: every problem is an [`Outcome`]. Log
+/// lines go to `logs` (a full channel slows the job down; a closed one drops
+/// them). `cancel` interrupts terraform: one SIGINT to its process group,
+/// SIGKILL after `cfg.cancel_grace`.
+pub async fn run(
+    cfg: &RunnerConfig,
+    job: Job,
+    logs: mpsc::Sender<LogEntry>,
+    cancel: CancellationToken,
+) -> Outcome {
+    run_with_env(cfg, job, logs, cancel, std::env::vars_os().collect()).await
+}
+
+/// [`run`], with `daemon_env` standing in for the daemon's own environment
+/// (terraform's environment is derived from it). For embedding and tests,
+/// which cannot change the process environment safely.
+pub async fn run_with_env(
+    cfg: &RunnerConfig,
+    job: Job,
+    logs: mpsc::Sender<LogEntry>,
+    cancel: CancellationToken,
+    daemon_env: Vec<(OsString, OsString)>,
+) -> Outcome {
+    let logs = Logs { tx: logs };
+    execute::execute(cfg, job, &logs, &cancel, daemon_env).await
+}
+
+/// Where the runner's log lines go. Sending waits when the channel is full
+/// (backpressure is intended); a closed channel drops lines, because the job
+/// must still finish and report.
+struct Logs {
+    tx: mpsc::Sender<LogEntry>,
+}
+
+impl Logs {
+    async fn send(&self, level: Level, source: Source, stage: &str, output: impl Into<String>) {
+        let created_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let entry = LogEntry {
+            created_at_ms,
+            level,
+            source,
+            stage: stage.to_string(),
+            output: output.into(),
+        };
+        let _ = self.tx.send(entry).await;
+    }
+
+    async fn daemon(&self, level: Level, stage: &str, output: impl Into<String>) {
+        self.send(level, Source::Daemon, stage, output).await;
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]

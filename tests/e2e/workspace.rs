@@ -25,7 +25,7 @@ async fn start_stop_start_delete_keeps_state() {
         coord.wait_succeeded(&job).await;
         let logs = coord.logs(&job).await;
         assert!(
-            logs.iter().any(|l| l.output.contains("No changes.")),
+            logs.iter().any(|l| l.output.contains("Plan: 0 to add, 0 to change, 0 to destroy.")),
             "the build planned against the stored state"
         );
         assert_eq!(coord.workspace("dev").await.unwrap().outputs["id"], id, "same resource after {t:?}");
@@ -143,7 +143,7 @@ async fn coordinator_restart_keeps_keys_jobs_and_logs() {
     let d = Daemon::start(&coord.url, &key, "d1", &tmp.path().join("c1"));
     let job = coord.build("dev", Transition::Start).await;
     coord.wait_succeeded(&job).await;
-    assert!(coord.logs(&job).await.iter().any(|l| l.output.contains("No changes.")));
+    assert!(coord.logs(&job).await.iter().any(|l| l.output.contains("Plan: 0 to add, 0 to change, 0 to destroy.")));
     assert_eq!(coord.workspace("dev").await.unwrap().outputs["id"], id_before);
     d.stop().await.unwrap();
     coord.stop().await;

@@ -1,0 +1,167 @@
+//! The acquire loop: the daemon's one state-owning task. It asks for a job
+//! when idle, runs one job at a time, routes the coordinator's pushes, and
+//! is the only code that watches `drain`.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::job::{self, JobCtx};
+use super::link::{Link, LinkEvent};
+use super::{DaemonError, Shutdown};
+use crate::proto::daemon_message::Msg as Out;
+use crate::proto::{AckJob, Acquire, CancelAcquire, JobOffer};
+
+/// How long a withdrawn Acquire may take to be confirmed before we leave
+/// anyway (the coordinator clears offers to a session that ends).
+const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) struct Daemon {
+    pub link: Link,
+    pub jobs: JobCtx,
+    pub shutdown: Shutdown,
+}
+
+impl Daemon {
+    /// Runs until drained, or a fatal error (the coordinator refused the key).
+    pub(super) async fn run(mut self) -> Result<(), DaemonError> {
+        loop {
+            if self.shutdown.drain.is_cancelled() {
+                return Ok(());
+            }
+            if !self.link.is_up() {
+                self.link.ensure();
+                let event = tokio::select! {
+                    () = self.shutdown.drain.cancelled() => return Ok(()),
+                    ev = self.link.next() => ev,
+                };
+                match event {
+                    LinkEvent::Fatal(e) => return Err(e),
+                    LinkEvent::Stopped => return Ok(()),
+                    _ => continue,
+                }
+            }
+            if let Err(reason) = self.link.send(Out::Acquire(Acquire {})) {
+                tracing::warn!(
+                    reason,
+                    "ask coordinator for a job: session lost; reconnecting"
+                );
+                continue;
+            }
+            if let Some(offer) = self.wait_for_offer().await? {
+                self.take(offer).await?;
+            }
+        }
+    }
+
+    /// Waits for the offer our Acquire asked for. `None`: the session broke
+    /// (reconnect and ask again) or we withdrew on drain without an offer.
+    async fn wait_for_offer(&mut self) -> Result<Option<JobOffer>, DaemonError> {
+        loop {
+            let event = tokio::select! {
+                () = self.shutdown.drain.cancelled() => return Ok(self.withdraw().await),
+                ev = self.link.next() => ev,
+            };
+            match event {
+                LinkEvent::Offer(offer) => return Ok(Some(*offer)),
+                LinkEvent::CancelJob(id) => {
+                    tracing::debug!(job_id = id, "cancel for a job we do not run; ignored");
+                }
+                LinkEvent::AcquireCanceled => {}
+                LinkEvent::Lost(reason) => {
+                    tracing::warn!(reason, "session to coordinator lost; reconnecting");
+                    return Ok(None);
+                }
+                LinkEvent::Fatal(e) => return Err(e),
+                LinkEvent::Connected | LinkEvent::Stopped => return Ok(None),
+            }
+        }
+    }
+
+    /// Takes back our Acquire on drain. The coordinator answers
+    /// AcquireCanceled, or the offer it pushed before seeing our withdrawal;
+    /// that offer is ours, so it is returned to be run before exiting.
+    async fn withdraw(&mut self) -> Option<JobOffer> {
+        if self
+            .link
+            .send(Out::CancelAcquire(CancelAcquire {}))
+            .is_err()
+        {
+            return None;
+        }
+        let link = &mut self.link;
+        let confirmed = async {
+            loop {
+                match link.next().await {
+                    LinkEvent::Offer(offer) => return Some(*offer),
+                    LinkEvent::AcquireCanceled => return None,
+                    LinkEvent::CancelJob(_) => {}
+                    _ => return None,
+                }
+            }
+        };
+        tokio::time::timeout(WITHDRAW_TIMEOUT, confirmed)
+            .await
+            .unwrap_or_else(|_| {
+                tracing::warn!("withdraw job request: coordinator did not confirm within 5s");
+                None
+            })
+    }
+
+    /// Acknowledges and runs one job, meanwhile routing the coordinator's
+    /// pushes and keeping (or rebuilding) the session. A fatal session error
+    /// during the job is returned after the job was reported.
+    async fn take(&mut self, offer: JobOffer) -> Result<(), DaemonError> {
+        let job_id = offer.job_id.clone();
+        let ack = Out::AckJob(AckJob {
+            job_id: job_id.clone(),
+        });
+        if let Err(reason) = self.link.send(ack) {
+            // Unacknowledged, the job stays pending for another daemon.
+            tracing::warn!(
+                job_id,
+                reason,
+                "acknowledge job offer: session lost; job left to the coordinator"
+            );
+            return Ok(());
+        }
+        let Daemon {
+            link,
+            jobs,
+            shutdown,
+        } = self;
+        let job_cancel: CancellationToken = shutdown.cancel.child_token();
+        let job = job::run(jobs, offer, job_cancel.clone());
+        tokio::pin!(job);
+        let mut fatal = None;
+        let mut drain_noted = false;
+        loop {
+            tokio::select! {
+                () = &mut job => return fatal.map_or(Ok(()), Err),
+                () = shutdown.drain.cancelled(), if !drain_noted => {
+                    drain_noted = true;
+                    tracing::info!(job_id, "draining: waiting for job {job_id}");
+                }
+                event = link.next() => match event {
+                    LinkEvent::CancelJob(id) if id == job_id => {
+                        tracing::info!(job_id, "coordinator canceled the job; interrupting it");
+                        job_cancel.cancel();
+                    }
+                    LinkEvent::Offer(o) => {
+                        tracing::warn!(job_id = o.job_id, running = job_id, "unrequested job offer while busy; ignored");
+                    }
+                    LinkEvent::CancelJob(_) | LinkEvent::AcquireCanceled | LinkEvent::Connected | LinkEvent::Stopped => {}
+                    LinkEvent::Lost(reason) => {
+                        tracing::warn!(job_id, reason, "session to coordinator lost; job continues, reconnecting");
+                        link.ensure();
+                    }
+                    LinkEvent::Fatal(e) => {
+                        // The job's own RPCs will meet the same refusal.
+                        tracing::error!(job_id, error = %e, "reconnect to coordinator failed");
+                        fatal = Some(e);
+                    }
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The per-daemon cache dir: an exclusive lock so two daemons never share
+//! work dirs or a plugin cache, the terraform plugin cache, and the root
+//! under which the runner creates job work dirs.
+
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use super::DaemonError;
+use crate::runner::RunnerConfig;
+
+const LOCK_FILE: &str = "daemon.lock";
+
+/// A locked cache dir. The lock is held until this value is dropped; the
+/// lock file itself stays, because unlinking it would let a third daemon
+/// lock a fresh inode while a second still waits on the old one.
+#[derive(Debug)]
+pub(super) struct CacheDir {
+    root: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl CacheDir {
+    /// Creates `dir` (0700), locks it without waiting, records who holds
+    /// the lock, and empties the job work root of an earlier run's leftovers
+    /// (safe: holding the lock means no other daemon is using them).
+    pub(super) fn open(dir: &Path, daemon_name: &str) -> Result<Self, DaemonError> {
+        create_private_dir(dir)
+            .map_err(|e| fatal(format!("create cache dir {}: {e}", dir.display())))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| fatal(format!("open lock file {}: {e}", lock_path.display())))?;
+        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(DaemonError::CacheDirLocked {
+                    dir: dir.to_path_buf(),
+                    holder: read_holder(&lock_path),
+                });
+            }
+            Err((_, errno)) => {
+                return Err(fatal(format!("lock cache dir {}: {errno}", dir.display())));
+            }
+        };
+        let holder = format!("name={daemon_name} pid={}\n", std::process::id());
+        lock.set_len(0)
+            .and_then(|()| lock.write_all_at(holder.as_bytes(), 0))
+            .map_err(|e| fatal(format!("write lock file {}: {e}", lock_path.display())))?;
+
+        let cache = CacheDir {
+            root: dir.to_path_buf(),
+            _lock: lock,
+        };
+        create_private_dir(&cache.plugins_dir()).map_err(|e| {
+            fatal(format!(
+                "create plugin cache {}: {e}",
+                cache.plugins_dir().display()
+            ))
+        })?;
+        let jobs = cache.jobs_dir();
+        match fs::remove_dir_all(&jobs) {
+            Ok(()) => {
+                tracing::debug!(dir = %jobs.display(), "removed job work dirs of an earlier run")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(fatal(format!(
+                    "clean job work root {}: {e}",
+                    jobs.display()
+                )));
+            }
+        }
+        create_private_dir(&jobs)
+            .map_err(|e| fatal(format!("create job work root {}: {e}", jobs.display())))?;
+        Ok(cache)
+    }
+
+    pub(super) fn plugins_dir(&self) -> PathBuf {
+        self.root.join("plugins")
+    }
+
+    pub(super) fn jobs_dir(&self) -> PathBuf {
+        self.root.join("jobs")
+    }
+
+    pub(super) fn runner_config(
+        &self,
+        terraform_path: &Path,
+        cancel_grace: Duration,
+    ) -> RunnerConfig {
+        RunnerConfig {
+            terraform_path: terraform_path.to_path_buf(),
+            work_root: self.jobs_dir(),
+            plugin_cache_dir: self.plugins_dir(),
+            cancel_grace,
+        }
+    }
+}
+
+/// Fails early, with the path in the message, rather than at the first job.
+pub(super) fn check_terraform(path: &Path) -> Result<(), DaemonError> {
+    let meta = fs::metadata(path)
+        .map_err(|e| fatal(format!("terraform not found at {}: {e}", path.display())))?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Err(fatal(format!(
+            "terraform not found at {}: not an executable file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Creates `dir` and its parents as 0700 and tightens an existing `dir` to
+/// 0700: it holds provider binaries terraform will execute and job states.
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    if fs::metadata(dir)?.permissions().mode() & 0o777 != 0o700 {
+        fs::set_permissions(dir, Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+fn read_holder(lock_path: &Path) -> String {
+    match fs::read_to_string(lock_path) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+        // The holder may be between taking the lock and writing its name.
+        Ok(_) => "another daemon (lock file is empty)".to_string(),
+        Err(e) => format!("another daemon (read {}: {e})", lock_path.display()),
+    }
+}
+
+fn fatal(msg: String) -> DaemonError {
+    DaemonError::Fatal(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_fails_naming_the_holder_and_drop_releases_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cache");
+        let first = CacheDir::open(&dir, "alpha").unwrap();
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert!(first.plugins_dir().is_dir());
+
+        match CacheDir::open(&dir, "beta") {
+            Err(DaemonError::CacheDirLocked { dir: d, holder }) => {
+                assert_eq!(d, dir);
+                assert_eq!(holder, format!("name=alpha pid={}", std::process::id()));
+            }
+            other => panic!("expected CacheDirLocked, got {other:?}"),
+        }
+
+        drop(first);
+        let again = CacheDir::open(&dir, "beta").unwrap();
+        let text = fs::read_to_string(dir.join(LOCK_FILE)).unwrap();
+        assert!(text.starts_with("name=beta "), "{text}");
+        drop(again);
+    }
+
+    #[test]
+    fn leftover_job_dirs_are_removed_and_runner_config_points_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leftover = tmp.path().join("jobs/old-job/main.tf");
+        fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+        fs::write(&leftover, "x").unwrap();
+        let plugin = tmp.path().join("plugins/provider");
+        fs::create_dir_all(plugin.parent().unwrap()).unwrap();
+        fs::write(&plugin, "kept").unwrap();
+
+        let cache = CacheDir::open(tmp.path(), "d").unwrap();
+        assert!(!leftover.exists());
+        assert!(cache.jobs_dir().is_dir());
+        assert!(plugin.exists(), "the plugin cache survives restarts");
+
+        let rc = cache.runner_config(Path::new("/usr/bin/terraform"), Duration::from_secs(3));
+        assert_eq!(rc.work_root, tmp.path().join("jobs"));
+        assert_eq!(rc.plugin_cache_dir, tmp.path().join("plugins"));
+        assert_eq!(rc.cancel_grace, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn terraform_check_names_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("terraform");
+        let err = check_terraform(&missing).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("terraform not found at {}", missing.display())),
+            "{err}"
+        );
+
+        fs::write(&missing, "#!/bin/sh\n").unwrap();
+        let err = check_terraform(&missing).unwrap_err().to_string();
+        assert!(err.ends_with("not an executable file"), "{err}");
+
+        fs::set_permissions(&missing, Permissions::from_mode(0o755)).unwrap();
+        check_terraform(&missing).unwrap();
+    }
+}

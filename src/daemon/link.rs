@@ -1,0 +1,143 @@
+//! The daemon's one session slot: up, connecting in the background, or
+//! down. Owned by the acquire loop, which polls [`Link::next`] both when
+//! idle and while a job runs, so a session can be rebuilt under a running
+//! job without anyone else touching it.
+
+use std::future;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::DaemonError;
+use super::backoff::Backoff;
+use super::session::{Connector, Inbound, Session};
+use crate::proto::coordinator_message::Msg;
+use crate::proto::{JobOffer, daemon_message};
+
+/// A session that dies sooner than this after Welcome counts as a flap: the
+/// next connect waits, so a coordinator that accepts and drops us at once
+/// is not hammered.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+pub(super) enum LinkEvent {
+    Offer(Box<JobOffer>),
+    AcquireCanceled,
+    /// An operator canceled this job.
+    CancelJob(String),
+    /// The session ended; the slot is down.
+    Lost(String),
+    Connected,
+    /// Connecting stopped because the daemon is shutting down.
+    Stopped,
+    Fatal(DaemonError),
+}
+
+enum State {
+    Down,
+    Connecting(JoinHandle<Result<Option<Session>, DaemonError>>),
+    Up { session: Session, since: Instant },
+}
+
+pub(super) struct Link {
+    connector: Connector,
+    /// Stops background connects when the daemon returns.
+    halt: CancellationToken,
+    state: State,
+    flaps: Backoff,
+    next_delay: Duration,
+}
+
+impl Link {
+    pub(super) fn new(connector: Connector, halt: CancellationToken) -> Self {
+        Link {
+            connector,
+            halt,
+            state: State::Down,
+            flaps: Backoff::new(),
+            next_delay: Duration::ZERO,
+        }
+    }
+
+    pub(super) fn is_up(&self) -> bool {
+        matches!(self.state, State::Up { .. })
+    }
+
+    /// Starts connecting in the background unless up or already connecting.
+    pub(super) fn ensure(&mut self) {
+        if let State::Down = self.state {
+            let connect = self
+                .connector
+                .clone()
+                .connect(self.halt.clone(), self.next_delay);
+            self.state = State::Connecting(self.connector.tracker.spawn(connect));
+        }
+    }
+
+    /// Queues a message on the session; failing marks the session lost.
+    pub(super) fn send(&mut self, msg: daemon_message::Msg) -> Result<(), String> {
+        let State::Up { session, .. } = &self.state else {
+            return Err("no session to the coordinator".to_string());
+        };
+        let sent = session.send(msg);
+        if sent.is_err() {
+            self.lose();
+        }
+        sent
+    }
+
+    /// The next thing that happens to the slot. Cancel-safe; pends forever
+    /// while down (call [`Link::ensure`] first to get anywhere).
+    pub(super) async fn next(&mut self) -> LinkEvent {
+        match &mut self.state {
+            State::Down => future::pending().await,
+            State::Connecting(task) => {
+                let done = task.await;
+                self.state = State::Down;
+                match done {
+                    Ok(Ok(Some(session))) => {
+                        self.state = State::Up {
+                            session,
+                            since: Instant::now(),
+                        };
+                        LinkEvent::Connected
+                    }
+                    Ok(Ok(None)) => LinkEvent::Stopped,
+                    Ok(Err(e)) => LinkEvent::Fatal(e),
+                    Err(e) => LinkEvent::Fatal(DaemonError::Fatal(format!(
+                        "connect to coordinator {}: connect task failed: {e}",
+                        self.connector.url
+                    ))),
+                }
+            }
+            State::Up { session, .. } => loop {
+                match session.recv().await {
+                    Inbound::Message(msg) => match *msg {
+                        Msg::JobOffer(offer) => return LinkEvent::Offer(Box::new(offer)),
+                        Msg::AcquireCanceled(_) => return LinkEvent::AcquireCanceled,
+                        Msg::CancelJob(c) => return LinkEvent::CancelJob(c.job_id),
+                        // Only the handshake's Welcome means anything.
+                        Msg::Welcome(_) => {}
+                    },
+                    Inbound::Closed(reason) => {
+                        self.lose();
+                        return LinkEvent::Lost(reason);
+                    }
+                }
+            },
+        }
+    }
+
+    fn lose(&mut self) {
+        if let State::Up { since, .. } = self.state {
+            self.next_delay = if since.elapsed() < STABLE_AFTER {
+                self.flaps.next_delay()
+            } else {
+                self.flaps.reset();
+                Duration::ZERO
+            };
+        }
+        self.state = State::Down;
+    }
+}

@@ -1,0 +1,196 @@
+//! The `Session` stream: opening it (Hello → Welcome), retrying until the
+//! coordinator is reachable, and the reader task that owns the inbound half.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+use tonic::Status;
+use tonic::codec::Streaming;
+
+use super::DaemonError;
+use super::backoff::Backoff;
+use super::rpc::{self, Client};
+use crate::proto::{
+    CoordinatorMessage, DaemonMessage, Hello, Welcome, coordinator_message, daemon_message,
+};
+
+/// The daemon sends at most a few messages per job (Acquire, CancelAcquire,
+/// AckJob); a full buffer means the stream is wedged.
+const OUTBOUND_CAPACITY: usize = 8;
+const INBOUND_CAPACITY: usize = 16;
+/// From opening the stream to receiving Welcome.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the reader task forwards.
+#[derive(Debug)]
+pub(super) enum Inbound {
+    Message(Box<coordinator_message::Msg>),
+    /// The stream ended; the session is unusable.
+    Closed(String),
+}
+
+/// One open session. Dropping it stops the reader and ends the outbound
+/// half, which closes the stream.
+pub(super) struct Session {
+    tx: mpsc::Sender<DaemonMessage>,
+    rx: mpsc::Receiver<Inbound>,
+    _reader: DropGuard,
+}
+
+impl Session {
+    /// Queues a message without waiting: the caller's loop must never stall
+    /// on a dead connection, and a wedged stream is treated as lost.
+    pub(super) fn send(&self, msg: daemon_message::Msg) -> Result<(), String> {
+        self.tx
+            .try_send(DaemonMessage { msg: Some(msg) })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => "session send buffer is full".to_string(),
+                mpsc::error::TrySendError::Closed(_) => "session stream is closed".to_string(),
+            })
+    }
+
+    /// The next message from the coordinator (cancel-safe).
+    pub(super) async fn recv(&mut self) -> Inbound {
+        self.rx
+            .recv()
+            .await
+            .unwrap_or_else(|| Inbound::Closed("session reader stopped".to_string()))
+    }
+}
+
+/// Opens sessions for one daemon identity.
+#[derive(Clone)]
+pub(super) struct Connector {
+    pub(super) client: Client,
+    pub(super) url: String,
+    pub(super) name: String,
+    pub(super) tracker: TaskTracker,
+}
+
+impl Connector {
+    /// Opens a session, retrying with backoff after `delay`, until it is
+    /// welcomed (`Some`), `stop` fires (`None`), or the coordinator refuses
+    /// the key (an error: a bad key never fixes itself).
+    pub(super) async fn connect(
+        self,
+        stop: CancellationToken,
+        delay: Duration,
+    ) -> Result<Option<Session>, DaemonError> {
+        if !delay.is_zero() {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(None),
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        let mut backoff = Backoff::new();
+        loop {
+            let attempt = tokio::select! {
+                () = stop.cancelled() => return Ok(None),
+                r = self.open() => r,
+            };
+            let err = match attempt {
+                Ok(session) => return Ok(Some(session)),
+                Err(st) if rpc::is_auth_refusal(&st) => {
+                    return Err(DaemonError::AuthRefused {
+                        url: self.url.clone(),
+                        message: st.message().to_string(),
+                    });
+                }
+                Err(st) => st,
+            };
+            let wait = backoff.next_delay();
+            tracing::warn!(
+                url = %self.url,
+                error = %rpc::describe(&err),
+                retry_in = ?wait,
+                "connect to coordinator failed; retrying"
+            );
+            tokio::select! {
+                () = stop.cancelled() => return Ok(None),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One attempt: open the stream, say Hello, wait for Welcome, then hand
+    /// the inbound half to a reader task.
+    async fn open(&self) -> Result<Session, Status> {
+        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        let hello = daemon_message::Msg::Hello(Hello {
+            name: self.name.clone(),
+            version: crate::VERSION.to_string(),
+        });
+        tx.try_send(DaemonMessage { msg: Some(hello) })
+            .map_err(|_| Status::internal("queue Hello: outbound buffer unavailable"))?;
+        let mut client = self.client.clone();
+        let handshake = async {
+            let mut stream = client.session(ReceiverStream::new(rx)).await?.into_inner();
+            match stream.message().await? {
+                Some(CoordinatorMessage {
+                    msg: Some(coordinator_message::Msg::Welcome(w)),
+                }) => Ok((stream, w)),
+                Some(_) => Err(Status::internal(
+                    "open session: first message was not Welcome",
+                )),
+                None => Err(Status::unavailable(
+                    "open session: coordinator closed it before Welcome",
+                )),
+            }
+        };
+        let (stream, welcome) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+            .await
+            .map_err(|_| Status::deadline_exceeded("open session: no Welcome within 10s"))??;
+        log_welcome(&welcome);
+
+        let (in_tx, in_rx) = mpsc::channel(INBOUND_CAPACITY);
+        let stop = CancellationToken::new();
+        self.tracker.spawn(read(stream, in_tx, stop.clone()));
+        Ok(Session {
+            tx,
+            rx: in_rx,
+            _reader: stop.drop_guard(),
+        })
+    }
+}
+
+fn log_welcome(w: &Welcome) {
+    let tags: crate::tags::Tags = w.tags.clone().into_iter().collect();
+    tracing::info!(
+        daemon_id = %w.daemon_id,
+        key = %w.key_name,
+        tags = %crate::tags::display(&tags),
+        "connected to coordinator"
+    );
+}
+
+/// Owns the inbound half: forwards each message and, last, why it ended.
+async fn read(
+    mut stream: Streaming<CoordinatorMessage>,
+    out: mpsc::Sender<Inbound>,
+    stop: CancellationToken,
+) {
+    loop {
+        let next = tokio::select! {
+            () = stop.cancelled() => return,
+            next = stream.message() => next,
+        };
+        let item = match next {
+            Ok(Some(CoordinatorMessage { msg: Some(msg) })) => Inbound::Message(Box::new(msg)),
+            // A message type newer than us: nothing to act on.
+            Ok(Some(CoordinatorMessage { msg: None })) => continue,
+            Ok(None) => Inbound::Closed("coordinator ended the session".to_string()),
+            Err(st) => Inbound::Closed(rpc::describe(&st)),
+        };
+        let closed = matches!(item, Inbound::Closed(_));
+        tokio::select! {
+            () = stop.cancelled() => return,
+            sent = out.send(item) => if sent.is_err() { return },
+        }
+        if closed {
+            return;
+        }
+    }
+}
