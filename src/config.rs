@@ -13,7 +13,11 @@ use crate::coordinator::ServeConfig;
 use crate::daemon::DaemonConfig;
 
 #[derive(Debug, Parser)]
-#[command(name = "provisionerd", version, about = "Terraform provisioner daemon with tag routing, and its coordinator")]
+#[command(
+    name = "provisionerd",
+    version,
+    about = "Terraform provisioner daemon with tag routing, and its coordinator"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -76,7 +80,10 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub fn validate(self) -> Result<ServeConfig, String> {
         if self.job_lease < Duration::from_secs(1) {
-            return Err(format!("--job-lease {:?}: must be at least 1s", self.job_lease));
+            return Err(format!(
+                "--job-lease {:?}: must be at least 1s",
+                self.job_lease
+            ));
         }
         Ok(ServeConfig {
             listen: self.listen,
@@ -112,7 +119,10 @@ pub struct StartArgs {
 impl StartArgs {
     pub fn validate(self) -> Result<DaemonConfig, String> {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(format!("--url {:?}: must start with http:// or https://", self.url));
+            return Err(format!(
+                "--url {:?}: must start with http:// or https://",
+                self.url
+            ));
         }
         if self.key.trim().is_empty() {
             return Err("--key: must not be empty".into());
@@ -171,7 +181,11 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
 #[derive(Debug, Args, Clone)]
 pub struct AdminArgs {
     /// Coordinator URL.
-    #[arg(long, env = "PROVISIONERD_URL", default_value = "http://127.0.0.1:7800")]
+    #[arg(
+        long,
+        env = "PROVISIONERD_URL",
+        default_value = "http://127.0.0.1:7800"
+    )]
     pub url: String,
     /// Admin token (written to DATA_DIR/admin-token on the coordinator's first start).
     #[arg(long, env = "PROVISIONERD_TOKEN", hide_env_values = true)]

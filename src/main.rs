@@ -14,7 +14,11 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit::CONFIG } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::CONFIG
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }

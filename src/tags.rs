@@ -73,6 +73,20 @@ pub fn display(tags: &Tags) -> String {
         .join(",")
 }
 
+/// Names of keys, daemons, templates and workspaces: 1-64 characters of
+/// `a-z A-Z 0-9 - _ .`, starting with a letter or digit, so they are safe in
+/// URLs, file names and displays.
+pub fn valid_name(name: &str) -> bool {
+    name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,21 +113,19 @@ mod tests {
 
     #[test]
     fn bad_tags_are_named() {
-        assert_eq!(parse_pairs(&["novalue"]), Err(TagError::NoEquals("novalue".into())));
+        assert_eq!(
+            parse_pairs(&["novalue"]),
+            Err(TagError::NoEquals("novalue".into()))
+        );
         assert_eq!(parse_pairs(&["=x"]), Err(TagError::BadKey(String::new())));
-        assert_eq!(parse_pairs(&["a=1", "a=2"]), Err(TagError::Duplicate("a".into())));
-        assert!(matches!(parse_pairs(&["a=x\0y"]), Err(TagError::BadValue { .. })));
+        assert_eq!(
+            parse_pairs(&["a=1", "a=2"]),
+            Err(TagError::Duplicate("a".into()))
+        );
+        assert!(matches!(
+            parse_pairs(&["a=x\0y"]),
+            Err(TagError::BadValue { .. })
+        ));
         assert_eq!(t(&["a=", "b=c=d"])["b"], "c=d");
     }
-}
-
-/// Names of keys, daemons, templates and workspaces: 1-64 characters of
-/// `a-z A-Z 0-9 - _ .`, starting with a letter or digit, so they are safe in
-/// URLs, file names and displays.
-pub fn valid_name(name: &str) -> bool {
-    name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }

@@ -37,9 +37,9 @@ pub async fn connect(args: &AdminArgs) -> Result<Client, CliError> {
             ));
         }
     };
-    let value: MetadataValue<_> = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| CliError::Usage("admin token: contains characters not allowed in a header".into()))?;
+    let value: MetadataValue<_> = format!("Bearer {token}").parse().map_err(|_| {
+        CliError::Usage("admin token: contains characters not allowed in a header".into())
+    })?;
     let endpoint = Endpoint::from_shared(args.url.clone())
         .map_err(|e| CliError::Usage(format!("--url {:?}: {e}", args.url)))?
         .connect_timeout(Duration::from_secs(5));
@@ -47,7 +47,9 @@ pub async fn connect(args: &AdminArgs) -> Result<Client, CliError> {
         .connect()
         .await
         .map_err(|e| CliError::Failed(format!("connect to coordinator {}: {e}", args.url)))?;
-    Ok(AdminClient::with_interceptor(channel, TokenInterceptor(value))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    Ok(
+        AdminClient::with_interceptor(channel, TokenInterceptor(value))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
 }

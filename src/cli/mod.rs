@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use serde_json::json;
 use tokio_stream::StreamExt;
 
-use crate::config::{AdminArgs, BuildArgs, DaemonsCmd, JobsCmd, KeysCmd, Output, TemplatesCmd, WorkspacesCmd};
+use crate::config::{
+    AdminArgs, BuildArgs, DaemonsCmd, JobsCmd, KeysCmd, Output, TemplatesCmd, WorkspacesCmd,
+};
 use crate::proto::{self, Transition};
 use client::Client;
 use render::{job_json, table, tags_text};
@@ -37,7 +39,8 @@ impl CliError {
 }
 
 fn pairs(what: &str, items: &[String]) -> Result<HashMap<String, String>, CliError> {
-    let tags = crate::tags::parse_pairs(items).map_err(|e| CliError::Usage(format!("{what}: {e}")))?;
+    let tags =
+        crate::tags::parse_pairs(items).map_err(|e| CliError::Usage(format!("{what}: {e}")))?;
     Ok(tags.into_iter().collect())
 }
 
@@ -53,20 +56,50 @@ pub async fn keys(cmd: KeysCmd) -> Result<(), CliError> {
     match cmd {
         KeysCmd::Create { name, tags, admin } => {
             let tags = pairs("--tag", &tags)?;
-            let resp = client(&admin).await?.create_key(proto::CreateKeyRequest { name: name.clone(), tags }).await?.into_inner();
-            eprintln!("Created provisioner key {name:?}. Save the secret below: it is not shown again.");
+            let resp = client(&admin)
+                .await?
+                .create_key(proto::CreateKeyRequest {
+                    name: name.clone(),
+                    tags,
+                })
+                .await?
+                .into_inner();
+            eprintln!(
+                "Created provisioner key {name:?}. Save the secret below: it is not shown again."
+            );
             println!("{}", resp.secret);
         }
         KeysCmd::List { out, admin } => {
-            let keys = client(&admin).await?.list_keys(proto::ListKeysRequest {}).await?.into_inner().keys;
+            let keys = client(&admin)
+                .await?
+                .list_keys(proto::ListKeysRequest {})
+                .await?
+                .into_inner()
+                .keys;
             if out.output == Output::Json {
-                print_json(&json!(keys.iter().map(render::key_json).collect::<Vec<_>>()));
+                print_json(&json!(
+                    keys.iter().map(render::key_json).collect::<Vec<_>>()
+                ));
             } else {
-                table(&["NAME", "TAGS", "CREATED"], keys.iter().map(|k| vec![k.name.clone(), tags_text(&k.tags), render::ms_to_rfc3339(k.created_at)]).collect());
+                table(
+                    &["NAME", "TAGS", "CREATED"],
+                    keys.iter()
+                        .map(|k| {
+                            vec![
+                                k.name.clone(),
+                                tags_text(&k.tags),
+                                render::ms_to_rfc3339(k.created_at),
+                            ]
+                        })
+                        .collect(),
+                );
             }
         }
         KeysCmd::Delete { name, admin } => {
-            client(&admin).await?.delete_key(proto::DeleteKeyRequest { name: name.clone() }).await?;
+            client(&admin)
+                .await?
+                .delete_key(proto::DeleteKeyRequest { name: name.clone() })
+                .await?;
             eprintln!("Deleted provisioner key {name:?}; its daemons are disconnected.");
         }
     }
@@ -75,17 +108,32 @@ pub async fn keys(cmd: KeysCmd) -> Result<(), CliError> {
 
 pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
     match cmd {
-        TemplatesCmd::Push { name, dir, tags, vars, wait, admin } => {
+        TemplatesCmd::Push {
+            name,
+            dir,
+            tags,
+            vars,
+            wait,
+            admin,
+        } => {
             let provisioner_tags = pairs("--provisioner-tag", &tags)?;
             let variables = pairs("--var", &vars)?;
             let archive = crate::archive::tar_dir(&dir)
                 .map_err(|e| CliError::Usage(format!("push template {name:?}: {e}")))?;
             let mut c = client(&admin).await?;
             let resp = c
-                .push_template(proto::PushTemplateRequest { name: name.clone(), archive, provisioner_tags, variables })
+                .push_template(proto::PushTemplateRequest {
+                    name: name.clone(),
+                    archive,
+                    provisioner_tags,
+                    variables,
+                })
                 .await?
                 .into_inner();
-            eprintln!("Pushed template {name:?} version {}; import job {}", resp.template_version_id, resp.job_id);
+            eprintln!(
+                "Pushed template {name:?} version {}; import job {}",
+                resp.template_version_id, resp.job_id
+            );
             if wait {
                 wait_for_job(&mut c, &resp.job_id).await?;
             } else {
@@ -93,16 +141,28 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
             }
         }
         TemplatesCmd::List { out, admin } => {
-            let ts = client(&admin).await?.list_templates(proto::ListTemplatesRequest {}).await?.into_inner().templates;
+            let ts = client(&admin)
+                .await?
+                .list_templates(proto::ListTemplatesRequest {})
+                .await?
+                .into_inner()
+                .templates;
             if out.output == Output::Json {
-                print_json(&json!(ts.iter().map(render::template_json).collect::<Vec<_>>()));
+                print_json(&json!(
+                    ts.iter().map(render::template_json).collect::<Vec<_>>()
+                ));
             } else {
                 table(
                     &["NAME", "ACTIVE VERSION", "VARIABLES", "CREATED"],
                     ts.iter()
                         .map(|t| {
                             let vars: Vec<_> = t.variables.iter().map(|v| v.name.clone()).collect();
-                            vec![t.name.clone(), t.active_version_id.clone(), vars.join(","), render::ms_to_rfc3339(t.created_at)]
+                            vec![
+                                t.name.clone(),
+                                t.active_version_id.clone(),
+                                vars.join(","),
+                                render::ms_to_rfc3339(t.created_at),
+                            ]
                         })
                         .collect(),
                 );
@@ -114,11 +174,23 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
 
 pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
     match cmd {
-        WorkspacesCmd::Create { name, template, owner, vars, wait, admin } => {
+        WorkspacesCmd::Create {
+            name,
+            template,
+            owner,
+            vars,
+            wait,
+            admin,
+        } => {
             let variables = pairs("--var", &vars)?;
             let mut c = client(&admin).await?;
             let resp = c
-                .create_workspace(proto::CreateWorkspaceRequest { name: name.clone(), template, owner: owner.unwrap_or_default(), variables })
+                .create_workspace(proto::CreateWorkspaceRequest {
+                    name: name.clone(),
+                    template,
+                    owner: owner.unwrap_or_default(),
+                    variables,
+                })
                 .await?
                 .into_inner();
             eprintln!("Created workspace {name:?}; build job {}", resp.job_id);
@@ -128,20 +200,39 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
         WorkspacesCmd::Stop(a) => build(a, Transition::Stop).await?,
         WorkspacesCmd::Delete(a) => build(a, Transition::Destroy).await?,
         WorkspacesCmd::List { out, admin } => {
-            let ws = client(&admin).await?.list_workspaces(proto::ListWorkspacesRequest {}).await?.into_inner().workspaces;
+            let ws = client(&admin)
+                .await?
+                .list_workspaces(proto::ListWorkspacesRequest {})
+                .await?
+                .into_inner()
+                .workspaces;
             if out.output == Output::Json {
-                print_json(&json!(ws.iter().map(render::workspace_json).collect::<Vec<_>>()));
+                print_json(&json!(
+                    ws.iter().map(render::workspace_json).collect::<Vec<_>>()
+                ));
             } else {
                 table(
                     &["NAME", "OWNER", "TEMPLATE", "LAST BUILD", "STATUS"],
                     ws.iter()
-                        .map(|w| vec![w.name.clone(), w.owner.clone(), w.template.clone(), render::transition_name(w.latest_transition).into(), w.latest_job_status.clone()])
+                        .map(|w| {
+                            vec![
+                                w.name.clone(),
+                                w.owner.clone(),
+                                w.template.clone(),
+                                render::transition_name(w.latest_transition).into(),
+                                w.latest_job_status.clone(),
+                            ]
+                        })
                         .collect(),
                 );
             }
         }
         WorkspacesCmd::Show { name, out, admin } => {
-            let w = client(&admin).await?.get_workspace(proto::GetWorkspaceRequest { name }).await?.into_inner();
+            let w = client(&admin)
+                .await?
+                .get_workspace(proto::GetWorkspaceRequest { name })
+                .await?
+                .into_inner();
             print_workspace(&w, out.output);
         }
     }
@@ -155,8 +246,16 @@ fn print_workspace(w: &proto::Workspace, output: Output) {
     }
     println!("Workspace:   {}", w.name);
     println!("Owner:       {}", w.owner);
-    println!("Template:    {} (version {})", w.template, w.template_version_id);
-    println!("Last build:  {} {} (job {})", render::transition_name(w.latest_transition), w.latest_job_status, w.latest_job_id);
+    println!(
+        "Template:    {} (version {})",
+        w.template, w.template_version_id
+    );
+    println!(
+        "Last build:  {} {} (job {})",
+        render::transition_name(w.latest_transition),
+        w.latest_job_status,
+        w.latest_job_id
+    );
     if !w.outputs.is_empty() {
         println!("Outputs:");
         let sorted: std::collections::BTreeMap<_, _> = w.outputs.iter().collect();
@@ -169,21 +268,39 @@ fn print_workspace(w: &proto::Workspace, output: Output) {
 async fn build(a: BuildArgs, transition: Transition) -> Result<(), CliError> {
     let mut c = client(&a.admin).await?;
     let resp = c
-        .build_workspace(proto::BuildWorkspaceRequest { name: a.name.clone(), transition: transition as i32 })
+        .build_workspace(proto::BuildWorkspaceRequest {
+            name: a.name.clone(),
+            transition: transition as i32,
+        })
         .await?
         .into_inner();
-    eprintln!("Workspace {:?}: {} build job {}", a.name, render::transition_name(transition as i32), resp.job_id);
+    eprintln!(
+        "Workspace {:?}: {} build job {}",
+        a.name,
+        render::transition_name(transition as i32),
+        resp.job_id
+    );
     finish_build(&mut c, &a.name, &resp.job_id, a.wait).await
 }
 
-async fn finish_build(c: &mut Client, name: &str, job_id: &str, wait: bool) -> Result<(), CliError> {
+async fn finish_build(
+    c: &mut Client,
+    name: &str,
+    job_id: &str,
+    wait: bool,
+) -> Result<(), CliError> {
     if !wait {
         println!("{job_id}");
         return Ok(());
     }
     wait_for_job(c, job_id).await?;
     // A deleted workspace is gone once its destroy succeeded.
-    if let Ok(w) = c.get_workspace(proto::GetWorkspaceRequest { name: name.to_string() }).await {
+    if let Ok(w) = c
+        .get_workspace(proto::GetWorkspaceRequest {
+            name: name.to_string(),
+        })
+        .await
+    {
         print_workspace(&w.into_inner(), Output::Table);
     }
     Ok(())
@@ -192,18 +309,30 @@ async fn finish_build(c: &mut Client, name: &str, job_id: &str, wait: bool) -> R
 /// Streams a job's logs until it ends; fails unless it succeeded.
 async fn wait_for_job(c: &mut Client, job_id: &str) -> Result<(), CliError> {
     print_logs(c, job_id, true).await?;
-    let job = c.get_job(proto::GetJobRequest { id: job_id.to_string() }).await?.into_inner();
+    let job = c
+        .get_job(proto::GetJobRequest {
+            id: job_id.to_string(),
+        })
+        .await?
+        .into_inner();
     if job.status == "succeeded" {
         eprintln!("Job {job_id} succeeded.");
         Ok(())
     } else {
-        Err(CliError::Failed(format!("job {job_id} {}: {}", job.status, job.error)))
+        Err(CliError::Failed(format!(
+            "job {job_id} {}: {}",
+            job.status, job.error
+        )))
     }
 }
 
 async fn print_logs(c: &mut Client, job_id: &str, follow: bool) -> Result<(), CliError> {
     let mut stream = c
-        .stream_job_logs(proto::StreamJobLogsRequest { job_id: job_id.to_string(), after_seq: 0, follow })
+        .stream_job_logs(proto::StreamJobLogsRequest {
+            job_id: job_id.to_string(),
+            after_seq: 0,
+            follow,
+        })
         .await?
         .into_inner();
     let mut stage = String::new();
@@ -220,10 +349,20 @@ async fn print_logs(c: &mut Client, job_id: &str, follow: bool) -> Result<(), Cl
 
 pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
     match cmd {
-        JobsCmd::List { status, initiator, limit, out, admin } => {
+        JobsCmd::List {
+            status,
+            initiator,
+            limit,
+            out,
+            admin,
+        } => {
             let jobs = client(&admin)
                 .await?
-                .list_jobs(proto::ListJobsRequest { status: status.unwrap_or_default(), initiator: initiator.unwrap_or_default(), limit })
+                .list_jobs(proto::ListJobsRequest {
+                    status: status.unwrap_or_default(),
+                    initiator: initiator.unwrap_or_default(),
+                    limit,
+                })
                 .await?
                 .into_inner()
                 .jobs;
@@ -231,18 +370,48 @@ pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
                 print_json(&json!(jobs.iter().map(job_json).collect::<Vec<_>>()));
             } else {
                 table(
-                    &["ID", "TYPE", "STATUS", "INITIATOR", "TAGS", "TARGET", "DAEMON", "CREATED"],
+                    &[
+                        "ID",
+                        "TYPE",
+                        "STATUS",
+                        "INITIATOR",
+                        "TAGS",
+                        "TARGET",
+                        "DAEMON",
+                        "CREATED",
+                    ],
                     jobs.iter()
                         .map(|j| {
-                            let target = if j.workspace.is_empty() { j.template.clone() } else { format!("{} ({})", j.workspace, render::transition_name(j.transition)) };
-                            vec![j.id.clone(), render::job_type_name(j.r#type).into(), j.status.clone(), j.initiator.clone(), tags_text(&j.tags), target, j.daemon.clone(), render::ms_to_rfc3339(j.created_at)]
+                            let target = if j.workspace.is_empty() {
+                                j.template.clone()
+                            } else {
+                                format!(
+                                    "{} ({})",
+                                    j.workspace,
+                                    render::transition_name(j.transition)
+                                )
+                            };
+                            vec![
+                                j.id.clone(),
+                                render::job_type_name(j.r#type).into(),
+                                j.status.clone(),
+                                j.initiator.clone(),
+                                tags_text(&j.tags),
+                                target,
+                                j.daemon.clone(),
+                                render::ms_to_rfc3339(j.created_at),
+                            ]
                         })
                         .collect(),
                 );
             }
         }
         JobsCmd::Show { id, out, admin } => {
-            let j = client(&admin).await?.get_job(proto::GetJobRequest { id }).await?.into_inner();
+            let j = client(&admin)
+                .await?
+                .get_job(proto::GetJobRequest { id })
+                .await?
+                .into_inner();
             if out.output == Output::Json {
                 print_json(&job_json(&j));
             } else {
@@ -268,14 +437,30 @@ pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
 
 pub async fn daemons(cmd: DaemonsCmd) -> Result<(), CliError> {
     let DaemonsCmd::List { out, admin } = cmd;
-    let ds = client(&admin).await?.list_daemons(proto::ListDaemonsRequest {}).await?.into_inner().daemons;
+    let ds = client(&admin)
+        .await?
+        .list_daemons(proto::ListDaemonsRequest {})
+        .await?
+        .into_inner()
+        .daemons;
     if out.output == Output::Json {
-        print_json(&json!(ds.iter().map(render::daemon_json).collect::<Vec<_>>()));
+        print_json(&json!(
+            ds.iter().map(render::daemon_json).collect::<Vec<_>>()
+        ));
     } else {
         table(
             &["NAME", "STATUS", "TAGS", "CURRENT JOB", "KEY", "LAST SEEN"],
             ds.iter()
-                .map(|d| vec![d.name.clone(), d.status.clone(), tags_text(&d.tags), d.current_job_id.clone(), d.key_name.clone(), render::ms_to_rfc3339(d.last_seen_at)])
+                .map(|d| {
+                    vec![
+                        d.name.clone(),
+                        d.status.clone(),
+                        tags_text(&d.tags),
+                        d.current_job_id.clone(),
+                        d.key_name.clone(),
+                        render::ms_to_rfc3339(d.last_seen_at),
+                    ]
+                })
                 .collect(),
         );
     }

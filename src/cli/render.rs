@@ -104,7 +104,12 @@ pub fn workspace_json(w: &proto::Workspace) -> Value {
     let outputs: std::collections::BTreeMap<_, _> = w
         .outputs
         .iter()
-        .map(|(k, v)| (k.clone(), serde_json::from_str::<Value>(v).unwrap_or(Value::Null)))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::from_str::<Value>(v).unwrap_or(Value::Null),
+            )
+        })
         .collect();
     json!({
         "id": w.id,

@@ -79,7 +79,10 @@ impl AdminApi {
         let latest = self
             .hub
             .store
-            .list_jobs(&JobFilter { limit: 10_000, ..Default::default() })?
+            .list_jobs(&JobFilter {
+                limit: 10_000,
+                ..Default::default()
+            })?
             .into_iter()
             .find(|j| j.workspace_id.as_deref() == Some(w.id.as_str()));
         let (transition, job_id, status) = match latest {
@@ -110,7 +113,11 @@ impl AdminApi {
     /// Checks workspace variable values against what the template declares:
     /// unknown names and missing required values are refused up front rather
     /// than failing inside terraform later.
-    fn check_variables(&self, version: &store::VersionRow, values: &BTreeMap<String, String>) -> Result<()> {
+    fn check_variables(
+        &self,
+        version: &store::VersionRow,
+        values: &BTreeMap<String, String>,
+    ) -> Result<()> {
         let Some(declared) = &version.declared else {
             return Ok(());
         };
@@ -120,13 +127,21 @@ impl AdminApi {
                 return Err(CoordError::Invalid(format!(
                     "variable {name:?}: template {:?} declares no such variable (declared: {})",
                     version.template,
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 )));
             }
         }
         let missing: Vec<&str> = declared
             .iter()
-            .filter(|d| d.required && !values.contains_key(&d.name) && !version.var_values.contains_key(&d.name))
+            .filter(|d| {
+                d.required
+                    && !values.contains_key(&d.name)
+                    && !version.var_values.contains_key(&d.name)
+            })
             .map(|d| d.name.as_str())
             .collect();
         if !missing.is_empty() {
@@ -147,7 +162,9 @@ fn check_template(archive: &[u8]) -> std::result::Result<(), String> {
     let mut has_tf = false;
     for entry in ar.entries().map_err(|e| format!("read archive: {e}"))? {
         let entry = entry.map_err(|e| format!("read archive: {e}"))?;
-        let path = entry.path().map_err(|e| format!("read archive entry: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| format!("read archive entry: {e}"))?;
         let name = path.to_string_lossy();
         let name = name.strip_prefix("./").unwrap_or(&name);
         has_tf |= !name.contains('/') && name.ends_with(".tf");
@@ -182,31 +199,51 @@ pub fn state_outputs(state: Option<&[u8]>) -> std::collections::HashMap<String, 
 
 #[tonic::async_trait]
 impl Admin for AdminApi {
-    async fn create_key(&self, req: Request<proto::CreateKeyRequest>) -> Result<Response<proto::CreateKeyResponse>, Status> {
+    async fn create_key(
+        &self,
+        req: Request<proto::CreateKeyRequest>,
+    ) -> Result<Response<proto::CreateKeyResponse>, Status> {
         self.auth(&req)?;
         let req = req.into_inner();
         check_name("key", &req.name)?;
         let tags = check_tags(&req.tags)?;
         let secret = auth::new_secret("pdk_");
-        let key = self.hub.store.create_key(&req.name, &auth::hash(&secret), &tags)?;
+        let key = self
+            .hub
+            .store
+            .create_key(&req.name, &auth::hash(&secret), &tags)?;
         Ok(Response::new(proto::CreateKeyResponse {
             secret,
-            key: Some(proto::Key { name: key.name, tags: key.tags.into_iter().collect(), created_at: key.created_at }),
+            key: Some(proto::Key {
+                name: key.name,
+                tags: key.tags.into_iter().collect(),
+                created_at: key.created_at,
+            }),
         }))
     }
 
-    async fn list_keys(&self, req: Request<proto::ListKeysRequest>) -> Result<Response<proto::ListKeysResponse>, Status> {
+    async fn list_keys(
+        &self,
+        req: Request<proto::ListKeysRequest>,
+    ) -> Result<Response<proto::ListKeysResponse>, Status> {
         self.auth(&req)?;
         let keys = self.hub.store.list_keys().map_err(Status::from)?;
         Ok(Response::new(proto::ListKeysResponse {
             keys: keys
                 .into_iter()
-                .map(|k| proto::Key { name: k.name, tags: k.tags.into_iter().collect(), created_at: k.created_at })
+                .map(|k| proto::Key {
+                    name: k.name,
+                    tags: k.tags.into_iter().collect(),
+                    created_at: k.created_at,
+                })
                 .collect(),
         }))
     }
 
-    async fn delete_key(&self, req: Request<proto::DeleteKeyRequest>) -> Result<Response<proto::DeleteKeyResponse>, Status> {
+    async fn delete_key(
+        &self,
+        req: Request<proto::DeleteKeyRequest>,
+    ) -> Result<Response<proto::DeleteKeyResponse>, Status> {
         self.auth(&req)?;
         let name = req.into_inner().name;
         self.hub.store.delete_key(&name)?;
@@ -214,7 +251,10 @@ impl Admin for AdminApi {
         Ok(Response::new(proto::DeleteKeyResponse {}))
     }
 
-    async fn push_template(&self, req: Request<proto::PushTemplateRequest>) -> Result<Response<proto::PushTemplateResponse>, Status> {
+    async fn push_template(
+        &self,
+        req: Request<proto::PushTemplateRequest>,
+    ) -> Result<Response<proto::PushTemplateResponse>, Status> {
         self.auth(&req)?;
         let req = req.into_inner();
         check_name("template", &req.name)?;
@@ -223,12 +263,20 @@ impl Admin for AdminApi {
             .map_err(|e| CoordError::Invalid(format!("push template {:?}: {e}", req.name)))?;
         let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
         let (version_id, job_id) =
-            self.hub.store.push_template(&req.name, &req.archive, &tags, &vars, DEFAULT_OWNER)?;
+            self.hub
+                .store
+                .push_template(&req.name, &req.archive, &tags, &vars, DEFAULT_OWNER)?;
         self.hub.dispatcher.kick();
-        Ok(Response::new(proto::PushTemplateResponse { template_version_id: version_id, job_id }))
+        Ok(Response::new(proto::PushTemplateResponse {
+            template_version_id: version_id,
+            job_id,
+        }))
     }
 
-    async fn list_templates(&self, req: Request<proto::ListTemplatesRequest>) -> Result<Response<proto::ListTemplatesResponse>, Status> {
+    async fn list_templates(
+        &self,
+        req: Request<proto::ListTemplatesRequest>,
+    ) -> Result<Response<proto::ListTemplatesResponse>, Status> {
         self.auth(&req)?;
         let templates = self.hub.store.list_templates().map_err(Status::from)?;
         Ok(Response::new(proto::ListTemplatesResponse {
@@ -244,11 +292,18 @@ impl Admin for AdminApi {
         }))
     }
 
-    async fn create_workspace(&self, req: Request<proto::CreateWorkspaceRequest>) -> Result<Response<proto::BuildResponse>, Status> {
+    async fn create_workspace(
+        &self,
+        req: Request<proto::CreateWorkspaceRequest>,
+    ) -> Result<Response<proto::BuildResponse>, Status> {
         self.auth(&req)?;
         let req = req.into_inner();
         check_name("workspace", &req.name)?;
-        let owner = if req.owner.is_empty() { DEFAULT_OWNER.to_string() } else { req.owner };
+        let owner = if req.owner.is_empty() {
+            DEFAULT_OWNER.to_string()
+        } else {
+            req.owner
+        };
         check_name("owner", &owner)?;
         let template = self.hub.store.template(&req.template)?;
         let version_id = template.active_version_id.ok_or_else(|| {
@@ -260,17 +315,30 @@ impl Admin for AdminApi {
         let version = self.hub.store.version(&version_id)?;
         let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
         self.check_variables(&version, &vars)?;
-        let (workspace_id, job_id) = self.hub.store.create_workspace(&req.name, &owner, &version, &vars, &owner)?;
+        let (workspace_id, job_id) = self
+            .hub
+            .store
+            .create_workspace(&req.name, &owner, &version, &vars, &owner)?;
         self.hub.dispatcher.kick();
-        Ok(Response::new(proto::BuildResponse { workspace_id, job_id }))
+        Ok(Response::new(proto::BuildResponse {
+            workspace_id,
+            job_id,
+        }))
     }
 
-    async fn build_workspace(&self, req: Request<proto::BuildWorkspaceRequest>) -> Result<Response<proto::BuildResponse>, Status> {
+    async fn build_workspace(
+        &self,
+        req: Request<proto::BuildWorkspaceRequest>,
+    ) -> Result<Response<proto::BuildResponse>, Status> {
         self.auth(&req)?;
         let req = req.into_inner();
         let transition = match Transition::try_from(req.transition) {
             Ok(t @ (Transition::Start | Transition::Stop | Transition::Destroy)) => t,
-            _ => return Err(Status::invalid_argument("build workspace: transition must be start, stop or destroy")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "build workspace: transition must be start, stop or destroy",
+                ));
+            }
         };
         let ws = self.hub.store.workspace(&req.name)?;
         // Start moves the workspace to the template's active version; stop
@@ -285,12 +353,21 @@ impl Admin for AdminApi {
             ws.template_version_id.clone()
         };
         let version = self.hub.store.version(&version_id)?;
-        let job_id = self.hub.store.enqueue_build(&ws, &version, transition, &ws.owner)?;
+        let job_id = self
+            .hub
+            .store
+            .enqueue_build(&ws, &version, transition, &ws.owner)?;
         self.hub.dispatcher.kick();
-        Ok(Response::new(proto::BuildResponse { workspace_id: ws.id, job_id }))
+        Ok(Response::new(proto::BuildResponse {
+            workspace_id: ws.id,
+            job_id,
+        }))
     }
 
-    async fn list_workspaces(&self, req: Request<proto::ListWorkspacesRequest>) -> Result<Response<proto::ListWorkspacesResponse>, Status> {
+    async fn list_workspaces(
+        &self,
+        req: Request<proto::ListWorkspacesRequest>,
+    ) -> Result<Response<proto::ListWorkspacesResponse>, Status> {
         self.auth(&req)?;
         let rows = self.hub.store.list_workspaces().map_err(Status::from)?;
         let workspaces = rows
@@ -300,16 +377,29 @@ impl Admin for AdminApi {
         Ok(Response::new(proto::ListWorkspacesResponse { workspaces }))
     }
 
-    async fn get_workspace(&self, req: Request<proto::GetWorkspaceRequest>) -> Result<Response<proto::Workspace>, Status> {
+    async fn get_workspace(
+        &self,
+        req: Request<proto::GetWorkspaceRequest>,
+    ) -> Result<Response<proto::Workspace>, Status> {
         self.auth(&req)?;
         let ws = self.hub.store.workspace(&req.into_inner().name)?;
         Ok(Response::new(self.workspace_to_proto(ws)?))
     }
 
-    async fn list_jobs(&self, req: Request<proto::ListJobsRequest>) -> Result<Response<proto::ListJobsResponse>, Status> {
+    async fn list_jobs(
+        &self,
+        req: Request<proto::ListJobsRequest>,
+    ) -> Result<Response<proto::ListJobsResponse>, Status> {
         self.auth(&req)?;
         let req = req.into_inner();
-        const STATUSES: [&str; 6] = ["pending", "running", "succeeded", "failed", "canceling", "canceled"];
+        const STATUSES: [&str; 6] = [
+            "pending",
+            "running",
+            "succeeded",
+            "failed",
+            "canceling",
+            "canceled",
+        ];
         if !req.status.is_empty() && !STATUSES.contains(&req.status.as_str()) {
             return Err(Status::invalid_argument(format!(
                 "list jobs: status {:?} is not one of {}",
@@ -328,7 +418,10 @@ impl Admin for AdminApi {
         }))
     }
 
-    async fn get_job(&self, req: Request<proto::GetJobRequest>) -> Result<Response<proto::Job>, Status> {
+    async fn get_job(
+        &self,
+        req: Request<proto::GetJobRequest>,
+    ) -> Result<Response<proto::Job>, Status> {
         self.auth(&req)?;
         let job = self.hub.store.job(&req.into_inner().id)?;
         Ok(Response::new(self.job_to_proto(job)))
@@ -336,7 +429,10 @@ impl Admin for AdminApi {
 
     type StreamJobLogsStream = Pin<Box<dyn Stream<Item = Result<proto::LogLine, Status>> + Send>>;
 
-    async fn stream_job_logs(&self, req: Request<proto::StreamJobLogsRequest>) -> Result<Response<Self::StreamJobLogsStream>, Status> {
+    async fn stream_job_logs(
+        &self,
+        req: Request<proto::StreamJobLogsRequest>,
+    ) -> Result<Response<Self::StreamJobLogsStream>, Status> {
         self.auth(&req)?;
         let req = req.into_inner();
         self.hub.store.job(&req.job_id)?;
@@ -346,7 +442,10 @@ impl Admin for AdminApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn list_daemons(&self, req: Request<proto::ListDaemonsRequest>) -> Result<Response<proto::ListDaemonsResponse>, Status> {
+    async fn list_daemons(
+        &self,
+        req: Request<proto::ListDaemonsRequest>,
+    ) -> Result<Response<proto::ListDaemonsResponse>, Status> {
         self.auth(&req)?;
         let rows = self.hub.store.list_daemons().map_err(Status::from)?;
         Ok(Response::new(proto::ListDaemonsResponse {
@@ -374,7 +473,11 @@ impl Admin for AdminApi {
 
 /// Sends a job's stored lines after `after_seq`; with `follow`, keeps
 /// sending new ones until the job has finished and every line is out.
-async fn follow_logs(hub: Arc<Hub>, req: proto::StreamJobLogsRequest, tx: mpsc::Sender<Result<proto::LogLine, Status>>) {
+async fn follow_logs(
+    hub: Arc<Hub>,
+    req: proto::StreamJobLogsRequest,
+    tx: mpsc::Sender<Result<proto::LogLine, Status>>,
+) {
     let mut changes = hub.changes.subscribe();
     let mut after = req.after_seq;
     loop {

@@ -77,7 +77,7 @@ pub fn check_admin(store: &Store, md: &MetadataMap) -> Result<()> {
 /// The provisioner key a daemon presents.
 pub fn check_key(store: &Store, md: &MetadataMap) -> Result<KeyRow> {
     // Lookup is by hash, so the secret itself is never compared byte-wise.
-    store
-        .key_by_hash(&hash(bearer(md)?))?
-        .ok_or_else(|| CoordError::Unauthenticated("provisioner key refused: unknown or deleted key".into()))
+    store.key_by_hash(&hash(bearer(md)?))?.ok_or_else(|| {
+        CoordError::Unauthenticated("provisioner key refused: unknown or deleted key".into())
+    })
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Request, Response, Status, Streaming};
 use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::Hub;
 use super::auth;
@@ -63,9 +63,15 @@ impl ProvisionerDaemon for DaemonApi {
         let key = auth::check_key(&self.hub.store, req.metadata())?;
         let mut inbound = req.into_inner();
         let hello = match inbound.next().await {
-            Some(Ok(DaemonMessage { msg: Some(In::Hello(h)) })) => h,
+            Some(Ok(DaemonMessage {
+                msg: Some(In::Hello(h)),
+            })) => h,
             Some(Err(e)) => return Err(e),
-            _ => return Err(Status::invalid_argument("session: first message must be Hello")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "session: first message must be Hello",
+                ));
+            }
         };
         if !crate::tags::valid_name(&hello.name) {
             return Err(Status::invalid_argument(format!(
@@ -183,7 +189,10 @@ async fn serve_session(
                 }
             }
             In::AckJob(ack) => {
-                if let Err(e) = hub.store.ack(&ack.job_id, daemon_id, daemon_name, &key.name) {
+                if let Err(e) = hub
+                    .store
+                    .ack(&ack.job_id, daemon_id, daemon_name, &key.name)
+                {
                     // Withdrawn meanwhile: tell the daemon not to run it.
                     tracing::warn!(job = %ack.job_id, error = %e, "ack refused");
                     let msg = CoordinatorMessage {

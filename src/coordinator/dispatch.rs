@@ -44,7 +44,10 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn spawn(store: Arc<Store>, shutdown: CancellationToken) -> (Dispatcher, tokio::task::JoinHandle<()>) {
+    pub fn spawn(
+        store: Arc<Store>,
+        shutdown: CancellationToken,
+    ) -> (Dispatcher, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(1024);
         let handle = tokio::spawn(run(store, rx, shutdown));
         (Dispatcher { tx }, handle)
@@ -56,12 +59,24 @@ impl Dispatcher {
         tags: Tags,
         tx: mpsc::Sender<Result<CoordinatorMessage, tonic::Status>>,
     ) {
-        let _ = self.tx.send(Cmd::Wait { daemon_id, tags, tx }).await;
+        let _ = self
+            .tx
+            .send(Cmd::Wait {
+                daemon_id,
+                tags,
+                tx,
+            })
+            .await;
     }
 
     pub async fn unwait(&self, daemon_id: String) -> bool {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Cmd::Unwait { daemon_id, reply }).await.is_err() {
+        if self
+            .tx
+            .send(Cmd::Unwait { daemon_id, reply })
+            .await
+            .is_err()
+        {
             return true;
         }
         rx.await.unwrap_or(true)

@@ -112,9 +112,8 @@ impl Coordinator {
             .local_addr()
             .map_err(|e| CoordError::Internal(format!("listen on {}: {e}", cfg.listen)))?;
         let address_file = cfg.data_dir.join("address");
-        std::fs::write(&address_file, format!("http://{bound}\n")).map_err(|e| {
-            CoordError::Internal(format!("write {}: {e}", address_file.display()))
-        })?;
+        std::fs::write(&address_file, format!("http://{bound}\n"))
+            .map_err(|e| CoordError::Internal(format!("write {}: {e}", address_file.display())))?;
         let (dispatcher, _) = Dispatcher::spawn(store.clone(), CancellationToken::new());
         let (changes, _) = broadcast::channel(1024);
         let hub = Arc::new(Hub {
@@ -127,9 +126,7 @@ impl Coordinator {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or(self.cfg.listen)
+        self.listener.local_addr().unwrap_or(self.cfg.listen)
     }
 
     /// Serves until `shutdown` is cancelled.

@@ -37,9 +37,12 @@ pub(super) struct Auth {
 
 impl tonic::service::Interceptor for Auth {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        req.metadata_mut().insert("authorization", self.bearer.clone());
         req.metadata_mut()
-            .insert(crate::coordinator::daemon_api::DAEMON_NAME_HEADER, self.name.clone());
+            .insert("authorization", self.bearer.clone());
+        req.metadata_mut().insert(
+            crate::coordinator::daemon_api::DAEMON_NAME_HEADER,
+            self.name.clone(),
+        );
         Ok(req)
     }
 }
@@ -65,7 +68,10 @@ pub(super) fn client(cfg: &DaemonConfig) -> Result<Client, DaemonError> {
     })?;
     bearer.set_sensitive(true);
     let name: MetadataValue<Ascii> = cfg.name.parse().map_err(|_| {
-        DaemonError::Fatal(format!("daemon name {:?}: not a valid header value", cfg.name))
+        DaemonError::Fatal(format!(
+            "daemon name {:?}: not a valid header value",
+            cfg.name
+        ))
     })?;
     Ok(
         ProvisionerDaemonClient::with_interceptor(endpoint.connect_lazy(), Auth { bearer, name })

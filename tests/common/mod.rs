@@ -78,7 +78,13 @@ impl Coord {
             .expect("admin token")
             .trim()
             .to_string();
-        Coord { url, data_dir: data_dir.to_path_buf(), token, shutdown, handle }
+        Coord {
+            url,
+            data_dir: data_dir.to_path_buf(),
+            token,
+            shutdown,
+            handle,
+        }
     }
 
     pub async fn stop(self) {
@@ -87,35 +93,76 @@ impl Coord {
     }
 
     pub async fn admin(&self) -> Admin {
-        let channel = Channel::from_shared(self.url.clone()).unwrap().connect().await.expect("connect admin");
-        AdminClient::with_interceptor(channel, Bearer(format!("Bearer {}", self.token).parse().unwrap()))
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20)
+        let channel = Channel::from_shared(self.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect admin");
+        AdminClient::with_interceptor(
+            channel,
+            Bearer(format!("Bearer {}", self.token).parse().unwrap()),
+        )
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20)
     }
 
     pub async fn create_key(&self, name: &str, tags: &[(&str, &str)]) -> String {
-        let tags: HashMap<String, String> = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        self.admin().await.create_key(proto::CreateKeyRequest { name: name.into(), tags }).await.expect("create key").into_inner().secret
+        let tags: HashMap<String, String> = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.admin()
+            .await
+            .create_key(proto::CreateKeyRequest {
+                name: name.into(),
+                tags,
+            })
+            .await
+            .expect("create key")
+            .into_inner()
+            .secret
     }
 
     /// Pushes a template directory and returns the import job id.
     pub async fn push(&self, name: &str, dir: &Path, tags: &[(&str, &str)]) -> String {
         let archive = provisionerd::archive::tar_dir(dir).expect("tar template");
-        let provisioner_tags = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let provisioner_tags = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self.admin()
             .await
-            .push_template(proto::PushTemplateRequest { name: name.into(), archive, provisioner_tags, variables: HashMap::new() })
+            .push_template(proto::PushTemplateRequest {
+                name: name.into(),
+                archive,
+                provisioner_tags,
+                variables: HashMap::new(),
+            })
             .await
             .expect("push template")
             .into_inner()
             .job_id
     }
 
-    pub async fn create_workspace(&self, name: &str, template: &str, owner: &str, vars: &[(&str, &str)]) -> String {
-        let variables = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    pub async fn create_workspace(
+        &self,
+        name: &str,
+        template: &str,
+        owner: &str,
+        vars: &[(&str, &str)],
+    ) -> String {
+        let variables = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self.admin()
             .await
-            .create_workspace(proto::CreateWorkspaceRequest { name: name.into(), template: template.into(), owner: owner.into(), variables })
+            .create_workspace(proto::CreateWorkspaceRequest {
+                name: name.into(),
+                template: template.into(),
+                owner: owner.into(),
+                variables,
+            })
             .await
             .expect("create workspace")
             .into_inner()
@@ -125,7 +172,10 @@ impl Coord {
     pub async fn build(&self, name: &str, t: proto::Transition) -> String {
         self.admin()
             .await
-            .build_workspace(proto::BuildWorkspaceRequest { name: name.into(), transition: t as i32 })
+            .build_workspace(proto::BuildWorkspaceRequest {
+                name: name.into(),
+                transition: t as i32,
+            })
             .await
             .expect("build workspace")
             .into_inner()
@@ -133,7 +183,12 @@ impl Coord {
     }
 
     pub async fn job(&self, id: &str) -> proto::Job {
-        self.admin().await.get_job(proto::GetJobRequest { id: id.into() }).await.expect("get job").into_inner()
+        self.admin()
+            .await
+            .get_job(proto::GetJobRequest { id: id.into() })
+            .await
+            .expect("get job")
+            .into_inner()
     }
 
     /// Waits until the job has finished (any final status) and returns it.
@@ -144,7 +199,11 @@ impl Coord {
             if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") {
                 return job;
             }
-            assert!(tokio::time::Instant::now() < deadline, "job {id} still {} after {TIMEOUT:?}", job.status);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} still {} after {TIMEOUT:?}",
+                job.status
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -153,7 +212,15 @@ impl Coord {
         let job = self.wait_job(id).await;
         if job.status != "succeeded" {
             let logs = self.logs(id).await;
-            panic!("job {id} {}: {}\n{}", job.status, job.error, logs.iter().map(|l| l.output.as_str()).collect::<Vec<_>>().join("\n"));
+            panic!(
+                "job {id} {}: {}\n{}",
+                job.status,
+                job.error,
+                logs.iter()
+                    .map(|l| l.output.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
         }
         job
     }
@@ -163,7 +230,11 @@ impl Coord {
         let mut s = self
             .admin()
             .await
-            .stream_job_logs(proto::StreamJobLogsRequest { job_id: id.into(), after_seq: 0, follow: false })
+            .stream_job_logs(proto::StreamJobLogsRequest {
+                job_id: id.into(),
+                after_seq: 0,
+                follow: false,
+            })
             .await
             .expect("stream logs")
             .into_inner();
@@ -175,11 +246,21 @@ impl Coord {
     }
 
     pub async fn workspace(&self, name: &str) -> Result<proto::Workspace, tonic::Status> {
-        self.admin().await.get_workspace(proto::GetWorkspaceRequest { name: name.into() }).await.map(|r| r.into_inner())
+        self.admin()
+            .await
+            .get_workspace(proto::GetWorkspaceRequest { name: name.into() })
+            .await
+            .map(|r| r.into_inner())
     }
 
     pub async fn daemons(&self) -> Vec<proto::Daemon> {
-        self.admin().await.list_daemons(proto::ListDaemonsRequest {}).await.expect("list daemons").into_inner().daemons
+        self.admin()
+            .await
+            .list_daemons(proto::ListDaemonsRequest {})
+            .await
+            .expect("list daemons")
+            .into_inner()
+            .daemons
     }
 }
 
@@ -211,13 +292,21 @@ impl Daemon {
         let name = cfg.name.clone();
         let cache_dir = cfg.cache_dir.clone();
         let handle = tokio::spawn(daemon::run(cfg, shutdown.clone()));
-        Daemon { name, shutdown, handle, cache_dir }
+        Daemon {
+            name,
+            shutdown,
+            handle,
+            cache_dir,
+        }
     }
 
     /// Drains the daemon and waits for it to exit.
     pub async fn stop(self) -> Result<(), DaemonError> {
         self.shutdown.drain.cancel();
-        tokio::time::timeout(TIMEOUT, self.handle).await.expect("daemon exits after drain").expect("daemon task")
+        tokio::time::timeout(TIMEOUT, self.handle)
+            .await
+            .expect("daemon exits after drain")
+            .expect("daemon task")
     }
 }
 
@@ -225,11 +314,19 @@ impl Daemon {
 pub async fn wait_connected(coord: &Coord, n: usize) {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {
-        let up = coord.daemons().await.iter().filter(|d| d.status != "offline").count();
+        let up = coord
+            .daemons()
+            .await
+            .iter()
+            .filter(|d| d.status != "offline")
+            .count();
         if up >= n {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "only {up} of {n} daemons connected");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {up} of {n} daemons connected"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -2,7 +2,6 @@
 //! real coordinator.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use crate::common::{Coord, Daemon, examples_template, terraform, wait_connected};
 
@@ -19,10 +18,16 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
 
 #[test]
 fn bad_config_exits_64_with_a_clear_message() {
-    let out = run(&["start", "--url", "ftp://x", "--key", "k", "--name", "d"], &[]);
+    let out = run(
+        &["start", "--url", "ftp://x", "--key", "k", "--name", "d"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--url \"ftp://x\""));
-    let out = run(&["serve", "--data-dir", "/tmp/x", "--job-lease", "soon"], &[]);
+    let out = run(
+        &["serve", "--data-dir", "/tmp/x", "--job-lease", "soon"],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a duration"));
     let out = run(&["start", "--help"], &[]);
@@ -43,7 +48,17 @@ async fn second_daemon_on_a_cache_dir_is_refused() {
         let (url, key, cache) = (coord.url.clone(), key.clone(), cache.clone());
         move || {
             run(
-                &["start", "--url", &url, "--name", "second", "--cache-dir", cache.to_str().unwrap(), "--terraform-path", tf.to_str().unwrap()],
+                &[
+                    "start",
+                    "--url",
+                    &url,
+                    "--name",
+                    "second",
+                    "--cache-dir",
+                    cache.to_str().unwrap(),
+                    "--terraform-path",
+                    tf.to_str().unwrap(),
+                ],
                 &[("PROVISIONERD_KEY", &key)],
             )
         }
@@ -52,7 +67,10 @@ async fn second_daemon_on_a_cache_dir_is_refused() {
     .unwrap();
     assert_eq!(out.status.code(), Some(73));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("name=first"), "the error names the holder: {stderr}");
+    assert!(
+        stderr.contains("name=first"),
+        "the error names the holder: {stderr}"
+    );
     first.stop().await.unwrap();
     coord.stop().await;
 }
@@ -61,38 +79,105 @@ async fn second_daemon_on_a_cache_dir_is_refused() {
 async fn admin_cli_pushes_builds_and_reports_json() {
     let tmp = tempfile::tempdir().unwrap();
     let coord = Coord::start(&tmp.path().join("data")).await;
-    let env = [("PROVISIONERD_URL", coord.url.as_str()), ("PROVISIONERD_TOKEN", coord.token.as_str())];
+    let env = [
+        ("PROVISIONERD_URL", coord.url.as_str()),
+        ("PROVISIONERD_TOKEN", coord.token.as_str()),
+    ];
     let cli = |args: Vec<String>| {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         tokio::task::spawn_blocking(move || {
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             run(&args, &env)
         })
     };
     let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
-    let out = cli(s(&["keys", "create", "pool", "--tag", "is_prebuild=true"])).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(s(&["keys", "create", "pool", "--tag", "is_prebuild=true"]))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let secret = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let d = Daemon::start(&coord.url, &secret, "pool-1", &tmp.path().join("c1"));
 
     let dir = examples_template();
-    let out = cli(s(&["templates", "push", "basic", "--dir", dir.to_str().unwrap(), "--provisioner-tag", "is_prebuild=true", "--wait"])).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(s(&[
+        "templates",
+        "push",
+        "basic",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--provisioner-tag",
+        "is_prebuild=true",
+        "--wait",
+    ]))
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("==> Initializing Terraform Directory"));
 
-    let out = cli(s(&["workspaces", "create", "dev", "--template", "basic", "--var", "nope=1"])).await.unwrap();
+    let out = cli(s(&[
+        "workspaces",
+        "create",
+        "dev",
+        "--template",
+        "basic",
+        "--var",
+        "nope=1",
+    ]))
+    .await
+    .unwrap();
     assert_eq!(out.status.code(), Some(64), "unknown variable is bad input");
     assert!(String::from_utf8_lossy(&out.stderr).contains("declares no such variable"));
 
-    let out = cli(s(&["workspaces", "create", "dev", "--template", "basic", "--owner", "prebuilds", "--var", "size=20", "--wait"])).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(s(&[
+        "workspaces",
+        "create",
+        "dev",
+        "--template",
+        "basic",
+        "--owner",
+        "prebuilds",
+        "--var",
+        "size=20",
+        "--wait",
+    ]))
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("provisioning workspace in eu-west-1 with 20 GiB"), "{stdout}");
+    assert!(
+        stdout.contains("provisioning workspace in eu-west-1 with 20 GiB"),
+        "{stdout}"
+    );
     assert!(stdout.contains("disk_gib = 20"), "{stdout}");
 
-    let out = cli(s(&["jobs", "list", "--initiator", "prebuilds", "-o", "json"])).await.unwrap();
+    let out = cli(s(&[
+        "jobs",
+        "list",
+        "--initiator",
+        "prebuilds",
+        "-o",
+        "json",
+    ]))
+    .await
+    .unwrap();
     let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let jobs = jobs.as_array().unwrap();
     assert_eq!(jobs.len(), 1);
@@ -106,7 +191,9 @@ async fn admin_cli_pushes_builds_and_reports_json() {
     assert_eq!(ds[0]["name"], "pool-1");
     assert_eq!(ds[0]["status"], "idle");
 
-    let out = cli(s(&["jobs", "list", "--status", "bogus"])).await.unwrap();
+    let out = cli(s(&["jobs", "list", "--status", "bogus"]))
+        .await
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     d.stop().await.unwrap();
     coord.stop().await;

@@ -54,18 +54,33 @@ resource "terraform_data" "w" {{
     let dir = template(tmp.path(), "t", &body);
     let import = coord.push("t", &dir, &[]).await;
     let daemons: Vec<Daemon> = (0..20)
-        .map(|i| Daemon::start(&coord.url, &key, &format!("d{i}"), &tmp.path().join(format!("c{i}"))))
+        .map(|i| {
+            Daemon::start(
+                &coord.url,
+                &key,
+                &format!("d{i}"),
+                &tmp.path().join(format!("c{i}")),
+            )
+        })
         .collect();
     wait_connected(&coord, 20).await;
     coord.wait_succeeded(&import).await;
     let mut jobs = Vec::new();
     for i in 0..10 {
-        jobs.push(coord.create_workspace(&format!("ws{i}"), "t", "alice", &[]).await);
+        jobs.push(
+            coord
+                .create_workspace(&format!("ws{i}"), "t", "alice", &[])
+                .await,
+        );
     }
     for j in &jobs {
         coord.wait_succeeded(j).await;
     }
-    let mut lines: Vec<String> = std::fs::read_to_string(&runs).unwrap().lines().map(String::from).collect();
+    let mut lines: Vec<String> = std::fs::read_to_string(&runs)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
     lines.sort();
     let mut want: Vec<String> = (0..10).map(|i| format!("ws{i}")).collect();
     want.sort();

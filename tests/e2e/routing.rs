@@ -8,8 +8,12 @@ async fn jobs_route_by_key_tags() {
     let tmp = tempfile::tempdir().unwrap();
     let coord = Coord::start(&tmp.path().join("data")).await;
     let general = coord.create_key("general", &[]).await;
-    let prebuild = coord.create_key("prebuild", &[("is_prebuild", "true")]).await;
-    let superset = coord.create_key("superset", &[("is_prebuild", "true"), ("region", "eu")]).await;
+    let prebuild = coord
+        .create_key("prebuild", &[("is_prebuild", "true")])
+        .await;
+    let superset = coord
+        .create_key("superset", &[("is_prebuild", "true"), ("region", "eu")])
+        .await;
     let d_general = Daemon::start(&coord.url, &general, "general-1", &tmp.path().join("c1"));
     let d_pre = Daemon::start(&coord.url, &prebuild, "prebuild-1", &tmp.path().join("c2"));
     let d_super = Daemon::start(&coord.url, &superset, "superset-1", &tmp.path().join("c3"));
@@ -17,11 +21,15 @@ async fn jobs_route_by_key_tags() {
 
     let dir = template(tmp.path(), "t", QUICK);
     // (job tags, daemons allowed to take it)
-    let cases: &[(&[(&str, &str)], &[&str])] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case] = &[
         (&[], &["general-1"]),
         (&[("is_prebuild", "true")], &["prebuild-1", "superset-1"]),
         (&[("region", "eu")], &["superset-1"]),
-        (&[("is_prebuild", "true"), ("region", "eu")], &["superset-1"]),
+        (
+            &[("is_prebuild", "true"), ("region", "eu")],
+            &["superset-1"],
+        ),
     ];
     let mut jobs = Vec::new();
     for (i, (tags, allowed)) in cases.iter().enumerate() {
@@ -34,7 +42,12 @@ async fn jobs_route_by_key_tags() {
     let orphan = coord.push("orphan", &dir, &[("region", "us")]).await;
     for (job, allowed) in &jobs {
         let j = coord.wait_succeeded(job).await;
-        assert!(allowed.contains(&j.daemon.as_str()), "job tags {:?} ran on {}", j.tags, j.daemon);
+        assert!(
+            allowed.contains(&j.daemon.as_str()),
+            "job tags {:?} ran on {}",
+            j.tags,
+            j.daemon
+        );
     }
     let o = coord.job(&orphan).await;
     assert_eq!(o.status, "pending", "a job no daemon matches stays pending");
@@ -53,7 +66,9 @@ async fn prebuild_pool_takes_only_prebuild_jobs() {
     // prebuild work.
     let tmp = tempfile::tempdir().unwrap();
     let coord = Coord::start(&tmp.path().join("data")).await;
-    let pool = coord.create_key("prebuild-pool", &[("is_prebuild", "true")]).await;
+    let pool = coord
+        .create_key("prebuild-pool", &[("is_prebuild", "true")])
+        .await;
     let general = coord.create_key("general", &[]).await;
     let dir = template(tmp.path(), "t", QUICK);
     let pre_import = coord.push("pre", &dir, &[("is_prebuild", "true")]).await;
@@ -66,10 +81,15 @@ async fn prebuild_pool_takes_only_prebuild_jobs() {
     let d_gen = Daemon::start(&coord.url, &general, "general-1", &tmp.path().join("c2"));
     assert_eq!(coord.wait_succeeded(&gen_import).await.daemon, "general-1");
 
-    let pre_ws = coord.create_workspace("pre-ws", "pre", "prebuilds", &[]).await;
+    let pre_ws = coord
+        .create_workspace("pre-ws", "pre", "prebuilds", &[])
+        .await;
     let gen_ws = coord.create_workspace("gen-ws", "gen", "alice", &[]).await;
     let pre = coord.wait_succeeded(&pre_ws).await;
-    assert_eq!((pre.daemon.as_str(), pre.initiator.as_str()), ("pool-1", "prebuilds"));
+    assert_eq!(
+        (pre.daemon.as_str(), pre.initiator.as_str()),
+        ("pool-1", "prebuilds")
+    );
     assert_eq!(coord.wait_succeeded(&gen_ws).await.daemon, "general-1");
     d_pool.stop().await.unwrap();
     d_gen.stop().await.unwrap();

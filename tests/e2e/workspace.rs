@@ -12,9 +12,13 @@ async fn start_stop_start_delete_keeps_state() {
     let coord = Coord::start(&tmp.path().join("data")).await;
     let key = coord.create_key("k", &[]).await;
     let d = Daemon::start(&coord.url, &key, "d1", &tmp.path().join("c1"));
-    coord.wait_succeeded(&coord.push("basic", &examples_template(), &[]).await).await;
+    coord
+        .wait_succeeded(&coord.push("basic", &examples_template(), &[]).await)
+        .await;
 
-    let job = coord.create_workspace("dev", "basic", "alice", &[("region", "us-east-2")]).await;
+    let job = coord
+        .create_workspace("dev", "basic", "alice", &[("region", "us-east-2")])
+        .await;
     coord.wait_succeeded(&job).await;
     let ws = coord.workspace("dev").await.unwrap();
     assert_eq!(ws.outputs["region"], "\"us-east-2\"");
@@ -25,14 +29,26 @@ async fn start_stop_start_delete_keeps_state() {
         coord.wait_succeeded(&job).await;
         let logs = coord.logs(&job).await;
         assert!(
-            logs.iter().any(|l| l.output.contains("Plan: 0 to add, 0 to change, 0 to destroy.")),
+            logs.iter().any(|l| l
+                .output
+                .contains("Plan: 0 to add, 0 to change, 0 to destroy.")),
             "the build planned against the stored state"
         );
-        assert_eq!(coord.workspace("dev").await.unwrap().outputs["id"], id, "same resource after {t:?}");
+        assert_eq!(
+            coord.workspace("dev").await.unwrap().outputs["id"],
+            id,
+            "same resource after {t:?}"
+        );
     }
     let job = coord.build("dev", Transition::Destroy).await;
     coord.wait_succeeded(&job).await;
-    assert!(coord.logs(&job).await.iter().any(|l| l.output.contains("1 destroyed")));
+    assert!(
+        coord
+            .logs(&job)
+            .await
+            .iter()
+            .any(|l| l.output.contains("1 destroyed"))
+    );
     let gone = coord.workspace("dev").await.unwrap_err();
     assert_eq!(gone.code(), tonic::Code::NotFound);
     d.stop().await.unwrap();
@@ -61,22 +77,35 @@ resource "terraform_data" "b" {{
     let coord = Coord::start(&tmp.path().join("data")).await;
     let key = coord.create_key("k", &[]).await;
     let d = Daemon::start(&coord.url, &key, "d1", &tmp.path().join("c1"));
-    coord.wait_succeeded(&coord.push("t", &dir, &[]).await).await;
+    coord
+        .wait_succeeded(&coord.push("t", &dir, &[]).await)
+        .await;
 
     let job = coord.create_workspace("ws", "t", "alice", &[]).await;
     let failed = coord.wait_job(&job).await;
     assert_eq!(failed.status, "failed");
-    assert!(failed.error.contains("apply"), "error names the stage: {}", failed.error);
+    assert!(
+        failed.error.contains("apply"),
+        "error names the stage: {}",
+        failed.error
+    );
 
     std::fs::remove_file(&flag).unwrap();
     let job = coord.build("ws", Transition::Start).await;
     coord.wait_succeeded(&job).await;
     let logs = coord.logs(&job).await;
-    let summary = logs.iter().find(|l| l.output.starts_with("Plan:")).expect("plan summary");
+    let summary = logs
+        .iter()
+        .find(|l| l.output.starts_with("Plan:"))
+        .expect("plan summary");
     // With the partial state, `a` exists and only the tainted `b` is
     // replaced; without it, both would be added.
     assert!(summary.output.contains("1 to add"), "{}", summary.output);
-    assert!(summary.output.contains("1 to destroy"), "{}", summary.output);
+    assert!(
+        summary.output.contains("1 to destroy"),
+        "{}",
+        summary.output
+    );
     d.stop().await.unwrap();
     coord.stop().await;
 }
@@ -95,19 +124,33 @@ resource "terraform_data" "w" {
     let coord = Coord::start(&tmp.path().join("data")).await;
     let key = coord.create_key("k", &[]).await;
     let d = Daemon::start(&coord.url, &key, "d1", &tmp.path().join("c1"));
-    coord.wait_succeeded(&coord.push("t", &dir, &[]).await).await;
+    coord
+        .wait_succeeded(&coord.push("t", &dir, &[]).await)
+        .await;
     let job = coord.create_workspace("ws", "t", "alice", &[]).await;
     let j = coord.wait_succeeded(&job).await;
     let logs = coord.logs(&job).await;
     assert_eq!(logs.len() as u64, j.log_count);
     let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
-    assert_eq!(seqs, (1..=logs.len() as u64).collect::<Vec<_>>(), "sequence numbers without gaps");
+    assert_eq!(
+        seqs,
+        (1..=logs.len() as u64).collect::<Vec<_>>(),
+        "sequence numbers without gaps"
+    );
     let printed: Vec<u32> = logs
         .iter()
         .filter(|l| l.source == LogSource::Terraform as i32)
-        .filter_map(|l| l.output.rsplit_once("line-").and_then(|(_, n)| n.trim().parse().ok()))
+        .filter_map(|l| {
+            l.output
+                .rsplit_once("line-")
+                .and_then(|(_, n)| n.trim().parse().ok())
+        })
         .collect();
-    assert_eq!(printed, (1..=2000).collect::<Vec<_>>(), "each line once, in order");
+    assert_eq!(
+        printed,
+        (1..=2000).collect::<Vec<_>>(),
+        "each line once, in order"
+    );
     let stages: Vec<&str> = logs.iter().map(|l| l.stage.as_str()).collect();
     assert_eq!(stages.first(), Some(&"Setting up"));
     assert!(stages.contains(&"Planning Infrastructure"));
@@ -123,7 +166,13 @@ async fn coordinator_restart_keeps_keys_jobs_and_logs() {
     let token = coord.token.clone();
     let key = coord.create_key("k", &[("pool", "a")]).await;
     let d = Daemon::start(&coord.url, &key, "d1", &tmp.path().join("c1"));
-    coord.wait_succeeded(&coord.push("basic", &examples_template(), &[("pool", "a")]).await).await;
+    coord
+        .wait_succeeded(
+            &coord
+                .push("basic", &examples_template(), &[("pool", "a")])
+                .await,
+        )
+        .await;
     let job = coord.create_workspace("dev", "basic", "alice", &[]).await;
     coord.wait_succeeded(&job).await;
     let logs_before = coord.logs(&job).await;
@@ -137,14 +186,25 @@ async fn coordinator_restart_keeps_keys_jobs_and_logs() {
     assert_eq!(j.status, "succeeded");
     let logs_after = coord.logs(&job).await;
     assert_eq!(logs_after.len(), logs_before.len());
-    assert!(logs_after.iter().zip(&logs_before).all(|(a, b)| a.output == b.output && a.seq == b.seq));
+    assert!(
+        logs_after
+            .iter()
+            .zip(&logs_before)
+            .all(|(a, b)| a.output == b.output && a.seq == b.seq)
+    );
     // The key still works and the state is still there: the next build
     // plans no changes against it.
     let d = Daemon::start(&coord.url, &key, "d1", &tmp.path().join("c1"));
     let job = coord.build("dev", Transition::Start).await;
     coord.wait_succeeded(&job).await;
-    assert!(coord.logs(&job).await.iter().any(|l| l.output.contains("Plan: 0 to add, 0 to change, 0 to destroy.")));
-    assert_eq!(coord.workspace("dev").await.unwrap().outputs["id"], id_before);
+    assert!(coord.logs(&job).await.iter().any(|l| {
+        l.output
+            .contains("Plan: 0 to add, 0 to change, 0 to destroy.")
+    }));
+    assert_eq!(
+        coord.workspace("dev").await.unwrap().outputs["id"],
+        id_before
+    );
     d.stop().await.unwrap();
     coord.stop().await;
 }

@@ -64,7 +64,9 @@ impl Store {
     }
 
     pub fn delete_key(&self, name: &str) -> Result<()> {
-        let n = self.conn().execute("DELETE FROM keys WHERE name = ?1", [name])?;
+        let n = self
+            .conn()
+            .execute("DELETE FROM keys WHERE name = ?1", [name])?;
         if n == 0 {
             return Err(not_found("key", name));
         }

@@ -126,7 +126,10 @@ const JOB_COLUMNS: &str = "id, type, transition, status, initiator, tags, templa
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
         id: r.get(0)?,
-        kind: kind_from_db(&r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?.as_deref()),
+        kind: kind_from_db(
+            &r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?.as_deref(),
+        ),
         status: r.get(3)?,
         initiator: r.get(4)?,
         tags: tags_from_json(&r.get::<_, String>(5)?),
@@ -253,7 +256,13 @@ impl Store {
     }
 
     /// The daemon acknowledged an offer: it owns the job from now on.
-    pub fn ack(&self, job_id: &str, daemon_id: &str, daemon_name: &str, key_name: &str) -> Result<()> {
+    pub fn ack(
+        &self,
+        job_id: &str,
+        daemon_id: &str,
+        daemon_name: &str,
+        key_name: &str,
+    ) -> Result<()> {
         let now = now_ms();
         let n = self.conn().execute(
             "UPDATE jobs SET status = 'running', offered_to = NULL, daemon_id = ?2,
@@ -272,7 +281,8 @@ impl Store {
     /// Checks that the job runs on this daemon (by daemon name and key).
     fn owned(&self, job_id: &str, daemon_name: &str, key_name: &str) -> Result<JobRow> {
         let job = self.job(job_id)?;
-        if job.daemon_name.as_deref() != Some(daemon_name) || job.key_name.as_deref() != Some(key_name)
+        if job.daemon_name.as_deref() != Some(daemon_name)
+            || job.key_name.as_deref() != Some(key_name)
         {
             return Err(CoordError::PermissionDenied(format!(
                 "job {job_id} is not owned by daemon {daemon_name:?}"
@@ -300,11 +310,10 @@ impl Store {
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let mut stored: u64 = tx.query_row(
-            "SELECT log_count FROM jobs WHERE id = ?1",
-            [job_id],
-            |r| r.get::<_, i64>(0),
-        )? as u64;
+        let mut stored: u64 =
+            tx.query_row("SELECT log_count FROM jobs WHERE id = ?1", [job_id], |r| {
+                r.get::<_, i64>(0)
+            })? as u64;
         for line in lines {
             if line.seq <= stored {
                 continue;
@@ -359,7 +368,12 @@ impl Store {
 
     /// Ends a job with the daemon's result. Repeating the same result is
     /// acknowledged again (the daemon may have lost our first answer).
-    pub fn finish(&self, daemon_name: &str, key_name: &str, req: &proto::FinishJobRequest) -> Result<()> {
+    pub fn finish(
+        &self,
+        daemon_name: &str,
+        key_name: &str,
+        req: &proto::FinishJobRequest,
+    ) -> Result<()> {
         let job = self.owned(&req.job_id, daemon_name, key_name)?;
         let status = match JobOutcome::try_from(req.outcome) {
             Ok(JobOutcome::Succeeded) => "succeeded",
@@ -398,7 +412,10 @@ impl Store {
             (JobKind::TemplateImport, _) if status == "succeeded" => {
                 tx.execute(
                     "UPDATE template_versions SET declared = ?2 WHERE id = ?1",
-                    params![job.template_version_id, super::catalog::declared_to_json(&req.variables)?],
+                    params![
+                        job.template_version_id,
+                        super::catalog::declared_to_json(&req.variables)?
+                    ],
                 )?;
                 tx.execute(
                     "UPDATE templates SET active_version_id = ?1
@@ -442,7 +459,10 @@ impl Store {
                  WHERE id = ?1 AND status IN ('running', 'canceling')",
                 params![
                     id,
-                    format!("daemon {:?} lost: no update within the job lease", daemon.as_deref().unwrap_or("?")),
+                    format!(
+                        "daemon {:?} lost: no update within the job lease",
+                        daemon.as_deref().unwrap_or("?")
+                    ),
                     now_ms()
                 ],
             )?;
