@@ -38,7 +38,8 @@ export PROVISIONERD_TOKEN_FILE=$data/coordinator/admin-token
 echo "    listening on $PROVISIONERD_URL"
 
 echo "==> creating a provisioner key and starting a daemon"
-key=$("$bin" keys create demo-key)
+key=$("$bin" keys create demo-key 2>/dev/null)
+echo "    key demo-key created (its secret goes to the daemon's environment)"
 PROVISIONERD_KEY=$key "$bin" start --name demo-daemon --cache-dir "$data/cache" \
   --terraform-path "$tf" 2>"$data/daemon.log" &
 daemon_pid=$!
@@ -60,4 +61,5 @@ if [ "$keep" = "--keep" ]; then
   echo "  export PROVISIONERD_URL=$PROVISIONERD_URL PROVISIONERD_TOKEN_FILE=$PROVISIONERD_TOKEN_FILE"
   echo "  $bin workspaces stop dev --wait"
   echo "Logs: $data/coordinator.log $data/daemon.log"
+  echo "Stop: kill -HUP $daemon_pid   (drains the daemon), then kill -TERM $coord_pid   (coordinator)"
 fi

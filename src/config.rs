@@ -179,7 +179,8 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Flags every admin command shares.
+// Flags every admin command shares (a plain comment: a doc comment would
+// become the description of every subcommand that flattens it).
 #[derive(Debug, Args, Clone)]
 pub struct AdminArgs {
     /// Coordinator URL.
@@ -189,11 +190,12 @@ pub struct AdminArgs {
         default_value = "http://127.0.0.1:7800"
     )]
     pub url: String,
-    /// Admin token (written to DATA_DIR/admin-token on the coordinator's first start).
+    /// Admin token (written to DATA_DIR/admin-token on the coordinator's
+    /// first start); wins over --token-file.
     #[arg(long, env = "PROVISIONERD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Read the admin token from this file.
-    #[arg(long, env = "PROVISIONERD_TOKEN_FILE", conflicts_with = "token")]
+    #[arg(long, env = "PROVISIONERD_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 }
 
@@ -222,6 +224,7 @@ pub enum KeysCmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// List keys and their tags.
     List {
         #[command(flatten)]
         out: OutputArg,
@@ -240,7 +243,9 @@ pub enum KeysCmd {
 pub enum TemplatesCmd {
     /// Push a template directory as a new version and import it.
     Push {
+        /// Template name.
         name: String,
+        /// Directory holding the template's .tf files.
         #[arg(long)]
         dir: PathBuf,
         /// Tag `key=value` added to the version's jobs (repeatable).
@@ -255,6 +260,7 @@ pub enum TemplatesCmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// List templates, their active versions and variables.
     List {
         #[command(flatten)]
         out: OutputArg,
@@ -287,6 +293,7 @@ pub enum WorkspacesCmd {
     Stop(BuildArgs),
     /// Destroy a workspace's resources and remove it.
     Delete(BuildArgs),
+    /// List workspaces and their latest builds.
     List {
         #[command(flatten)]
         out: OutputArg,
@@ -315,6 +322,7 @@ pub struct BuildArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCmd {
+    /// List jobs, newest first.
     List {
         /// pending, running, succeeded, failed, canceling or canceled.
         #[arg(long)]
@@ -330,7 +338,9 @@ pub enum JobsCmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Show one job.
     Show {
+        /// Job id.
         id: String,
         #[command(flatten)]
         out: OutputArg,
@@ -339,6 +349,7 @@ pub enum JobsCmd {
     },
     /// Print a job's logs.
     Logs {
+        /// Job id.
         id: String,
         /// Keep streaming until the job ends.
         #[arg(long, short = 'f')]
@@ -350,6 +361,7 @@ pub enum JobsCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum DaemonsCmd {
+    /// List daemons: tags, status (idle, busy, offline), current job.
     List {
         #[command(flatten)]
         out: OutputArg,

@@ -8,7 +8,7 @@ pub type Tags = BTreeMap<String, String>;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TagError {
-    #[error("parse tag {0:?}: expected key=value")]
+    #[error("{0:?}: expected key=value")]
     NoEquals(String),
     #[error("tag key {0:?}: must be 1-64 characters of a-z A-Z 0-9 _ - . /")]
     BadKey(String),

@@ -40,16 +40,41 @@ pub async fn connect(args: &AdminArgs) -> Result<Client, CliError> {
     let value: MetadataValue<_> = format!("Bearer {token}").parse().map_err(|_| {
         CliError::Usage("admin token: contains characters not allowed in a header".into())
     })?;
+    if !args.url.starts_with("http://") {
+        return Err(CliError::Usage(format!(
+            "--url {:?}: must be an http:// URL (TLS is not supported yet)",
+            args.url
+        )));
+    }
     let endpoint = Endpoint::from_shared(args.url.clone())
         .map_err(|e| CliError::Usage(format!("--url {:?}: {e}", args.url)))?
         .connect_timeout(Duration::from_secs(5));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| CliError::Failed(format!("connect to coordinator {}: {e}", args.url)))?;
+    let channel = endpoint.connect().await.map_err(|e| {
+        CliError::Failed(format!(
+            "connect to coordinator {}: {}",
+            args.url,
+            error_chain(&e)
+        ))
+    })?;
     Ok(
         AdminClient::with_interceptor(channel, TokenInterceptor(value))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
     )
+}
+
+/// An error with its causes ("transport error: connection refused"): tonic's
+/// top-level message alone rarely says what went wrong.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+    }
+    text
 }

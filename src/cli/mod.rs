@@ -308,7 +308,10 @@ async fn finish_build(
 
 /// Streams a job's logs until it ends; fails unless it succeeded.
 async fn wait_for_job(c: &mut Client, job_id: &str) -> Result<(), CliError> {
-    print_logs(c, job_id, true).await?;
+    let hint = tokio::spawn(pending_hint(c.clone(), job_id.to_string()));
+    let logs = print_logs(c, job_id, true).await;
+    hint.abort();
+    logs?;
     let job = c
         .get_job(proto::GetJobRequest {
             id: job_id.to_string(),
@@ -323,6 +326,42 @@ async fn wait_for_job(c: &mut Client, job_id: &str) -> Result<(), CliError> {
             "job {job_id} {}: {}",
             job.status, job.error
         )))
+    }
+}
+
+/// If the job is still pending after a few seconds, says why a waiting
+/// user sees nothing: which connected daemons could take it, if any.
+async fn pending_hint(mut c: Client, job_id: String) {
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let Ok(job) = c.get_job(proto::GetJobRequest { id: job_id.clone() }).await else {
+        return;
+    };
+    let job = job.into_inner();
+    if job.status != "pending" {
+        return;
+    }
+    let Ok(daemons) = c.list_daemons(proto::ListDaemonsRequest {}).await else {
+        return;
+    };
+    let job_tags: crate::tags::Tags = job.tags.clone().into_iter().collect();
+    let able: Vec<String> = daemons
+        .into_inner()
+        .daemons
+        .into_iter()
+        .filter(|d| d.status != "offline")
+        .filter(|d| crate::tags::matches(&d.tags.clone().into_iter().collect(), &job_tags))
+        .map(|d| format!("{} ({})", d.name, d.status))
+        .collect();
+    if able.is_empty() {
+        eprintln!(
+            "Job {job_id} is pending: no connected daemon can take jobs tagged {}; start one with a key that has these tags.",
+            tags_text(&job.tags)
+        );
+    } else {
+        eprintln!(
+            "Job {job_id} is pending; daemons that can take it: {}",
+            able.join(", ")
+        );
     }
 }
 

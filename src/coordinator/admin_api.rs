@@ -135,6 +135,23 @@ impl AdminApi {
                 )));
             }
         }
+        // Simple types are checked here so a typo fails now, not in plan.
+        for d in declared {
+            let Some(value) = values.get(&d.name) else {
+                continue;
+            };
+            let ok = match d.r#type.as_str() {
+                "number" => value.trim().parse::<f64>().is_ok(),
+                "bool" => matches!(value.as_str(), "true" | "false"),
+                _ => true,
+            };
+            if !ok {
+                return Err(CoordError::Invalid(format!(
+                    "variable {:?}: {value:?} is not a {}",
+                    d.name, d.r#type
+                )));
+            }
+        }
         let missing: Vec<&str> = declared
             .iter()
             .filter(|d| {
@@ -531,7 +548,7 @@ async fn follow_logs(
             }
         })
         .await;
-        if tx.is_closed() {
+        if tx.is_closed() || hub.stopping.is_cancelled() {
             return;
         }
     }

@@ -139,7 +139,10 @@ impl ProvisionerDaemon for DaemonApi {
         let (key, name) = self.caller(&req)?;
         let req = req.into_inner();
         self.hub.store.finish(&name, &key.name, &req)?;
-        tracing::info!(job = %req.job_id, daemon = %name, outcome = req.outcome, "job finished");
+        let outcome = proto::JobOutcome::try_from(req.outcome)
+            .map(|o| o.as_str_name())
+            .unwrap_or("unknown");
+        tracing::info!(job = %req.job_id, daemon = %name, outcome, "job finished");
         self.hub.job_changed(&req.job_id);
         Ok(Response::new(proto::FinishJobResponse {}))
     }
@@ -157,6 +160,10 @@ async fn serve_session(
 ) {
     loop {
         let msg = tokio::select! {
+            _ = hub.stopping.cancelled() => {
+                let _ = tx.send(Err(Status::unavailable("coordinator shutting down"))).await;
+                return;
+            }
             _ = end.cancelled() => {
                 let _ = tx.send(Err(Status::unauthenticated(format!(
                     "provisioner key {:?} was deleted", key.name

@@ -50,6 +50,10 @@ pub struct Hub {
     /// Job ids whose logs or status changed.
     pub changes: broadcast::Sender<String>,
     sessions: Mutex<HashMap<String, SessionHandle>>,
+    /// Cancelled when the coordinator shuts down: sessions end with
+    /// UNAVAILABLE so daemons reconnect to whoever serves next, instead of
+    /// holding a stream to a process that no longer hands out work.
+    pub stopping: CancellationToken,
 }
 
 impl Hub {
@@ -121,6 +125,7 @@ impl Coordinator {
             dispatcher,
             changes,
             sessions: Mutex::new(HashMap::new()),
+            stopping: CancellationToken::new(),
         });
         Ok(Coordinator { listener, hub, cfg })
     }
@@ -152,6 +157,14 @@ impl Coordinator {
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
         tracing::info!(%addr, "coordinator listening");
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+        // Graceful shutdown waits for open streams; sessions only end when
+        // told to.
+        let stopping = self.hub.stopping.clone();
+        let stop_sessions = shutdown.clone();
+        tokio::spawn(async move {
+            stop_sessions.cancelled().await;
+            stopping.cancel();
+        });
         let result = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .add_service(daemon)

@@ -136,31 +136,42 @@ impl Daemon {
         let mut fatal = None;
         let mut drain_noted = false;
         loop {
-            tokio::select! {
+            let event = tokio::select! {
                 () = &mut job => return fatal.map_or(Ok(()), Err),
                 () = shutdown.drain.cancelled(), if !drain_noted => {
                     drain_noted = true;
                     tracing::info!(job_id, "draining: waiting for job {job_id}");
+                    continue;
                 }
-                event = link.next() => match event {
-                    LinkEvent::CancelJob(id) if id == job_id => {
-                        tracing::info!(job_id, "coordinator canceled the job; interrupting it");
-                        job_cancel.cancel();
-                    }
-                    LinkEvent::Offer(o) => {
-                        tracing::warn!(job_id = o.job_id, running = job_id, "unrequested job offer while busy; ignored");
-                    }
-                    LinkEvent::CancelJob(_) | LinkEvent::AcquireCanceled | LinkEvent::Connected | LinkEvent::Stopped => {}
-                    LinkEvent::Lost(reason) => {
-                        tracing::warn!(job_id, reason, "session to coordinator lost; job continues, reconnecting");
-                        link.ensure();
-                    }
-                    LinkEvent::Fatal(e) => {
-                        // The job's own RPCs will meet the same refusal.
-                        tracing::error!(job_id, error = %e, "reconnect to coordinator failed");
-                        fatal = Some(e);
-                    }
-                },
+                event = link.next() => event,
+            };
+            match event {
+                LinkEvent::CancelJob(id) if id == job_id => {
+                    tracing::info!(job_id, "coordinator canceled the job; interrupting it");
+                    job_cancel.cancel();
+                }
+                LinkEvent::Offer(o) => tracing::warn!(
+                    job_id = o.job_id,
+                    running = job_id,
+                    "unrequested job offer while busy; ignored"
+                ),
+                LinkEvent::CancelJob(_)
+                | LinkEvent::AcquireCanceled
+                | LinkEvent::Connected
+                | LinkEvent::Stopped => {}
+                LinkEvent::Lost(reason) => {
+                    tracing::warn!(
+                        job_id,
+                        reason,
+                        "session to coordinator lost; job continues, reconnecting"
+                    );
+                    link.ensure();
+                }
+                LinkEvent::Fatal(e) => {
+                    // The job's own RPCs will meet the same refusal.
+                    tracing::error!(job_id, error = %e, "reconnect to coordinator failed");
+                    fatal = Some(e);
+                }
             }
         }
     }

@@ -71,7 +71,7 @@ impl CacheDir {
         let jobs = cache.jobs_dir();
         match fs::remove_dir_all(&jobs) {
             Ok(()) => {
-                tracing::debug!(dir = %jobs.display(), "removed job work dirs of an earlier run")
+                tracing::debug!(dir = %jobs.display(), "cleared the job work root")
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {

@@ -48,12 +48,14 @@ impl Shipper<'_> {
             }
             let now = Instant::now();
             let heartbeat_at = last_sent + HEARTBEAT;
-            if in_flight.is_none() && retry_at.is_none_or(|t| now >= t) {
+            if retry_at.is_some_and(|t| now >= t) {
+                retry_at = None;
+            }
+            if in_flight.is_none() && retry_at.is_none() {
                 let flushing = !open && !batcher.is_empty();
                 if flushing || batcher.due(now) || now >= heartbeat_at {
                     in_flight = Some(self.send(batcher.batch()));
                     last_sent = now;
-                    retry_at = None;
                 }
             }
             // With nothing in flight, wake for the retry, the batch
@@ -67,44 +69,49 @@ impl Shipper<'_> {
                         .map_or(heartbeat_at, |d| d.min(heartbeat_at)),
                 ),
             };
-            tokio::select! {
-                entry = logs.recv(), if open && !batcher.is_full() => match entry {
-                    Some(entry) => batcher.push(log_line(entry), Instant::now()),
-                    None => open = false,
-                },
-                answer = poll_in_flight(&mut in_flight), if in_flight.is_some() => {
-                    in_flight = None;
-                    match answer {
-                        Ok(r) => {
-                            backoff.reset();
-                            batcher.ack(r.stored_seq);
-                            if r.canceled && !self.job_cancel.is_cancelled() {
-                                tracing::info!(job_id = self.job_id, "coordinator canceled the job; interrupting it");
-                                self.job_cancel.cancel();
-                            }
-                        }
-                        Err(st) => match rpc::classify(&st, self.started.elapsed()) {
-                            Verdict::Retry => {
-                                let wait = backoff.next_delay();
-                                tracing::warn!(
-                                    job_id = self.job_id,
-                                    error = %rpc::describe(&st),
-                                    retry_in = ?wait,
-                                    "ship job logs failed; retrying"
-                                );
-                                retry_at = Some(Instant::now() + wait);
-                            }
-                            Verdict::Refused => {
-                                return Err(format!(
-                                    "ship logs of job {}: coordinator refused: {}",
-                                    self.job_id,
-                                    rpc::describe(&st)
-                                ));
-                            }
-                        },
+            let answer = tokio::select! {
+                entry = logs.recv(), if open && !batcher.is_full() => {
+                    match entry {
+                        Some(entry) => batcher.push(log_line(entry), Instant::now()),
+                        None => open = false,
+                    }
+                    continue;
+                }
+                answer = poll_in_flight(&mut in_flight), if in_flight.is_some() => answer,
+                () = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => continue,
+            };
+            in_flight = None;
+            match answer {
+                Ok(r) => {
+                    backoff.reset();
+                    batcher.ack(r.stored_seq);
+                    if r.canceled && !self.job_cancel.is_cancelled() {
+                        tracing::info!(
+                            job_id = self.job_id,
+                            "coordinator canceled the job; interrupting it"
+                        );
+                        self.job_cancel.cancel();
+                    }
+                }
+                Err(st) => match rpc::classify(&st, self.started.elapsed()) {
+                    Verdict::Retry => {
+                        let wait = backoff.next_delay();
+                        tracing::warn!(
+                            job_id = self.job_id,
+                            error = %rpc::describe(&st),
+                            retry_in = ?wait,
+                            "ship job logs failed; retrying"
+                        );
+                        retry_at = Some(Instant::now() + wait);
+                    }
+                    Verdict::Refused => {
+                        return Err(format!(
+                            "ship logs of job {}: coordinator refused: {}",
+                            self.job_id,
+                            rpc::describe(&st)
+                        ));
                     }
                 },
-                () = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => {}
             }
         }
     }

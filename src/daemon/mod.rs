@@ -5,9 +5,10 @@
 //! | `cachedir`   | cache dir lock, plugin cache, job work root                   |
 //! | `rpc`        | the gRPC client (auth, limits, keepalive), RPC error verdicts |
 //! | `session`    | Hello/Welcome with retry; the reader task of the stream       |
-//! | `link`       | the one session slot, rebuilt in the background when it breaks|
+//! | `link`       | the one session slot, rebuilt in the background on a break    |
 //! | `acquire`    | the state-owning loop: Acquire, offers, drain, pushes         |
 //! | `job`        | one job: runner task, log shipping, FinishJob                 |
+//! | `convert`    | offer → runner job, runner outcome → FinishJob                |
 //! | `logship`    | UpdateJob shipping and heartbeat; `batch` is its policy       |
 //!
 //! Shutdown: `drain` is watched only by the acquire loop (no new work; wait
@@ -18,6 +19,7 @@ mod acquire;
 mod backoff;
 mod batch;
 mod cachedir;
+mod convert;
 mod job;
 mod link;
 mod logship;

@@ -62,8 +62,17 @@ impl Coord {
     }
 
     pub async fn start_with_lease(data_dir: &Path, job_lease: Duration) -> Coord {
+        Self::start_at(data_dir, "127.0.0.1:0".parse().unwrap(), job_lease).await
+    }
+
+    /// Starts on a given address (a restart on the port daemons know).
+    pub async fn start_at(
+        data_dir: &Path,
+        listen: std::net::SocketAddr,
+        job_lease: Duration,
+    ) -> Coord {
         let cfg = ServeConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            listen,
             data_dir: data_dir.to_path_buf(),
             job_lease,
         };
@@ -87,9 +96,14 @@ impl Coord {
         }
     }
 
+    /// Stops the coordinator; it must finish within a few seconds even with
+    /// daemons connected (their sessions are ended, not waited for).
     pub async fn stop(self) {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(TIMEOUT, self.handle).await;
+        tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("coordinator stops within 10s")
+            .expect("coordinator task");
     }
 
     pub async fn admin(&self) -> Admin {

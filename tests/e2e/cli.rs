@@ -141,6 +141,19 @@ async fn admin_cli_pushes_builds_and_reports_json() {
     .unwrap();
     assert_eq!(out.status.code(), Some(64), "unknown variable is bad input");
     assert!(String::from_utf8_lossy(&out.stderr).contains("declares no such variable"));
+    let out = cli(s(&[
+        "workspaces",
+        "create",
+        "dev",
+        "--template",
+        "basic",
+        "--var",
+        "size=big",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(64), "a mistyped value is bad input");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"big\" is not a number"));
 
     let out = cli(s(&[
         "workspaces",

@@ -177,10 +177,12 @@ async fn coordinator_restart_keeps_keys_jobs_and_logs() {
     coord.wait_succeeded(&job).await;
     let logs_before = coord.logs(&job).await;
     let id_before = coord.workspace("dev").await.unwrap().outputs["id"].clone();
-    d.stop().await.unwrap();
+    // Stop with the daemon still connected: its session is ended, and it
+    // reconnects to the next coordinator on the same address by itself.
+    let addr: std::net::SocketAddr = coord.url.trim_start_matches("http://").parse().unwrap();
     coord.stop().await;
 
-    let coord = Coord::start(&data).await;
+    let coord = Coord::start_at(&data, addr, std::time::Duration::from_secs(60)).await;
     assert_eq!(coord.token, token, "the admin token is created once");
     let j = coord.job(&job).await;
     assert_eq!(j.status, "succeeded");
@@ -194,7 +196,7 @@ async fn coordinator_restart_keeps_keys_jobs_and_logs() {
     );
     // The key still works and the state is still there: the next build
     // plans no changes against it.
-    let d = Daemon::start(&coord.url, &key, "d1", &tmp.path().join("c1"));
+    crate::common::wait_connected(&coord, 1).await;
     let job = coord.build("dev", Transition::Start).await;
     coord.wait_succeeded(&job).await;
     assert!(coord.logs(&job).await.iter().any(|l| {

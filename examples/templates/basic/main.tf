@@ -21,7 +21,6 @@ variable "greeting" {
 }
 
 locals {
-  # Set by the daemon for every build (Coder's environment contract).
   workspace = "workspace in ${var.region}"
 }
 
@@ -31,6 +30,8 @@ resource "terraform_data" "workspace" {
     size   = var.size
   }
 
+  # CODER_WORKSPACE_* variables are set by the daemon for every build
+  # (Coder's environment contract).
   provisioner "local-exec" {
     command = <<-EOT
       echo "provisioning ${local.workspace} with ${var.size} GiB"

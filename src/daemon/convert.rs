@@ -1,0 +1,213 @@
+//! Conversions between the wire types of a job and the runner's.
+
+use crate::proto::{self, FinishJobRequest, JobOffer, JobOutcome, JobType};
+use crate::runner::{self, Build, JobKind, Outcome, Transition, Variable};
+
+/// The runner's job for an offer; an error (an offer this daemon cannot
+/// run) becomes the job's failure message.
+pub(super) fn job_from_offer(offer: JobOffer) -> Result<runner::Job, String> {
+    let id = &offer.job_id;
+    let kind = match JobType::try_from(offer.r#type) {
+        Ok(JobType::TemplateImport) => JobKind::TemplateImport,
+        Ok(JobType::WorkspaceBuild) => {
+            let b = offer
+                .workspace_build
+                .ok_or_else(|| format!("run job {id}: workspace build without build details"))?;
+            let transition = match proto::Transition::try_from(b.transition) {
+                Ok(proto::Transition::Start) => Transition::Start,
+                Ok(proto::Transition::Stop) => Transition::Stop,
+                Ok(proto::Transition::Destroy) => Transition::Destroy,
+                _ => {
+                    return Err(format!(
+                        "run job {id}: unsupported transition {}",
+                        b.transition
+                    ));
+                }
+            };
+            JobKind::WorkspaceBuild(Build {
+                workspace_id: b.workspace_id,
+                workspace_name: b.workspace_name,
+                owner: b.owner,
+                transition,
+                state: b.state,
+                build_id: b.build_id,
+            })
+        }
+        _ => {
+            return Err(format!(
+                "run job {id}: unsupported job type {}",
+                offer.r#type
+            ));
+        }
+    };
+    Ok(runner::Job {
+        id: offer.job_id,
+        kind,
+        template_archive: offer.template_archive,
+        template_name: offer.template_name,
+        template_version_id: offer.template_version_id,
+        initiator: offer.initiator,
+        variables: offer
+            .variables
+            .into_iter()
+            .map(|v| Variable {
+                name: v.name,
+                value: v.value,
+                sensitive: v.sensitive,
+            })
+            .collect(),
+    })
+}
+
+pub(super) fn finish_request(job_id: &str, outcome: Outcome, log_count: u64) -> FinishJobRequest {
+    let (outcome, error, state, variables) = match outcome {
+        Outcome::Succeeded { state, variables } => {
+            (JobOutcome::Succeeded, String::new(), state, variables)
+        }
+        Outcome::Failed { error, state } => (JobOutcome::Failed, error, state, Vec::new()),
+        Outcome::Canceled { error, state } => (JobOutcome::Canceled, error, state, Vec::new()),
+    };
+    FinishJobRequest {
+        job_id: job_id.to_string(),
+        outcome: outcome as i32,
+        error,
+        has_state: state.is_some(),
+        state: state.unwrap_or_default(),
+        variables: variables
+            .into_iter()
+            .map(|v| proto::TemplateVariable {
+                required: v.default_json.is_none(),
+                name: v.name,
+                description: v.description,
+                r#type: v.type_expr,
+                default_json: v.default_json.unwrap_or_default(),
+                sensitive: v.sensitive,
+            })
+            .collect(),
+        log_count,
+    }
+}
+
+pub(super) fn job_type_name(ty: i32) -> &'static str {
+    match JobType::try_from(ty) {
+        Ok(JobType::TemplateImport) => "template_import",
+        Ok(JobType::WorkspaceBuild) => "workspace_build",
+        _ => "unknown",
+    }
+}
+
+pub(super) fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Succeeded { .. } => "succeeded",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Canceled { .. } => "canceled",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{VariableValue, WorkspaceBuild};
+    use crate::runner::TemplateVariable;
+
+    fn offer(ty: JobType, build: Option<WorkspaceBuild>) -> JobOffer {
+        JobOffer {
+            job_id: "j1".into(),
+            r#type: ty as i32,
+            template_name: "t".into(),
+            variables: vec![VariableValue {
+                name: "region".into(),
+                value: "eu".into(),
+                sensitive: true,
+            }],
+            workspace_build: build,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn offers_convert_to_runner_jobs() {
+        let job = job_from_offer(offer(JobType::TemplateImport, None)).unwrap();
+        assert!(matches!(job.kind, JobKind::TemplateImport));
+        assert_eq!(
+            (job.variables[0].name.as_str(), job.variables[0].sensitive),
+            ("region", true)
+        );
+
+        let build = WorkspaceBuild {
+            workspace_name: "ws".into(),
+            transition: proto::Transition::Destroy as i32,
+            state: b"{}".to_vec(),
+            ..Default::default()
+        };
+        let job = job_from_offer(offer(JobType::WorkspaceBuild, Some(build))).unwrap();
+        let JobKind::WorkspaceBuild(b) = job.kind else {
+            panic!("not a build")
+        };
+        assert_eq!(
+            (b.transition, b.workspace_name.as_str(), b.state.as_slice()),
+            (Transition::Destroy, "ws", &b"{}"[..])
+        );
+
+        let err = job_from_offer(offer(JobType::WorkspaceBuild, None)).unwrap_err();
+        assert!(err.starts_with("run job j1:"), "{err}");
+        let err = job_from_offer(offer(JobType::Unspecified, None)).unwrap_err();
+        assert!(err.contains("unsupported job type 0"), "{err}");
+    }
+
+    #[test]
+    fn outcomes_convert_to_finish_requests() {
+        let vars = vec![
+            TemplateVariable {
+                name: "a".into(),
+                description: "d".into(),
+                type_expr: "string".into(),
+                default_json: None,
+                sensitive: false,
+            },
+            TemplateVariable {
+                name: "b".into(),
+                description: String::new(),
+                type_expr: "number".into(),
+                default_json: Some("3".into()),
+                sensitive: true,
+            },
+        ];
+        let req = finish_request(
+            "j1",
+            Outcome::Succeeded {
+                state: None,
+                variables: vars,
+            },
+            7,
+        );
+        assert_eq!(
+            (req.outcome, req.has_state, req.log_count),
+            (JobOutcome::Succeeded as i32, false, 7)
+        );
+        assert!(req.variables[0].required && req.variables[0].default_json.is_empty());
+        assert!(
+            !req.variables[1].required
+                && req.variables[1].default_json == "3"
+                && req.variables[1].r#type == "number"
+        );
+
+        let req = finish_request(
+            "j1",
+            Outcome::Canceled {
+                error: "canceled".into(),
+                state: Some(b"s".to_vec()),
+            },
+            0,
+        );
+        assert_eq!(
+            (
+                req.outcome,
+                req.has_state,
+                req.state.as_slice(),
+                req.error.as_str()
+            ),
+            (JobOutcome::Canceled as i32, true, &b"s"[..], "canceled")
+        );
+    }
+}
