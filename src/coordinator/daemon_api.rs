@@ -107,7 +107,7 @@ impl ProvisionerDaemon for DaemonApi {
         let hub = self.hub.clone();
         tokio::spawn(async move {
             serve_session(&hub, &daemon.id, &daemon.name, &key, inbound, tx, end).await;
-            hub.end_session(&daemon.id);
+            hub.end_session(&daemon.id).await;
             tracing::info!(daemon = %daemon.name, "daemon disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

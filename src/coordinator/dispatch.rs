@@ -111,12 +111,12 @@ async fn run(store: Arc<Store>, mut rx: mpsc::Receiver<Cmd>, shutdown: Cancellat
                 Some(Cmd::Kick) => {}
             }
         }
-        dispatch(&store, &mut waiting).await;
+        dispatch(&store, &mut waiting);
     }
 }
 
 /// Offers jobs to waiting daemons, longest-waiting daemon first.
-async fn dispatch(store: &Store, waiting: &mut Vec<Waiter>) {
+fn dispatch(store: &Store, waiting: &mut Vec<Waiter>) {
     let mut i = 0;
     while i < waiting.len() {
         let w = &waiting[i];
@@ -141,9 +141,10 @@ async fn dispatch(store: &Store, waiting: &mut Vec<Waiter>) {
         let msg = CoordinatorMessage {
             msg: Some(Msg::JobOffer(offer)),
         };
-        // The session's outbound queue is bounded; a send that fails means
-        // the session is gone, and the job goes straight back to the queue.
-        if w.tx.send(Ok(msg)).await.is_err()
+        // The session's outbound queue is bounded and one slow session must
+        // not stall dispatching for all: a full or closed queue sends the
+        // job straight back to the queue.
+        if w.tx.try_send(Ok(msg)).is_err()
             && let Err(e) = store.release_offer(&job_id, &w.daemon_id)
         {
             tracing::error!(error = %e, job = %job_id, "release offer");

@@ -65,8 +65,11 @@ impl Hub {
         self.lock_sessions().insert(daemon_id, handle);
     }
 
-    fn end_session(&self, daemon_id: &str) {
+    async fn end_session(&self, daemon_id: &str) {
         self.lock_sessions().remove(daemon_id);
+        // Stop waiting first, so the dispatcher cannot offer it a job after
+        // its offers were returned to the queue below.
+        self.dispatcher.unwait(daemon_id.to_string()).await;
         if let Err(e) = self.store.disconnect_daemon(daemon_id) {
             tracing::error!(error = %e, "record daemon disconnect");
         }

@@ -44,6 +44,9 @@ pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationT
         initiator = %offer.initiator,
         "job started"
     );
+    if !confirm_ownership(ctx, &job_id, &job_cancel).await {
+        return;
+    }
     let runner_done = CancellationToken::new();
     let deadline = report_deadline(&ctx.cancel, &runner_done);
     tokio::pin!(deadline);
@@ -143,5 +146,37 @@ async fn finish(client: &Client, req: FinishJobRequest, started: Instant) -> Res
             "report job result failed; retrying"
         );
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// How long the daemon keeps trying to confirm a job before giving it up.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Confirms with a unary call that the coordinator has this job down as
+/// ours before any terraform runs. The AckJob on the session stream may be
+/// lost with a broken session (and the job offered to someone else); the
+/// coordinator acknowledges an offered job on this call, or refuses it.
+async fn confirm_ownership(ctx: &JobCtx, job_id: &str, cancel: &CancellationToken) -> bool {
+    let mut backoff = Backoff::new();
+    let deadline = Instant::now() + CONFIRM_TIMEOUT;
+    loop {
+        let req = crate::proto::UpdateJobRequest {
+            job_id: job_id.to_string(),
+            logs: Vec::new(),
+        };
+        let st = match rpc::bounded(ctx.client.clone().update_job(req)).await {
+            Ok(_) => return true,
+            Err(st) => st,
+        };
+        let transient = rpc::classify(&st, CONFIRM_TIMEOUT) == Verdict::Retry;
+        if !transient || Instant::now() >= deadline || cancel.is_cancelled() {
+            tracing::warn!(
+                job_id,
+                error = %rpc::describe(&st),
+                "confirm job ownership: not confirmed; not running it"
+            );
+            return false;
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }

@@ -271,6 +271,11 @@ impl Store {
             params![job_id, daemon_id, daemon_name, key_name, now],
         )?;
         if n == 0 {
+            // Already acknowledged by the daemon's first unary call.
+            let job = self.job(job_id)?;
+            if job.status == "running" && job.daemon_id.as_deref() == Some(daemon_id) {
+                return Ok(());
+            }
             return Err(CoordError::FailedPrecondition(format!(
                 "acknowledge job {job_id}: it is not offered to this daemon"
             )));
@@ -279,8 +284,27 @@ impl Store {
     }
 
     /// Checks that the job runs on this daemon (by daemon name and key).
+    ///
+    /// A job still offered to this daemon is acknowledged here: the daemon's
+    /// first unary call confirms it owns the job, whatever the order in which
+    /// its session's AckJob and this call arrive.
     fn owned(&self, job_id: &str, daemon_name: &str, key_name: &str) -> Result<JobRow> {
-        let job = self.job(job_id)?;
+        let mut job = self.job(job_id)?;
+        if job.status == "pending" {
+            let daemon_id: Option<String> = self
+                .conn()
+                .query_row(
+                    "SELECT d.id FROM daemons d JOIN jobs j ON j.offered_to = d.id
+                     WHERE j.id = ?1 AND d.name = ?2 AND d.key_name = ?3",
+                    params![job_id, daemon_name, key_name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(daemon_id) = daemon_id {
+                self.ack(job_id, &daemon_id, daemon_name, key_name)?;
+                job = self.job(job_id)?;
+            }
+        }
         if job.daemon_name.as_deref() != Some(daemon_name)
             || job.key_name.as_deref() != Some(key_name)
         {

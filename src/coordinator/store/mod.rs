@@ -160,6 +160,12 @@ impl Store {
             "UPDATE jobs SET offered_to = NULL WHERE status = 'pending'",
             [],
         )?;
+        // Daemons could not reach us while we were down: the lease of a
+        // running job counts from now, not from before the restart.
+        conn.execute(
+            "UPDATE jobs SET updated_at = ?1 WHERE status IN ('running', 'canceling')",
+            [now_ms()],
+        )?;
         Ok(())
     }
 }
