@@ -156,12 +156,16 @@ impl StartArgs {
             None => find_on_path("terraform")
                 .ok_or("--terraform-path: not given and no `terraform` on PATH")?,
         };
-        if !terraform_path.is_file() {
-            return Err(format!(
-                "--terraform-path {}: no such file",
-                terraform_path.display()
-            ));
-        }
+        // Absolute, because terraform runs with each job's work dir as cwd.
+        let terraform_path = std::fs::canonicalize(&terraform_path)
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| {
+                format!(
+                    "--terraform-path {}: no such file",
+                    terraform_path.display()
+                )
+            })?;
         Ok(DaemonConfig {
             url: self.url.trim_end_matches('/').to_string(),
             key: self.key.trim().to_string(),
