@@ -118,14 +118,7 @@ pub struct StartArgs {
 
 impl StartArgs {
     pub fn validate(self) -> Result<DaemonConfig, String> {
-        // TLS to the coordinator is not built yet; refuse https:// here
-        // rather than failing later with a less clear message.
-        if !self.url.starts_with("http://") {
-            return Err(format!(
-                "--url {:?}: must start with http:// (TLS is not supported yet)",
-                self.url
-            ));
-        }
+        crate::grpc::check_url(&self.url).map_err(|e| format!("--url {e}"))?;
         if self.key.trim().is_empty() {
             return Err("--key: must not be empty".into());
         }
@@ -139,11 +132,7 @@ impl StartArgs {
                 .unwrap_or_default()
                 .to_string(),
         };
-        if !crate::tags::valid_name(&name) {
-            return Err(format!(
-                "--name {name:?}: use 1-64 characters of a-z A-Z 0-9 - _ . starting with a letter or digit"
-            ));
-        }
+        crate::tags::check_name("--name: daemon", &name)?;
         let cache_dir = match self.cache_dir {
             Some(d) => d,
             None => dirs::cache_dir()

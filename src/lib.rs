@@ -8,6 +8,7 @@
 //! | [`proto`]     | generated gRPC types (`proto/provisionerd.proto`)              |
 //! | [`config`]    | the one clap definition of every command, flag and env var     |
 //! | [`exit`]      | process exit codes and their meaning                           |
+//! | [`grpc`]      | shared gRPC pieces: message limit, URL rule, credentials        |
 //! | [`tags`]      | tag parsing, validation and the routing (match) rule           |
 //! | [`archive`]   | tar a template directory; extract one safely into a work dir   |
 //! | [`process`]   | the only place that spawns processes (process groups, signals) |
@@ -22,6 +23,7 @@ pub mod config;
 pub mod coordinator;
 pub mod daemon;
 pub mod exit;
+pub mod grpc;
 pub mod process;
 pub mod proto;
 pub mod runner;

@@ -289,6 +289,31 @@ fn utf8_cut(buf: &[u8]) -> usize {
     len
 }
 
+/// Whether a live (non-zombie) process is in process group `pgid`.
+/// Zombies count as gone: reaping orphans is init's job, and some
+/// containers' init never does it, which keeps `kill(-pgid, 0)` succeeding.
+pub fn group_alive(pgid: i32) -> bool {
+    if killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH) {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // Without /proc, trust the signal probe above.
+        return true;
+    };
+    let pgid = pgid.to_string();
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // Fields after the parenthesised command: state, ppid, pgrp, ...
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,26 +378,6 @@ mod tests {
             .filter(|l| l.stream == stream)
             .map(|l| l.text.clone())
             .collect()
-    }
-
-    /// Whether a live (non-zombie) process is in group `pgid`. Zombies count
-    /// as gone: reaping orphans is init's job, and some containers' init
-    /// never does it, which keeps `kill(-pgid, 0)` succeeding.
-    fn group_alive(pgid: i32) -> bool {
-        if killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH) {
-            return false;
-        }
-        let entries = std::fs::read_dir("/proc").expect("read /proc");
-        entries.flatten().any(|entry| {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                return false;
-            };
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                return false;
-            };
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
-        })
     }
 
     async fn wait_group_gone(pgid: i32) {

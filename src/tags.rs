@@ -87,6 +87,17 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// [`valid_name`] with the message every command shows for a bad name.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} name {name:?}: use 1-64 characters of a-z A-Z 0-9 - _ . starting with a letter or digit"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

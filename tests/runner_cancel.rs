@@ -5,8 +5,9 @@ mod runner_support;
 
 use std::time::{Duration, Instant};
 
+use provisionerd::process::group_alive;
 use provisionerd::runner::{Level, LogEntry, Outcome, Source, Transition};
-use runner_support::{Harness, build_job, group_alive, template, terraform_lines};
+use runner_support::{Harness, build_job, template, terraform_lines};
 use tokio_util::sync::CancellationToken;
 
 /// Runs a build whose provisioner runs `script` after recording its process

@@ -2,26 +2,15 @@
 
 use std::time::Duration;
 
-use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::CliError;
 use crate::config::AdminArgs;
-use crate::coordinator::MAX_MESSAGE_BYTES;
+use crate::grpc::{self, Credentials};
 use crate::proto::admin_client::AdminClient;
 
-#[derive(Clone)]
-pub struct TokenInterceptor(MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for TokenInterceptor {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
-}
-
-pub type Client = AdminClient<InterceptedService<Channel, TokenInterceptor>>;
+pub type Client = AdminClient<InterceptedService<Channel, Credentials>>;
 
 /// Connects to the coordinator named by `--url` with the admin token.
 pub async fn connect(args: &AdminArgs) -> Result<Client, CliError> {
@@ -37,15 +26,9 @@ pub async fn connect(args: &AdminArgs) -> Result<Client, CliError> {
             ));
         }
     };
-    let value: MetadataValue<_> = format!("Bearer {token}").parse().map_err(|_| {
-        CliError::Usage("admin token: contains characters not allowed in a header".into())
-    })?;
-    if !args.url.starts_with("http://") {
-        return Err(CliError::Usage(format!(
-            "--url {:?}: must be an http:// URL (TLS is not supported yet)",
-            args.url
-        )));
-    }
+    let credentials =
+        Credentials::bearer(&token).map_err(|e| CliError::Usage(format!("admin token: {e}")))?;
+    grpc::check_url(&args.url).map_err(|e| CliError::Usage(format!("--url {e}")))?;
     let endpoint = Endpoint::from_shared(args.url.clone())
         .map_err(|e| CliError::Usage(format!("--url {:?}: {e}", args.url)))?
         .connect_timeout(Duration::from_secs(5));
@@ -53,28 +36,10 @@ pub async fn connect(args: &AdminArgs) -> Result<Client, CliError> {
         CliError::Failed(format!(
             "connect to coordinator {}: {}",
             args.url,
-            error_chain(&e)
+            grpc::error_chain(&e)
         ))
     })?;
-    Ok(
-        AdminClient::with_interceptor(channel, TokenInterceptor(value))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES),
-    )
-}
-
-/// An error with its causes ("transport error: connection refused"): tonic's
-/// top-level message alone rarely says what went wrong.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-        source = cause.source();
-    }
-    text
+    Ok(AdminClient::with_interceptor(channel, credentials)
+        .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES))
 }

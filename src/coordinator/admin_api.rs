@@ -26,13 +26,7 @@ pub struct AdminApi {
 }
 
 fn check_name(what: &str, name: &str) -> Result<()> {
-    if tags::valid_name(name) {
-        Ok(())
-    } else {
-        Err(CoordError::Invalid(format!(
-            "{what} name {name:?}: use 1-64 characters of a-z A-Z 0-9 - _ . starting with a letter or digit"
-        )))
-    }
+    tags::check_name(what, name).map_err(CoordError::Invalid)
 }
 
 fn check_tags(map: &std::collections::HashMap<String, String>) -> Result<Tags> {
@@ -76,15 +70,7 @@ impl AdminApi {
     }
 
     fn workspace_to_proto(&self, w: WorkspaceRow) -> Result<proto::Workspace> {
-        let latest = self
-            .hub
-            .store
-            .list_jobs(&JobFilter {
-                limit: 10_000,
-                ..Default::default()
-            })?
-            .into_iter()
-            .find(|j| j.workspace_id.as_deref() == Some(w.id.as_str()));
+        let latest = self.hub.store.latest_build(&w.id)?;
         let (transition, job_id, status) = match latest {
             Some(j) => {
                 let t = match j.kind {

@@ -19,10 +19,6 @@ use crate::proto::{
     daemon_message::Msg as In,
 };
 
-/// Metadata naming the daemon on unary calls; together with the key it
-/// identifies who may touch a job.
-pub const DAEMON_NAME_HEADER: &str = "x-provisionerd-daemon";
-
 type Outbound = mpsc::Sender<Result<CoordinatorMessage, Status>>;
 
 pub struct DaemonApi {
@@ -33,7 +29,6 @@ pub struct DaemonApi {
 pub struct SessionHandle {
     pub name: String,
     pub key_name: String,
-    pub tx: Outbound,
     /// Cancelled to end the session (its key was deleted).
     pub end: CancellationToken,
 }
@@ -44,9 +39,15 @@ impl DaemonApi {
         let key = auth::check_key(&self.hub.store, req.metadata())?;
         let name = req
             .metadata()
-            .get(DAEMON_NAME_HEADER)
+            .get(crate::grpc::DAEMON_NAME_HEADER)
             .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                CoordError::Invalid(format!(
+                    "job call: missing the {} header naming the daemon",
+                    crate::grpc::DAEMON_NAME_HEADER
+                ))
+            })?
             .to_string();
         Ok((key, name))
     }
@@ -73,12 +74,8 @@ impl ProvisionerDaemon for DaemonApi {
                 ));
             }
         };
-        if !crate::tags::valid_name(&hello.name) {
-            return Err(Status::invalid_argument(format!(
-                "register daemon {:?}: names are 1-64 characters of a-z A-Z 0-9 - _ .",
-                hello.name
-            )));
-        }
+        crate::tags::check_name("register daemon: daemon", &hello.name)
+            .map_err(Status::invalid_argument)?;
         let daemon = self
             .hub
             .store
@@ -100,7 +97,6 @@ impl ProvisionerDaemon for DaemonApi {
             SessionHandle {
                 name: daemon.name.clone(),
                 key_name: key.name.clone(),
-                tx: tx.clone(),
                 end: end.clone(),
             },
         );

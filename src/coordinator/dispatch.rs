@@ -44,13 +44,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn spawn(
-        store: Arc<Store>,
-        shutdown: CancellationToken,
-    ) -> (Dispatcher, tokio::task::JoinHandle<()>) {
+    /// Starts the dispatcher task; it ends with `shutdown`.
+    pub fn spawn(store: Arc<Store>, shutdown: CancellationToken) -> Dispatcher {
         let (tx, rx) = mpsc::channel(1024);
-        let handle = tokio::spawn(run(store, rx, shutdown));
-        (Dispatcher { tx }, handle)
+        tokio::spawn(run(store, rx, shutdown));
+        Dispatcher { tx }
     }
 
     pub async fn wait(

@@ -31,10 +31,6 @@ use dispatch::Dispatcher;
 use error::{CoordError, Result};
 use store::Store;
 
-/// Largest gRPC message either side accepts: template archives and states
-/// travel in one message.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
-
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
@@ -121,14 +117,15 @@ impl Coordinator {
         let address_file = cfg.data_dir.join("address");
         std::fs::write(&address_file, format!("http://{bound}\n"))
             .map_err(|e| CoordError::Internal(format!("write {}: {e}", address_file.display())))?;
-        let (dispatcher, _) = Dispatcher::spawn(store.clone(), CancellationToken::new());
+        let stopping = CancellationToken::new();
+        let dispatcher = Dispatcher::spawn(store.clone(), stopping.clone());
         let (changes, _) = broadcast::channel(1024);
         let hub = Arc::new(Hub {
             store,
             dispatcher,
             changes,
             sessions: Mutex::new(HashMap::new()),
-            stopping: CancellationToken::new(),
+            stopping,
         });
         Ok(Coordinator { listener, hub, cfg })
     }
@@ -151,13 +148,13 @@ impl Coordinator {
         let daemon = ProvisionerDaemonServer::new(daemon_api::DaemonApi {
             hub: self.hub.clone(),
         })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
         let admin = AdminServer::new(admin_api::AdminApi {
             hub: self.hub.clone(),
         })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
         tracing::info!(%addr, "coordinator listening");
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
         // Graceful shutdown waits for open streams; sessions only end when

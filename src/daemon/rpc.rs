@@ -3,18 +3,16 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
 use super::{DaemonConfig, DaemonError};
+use crate::grpc::{self, Credentials};
 use crate::proto::provisioner_daemon_client::ProvisionerDaemonClient;
 
-pub(super) type Client = ProvisionerDaemonClient<InterceptedService<Channel, Auth>>;
+pub(super) type Client = ProvisionerDaemonClient<InterceptedService<Channel, Credentials>>;
 
-/// Template archives and terraform states travel in one message.
-const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -27,56 +25,25 @@ pub(super) const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 /// retried for this long after the job started.
 const ACK_GRACE: Duration = Duration::from_secs(5);
 
-/// Adds `authorization: Bearer <key>` and the daemon's name to every
-/// request; together they identify which jobs this daemon may touch.
-#[derive(Clone)]
-pub(super) struct Auth {
-    bearer: MetadataValue<Ascii>,
-    name: MetadataValue<Ascii>,
-}
-
-impl tonic::service::Interceptor for Auth {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        req.metadata_mut()
-            .insert("authorization", self.bearer.clone());
-        req.metadata_mut().insert(
-            crate::coordinator::daemon_api::DAEMON_NAME_HEADER,
-            self.name.clone(),
-        );
-        Ok(req)
-    }
-}
-
 /// Builds the client. The channel connects lazily and reconnects by itself
 /// after a broken connection, so one client serves the whole daemon life:
 /// each session attempt and each unary retry rides a live connection.
 pub(super) fn client(cfg: &DaemonConfig) -> Result<Client, DaemonError> {
-    if !cfg.url.starts_with("http://") {
-        return Err(DaemonError::Fatal(format!(
-            "connect to coordinator {}: only http:// URLs are supported",
-            cfg.url
-        )));
-    }
+    grpc::check_url(&cfg.url)
+        .map_err(|e| DaemonError::Fatal(format!("connect to coordinator {e}")))?;
     let endpoint = Endpoint::from_shared(cfg.url.clone())
         .map_err(|e| DaemonError::Fatal(format!("parse coordinator URL {}: {e}", cfg.url)))?
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
-    let mut bearer: MetadataValue<Ascii> = format!("Bearer {}", cfg.key).parse().map_err(|_| {
-        DaemonError::Fatal("read provisioner key: not a valid header value".to_string())
-    })?;
-    bearer.set_sensitive(true);
-    let name: MetadataValue<Ascii> = cfg.name.parse().map_err(|_| {
-        DaemonError::Fatal(format!(
-            "daemon name {:?}: not a valid header value",
-            cfg.name
-        ))
-    })?;
+    let credentials = Credentials::bearer(&cfg.key)
+        .and_then(|c| c.with_daemon_name(&cfg.name))
+        .map_err(|e| DaemonError::Fatal(format!("read provisioner key: {e}")))?;
     Ok(
-        ProvisionerDaemonClient::with_interceptor(endpoint.connect_lazy(), Auth { bearer, name })
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE),
+        ProvisionerDaemonClient::with_interceptor(endpoint.connect_lazy(), credentials)
+            .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
     )
 }
 
@@ -112,17 +79,10 @@ pub(super) fn classify(st: &Status, since_start: Duration) -> Verdict {
 /// `Code: message: cause: cause`, without tonic's metadata dump; transport
 /// errors keep their cause ("connection refused") in the source chain.
 pub(super) fn describe(st: &Status) -> String {
-    let mut text = format!("{:?}: {}", st.code(), st.message());
-    let mut source = std::error::Error::source(st);
-    while let Some(e) = source {
-        let cause = e.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-        source = e.source();
-    }
-    text
+    grpc::with_causes(
+        format!("{:?}: {}", st.code(), st.message()),
+        std::error::Error::source(st),
+    )
 }
 
 /// Bounds a unary call so a wedged connection becomes a retryable error.
@@ -164,7 +124,7 @@ mod tests {
             cancel_grace: Duration::from_secs(1),
         };
         let err = client(&cfg).err().unwrap().to_string();
-        assert!(err.contains("only http:// URLs"), "{err}");
+        assert!(err.contains("must start with http://"), "{err}");
         let bad_key = DaemonConfig {
             url: "http://coord:7800".into(),
             key: "a\nb".into(),

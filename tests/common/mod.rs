@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use provisionerd::coordinator::{Coordinator, ServeConfig};
 use provisionerd::daemon::{self, DaemonConfig, DaemonError, Shutdown};
+use provisionerd::grpc::{Credentials, MAX_MESSAGE_BYTES};
 use provisionerd::proto::{self, admin_client::AdminClient};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
@@ -36,17 +36,7 @@ pub fn examples_template() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/templates/basic")
 }
 
-#[derive(Clone)]
-pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
-        Ok(req)
-    }
-}
-
-pub type Admin = AdminClient<InterceptedService<Channel, Bearer>>;
+pub type Admin = AdminClient<InterceptedService<Channel, Credentials>>;
 
 pub struct Coord {
     pub url: String,
@@ -107,17 +97,14 @@ impl Coord {
     }
 
     pub async fn admin(&self) -> Admin {
-        let channel = Channel::from_shared(self.url.clone())
-            .unwrap()
-            .connect()
+        let endpoint = Channel::from_shared(self.url.clone()).unwrap();
+        let channel = tokio::time::timeout(TIMEOUT, endpoint.connect())
             .await
+            .expect("connect admin: timed out")
             .expect("connect admin");
-        AdminClient::with_interceptor(
-            channel,
-            Bearer(format!("Bearer {}", self.token).parse().unwrap()),
-        )
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20)
+        AdminClient::with_interceptor(channel, Credentials::bearer(&self.token).unwrap())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     pub async fn create_key(&self, name: &str, tags: &[(&str, &str)]) -> String {
@@ -241,22 +228,27 @@ impl Coord {
 
     pub async fn logs(&self, id: &str) -> Vec<proto::LogLine> {
         use tokio_stream::StreamExt;
-        let mut s = self
-            .admin()
+        let read = async {
+            let mut s = self
+                .admin()
+                .await
+                .stream_job_logs(proto::StreamJobLogsRequest {
+                    job_id: id.into(),
+                    after_seq: 0,
+                    follow: false,
+                })
+                .await
+                .expect("stream logs")
+                .into_inner();
+            let mut out = Vec::new();
+            while let Some(l) = s.next().await {
+                out.push(l.expect("log line"));
+            }
+            out
+        };
+        tokio::time::timeout(TIMEOUT, read)
             .await
-            .stream_job_logs(proto::StreamJobLogsRequest {
-                job_id: id.into(),
-                after_seq: 0,
-                follow: false,
-            })
-            .await
-            .expect("stream logs")
-            .into_inner();
-        let mut out = Vec::new();
-        while let Some(l) = s.next().await {
-            out.push(l.expect("log line"));
-        }
-        out
+            .expect("read job logs: timed out")
     }
 
     pub async fn workspace(&self, name: &str) -> Result<proto::Workspace, tonic::Status> {
@@ -343,4 +335,16 @@ pub async fn wait_connected(coord: &Coord, n: usize) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A coordinator with one untagged key and daemon `d1`, and template
+/// `template` pushed from `dir` and imported.
+pub async fn stack(root: &Path, template: &str, dir: &Path) -> (Coord, Daemon) {
+    let coord = Coord::start(&root.join("data")).await;
+    let key = coord.create_key("k", &[]).await;
+    let d = Daemon::start(&coord.url, &key, "d1", &root.join("c1"));
+    coord
+        .wait_succeeded(&coord.push(template, dir, &[]).await)
+        .await;
+    (coord, d)
 }

@@ -3,18 +3,13 @@
 
 use provisionerd::proto::{LogSource, Transition};
 
-use crate::common::{Coord, Daemon, examples_template};
+use crate::common::{Coord, Daemon, examples_template, stack};
 use crate::template;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn start_stop_start_delete_keeps_state() {
     let tmp = tempfile::tempdir().unwrap();
-    let coord = Coord::start(&tmp.path().join("data")).await;
-    let key = coord.create_key("k", &[]).await;
-    let d = Daemon::start(&coord.url, &key, "d1", &tmp.path().join("c1"));
-    coord
-        .wait_succeeded(&coord.push("basic", &examples_template(), &[]).await)
-        .await;
+    let (coord, d) = stack(tmp.path(), "basic", &examples_template()).await;
 
     let job = coord
         .create_workspace("dev", "basic", "alice", &[("region", "us-east-2")])
@@ -74,12 +69,7 @@ resource "terraform_data" "b" {{
         flag.display()
     );
     let dir = template(tmp.path(), "t", &body);
-    let coord = Coord::start(&tmp.path().join("data")).await;
-    let key = coord.create_key("k", &[]).await;
-    let d = Daemon::start(&coord.url, &key, "d1", &tmp.path().join("c1"));
-    coord
-        .wait_succeeded(&coord.push("t", &dir, &[]).await)
-        .await;
+    let (coord, d) = stack(tmp.path(), "t", &dir).await;
 
     let job = coord.create_workspace("ws", "t", "alice", &[]).await;
     let failed = coord.wait_job(&job).await;
@@ -121,12 +111,7 @@ resource "terraform_data" "w" {
 }
 "#;
     let dir = template(tmp.path(), "t", body);
-    let coord = Coord::start(&tmp.path().join("data")).await;
-    let key = coord.create_key("k", &[]).await;
-    let d = Daemon::start(&coord.url, &key, "d1", &tmp.path().join("c1"));
-    coord
-        .wait_succeeded(&coord.push("t", &dir, &[]).await)
-        .await;
+    let (coord, d) = stack(tmp.path(), "t", &dir).await;
     let job = coord.create_workspace("ws", "t", "alice", &[]).await;
     let j = coord.wait_succeeded(&job).await;
     let logs = coord.logs(&job).await;

@@ -154,22 +154,3 @@ pub fn terraform_lines(logs: &[LogEntry]) -> Vec<&str> {
 pub fn parse_state(state: &[u8]) -> serde_json::Value {
     serde_json::from_slice(state).expect("state is JSON")
 }
-
-/// Whether a live (non-zombie) process is in process group `pgid`. Zombies
-/// count as gone: reaping orphans is init's job, and some containers' init
-/// never does it.
-pub fn group_alive(pgid: i32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return false;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
-    })
-}

@@ -158,6 +158,21 @@ impl Store {
             .ok_or_else(|| not_found("job", id))
     }
 
+    /// The newest job of a workspace (its latest build).
+    pub fn latest_build(&self, workspace_id: &str) -> Result<Option<JobRow>> {
+        Ok(self
+            .conn()
+            .query_row(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE workspace_id = ?1
+                     ORDER BY created_at DESC, rowid DESC LIMIT 1"
+                ),
+                [workspace_id],
+                job_from_row,
+            )
+            .optional()?)
+    }
+
     pub fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(

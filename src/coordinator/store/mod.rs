@@ -90,6 +90,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   error               TEXT,
   log_count           INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS jobs_workspace
+  ON jobs(workspace_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_queue
   ON jobs(status, is_prebuild, created_at);
 CREATE TABLE IF NOT EXISTS job_logs (
