@@ -430,6 +430,14 @@ impl Admin for AdminApi {
         Ok(Response::new(self.job_to_proto(job)))
     }
 
+    async fn cancel_job(
+        &self,
+        req: Request<proto::CancelJobRequest>,
+    ) -> Result<Response<proto::Job>, Status> {
+        self.auth(&req)?;
+        Err(Status::unimplemented("cancel job: not yet"))
+    }
+
     type StreamJobLogsStream = Pin<Box<dyn Stream<Item = Result<proto::LogLine, Status>> + Send>>;
 
     async fn stream_job_logs(

@@ -87,6 +87,7 @@ impl ProvisionerDaemon for DaemonApi {
                 daemon_id: daemon.id.clone(),
                 tags: key.tags.clone().into_iter().collect(),
                 key_name: key.name.clone(),
+                job_lease_ms: 0,
             })),
         };
         // The channel is fresh, so this cannot block.
@@ -175,7 +176,7 @@ async fn serve_session(
         };
         let _ = hub.store.touch_daemon(daemon_id);
         match msg {
-            In::Hello(_) => {}
+            In::Hello(_) | In::StateUpdate(_) => {}
             In::Acquire(_) => {
                 hub.dispatcher
                     .wait(daemon_id.to_string(), key.tags.clone(), tx.clone())

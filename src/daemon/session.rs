@@ -122,6 +122,7 @@ impl Connector {
         let hello = daemon_message::Msg::Hello(Hello {
             name: self.name.clone(),
             version: crate::VERSION.to_string(),
+            ..Default::default()
         });
         tx.try_send(DaemonMessage { msg: Some(hello) })
             .map_err(|_| Status::internal("queue Hello: outbound buffer unavailable"))?;
