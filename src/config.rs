@@ -49,13 +49,18 @@ pub enum Command {
 
 const START_HELP: &str = "\
 Signals:
-  SIGHUP, SIGTERM  drain: take no more jobs, finish the running one, exit 0
-  SIGINT           cancel: interrupt terraform (one SIGINT to its process group,
-                   SIGKILL after --cancel-grace), report the job, exit 0
+  SIGHUP   drain: take no more jobs, finish the running one, report it, exit 0
+  SIGINT   cancel: interrupt terraform (one SIGINT to its process group,
+           SIGKILL after --cancel-grace), report the job canceled, exit 0
+  SIGTERM  drain or cancel, as --on-sigterm says (default drain)
+  A second signal escalates: during a drain it cancels; during a cancel it
+  kills terraform's process group at once, reports, and exits 2.
+  With --drain-timeout, a drain that runs too long becomes a cancel by itself.
 
 Exit codes:
   0   clean exit (drained or canceled)
   1   fatal error
+  2   stop forced by a signal during cancel (terraform killed without grace)
   64  bad configuration
   73  the cache dir is locked by another daemon
   77  the coordinator refused the provisioner key";
@@ -114,6 +119,29 @@ pub struct StartArgs {
     /// How long terraform gets to stop after its SIGINT before SIGKILL.
     #[arg(long, env = "PROVISIONERD_CANCEL_GRACE", default_value = "60s", value_parser = parse_duration)]
     pub cancel_grace: Duration,
+    /// What SIGTERM (sent by Kubernetes and systemd) does.
+    #[arg(
+        long,
+        env = "PROVISIONERD_ON_SIGTERM",
+        value_enum,
+        default_value = "drain"
+    )]
+    pub on_sigterm: OnSigterm,
+    /// Longest a drain may take; past it the daemon cancels its job, early
+    /// enough that the cancel grace and the final report fit inside it
+    /// (match it to the orchestrator's kill deadline, e.g. Kubernetes'
+    /// terminationGracePeriodSeconds) [default: unlimited].
+    #[arg(long, env = "PROVISIONERD_DRAIN_TIMEOUT", value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
+}
+
+/// What SIGTERM means to a daemon.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OnSigterm {
+    /// Finish the running job, take no more, exit.
+    Drain,
+    /// Interrupt the running job, report it, exit.
+    Cancel,
 }
 
 impl StartArgs {
@@ -155,6 +183,18 @@ impl StartArgs {
                     terraform_path.display()
                 )
             })?;
+        if let Some(timeout) = self.drain_timeout {
+            let needed = self.cancel_grace + crate::daemon::REPORT_BUDGET;
+            if timeout < needed {
+                return Err(format!(
+                    "--drain-timeout {}: must be at least --cancel-grace ({}) plus {}s to \
+                     report the job; lower --cancel-grace or raise --drain-timeout",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(self.cancel_grace),
+                    crate::daemon::REPORT_BUDGET.as_secs()
+                ));
+            }
+        }
         Ok(DaemonConfig {
             url: self.url.trim_end_matches('/').to_string(),
             key: self.key.trim().to_string(),
@@ -162,6 +202,7 @@ impl StartArgs {
             cache_dir,
             terraform_path,
             cancel_grace: self.cancel_grace,
+            drain_timeout: self.drain_timeout,
         })
     }
 }

@@ -13,3 +13,7 @@ pub const CONFIG: u8 = 64;
 pub const CACHE_DIR_LOCKED: u8 = 73;
 /// The coordinator refused the credentials (sysexits EX_NOPERM).
 pub const AUTH_REFUSED: u8 = 77;
+/// The operator forced the stop (a further signal while canceling):
+/// terraform's process group was killed without its grace period, and its
+/// state may be incomplete.
+pub const FORCED: u8 = 2;

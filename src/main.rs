@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use provisionerd::config::{Cli, Command};
-use provisionerd::daemon::Shutdown;
+use provisionerd::config::{Cli, Command, OnSigterm};
+use provisionerd::daemon::{Request, Shutdown, Stage};
 use provisionerd::{cli, coordinator, daemon, exit};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -91,31 +91,44 @@ async fn serve(args: provisionerd::config::ServeArgs) -> u8 {
 }
 
 async fn start(args: provisionerd::config::StartArgs) -> u8 {
+    let on_sigterm = args.on_sigterm;
     let cfg = match args.validate() {
         Ok(c) => c,
         Err(e) => return fail(exit::CONFIG, e),
     };
     let shutdown = Shutdown::new();
-    // SIGHUP and SIGTERM drain (finish the job, take no more); SIGINT
-    // cancels (interrupt terraform, report, exit).
+    let sigterm = match on_sigterm {
+        OnSigterm::Drain => Request::Drain,
+        OnSigterm::Cancel => Request::Cancel,
+    };
+    // A repeated signal escalates (drain → cancel → kill); see
+    // `Shutdown::request`.
     let handlers = [
-        (SignalKind::hangup(), false),
-        (SignalKind::terminate(), false),
-        (SignalKind::interrupt(), true),
+        (SignalKind::hangup(), "SIGHUP", Request::Drain),
+        (SignalKind::terminate(), "SIGTERM", sigterm),
+        (SignalKind::interrupt(), "SIGINT", Request::Cancel),
     ];
-    for (kind, cancel) in handlers {
+    for (kind, name, req) in handlers {
         let Ok(mut sig) = signal(kind) else {
             return fail(exit::FATAL, "install signal handler");
         };
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             while sig.recv().await.is_some() {
-                if cancel {
-                    tracing::warn!("SIGINT: canceling the running job and exiting");
-                    shutdown.cancel.cancel();
-                } else {
-                    tracing::info!("drain requested: finishing the running job, taking no more");
-                    shutdown.drain.cancel();
+                match shutdown.request(req) {
+                    Stage::Draining => tracing::info!(
+                        signal = name,
+                        "drain requested: finishing the running job, taking no more"
+                    ),
+                    Stage::Canceling => tracing::warn!(
+                        signal = name,
+                        "cancel requested: interrupting the running job, then exiting"
+                    ),
+                    Stage::Killing => tracing::error!(
+                        signal = name,
+                        "stop forced: killing terraform's process group now"
+                    ),
+                    Stage::Running => {}
                 }
             }
         });

@@ -17,9 +17,6 @@ use crate::runner::{self, Outcome, RunnerConfig};
 
 /// Lines the runner may get ahead of the shipper before it waits.
 const LOG_CHANNEL_CAPACITY: usize = 1024;
-/// After a hard cancel (and once the runner has returned), how long the
-/// daemon keeps trying to ship the last lines and report the result.
-const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every job needs, set once per daemon.
 pub(super) struct JobCtx {
@@ -112,13 +109,13 @@ pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationT
     );
 }
 
-/// Fires `REPORT_TIMEOUT` after both a hard cancel and the runner's return:
+/// Fires `super::REPORT_BUDGET` after both a hard cancel and the runner's return:
 /// until cancel, reporting is retried for as long as it takes; the runner's
 /// own SIGINT grace must not eat into the reporting time.
 async fn report_deadline(cancel: &CancellationToken, runner_done: &CancellationToken) {
     cancel.cancelled().await;
     runner_done.cancelled().await;
-    tokio::time::sleep(REPORT_TIMEOUT).await;
+    tokio::time::sleep(super::REPORT_BUDGET).await;
 }
 
 /// FinishJob, retried on transport errors (the coordinator acknowledges a

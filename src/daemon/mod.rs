@@ -32,6 +32,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// After a cancel, once terraform has stopped, how long the daemon keeps
+/// trying to ship the last log lines and report the job before it gives up.
+/// A drain deadline must leave room for the cancel grace plus this.
+pub const REPORT_BUDGET: Duration = Duration::from_secs(10);
+
 /// Validated daemon configuration (built from the clap flags in `config`).
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -46,23 +51,80 @@ pub struct DaemonConfig {
     pub terraform_path: PathBuf,
     /// Grace between terraform's SIGINT and SIGKILL.
     pub cancel_grace: Duration,
+    /// A drain that lasts longer than this escalates to a cancel, early
+    /// enough that the cancel grace and the final report fit inside it.
+    /// `None`: a drain waits for the job however long it takes.
+    pub drain_timeout: Option<Duration>,
 }
 
 /// Shutdown triggers passed in from `main` (the library installs no signal
 /// handlers). `drain` is a child of `cancel`: cancelling implies draining.
+/// `kill` is the last resort and stands alone: it cuts the cancel grace
+/// short, so it is only fired once `cancel` has been.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
     /// Interrupt the running job, report it, exit.
     pub cancel: CancellationToken,
     /// Take no more jobs; finish the running one, report it, exit.
     pub drain: CancellationToken,
+    /// SIGKILL terraform's process group now, report briefly, exit non-zero.
+    pub kill: CancellationToken,
+}
+
+/// What an operator asked for with a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Drain,
+    Cancel,
+}
+
+/// How far shutdown has gone after a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Running,
+    Draining,
+    Canceling,
+    Killing,
 }
 
 impl Shutdown {
     pub fn new() -> Self {
         let cancel = CancellationToken::new();
         let drain = cancel.child_token();
-        Shutdown { cancel, drain }
+        Shutdown {
+            cancel,
+            drain,
+            kill: CancellationToken::new(),
+        }
+    }
+
+    /// How far shutdown has gone.
+    pub fn stage(&self) -> Stage {
+        if self.kill.is_cancelled() {
+            Stage::Killing
+        } else if self.cancel.is_cancelled() {
+            Stage::Canceling
+        } else if self.drain.is_cancelled() {
+            Stage::Draining
+        } else {
+            Stage::Running
+        }
+    }
+
+    /// Applies an operator's request, escalating on repeats: the first
+    /// drain request drains, the first cancel request cancels; any request
+    /// while draining cancels, any request while canceling kills. Returns
+    /// the stage reached.
+    pub fn request(&self, req: Request) -> Stage {
+        match (self.stage(), req) {
+            (Stage::Running, Request::Drain) => self.drain.cancel(),
+            (Stage::Running, Request::Cancel) | (Stage::Draining, _) => self.cancel.cancel(),
+            (Stage::Canceling | Stage::Killing, _) => {
+                self.cancel.cancel();
+                self.kill.cancel();
+            }
+        }
+        self.stage()
     }
 }
 
@@ -80,6 +142,10 @@ pub enum DaemonError {
     AuthRefused { url: String, message: String },
     #[error("{0}")]
     Fatal(String),
+    /// The operator forced the stop (a signal during cancel): terraform's
+    /// process group was killed without its grace.
+    #[error("stop forced: terraform was killed without its grace period")]
+    Forced,
 }
 
 impl DaemonError {
@@ -89,6 +155,7 @@ impl DaemonError {
             DaemonError::CacheDirLocked { .. } => crate::exit::CACHE_DIR_LOCKED,
             DaemonError::AuthRefused { .. } => crate::exit::AUTH_REFUSED,
             DaemonError::Fatal(_) => crate::exit::FATAL,
+            DaemonError::Forced => crate::exit::FORCED,
         }
     }
 }

@@ -122,6 +122,7 @@ mod tests {
             cache_dir: "/tmp/x".into(),
             terraform_path: "/bin/true".into(),
             cancel_grace: Duration::from_secs(1),
+            drain_timeout: None,
         };
         let err = client(&cfg).err().unwrap().to_string();
         assert!(err.contains("must start with http://"), "{err}");

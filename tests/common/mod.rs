@@ -2,6 +2,8 @@
 //! process, running real terraform (installed by scripts/install-terraform.sh).
 #![allow(dead_code)]
 
+pub mod procs;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -83,6 +85,20 @@ impl Coord {
             token,
             shutdown,
             handle,
+        }
+    }
+
+    /// A handle on a coordinator running elsewhere (a `provisionerd serve`
+    /// process, see [`procs::serve`]); `stop` does not stop it.
+    pub fn attach(url: &str, data_dir: &Path, token: &str) -> Coord {
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        Coord {
+            url: url.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            token: token.to_string(),
+            shutdown,
+            handle: tokio::spawn(async move { s.cancelled().await }),
         }
     }
 
@@ -286,6 +302,7 @@ impl Daemon {
             cache_dir: cache_dir.to_path_buf(),
             terraform_path: terraform(),
             cancel_grace: Duration::from_secs(10),
+            drain_timeout: None,
         }
     }
 

@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod lifecycle;
 mod queue;
 mod routing;
 mod workspace;

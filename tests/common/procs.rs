@@ -1,0 +1,149 @@
+//! The `provisionerd` binary as a child process: for what only a real
+//! process shows — signals, exit codes, `kill -9`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use super::TIMEOUT;
+
+/// A running `provisionerd` process; its stderr goes to `log`. Killed
+/// (SIGKILL) if still running when dropped.
+pub struct Proc {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `provisionerd ARGS` with stderr to `log`.
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)], log: &Path) -> Proc {
+        let file = std::fs::File::create(log).expect("create process log");
+        let child = Command::new(env!("CARGO_BIN_EXE_provisionerd"))
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn provisionerd");
+        Proc {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id().expect("process still running") as i32)
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        signal::kill(self.pid(), sig).expect("signal provisionerd");
+    }
+
+    /// `kill -9`, and reaps it.
+    pub async fn kill9(&mut self) {
+        self.signal(Signal::SIGKILL);
+        let _ = tokio::time::timeout(TIMEOUT, self.child.wait()).await;
+    }
+
+    /// Waits up to `timeout` for the exit code; panics with the log if the
+    /// process does not exit.
+    pub async fn exit_code(&mut self, timeout: Duration) -> i32 {
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => status.expect("wait provisionerd").code().unwrap_or(-1),
+            Err(_) => panic!(
+                "provisionerd did not exit within {timeout:?}; log:\n{}",
+                self.log_text()
+            ),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub async fn wait_log(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while !self.log_text().contains(needle) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "log never showed {needle:?}:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// `provisionerd serve` on `listen` (e.g. "127.0.0.1:0"); returns the
+/// process, its URL and the admin token once it listens.
+pub async fn serve(data_dir: &Path, listen: &str, lease: &str) -> (Proc, String, String) {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let address = data_dir.join("address");
+    let _ = std::fs::remove_file(&address);
+    let log = data_dir.with_extension(format!("serve-{}.log", std::process::id()));
+    let data = data_dir.to_str().unwrap();
+    let p = Proc::spawn(
+        &[
+            "serve",
+            "--data-dir",
+            data,
+            "--listen",
+            listen,
+            "--job-lease",
+            lease,
+        ],
+        &[],
+        &log,
+    );
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let url = loop {
+        if let Ok(s) = std::fs::read_to_string(&address)
+            && p.log_text().contains("coordinator listening")
+        {
+            break s.trim().to_string();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "coordinator did not start:\n{}",
+            p.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let token = std::fs::read_to_string(data_dir.join("admin-token"))
+        .expect("admin token")
+        .trim()
+        .to_string();
+    (p, url, token)
+}
+
+/// `provisionerd start` with the project's terraform, a 10s cancel grace
+/// unless `extra` sets one, and `extra` flags.
+pub fn start(url: &str, key: &str, name: &str, cache_dir: &Path, extra: &[&str]) -> Proc {
+    let tf = super::terraform();
+    let cache = cache_dir.to_str().unwrap();
+    let mut args = vec![
+        "start",
+        "--url",
+        url,
+        "--name",
+        name,
+        "--cache-dir",
+        cache,
+        "--terraform-path",
+        tf.to_str().unwrap(),
+    ];
+    if !extra.iter().any(|a| a.starts_with("--cancel-grace")) {
+        args.extend(["--cancel-grace", "10s"]);
+    }
+    args.extend(extra);
+    let log = cache_dir.with_extension("daemon.log");
+    Proc::spawn(&args, &[("PROVISIONERD_KEY", key)], &log)
+}
