@@ -90,11 +90,13 @@ pub enum ProcessError {
 /// still drained and discarded so the child never blocks on a full pipe.
 ///
 /// When `cancel` fires, the process group gets one SIGINT; if the leader has
-/// not exited `grace` later, the group gets SIGKILL.
+/// not exited `grace` later, the group gets SIGKILL. `kill` (an operator
+/// forcing the stop) cuts the grace short: SIGKILL to the group at once.
 pub async fn run(
     spec: Spec,
     lines: mpsc::Sender<Line>,
     cancel: &CancellationToken,
+    kill: &CancellationToken,
     grace: Duration,
 ) -> Result<Exit, ProcessError> {
     let mut child = Command::new(&spec.program)
@@ -134,7 +136,7 @@ pub async fn run(
     };
     tokio::pin!(readers);
 
-    let waiting = wait_or_cancel(&mut child, guard.pgid, cancel, grace);
+    let waiting = wait_or_cancel(&mut child, guard.pgid, cancel, kill, grace);
     tokio::pin!(waiting);
     let mut drained = false;
     let waited = loop {
@@ -177,23 +179,31 @@ pub async fn run(
 const DRAIN_AFTER_KILL: Duration = Duration::from_secs(1);
 
 /// Waits for the leader; on cancel sends one SIGINT, then SIGKILL after
-/// `grace`. Returns the status and whether SIGINT / SIGKILL were sent.
+/// `grace` or as soon as `kill` fires. Returns the status and whether
+/// SIGINT / SIGKILL were sent.
 async fn wait_or_cancel(
     child: &mut Child,
     pgid: Pid,
     cancel: &CancellationToken,
+    kill: &CancellationToken,
     grace: Duration,
 ) -> io::Result<(ExitStatus, bool, bool)> {
-    tokio::select! {
+    let interrupt = tokio::select! {
         status = child.wait() => return Ok((status?, false, false)),
-        _ = cancel.cancelled() => {}
-    }
-    signal_group(pgid, Signal::SIGINT);
-    if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
-        return Ok((status?, true, false));
+        _ = cancel.cancelled() => true,
+        // A forced stop without a cancel first: no SIGINT at all.
+        _ = kill.cancelled() => false,
+    };
+    if interrupt {
+        signal_group(pgid, Signal::SIGINT);
+        tokio::select! {
+            status = child.wait() => return Ok((status?, true, false)),
+            () = tokio::time::sleep(grace) => {}
+            _ = kill.cancelled() => {}
+        }
     }
     signal_group(pgid, Signal::SIGKILL);
-    Ok((child.wait().await?, true, true))
+    Ok((child.wait().await?, interrupt, true))
 }
 
 fn signal_group(pgid: Pid, signal: Signal) {
@@ -359,9 +369,12 @@ mod tests {
                 cancel.cancel();
             })
         });
-        let result = tokio::time::timeout(LIMIT, run(spec, tx, &cancel, grace))
-            .await
-            .expect("process::run timed out");
+        let result = tokio::time::timeout(
+            LIMIT,
+            run(spec, tx, &cancel, &CancellationToken::new(), grace),
+        )
+        .await
+        .expect("process::run timed out");
         if let Some(canceler) = canceler {
             canceler.abort();
         }
@@ -472,6 +485,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn kill_cuts_the_grace_short() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = "trap '' INT; echo $$ > pid.tmp; mv pid.tmp pid; sleep 30";
+        let (tx, _rx) = mpsc::channel(8);
+        let (cancel, kill) = (CancellationToken::new(), CancellationToken::new());
+        let pid = dir.path().join("pid");
+        let trigger = {
+            let (cancel, kill) = (cancel.clone(), kill.clone());
+            async move {
+                while !pid.exists() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                cancel.cancel();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                kill.cancel();
+            }
+        };
+        let started = Instant::now();
+        // A grace far longer than LIMIT: only `kill` can end this in time.
+        let run = run(sh(dir.path(), script), tx, &cancel, &kill, LIMIT * 3);
+        let (result, ()) = tokio::time::timeout(LIMIT, async { tokio::join!(run, trigger) })
+            .await
+            .expect("kill did not end the run");
+        let exit = result.expect("run sh");
+        assert!(exit.interrupted && exit.killed, "{exit:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        wait_group_gone(read_pgid(dir.path())).await;
+    }
+
+    #[tokio::test]
     async fn cancel_sends_exactly_one_sigint() {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = "trap 'echo int >> count; exit 3' INT; echo $$ > pid.tmp; mv pid.tmp pid; \
@@ -516,7 +559,8 @@ mod tests {
             "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done",
         );
         let cancel = CancellationToken::new();
-        let run = run(spec, tx, &cancel, Duration::from_secs(1));
+        let kill = CancellationToken::new();
+        let run = run(spec, tx, &cancel, &kill, Duration::from_secs(1));
         let exit = tokio::time::timeout(LIMIT, run)
             .await
             .expect("run timed out");
@@ -529,9 +573,15 @@ mod tests {
         let mut spec = sh(dir.path(), "true");
         spec.program = dir.path().join("no-such-program");
         let (tx, _rx) = mpsc::channel(1);
-        let err = run(spec, tx, &CancellationToken::new(), Duration::from_secs(1))
-            .await
-            .expect_err("spawn must fail");
+        let err = run(
+            spec,
+            tx,
+            &CancellationToken::new(),
+            &CancellationToken::new(),
+            Duration::from_secs(1),
+        )
+        .await
+        .expect_err("spawn must fail");
         let msg = err.to_string();
         assert!(
             msg.starts_with("spawn ") && msg.contains("no-such-program"),

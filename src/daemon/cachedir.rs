@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+use tokio_util::sync::CancellationToken;
 
 use super::DaemonError;
 use crate::runner::RunnerConfig;
@@ -98,8 +99,10 @@ impl CacheDir {
         &self,
         terraform_path: &Path,
         cancel_grace: Duration,
+        force_kill: CancellationToken,
     ) -> RunnerConfig {
         RunnerConfig {
+            force_kill,
             terraform_path: terraform_path.to_path_buf(),
             work_root: self.jobs_dir(),
             plugin_cache_dir: self.plugins_dir(),
@@ -189,7 +192,11 @@ mod tests {
         assert!(cache.jobs_dir().is_dir());
         assert!(plugin.exists(), "the plugin cache survives restarts");
 
-        let rc = cache.runner_config(Path::new("/usr/bin/terraform"), Duration::from_secs(3));
+        let rc = cache.runner_config(
+            Path::new("/usr/bin/terraform"),
+            Duration::from_secs(3),
+            CancellationToken::new(),
+        );
         assert_eq!(rc.work_root, tmp.path().join("jobs"));
         assert_eq!(rc.plugin_cache_dir, tmp.path().join("plugins"));
         assert_eq!(rc.cancel_grace, Duration::from_secs(3));

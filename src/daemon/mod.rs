@@ -187,7 +187,11 @@ pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonErro
         link: link::Link::new(connector, halt.clone()),
         jobs: job::JobCtx {
             client,
-            runner: cache.runner_config(&cfg.terraform_path, cfg.cancel_grace),
+            runner: cache.runner_config(
+                &cfg.terraform_path,
+                cfg.cancel_grace,
+                shutdown.kill.clone(),
+            ),
             tracker: tracker.clone(),
             cancel: shutdown.cancel.clone(),
         },

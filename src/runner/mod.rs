@@ -191,4 +191,8 @@ pub struct RunnerConfig {
     pub plugin_cache_dir: PathBuf,
     /// After the one SIGINT, how long terraform gets before SIGKILL.
     pub cancel_grace: Duration,
+    /// Fired when an operator forces the stop: terraform's process group is
+    /// killed at once, whatever is left of `cancel_grace`. Per daemon, not
+    /// per job, hence here rather than beside each job's cancel token.
+    pub force_kill: CancellationToken,
 }

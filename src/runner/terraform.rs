@@ -170,7 +170,13 @@ impl Terraform<'_> {
         };
         let (tx, rx) = mpsc::channel(LINE_BUFFER);
         let (result, last_error) = tokio::join!(
-            process::run(spec, tx, self.cancel, self.cfg.cancel_grace),
+            process::run(
+                spec,
+                tx,
+                self.cancel,
+                &self.cfg.force_kill,
+                self.cfg.cancel_grace,
+            ),
             self.forward(rx, stage, cmd.json())
         );
         let exit = result.map_err(|err| match err {

@@ -54,6 +54,7 @@ impl Harness {
             work_root: root.path().join("work"),
             plugin_cache_dir: root.path().join("plugins"),
             cancel_grace: Duration::from_secs(3),
+            force_kill: CancellationToken::new(),
         };
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(k, _)| k != "TF_CLI_CONFIG_FILE")
