@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::job::{self, JobCtx};
 use super::link::{Link, LinkEvent};
 use super::{DaemonError, Shutdown};
 use crate::proto::daemon_message::Msg as Out;
-use crate::proto::{AckJob, Acquire, CancelAcquire, JobOffer};
+use crate::proto::{AckJob, Acquire, CancelAcquire, DaemonState, JobOffer};
 
 /// How long a withdrawn Acquire may take to be confirmed before we leave
 /// anyway (the coordinator clears offers to a session that ends).
@@ -20,6 +21,11 @@ pub(super) struct Daemon {
     pub link: Link,
     pub jobs: JobCtx,
     pub shutdown: Shutdown,
+    /// How long a drain may wait for the job before canceling it (the
+    /// drain timeout less the cancel grace and the report budget).
+    pub drain_escalation: Option<Duration>,
+    /// When this loop first saw the drain.
+    pub drained_at: Option<Instant>,
 }
 
 impl Daemon {
@@ -41,6 +47,7 @@ impl Daemon {
                     _ => continue,
                 }
             }
+            self.link.report(DaemonState::Idle, "");
             if let Err(reason) = self.link.send(Out::Acquire(Acquire {})) {
                 tracing::warn!(
                     reason,
@@ -59,7 +66,10 @@ impl Daemon {
     async fn wait_for_offer(&mut self) -> Result<Option<JobOffer>, DaemonError> {
         loop {
             let event = tokio::select! {
-                () = self.shutdown.drain.cancelled() => return Ok(self.withdraw().await),
+                () = self.shutdown.drain.cancelled() => {
+                    self.drained_at = Some(Instant::now());
+                    return Ok(self.withdraw().await);
+                }
                 ev = self.link.next() => ev,
             };
             match event {
@@ -129,18 +139,43 @@ impl Daemon {
             link,
             jobs,
             shutdown,
+            drain_escalation,
+            drained_at,
         } = self;
+        link.report(DaemonState::Busy, &job_id);
         let job_cancel: CancellationToken = shutdown.cancel.child_token();
         let job = job::run(jobs, offer, job_cancel.clone());
         tokio::pin!(job);
         let mut fatal = None;
         let mut drain_noted = false;
+        let mut cancel_noted = false;
+        // Set once draining: when the drain gives up on the job.
+        let mut escalate_at: Option<Instant> = None;
         loop {
             let event = tokio::select! {
                 () = &mut job => return fatal.map_or(Ok(()), Err),
+                () = shutdown.cancel.cancelled(), if !cancel_noted => {
+                    cancel_noted = true;
+                    link.report(DaemonState::Canceling, &job_id);
+                    tracing::warn!(job_id, "canceling: interrupting job {job_id}, then exiting");
+                    continue;
+                }
                 () = shutdown.drain.cancelled(), if !drain_noted => {
                     drain_noted = true;
-                    tracing::info!(job_id, "draining: waiting for job {job_id}");
+                    let since = *drained_at.get_or_insert_with(Instant::now);
+                    escalate_at = drain_escalation.map(|d| since + d);
+                    if !cancel_noted {
+                        link.report(DaemonState::Draining, &job_id);
+                        tracing::info!(job_id, "draining: waiting for job {job_id}");
+                    }
+                    continue;
+                }
+                () = sleep_until(escalate_at), if escalate_at.is_some() && !cancel_noted => {
+                    tracing::warn!(
+                        job_id,
+                        "drain timeout: canceling job {job_id} so it is reported before the deadline"
+                    );
+                    shutdown.cancel.cancel();
                     continue;
                 }
                 event = link.next() => event,
@@ -174,5 +209,12 @@ impl Daemon {
                 }
             }
         }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -6,6 +6,7 @@
 use std::future;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +15,7 @@ use super::DaemonError;
 use super::backoff::Backoff;
 use super::session::{Connector, Inbound, Session};
 use crate::proto::coordinator_message::Msg;
-use crate::proto::{JobOffer, daemon_message};
+use crate::proto::{DaemonState, JobOffer, StateUpdate, daemon_message};
 
 /// A session that dies sooner than this after Welcome counts as a flap: the
 /// next connect waits, so a coordinator that accepts and drops us at once
@@ -47,16 +48,44 @@ pub(super) struct Link {
     state: State,
     flaps: Backoff,
     next_delay: Duration,
+    /// What the daemon last said it is doing; the connector reads it for
+    /// the next Hello.
+    reported: watch::Sender<StateUpdate>,
 }
 
 impl Link {
-    pub(super) fn new(connector: Connector, halt: CancellationToken) -> Self {
+    /// `reported` is the sending half of the connector's `state`.
+    pub(super) fn new(
+        connector: Connector,
+        halt: CancellationToken,
+        reported: watch::Sender<StateUpdate>,
+    ) -> Self {
         Link {
             connector,
             halt,
             state: State::Down,
             flaps: Backoff::new(),
             next_delay: Duration::ZERO,
+            reported,
+        }
+    }
+
+    /// Tells the coordinator the daemon's state when it changed: now if a
+    /// session is up, else in the next Hello.
+    pub(super) fn report(&mut self, state: DaemonState, job_id: &str) {
+        let update = StateUpdate {
+            state: state as i32,
+            current_job_id: job_id.to_string(),
+        };
+        let changed = self.reported.send_if_modified(|cur| {
+            let changed = *cur != update;
+            *cur = update.clone();
+            changed
+        });
+        if changed && self.is_up() {
+            tracing::debug!(state = state.as_str_name(), job_id, "report daemon state");
+            // A failed send marks the session lost; Hello carries it next.
+            let _ = self.send(daemon_message::Msg::StateUpdate(update));
         }
     }
 

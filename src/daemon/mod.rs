@@ -29,8 +29,11 @@ mod session;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::proto::{DaemonState, StateUpdate};
 
 /// After a cancel, once terraform has stopped, how long the daemon keeps
 /// trying to ship the last log lines and report the job before it gives up.
@@ -177,14 +180,27 @@ pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonErro
     let tracker = TaskTracker::new();
     // Stops background reconnects once the loop has returned.
     let halt = CancellationToken::new();
+    let (reported, state) = watch::channel(StateUpdate {
+        state: DaemonState::Idle as i32,
+        current_job_id: String::new(),
+    });
     let connector = session::Connector {
         client: client.clone(),
         url: cfg.url.clone(),
         name: cfg.name.clone(),
         tracker: tracker.clone(),
+        state,
     };
+    // A drain may last until this long before its deadline; then the job is
+    // canceled so that the grace and the report still fit.
+    let drain_escalation = cfg
+        .drain_timeout
+        .map(|t| t.saturating_sub(cfg.cancel_grace + REPORT_BUDGET));
+    let kill = shutdown.kill.clone();
     let daemon = acquire::Daemon {
-        link: link::Link::new(connector, halt.clone()),
+        link: link::Link::new(connector, halt.clone(), reported),
+        drain_escalation,
+        drained_at: None,
         jobs: job::JobCtx {
             client,
             runner: cache.runner_config(
@@ -199,11 +215,14 @@ pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonErro
     };
     // Dropping the daemon (inside `run`) drops the session, which stops its
     // reader task.
-    let result = daemon.run().await;
+    let mut result = daemon.run().await;
     halt.cancel();
     tracker.close();
     tracker.wait().await;
     drop(cache);
+    if result.is_ok() && kill.is_cancelled() {
+        result = Err(DaemonError::Forced);
+    }
     match &result {
         Ok(()) => tracing::info!("daemon stopped"),
         Err(e) => tracing::error!(error = %e, "daemon stopped"),

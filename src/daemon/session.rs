@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
@@ -14,7 +14,8 @@ use super::DaemonError;
 use super::backoff::Backoff;
 use super::rpc::{self, Client};
 use crate::proto::{
-    CoordinatorMessage, DaemonMessage, Hello, Welcome, coordinator_message, daemon_message,
+    CoordinatorMessage, DaemonMessage, Hello, StateUpdate, Welcome, coordinator_message,
+    daemon_message,
 };
 
 /// The daemon sends at most a few messages per job (Acquire, CancelAcquire,
@@ -68,6 +69,9 @@ pub(super) struct Connector {
     pub(super) url: String,
     pub(super) name: String,
     pub(super) tracker: TaskTracker,
+    /// The daemon's current state, told in Hello so a daemon reconnecting
+    /// mid-job or mid-drain is never taken for an idle one.
+    pub(super) state: watch::Receiver<StateUpdate>,
 }
 
 impl Connector {
@@ -119,10 +123,12 @@ impl Connector {
     /// the inbound half to a reader task.
     async fn open(&self) -> Result<Session, Status> {
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        let state = self.state.borrow().clone();
         let hello = daemon_message::Msg::Hello(Hello {
             name: self.name.clone(),
             version: crate::VERSION.to_string(),
-            ..Default::default()
+            state: state.state,
+            current_job_id: state.current_job_id,
         });
         tx.try_send(DaemonMessage { msg: Some(hello) })
             .map_err(|_| Status::internal("queue Hello: outbound buffer unavailable"))?;

@@ -124,26 +124,75 @@ pub async fn serve(data_dir: &Path, listen: &str, lease: &str) -> (Proc, String,
     (p, url, token)
 }
 
-/// `provisionerd start` with the project's terraform, a 10s cancel grace
-/// unless `extra` sets one, and `extra` flags.
+/// `provisionerd start` with `extra` flags; the project's terraform and a
+/// 10s cancel grace unless `extra` sets them.
 pub fn start(url: &str, key: &str, name: &str, cache_dir: &Path, extra: &[&str]) -> Proc {
     let tf = super::terraform();
     let cache = cache_dir.to_str().unwrap();
-    let mut args = vec![
-        "start",
-        "--url",
-        url,
-        "--name",
-        name,
-        "--cache-dir",
-        cache,
-        "--terraform-path",
-        tf.to_str().unwrap(),
-    ];
-    if !extra.iter().any(|a| a.starts_with("--cancel-grace")) {
+    let mut args = vec!["start", "--url", url, "--name", name, "--cache-dir", cache];
+    if !extra.contains(&"--terraform-path") {
+        args.extend(["--terraform-path", tf.to_str().unwrap()]);
+    }
+    if !extra.contains(&"--cancel-grace") {
         args.extend(["--cancel-grace", "10s"]);
     }
     args.extend(extra);
     let log = cache_dir.with_extension("daemon.log");
     Proc::spawn(&args, &[("PROVISIONERD_KEY", key)], &log)
+}
+
+/// Pids of live processes whose working directory is inside `dir` (how a
+/// test finds terraform and its children: they run in a job's work dir).
+pub fn processes_under(dir: &Path) -> Vec<i32> {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            // Zombies keep no cwd; they are gone for our purposes.
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+        })
+        .collect()
+}
+
+/// Waits until no process runs inside `dir`.
+pub async fn wait_no_processes_under(dir: &Path, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let left = processes_under(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "processes still running under {}: {left:?}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A fake `terraform` for failure modes real terraform will not show: it
+/// ignores SIGINT and never finishes (only SIGKILL ends it). Its pid goes
+/// to `started` in its working dir, so a test knows it runs.
+pub fn sigint_ignoring_terraform(dir: &Path) -> PathBuf {
+    let path = dir.join("terraform-ignores-sigint");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\n\
+         trap '' INT\n\
+         echo \"fake terraform $1: ignoring SIGINT\"\n\
+         echo $$ > started\n\
+         sleep 300 &\n\
+         wait\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
 }
