@@ -79,13 +79,24 @@ impl Stack {
         }
     }
 
-    async fn status_of(&self, name: &str) -> String {
-        let daemons = self.coord.daemons().await;
-        daemons
-            .iter()
-            .find(|d| d.name == name)
-            .map(|d| d.status.clone())
-            .unwrap_or_default()
+    /// Waits until `daemons list` shows daemon `name` with `status`.
+    async fn wait_status(&self, name: &str, status: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let daemons = self.coord.daemons().await;
+            let now = daemons
+                .iter()
+                .find(|d| d.name == name)
+                .map(|d| d.status.clone());
+            if now.as_deref() == Some(status) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon {name} is {now:?}, never {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn jobs_dir(&self) -> PathBuf {
@@ -119,7 +130,7 @@ async fn sighup_finishes_the_job_takes_no_more_and_exits_0() {
     d.signal(Signal::SIGHUP);
     d.wait_log(&format!("draining: waiting for job {job}"))
         .await;
-    assert_eq!(s.status_of("d1").await, "draining");
+    s.wait_status("d1", "draining").await;
     assert_eq!(d.exit_code(TIMEOUT).await, 0, "{}", d.log_text());
 
     let done = s.coord.job(&job).await;
@@ -262,7 +273,7 @@ async fn a_signal_during_a_cancel_kills_at_once_reports_and_exits_2() {
 
     d.signal(Signal::SIGINT);
     d.wait_log("cancel requested").await;
-    assert_eq!(s.status_of("d1").await, "canceling");
+    s.wait_status("d1", "canceling").await;
     let sent = Instant::now();
     d.signal(Signal::SIGINT);
     assert_eq!(d.exit_code(TIMEOUT).await, 2, "{}", d.log_text());
