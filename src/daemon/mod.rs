@@ -229,3 +229,29 @@ pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonErro
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_requests_escalate_one_level_at_a_time() {
+        let s = Shutdown::new();
+        assert_eq!(s.stage(), Stage::Running);
+        assert_eq!(s.request(Request::Drain), Stage::Draining);
+        assert!(s.drain.is_cancelled() && !s.cancel.is_cancelled());
+        // Any second request, even another drain, cancels.
+        assert_eq!(s.request(Request::Drain), Stage::Canceling);
+        assert!(!s.kill.is_cancelled());
+        assert_eq!(s.request(Request::Drain), Stage::Killing);
+        assert_eq!(s.request(Request::Cancel), Stage::Killing);
+    }
+
+    #[test]
+    fn a_first_cancel_skips_the_drain_and_the_next_kills() {
+        let s = Shutdown::new();
+        assert_eq!(s.request(Request::Cancel), Stage::Canceling);
+        assert!(s.drain.is_cancelled(), "cancel implies drain");
+        assert_eq!(s.request(Request::Cancel), Stage::Killing);
+    }
+}
