@@ -381,6 +381,21 @@ pub enum JobsCmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Cancel a job: a pending job ends at once, a running one is
+    /// interrupted by its daemon (terraform gets SIGINT) and ends canceled
+    /// — or as it finished, if terraform got there first.
+    Cancel {
+        /// Job id.
+        id: String,
+        /// Wait until the job has ended, then print it; exit 0 however it
+        /// ended (its status tells).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Print a job's logs.
     Logs {
         /// Job id.
@@ -395,7 +410,8 @@ pub enum JobsCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum DaemonsCmd {
-    /// List daemons: tags, status (idle, busy, offline), current job.
+    /// List daemons: tags, status (idle, busy, draining, canceling as the
+    /// daemon reports it, or offline), current job.
     List {
         #[command(flatten)]
         out: OutputArg,

@@ -1,6 +1,7 @@
 //! Admin subcommands: keys, templates, workspaces, jobs, daemons. Each is a
 //! thin gRPC call against the coordinator's `Admin` service plus printing.
 
+mod cancel;
 mod client;
 pub mod render;
 
@@ -451,20 +452,16 @@ pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
                 .get_job(proto::GetJobRequest { id })
                 .await?
                 .into_inner();
-            if out.output == Output::Json {
-                print_json(&job_json(&j));
-            } else {
-                let v = job_json(&j);
-                if let Some(obj) = v.as_object() {
-                    for (k, val) in obj {
-                        let s = match val {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        println!("{:<20} {s}", format!("{k}:"));
-                    }
-                }
-            }
+            print_job(&j, out.output);
+        }
+        JobsCmd::Cancel {
+            id,
+            wait,
+            out,
+            admin,
+        } => {
+            let mut c = client(&admin).await?;
+            cancel::cancel(&mut c, &id, wait, out.output).await?;
         }
         JobsCmd::Logs { id, follow, admin } => {
             let mut c = client(&admin).await?;
@@ -472,6 +469,24 @@ pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// One job: JSON, or one `field: value` line per JSON field.
+fn print_job(j: &proto::Job, output: Output) {
+    let v = job_json(j);
+    if output == Output::Json {
+        print_json(&v);
+        return;
+    }
+    if let Some(obj) = v.as_object() {
+        for (k, val) in obj {
+            let s = match val {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            println!("{:<20} {s}", format!("{k}:"));
+        }
+    }
 }
 
 pub async fn daemons(cmd: DaemonsCmd) -> Result<(), CliError> {

@@ -435,7 +435,23 @@ impl Admin for AdminApi {
         req: Request<proto::CancelJobRequest>,
     ) -> Result<Response<proto::Job>, Status> {
         self.auth(&req)?;
-        Err(Status::unimplemented("cancel job: not yet"))
+        let id = req.into_inner().id;
+        let canceled = self.hub.store.cancel_job(&id)?;
+        let daemon = canceled.job.daemon_name.as_deref().unwrap_or_default();
+        match &canceled.notify_daemon {
+            Some(daemon_id) if self.hub.push_cancel(daemon_id, &id) => {
+                tracing::info!(job = %id, daemon, "job canceling: daemon told");
+            }
+            // It learns from the answer to its next UpdateJob.
+            Some(_) => tracing::warn!(
+                job = %id,
+                daemon,
+                "job canceling: daemon not reachable on its session; it learns on its next update"
+            ),
+            None => tracing::info!(job = %id, "job canceled before it ran"),
+        }
+        self.hub.job_changed(&id);
+        Ok(Response::new(self.job_to_proto(canceled.job)))
     }
 
     type StreamJobLogsStream = Pin<Box<dyn Stream<Item = Result<proto::LogLine, Status>> + Send>>;
@@ -463,16 +479,11 @@ impl Admin for AdminApi {
             daemons: rows
                 .into_iter()
                 .map(|d| proto::Daemon {
-                    status: match (d.connected, &d.current_job_id) {
-                        (false, _) => "offline",
-                        (true, Some(_)) => "busy",
-                        (true, None) => "idle",
-                    }
-                    .to_string(),
+                    status: d.status().to_string(),
+                    current_job_id: d.current_job().unwrap_or_default().to_string(),
                     id: d.id,
                     name: d.name,
                     tags: d.tags.into_iter().collect(),
-                    current_job_id: d.current_job_id.unwrap_or_default(),
                     last_seen_at: d.last_seen_at,
                     version: d.version,
                     key_name: d.key_name,

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Hub;
 use super::auth;
 use super::error::CoordError;
-use super::store::KeyRow;
+use super::store::{KeyRow, Report};
 use crate::proto::provisioner_daemon_server::ProvisionerDaemon;
 use crate::proto::{
     self, CoordinatorMessage, DaemonMessage, coordinator_message::Msg as Out,
@@ -31,6 +31,15 @@ pub struct SessionHandle {
     pub key_name: String,
     /// Cancelled to end the session (its key was deleted).
     pub end: CancellationToken,
+    /// The session's outbound queue, for pushes (`CancelJob`).
+    pub tx: Outbound,
+}
+
+/// Who is on the other end of a session.
+struct Peer {
+    daemon_id: String,
+    name: String,
+    key: KeyRow,
 }
 
 impl DaemonApi {
@@ -76,10 +85,11 @@ impl ProvisionerDaemon for DaemonApi {
         };
         crate::tags::check_name("register daemon: daemon", &hello.name)
             .map_err(Status::invalid_argument)?;
+        let report = Report::new(hello.state, &hello.current_job_id);
         let daemon = self
             .hub
             .store
-            .connect_daemon(&hello.name, &key, &hello.version)?;
+            .connect_daemon(&hello.name, &key, &hello.version, &report)?;
         tracing::info!(daemon = %daemon.name, key = %key.name, version = %hello.version, "daemon connected");
         let (tx, rx) = mpsc::channel(32);
         let welcome = CoordinatorMessage {
@@ -87,7 +97,7 @@ impl ProvisionerDaemon for DaemonApi {
                 daemon_id: daemon.id.clone(),
                 tags: key.tags.clone().into_iter().collect(),
                 key_name: key.name.clone(),
-                job_lease_ms: 0,
+                job_lease_ms: u64::try_from(self.hub.job_lease.as_millis()).unwrap_or(u64::MAX),
             })),
         };
         // The channel is fresh, so this cannot block.
@@ -99,13 +109,29 @@ impl ProvisionerDaemon for DaemonApi {
                 name: daemon.name.clone(),
                 key_name: key.name.clone(),
                 end: end.clone(),
+                tx: tx.clone(),
             },
         );
+        // A job canceled while its daemon was reconnecting: tell it now
+        // rather than at its next heartbeat.
+        match self.hub.store.canceling_jobs(&daemon.id) {
+            Ok(ids) => {
+                for id in ids {
+                    self.hub.push_cancel(&daemon.id, &id);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, daemon = %daemon.name, "list canceling jobs"),
+        }
         let hub = self.hub.clone();
+        let peer = Peer {
+            daemon_id: daemon.id,
+            name: daemon.name,
+            key,
+        };
         tokio::spawn(async move {
-            serve_session(&hub, &daemon.id, &daemon.name, &key, inbound, tx, end).await;
-            hub.end_session(&daemon.id).await;
-            tracing::info!(daemon = %daemon.name, "daemon disconnected");
+            serve_session(&hub, &peer, report.takes_jobs(), inbound, tx, end).await;
+            hub.end_session(&peer.daemon_id).await;
+            tracing::info!(daemon = %peer.name, "daemon disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -145,16 +171,23 @@ impl ProvisionerDaemon for DaemonApi {
     }
 }
 
-/// Reads one daemon's session until it ends.
+fn acquire_canceled() -> CoordinatorMessage {
+    CoordinatorMessage {
+        msg: Some(Out::AcquireCanceled(proto::AcquireCanceled {})),
+    }
+}
+
+/// Reads one daemon's session until it ends. `takes_jobs` turns false for
+/// good once the daemon says it is draining or canceling.
 async fn serve_session(
     hub: &Hub,
-    daemon_id: &str,
-    daemon_name: &str,
-    key: &KeyRow,
+    peer: &Peer,
+    mut takes_jobs: bool,
     mut inbound: Streaming<DaemonMessage>,
     tx: Outbound,
     end: CancellationToken,
 ) {
+    let daemon_id = peer.daemon_id.as_str();
     loop {
         let msg = tokio::select! {
             _ = hub.stopping.cancelled() => {
@@ -163,7 +196,7 @@ async fn serve_session(
             }
             _ = end.cancelled() => {
                 let _ = tx.send(Err(Status::unauthenticated(format!(
-                    "provisioner key {:?} was deleted", key.name
+                    "provisioner key {:?} was deleted", peer.key.name
                 )))).await;
                 return;
             }
@@ -176,35 +209,53 @@ async fn serve_session(
         };
         let _ = hub.store.touch_daemon(daemon_id);
         match msg {
-            In::Hello(_) | In::StateUpdate(_) => {}
+            In::Hello(_) => {}
+            In::StateUpdate(update) => {
+                let report = Report::new(update.state, &update.current_job_id);
+                if let Err(e) = hub.store.report_daemon_state(daemon_id, &report) {
+                    tracing::error!(daemon = %peer.name, error = %e, "record daemon state");
+                }
+                if takes_jobs && !report.takes_jobs() {
+                    takes_jobs = false;
+                    tracing::info!(daemon = %peer.name, state = ?report.state, "daemon takes no more jobs");
+                    // Its pending Acquire is void; answered as a withdrawal
+                    // so a daemon waiting for the answer is not left hanging.
+                    // An offer already pushed stays the daemon's to run.
+                    if hub.dispatcher.unwait(daemon_id.to_string()).await {
+                        let _ = tx.send(Ok(acquire_canceled())).await;
+                    }
+                }
+            }
+            In::Acquire(_) if !takes_jobs => {
+                tracing::warn!(daemon = %peer.name, "acquire from a draining or canceling daemon: refused");
+                let _ = tx.send(Ok(acquire_canceled())).await;
+            }
             In::Acquire(_) => {
                 hub.dispatcher
-                    .wait(daemon_id.to_string(), key.tags.clone(), tx.clone())
+                    .wait(daemon_id.to_string(), peer.key.tags.clone(), tx.clone())
                     .await;
             }
             In::CancelAcquire(_) => {
                 // If the dispatcher already pushed an offer, the daemon
                 // receives that instead and must ack or drop it.
                 if hub.dispatcher.unwait(daemon_id.to_string()).await {
-                    let msg = CoordinatorMessage {
-                        msg: Some(Out::AcquireCanceled(proto::AcquireCanceled {})),
-                    };
-                    let _ = tx.send(Ok(msg)).await;
+                    let _ = tx.send(Ok(acquire_canceled())).await;
                 }
             }
             In::AckJob(ack) => {
                 if let Err(e) = hub
                     .store
-                    .ack(&ack.job_id, daemon_id, daemon_name, &key.name)
+                    .ack(&ack.job_id, daemon_id, &peer.name, &peer.key.name)
                 {
-                    // Withdrawn meanwhile: tell the daemon not to run it.
+                    // Withdrawn or canceled meanwhile: tell the daemon not
+                    // to run it.
                     tracing::warn!(job = %ack.job_id, error = %e, "ack refused");
                     let msg = CoordinatorMessage {
                         msg: Some(Out::CancelJob(proto::CancelJob { job_id: ack.job_id })),
                     };
                     let _ = tx.send(Ok(msg)).await;
                 } else {
-                    tracing::info!(job = %ack.job_id, daemon = %daemon_name, "job acknowledged");
+                    tracing::info!(job = %ack.job_id, daemon = %peer.name, "job acknowledged");
                     hub.job_changed(&ack.job_id);
                 }
             }

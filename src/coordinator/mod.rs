@@ -46,6 +46,8 @@ pub struct Hub {
     /// Job ids whose logs or status changed.
     pub changes: broadcast::Sender<String>,
     sessions: Mutex<HashMap<String, SessionHandle>>,
+    /// `--job-lease`, told to daemons in their Welcome.
+    pub job_lease: Duration,
     /// Cancelled when the coordinator shuts down: sessions end with
     /// UNAVAILABLE so daemons reconnect to whoever serves next, instead of
     /// holding a stream to a process that no longer hands out work.
@@ -71,6 +73,26 @@ impl Hub {
         }
         // Offers it never acknowledged are back in the queue.
         self.dispatcher.kick();
+    }
+
+    /// Tells the daemon running `job_id` to interrupt it, on its session,
+    /// now. Returns false when it could not be told (no session, or its
+    /// outbound buffer is full); it then learns from its next UpdateJob,
+    /// whose answer says `canceled`.
+    pub fn push_cancel(&self, daemon_id: &str, job_id: &str) -> bool {
+        let sessions = self.lock_sessions();
+        let Some(s) = sessions.get(daemon_id) else {
+            return false;
+        };
+        let msg = crate::proto::CoordinatorMessage {
+            msg: Some(crate::proto::coordinator_message::Msg::CancelJob(
+                crate::proto::CancelJob {
+                    job_id: job_id.to_string(),
+                },
+            )),
+        };
+        // Never wait under the sessions lock (or for a slow daemon at all).
+        s.tx.try_send(Ok(msg)).is_ok()
     }
 
     /// Ends the sessions of every daemon using `key_name`.
@@ -125,6 +147,7 @@ impl Coordinator {
             dispatcher,
             changes,
             sessions: Mutex::new(HashMap::new()),
+            job_lease: cfg.job_lease,
             stopping,
         });
         Ok(Coordinator { listener, hub, cfg })

@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod cancel;
 mod cli;
 mod lifecycle;
 mod queue;

@@ -4,6 +4,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::{Store, new_id, not_found, now_ms, tags_from_json, tags_to_json};
 use crate::coordinator::error::{CoordError, Result};
+use crate::proto::DaemonState;
 use crate::tags::Tags;
 
 #[derive(Debug, Clone)]
@@ -22,8 +23,84 @@ pub struct DaemonRow {
     pub version: String,
     pub connected: bool,
     pub last_seen_at: i64,
-    /// The job it runs now (running or canceling), if any.
+    /// The job the store has it running (running or canceling), if any.
     pub current_job_id: Option<String>,
+    /// What the daemon last said it is doing.
+    pub report: Report,
+}
+
+/// What a daemon says it is doing: in its Hello, then in each StateUpdate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// `None`: unreported (an older daemon, or a state this version does not
+    /// know); the status is then derived from the jobs it runs.
+    pub state: Option<DaemonState>,
+    pub job_id: Option<String>,
+}
+
+impl Report {
+    /// From the wire: `state` is a `DaemonState`, `job_id` empty for none.
+    pub fn new(state: i32, job_id: &str) -> Report {
+        Report {
+            state: DaemonState::try_from(state)
+                .ok()
+                .filter(|s| *s != DaemonState::Unspecified),
+            job_id: (!job_id.is_empty()).then(|| job_id.to_string()),
+        }
+    }
+
+    /// A draining or canceling daemon is never offered a job.
+    pub fn takes_jobs(&self) -> bool {
+        !matches!(
+            self.state,
+            Some(DaemonState::Draining | DaemonState::Canceling)
+        )
+    }
+}
+
+fn state_to_db(state: Option<DaemonState>) -> Option<&'static str> {
+    Some(match state? {
+        DaemonState::Idle => "idle",
+        DaemonState::Busy => "busy",
+        DaemonState::Draining => "draining",
+        DaemonState::Canceling => "canceling",
+        DaemonState::Unspecified => return None,
+    })
+}
+
+fn state_from_db(s: Option<&str>) -> Option<DaemonState> {
+    Some(match s? {
+        "idle" => DaemonState::Idle,
+        "busy" => DaemonState::Busy,
+        "draining" => DaemonState::Draining,
+        "canceling" => DaemonState::Canceling,
+        _ => return None,
+    })
+}
+
+impl DaemonRow {
+    /// `offline`, else the state the daemon reported; a daemon that reports
+    /// nothing is `busy` while the store has it running a job, else `idle`.
+    pub fn status(&self) -> &'static str {
+        if !self.connected {
+            return "offline";
+        }
+        match (self.report.state, &self.current_job_id) {
+            (Some(s), _) => state_to_db(Some(s)).unwrap_or("idle"),
+            (None, Some(_)) => "busy",
+            (None, None) => "idle",
+        }
+    }
+
+    /// The job the daemon reports running while connected and reporting;
+    /// otherwise the one the store has it running.
+    pub fn current_job(&self) -> Option<&str> {
+        if self.connected && self.report.state.is_some() {
+            self.report.job_id.as_deref()
+        } else {
+            self.current_job_id.as_deref()
+        }
+    }
 }
 
 impl Store {
@@ -91,9 +168,16 @@ impl Store {
             .optional()?)
     }
 
-    /// Records a daemon as connected. Names are unique among connected
-    /// daemons; a daemon reconnecting under its name keeps its id.
-    pub fn connect_daemon(&self, name: &str, key: &KeyRow, version: &str) -> Result<DaemonRow> {
+    /// Records a daemon as connected, with the state its Hello reports.
+    /// Names are unique among connected daemons; a daemon reconnecting under
+    /// its name keeps its id.
+    pub fn connect_daemon(
+        &self,
+        name: &str,
+        key: &KeyRow,
+        version: &str,
+        report: &Report,
+    ) -> Result<DaemonRow> {
         let conn = self.conn();
         let existing: Option<(String, bool)> = conn
             .query_row(
@@ -113,17 +197,36 @@ impl Store {
             Some((id, false)) => {
                 conn.execute(
                     "UPDATE daemons SET key_name = ?2, tags = ?3, version = ?4,
-                     connected = 1, last_seen_at = ?5 WHERE id = ?1",
-                    params![id, key.name, tags, version, now],
+                     connected = 1, last_seen_at = ?5, state = ?6, current_job_id = ?7
+                     WHERE id = ?1",
+                    params![
+                        id,
+                        key.name,
+                        tags,
+                        version,
+                        now,
+                        state_to_db(report.state),
+                        report.job_id
+                    ],
                 )?;
                 id
             }
             None => {
                 let id = new_id();
                 conn.execute(
-                    "INSERT INTO daemons(id, name, key_name, tags, version, connected, last_seen_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6)",
-                    params![id, name, key.name, tags, version, now],
+                    "INSERT INTO daemons(id, name, key_name, tags, version, connected,
+                                         last_seen_at, state, current_job_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8)",
+                    params![
+                        id,
+                        name,
+                        key.name,
+                        tags,
+                        version,
+                        now,
+                        state_to_db(report.state),
+                        report.job_id
+                    ],
                 )?;
                 id
             }
@@ -137,7 +240,22 @@ impl Store {
             connected: true,
             last_seen_at: now,
             current_job_id: None,
+            report: report.clone(),
         })
+    }
+
+    /// Stores a daemon's StateUpdate.
+    pub fn report_daemon_state(&self, daemon_id: &str, report: &Report) -> Result<()> {
+        self.conn().execute(
+            "UPDATE daemons SET state = ?2, current_job_id = ?3, last_seen_at = ?4 WHERE id = ?1",
+            params![
+                daemon_id,
+                state_to_db(report.state),
+                report.job_id,
+                now_ms()
+            ],
+        )?;
+        Ok(())
     }
 
     /// The daemon's session ended: it is offline, and any job offered to it
@@ -168,7 +286,8 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT d.id, d.name, d.key_name, d.tags, d.version, d.connected, d.last_seen_at,
                     (SELECT j.id FROM jobs j WHERE j.daemon_id = d.id
-                       AND j.status IN ('running', 'canceling') LIMIT 1)
+                       AND j.status IN ('running', 'canceling') LIMIT 1),
+                    d.state, d.current_job_id
              FROM daemons d ORDER BY d.name",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -181,6 +300,10 @@ impl Store {
                 connected: r.get(5)?,
                 last_seen_at: r.get(6)?,
                 current_job_id: r.get(7)?,
+                report: Report {
+                    state: state_from_db(r.get::<_, Option<String>>(8)?.as_deref()),
+                    job_id: r.get(9)?,
+                },
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -1,9 +1,11 @@
 //! The job queue: enqueue, claim (offer → ack), logs, finish, queries.
 //!
 //! A job moves pending → running (on the daemon's ack) → succeeded | failed
-//! | canceled. While pending it may carry `offered_to`: pushed to a daemon
-//! that has not acknowledged it yet. Offers are cleared when that daemon's
-//! session ends, so a dropped stream never strands a job.
+//! | canceled; an operator cancel (see `cancel.rs`) ends a pending job at
+//! once and turns a running one `canceling` until its daemon reports. While
+//! pending it may carry `offered_to`: pushed to a daemon that has not
+//! acknowledged it yet. Offers are cleared when that daemon's session ends,
+//! so a dropped stream never strands a job.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -286,9 +288,12 @@ impl Store {
             params![job_id, daemon_id, daemon_name, key_name, now],
         )?;
         if n == 0 {
-            // Already acknowledged by the daemon's first unary call.
+            // Already acknowledged by the daemon's first unary call (and
+            // maybe canceled since: the daemon was told on its own).
             let job = self.job(job_id)?;
-            if job.status == "running" && job.daemon_id.as_deref() == Some(daemon_id) {
+            if matches!(job.status.as_str(), "running" | "canceling")
+                && job.daemon_id.as_deref() == Some(daemon_id)
+            {
                 return Ok(());
             }
             return Err(CoordError::FailedPrecondition(format!(
@@ -303,7 +308,13 @@ impl Store {
     /// A job still offered to this daemon is acknowledged here: the daemon's
     /// first unary call confirms it owns the job, whatever the order in which
     /// its session's AckJob and this call arrive.
-    fn owned(&self, job_id: &str, daemon_name: &str, key_name: &str) -> Result<JobRow> {
+    fn owned(
+        &self,
+        action: &str,
+        job_id: &str,
+        daemon_name: &str,
+        key_name: &str,
+    ) -> Result<JobRow> {
         let mut job = self.job(job_id)?;
         if job.status == "pending" {
             let daemon_id: Option<String> = self
@@ -319,6 +330,12 @@ impl Store {
                 self.ack(job_id, &daemon_id, daemon_name, key_name)?;
                 job = self.job(job_id)?;
             }
+        }
+        if job.status == "canceled" && job.daemon_name.is_none() {
+            // Canceled while offered: a refusal the daemon must not retry.
+            return Err(CoordError::FailedPrecondition(format!(
+                "{action} {job_id}: it was canceled before it started"
+            )));
         }
         if job.daemon_name.as_deref() != Some(daemon_name)
             || job.key_name.as_deref() != Some(key_name)
@@ -340,7 +357,7 @@ impl Store {
         key_name: &str,
         lines: &[proto::LogLine],
     ) -> Result<(u64, bool)> {
-        let job = self.owned(job_id, daemon_name, key_name)?;
+        let job = self.owned("update job", job_id, daemon_name, key_name)?;
         if job.is_finished() {
             return Err(CoordError::FailedPrecondition(format!(
                 "update job {job_id}: it has already {}",
@@ -413,7 +430,7 @@ impl Store {
         key_name: &str,
         req: &proto::FinishJobRequest,
     ) -> Result<()> {
-        let job = self.owned(&req.job_id, daemon_name, key_name)?;
+        let job = self.owned("finish job", &req.job_id, daemon_name, key_name)?;
         let status = match JobOutcome::try_from(req.outcome) {
             Ok(JobOutcome::Succeeded) => "succeeded",
             Ok(JobOutcome::Failed) => "failed",
@@ -434,6 +451,8 @@ impl Store {
                 req.job_id, job.status
             )));
         }
+        // A canceling job takes any outcome: terraform may have finished
+        // before the interrupt reached it, and its state must be kept.
         if req.log_count != job.log_count {
             return Err(CoordError::FailedPrecondition(format!(
                 "finish job {}: daemon shipped {} log lines but {} are stored",

@@ -5,9 +5,12 @@
 //! can be added behind the same methods later. Calls are short synchronous
 //! transactions behind one mutex; callers never hold it across `.await`.
 
+mod cancel;
 mod catalog;
 mod daemons;
 mod jobs;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -18,8 +21,9 @@ use rusqlite::Connection;
 use crate::coordinator::error::{CoordError, Result};
 use crate::tags::Tags;
 
+pub use cancel::Canceled;
 pub use catalog::{TemplateRow, VersionRow, WorkspaceRow};
-pub use daemons::{DaemonRow, KeyRow};
+pub use daemons::{DaemonRow, KeyRow, Report};
 pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, Offer};
 
 const SCHEMA: &str = r#"
@@ -40,7 +44,10 @@ CREATE TABLE IF NOT EXISTS daemons (
   tags         TEXT NOT NULL,
   version      TEXT NOT NULL,
   connected    INTEGER NOT NULL,
-  last_seen_at INTEGER NOT NULL
+  last_seen_at INTEGER NOT NULL,
+  -- What the daemon last reported (Hello, StateUpdate); NULL: unreported.
+  state          TEXT,
+  current_job_id TEXT
 );
 CREATE TABLE IF NOT EXISTS templates (
   name              TEXT PRIMARY KEY,
@@ -122,6 +129,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -170,6 +178,28 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// Columns added after the first release: `CREATE TABLE IF NOT EXISTS`
+/// leaves an existing table as it was, so a database written by an older
+/// version gets them here (nullable, so old rows stay valid).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("daemons", "state", "TEXT"),
+    ("daemons", "current_job_id", "TEXT"),
+];
+
+fn add_missing_columns(conn: &Connection) -> Result<()> {
+    for (table, column, decl) in ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+            [table, column],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {decl}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.

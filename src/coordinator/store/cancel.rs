@@ -1,0 +1,85 @@
+//! Operator cancels: a pending job ends at once; a running job becomes
+//! `canceling` until its daemon reports how it ended.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::jobs::JobRow;
+use super::{Store, now_ms};
+use crate::coordinator::error::{CoordError, Result};
+
+/// The error a job canceled before any daemon ran it carries.
+pub const CANCELED_BY_OPERATOR: &str = "canceled by an operator";
+
+/// The result of [`Store::cancel_job`].
+#[derive(Debug, Clone)]
+pub struct Canceled {
+    /// The job after the cancel.
+    pub job: JobRow,
+    /// The daemon running it, which must be told to interrupt it; `None`
+    /// when the job ended here (it was pending).
+    pub notify_daemon: Option<String>,
+}
+
+impl Store {
+    /// Cancels a job. Pending (offered or not): canceled at once, the offer
+    /// withdrawn, so the offered daemon's ack is refused. Running: canceling.
+    /// Canceling: unchanged (the daemon is told again). Finished: refused.
+    pub fn cancel_job(&self, id: &str) -> Result<Canceled> {
+        let notify_daemon = {
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let row: Option<(String, Option<String>)> = tx
+                .query_row(
+                    "SELECT status, daemon_id FROM jobs WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((status, daemon_id)) = row else {
+                return Err(CoordError::NotFound(format!(
+                    "cancel job {id}: no such job"
+                )));
+            };
+            let notify = match status.as_str() {
+                "pending" => {
+                    let now = now_ms();
+                    tx.execute(
+                        "UPDATE jobs SET status = 'canceled', offered_to = NULL, error = ?2,
+                             finished_at = ?3, updated_at = ?3
+                         WHERE id = ?1",
+                        params![id, CANCELED_BY_OPERATOR, now],
+                    )?;
+                    None
+                }
+                // The lease keeps counting from the daemon's last update: a
+                // daemon that never answers the cancel is still reaped.
+                "running" => {
+                    tx.execute("UPDATE jobs SET status = 'canceling' WHERE id = ?1", [id])?;
+                    daemon_id
+                }
+                "canceling" => daemon_id,
+                done => {
+                    return Err(CoordError::FailedPrecondition(format!(
+                        "cancel job {id}: it has already {done}"
+                    )));
+                }
+            };
+            tx.commit()?;
+            notify
+        };
+        Ok(Canceled {
+            job: self.job(id)?,
+            notify_daemon,
+        })
+    }
+
+    /// The canceling jobs a daemon runs (to tell it again when it
+    /// reconnects).
+    pub fn canceling_jobs(&self, daemon_id: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id FROM jobs WHERE daemon_id = ?1 AND status = 'canceling'")?;
+        let rows = stmt.query_map([daemon_id], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -1,0 +1,256 @@
+//! Store transitions on a real SQLite file: operator cancels and the
+//! daemon states daemons report.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+
+use super::cancel::CANCELED_BY_OPERATOR;
+use super::{DaemonRow, KeyRow, Report, Store};
+use crate::coordinator::error::CoordError;
+use crate::proto::{self, DaemonState, JobOutcome};
+use crate::tags::Tags;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    key: KeyRow,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = store.create_key("k", "hash-k", &Tags::new()).unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        key,
+    }
+}
+
+impl Fixture {
+    /// A pending, untagged template import job.
+    fn job(&self) -> String {
+        let (_, job) = self
+            .store
+            .push_template("t", b"archive", &Tags::new(), &BTreeMap::new(), "alice")
+            .unwrap();
+        job
+    }
+
+    fn daemon(&self, name: &str) -> String {
+        self.store
+            .connect_daemon(name, &self.key, "0", &Report::default())
+            .unwrap()
+            .id
+    }
+
+    fn daemon_row(&self, name: &str) -> DaemonRow {
+        let all = self.store.list_daemons().unwrap();
+        all.into_iter().find(|d| d.name == name).unwrap()
+    }
+
+    /// A job acknowledged by daemon `d1` (running).
+    fn running_job(&self) -> (String, String) {
+        let job = self.job();
+        let d = self.daemon("d1");
+        let offer = self.store.claim(&d, &Tags::new()).unwrap().unwrap();
+        assert_eq!(offer.job_id, job);
+        self.store.ack(&job, &d, "d1", "k").unwrap();
+        (job, d)
+    }
+}
+
+fn finish(job: &str, outcome: JobOutcome) -> proto::FinishJobRequest {
+    proto::FinishJobRequest {
+        job_id: job.to_string(),
+        outcome: outcome as i32,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn pending_job_is_canceled_at_once_and_never_claimed() {
+    let f = fixture();
+    let job = f.job();
+    let c = f.store.cancel_job(&job).unwrap();
+    assert_eq!(c.job.status, "canceled");
+    assert_eq!(c.job.error.as_deref(), Some(CANCELED_BY_OPERATOR));
+    assert!(c.job.finished_at.is_some());
+    assert_eq!(c.notify_daemon, None, "nobody runs it");
+    let d = f.daemon("d1");
+    assert!(f.store.claim(&d, &Tags::new()).unwrap().is_none());
+}
+
+#[test]
+fn offered_job_canceled_refuses_the_ack_and_the_ownership_confirm() {
+    let f = fixture();
+    let job = f.job();
+    let d = f.daemon("d1");
+    f.store.claim(&d, &Tags::new()).unwrap().unwrap();
+    let c = f.store.cancel_job(&job).unwrap();
+    assert_eq!(c.job.status, "canceled");
+    assert_eq!(c.notify_daemon, None);
+    let ack = f.store.ack(&job, &d, "d1", "k").unwrap_err();
+    assert!(matches!(ack, CoordError::FailedPrecondition(_)), "{ack}");
+    let confirm = f.store.append_logs(&job, "d1", "k", &[]).unwrap_err();
+    assert!(
+        matches!(&confirm, CoordError::FailedPrecondition(m)
+            if m == &format!("update job {job}: it was canceled before it started")),
+        "{confirm}"
+    );
+    // The offer is gone, so its daemon ending its session changes nothing.
+    f.store.disconnect_daemon(&d).unwrap();
+    assert_eq!(f.store.job(&job).unwrap().status, "canceled");
+}
+
+#[test]
+fn running_job_goes_canceling_then_ends_as_the_daemon_reports() {
+    let f = fixture();
+    let (job, d) = f.running_job();
+    let c = f.store.cancel_job(&job).unwrap();
+    assert_eq!(c.job.status, "canceling");
+    assert_eq!(c.notify_daemon.as_deref(), Some(d.as_str()));
+    assert_eq!(f.store.canceling_jobs(&d).unwrap(), vec![job.clone()]);
+
+    // Again: accepted, nothing changes, the daemon is named again.
+    let again = f.store.cancel_job(&job).unwrap();
+    assert_eq!(again.job.status, "canceling");
+    assert_eq!(again.job.finished_at, None);
+    assert_eq!(again.notify_daemon.as_deref(), Some(d.as_str()));
+
+    // The heartbeat answer says canceled (the fallback to the push), and a
+    // late AckJob on the stream is still the daemon's own job.
+    let (_, canceled) = f.store.append_logs(&job, "d1", "k", &[]).unwrap();
+    assert!(canceled);
+    f.store.ack(&job, &d, "d1", "k").unwrap();
+
+    // Terraform finished before the interrupt: that outcome stands.
+    f.store
+        .finish("d1", "k", &finish(&job, JobOutcome::Succeeded))
+        .unwrap();
+    assert_eq!(f.store.job(&job).unwrap().status, "succeeded");
+    let late = f.store.cancel_job(&job).unwrap_err();
+    assert!(
+        matches!(&late, CoordError::FailedPrecondition(m)
+            if m == &format!("cancel job {job}: it has already succeeded")),
+        "{late}"
+    );
+}
+
+#[test]
+fn canceling_job_reported_canceled_ends_canceled() {
+    let f = fixture();
+    let (job, d) = f.running_job();
+    f.store.cancel_job(&job).unwrap();
+    let mut req = finish(&job, JobOutcome::Canceled);
+    req.error = "canceled: terraform interrupted".into();
+    f.store.finish("d1", "k", &req).unwrap();
+    let j = f.store.job(&job).unwrap();
+    assert_eq!(j.status, "canceled");
+    assert_eq!(j.error.as_deref(), Some("canceled: terraform interrupted"));
+    assert!(f.store.canceling_jobs(&d).unwrap().is_empty());
+    let err = f.store.cancel_job(&job).unwrap_err();
+    assert!(err.to_string().contains("it has already canceled"), "{err}");
+}
+
+#[test]
+fn unknown_job_is_not_found() {
+    let f = fixture();
+    let err = f.store.cancel_job("nope").unwrap_err();
+    assert!(
+        matches!(&err, CoordError::NotFound(m) if m == "cancel job nope: no such job"),
+        "{err}"
+    );
+}
+
+#[test]
+fn reported_state_decides_the_status_until_the_daemon_is_offline() {
+    let f = fixture();
+    let (job, d) = f.running_job();
+    // Unreported: derived from the jobs it runs.
+    let row = f.daemon_row("d1");
+    assert_eq!(
+        (row.status(), row.current_job()),
+        ("busy", Some(job.as_str()))
+    );
+
+    let draining = Report::new(DaemonState::Draining as i32, &job);
+    assert!(!draining.takes_jobs());
+    f.store.report_daemon_state(&d, &draining).unwrap();
+    let row = f.daemon_row("d1");
+    assert_eq!(row.report, draining);
+    assert_eq!(
+        (row.status(), row.current_job()),
+        ("draining", Some(job.as_str()))
+    );
+
+    f.store
+        .report_daemon_state(&d, &Report::new(DaemonState::Idle as i32, ""))
+        .unwrap();
+    let row = f.daemon_row("d1");
+    assert_eq!((row.status(), row.current_job()), ("idle", None));
+
+    // Offline: the report is stale; the job it still holds shows.
+    f.store.disconnect_daemon(&d).unwrap();
+    let row = f.daemon_row("d1");
+    assert_eq!(
+        (row.status(), row.current_job()),
+        ("offline", Some(job.as_str()))
+    );
+
+    // A reconnect's Hello replaces the report; UNSPECIFIED falls back.
+    let hello = Report::new(DaemonState::Canceling as i32, &job);
+    f.store.connect_daemon("d1", &f.key, "0", &hello).unwrap();
+    assert_eq!(f.daemon_row("d1").status(), "canceling");
+    f.store.disconnect_daemon(&d).unwrap();
+    let unspecified = Report::new(DaemonState::Unspecified as i32, "");
+    assert_eq!(unspecified, Report::default());
+    assert!(unspecified.takes_jobs());
+    f.store
+        .connect_daemon("d1", &f.key, "0", &unspecified)
+        .unwrap();
+    assert_eq!(f.daemon_row("d1").status(), "busy");
+    // A state newer than this version is treated as unreported.
+    assert_eq!(Report::new(99, "").state, None);
+}
+
+#[test]
+fn database_from_before_daemon_states_gains_the_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // The daemons table as the previous version created it, with a row.
+        let conn = Connection::open(dir.path().join("provisionerd.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE daemons (
+               id           TEXT PRIMARY KEY,
+               name         TEXT NOT NULL UNIQUE,
+               key_name     TEXT NOT NULL,
+               tags         TEXT NOT NULL,
+               version      TEXT NOT NULL,
+               connected    INTEGER NOT NULL,
+               last_seen_at INTEGER NOT NULL
+             );
+             INSERT INTO daemons VALUES ('id-1', 'old', 'k', '{}', '0.0.9', 1, 5);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    store.reset_on_start().unwrap();
+    let rows = store.list_daemons().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].report, Report::default());
+    assert_eq!(rows[0].status(), "offline");
+    let key = store.create_key("k", "h", &Tags::new()).unwrap();
+    let busy = Report::new(DaemonState::Busy as i32, "j1");
+    let row = store.connect_daemon("old", &key, "0.1.0", &busy).unwrap();
+    assert_eq!(row.id, "id-1", "the old row is reused");
+    let rows = store.list_daemons().unwrap();
+    assert_eq!(
+        (rows[0].status(), rows[0].current_job()),
+        ("busy", Some("j1"))
+    );
+    drop(store);
+    // Opening again finds the columns present and adds nothing.
+    Store::open(dir.path()).unwrap();
+}
