@@ -174,7 +174,7 @@ async fn main() -> Result<()> {
             .into_inner()
             .job_id;
         wait_logs(&mut admin, &job, |l| {
-            l.iter().any(|l| l.output == "started")
+            l.iter().any(|l| l.output.ends_with(": started"))
         })
         .await?;
         admin
