@@ -87,7 +87,7 @@ impl ProvisionerDaemon for DaemonApi {
                 daemon_id: daemon.id.clone(),
                 tags: key.tags.clone().into_iter().collect(),
                 key_name: key.name.clone(),
-                job_lease_ms: 0,
+                job_lease_ms: u64::try_from(self.hub.job_lease.as_millis()).unwrap_or(u64::MAX),
             })),
         };
         // The channel is fresh, so this cannot block.

@@ -50,6 +50,8 @@ pub struct Hub {
     /// UNAVAILABLE so daemons reconnect to whoever serves next, instead of
     /// holding a stream to a process that no longer hands out work.
     pub stopping: CancellationToken,
+    /// `ServeConfig::job_lease`, told to daemons in Welcome.
+    pub job_lease: Duration,
 }
 
 impl Hub {
@@ -126,6 +128,7 @@ impl Coordinator {
             changes,
             sessions: Mutex::new(HashMap::new()),
             stopping,
+            job_lease: cfg.job_lease,
         });
         Ok(Coordinator { listener, hub, cfg })
     }
