@@ -147,3 +147,49 @@ pub fn start(url: &str, key: &str, name: &str, cache_dir: &Path, extra: &[&str])
     let log = cache_dir.with_extension("daemon.log");
     Proc::spawn(&args, &[("PROVISIONERD_KEY", key)], &log)
 }
+
+/// Live processes whose working directory is under `dir`. A daemon's job
+/// work root holds terraform and its provisioners' shells: anything found
+/// there is a job's process. Zombies do not count (their cwd is unreadable).
+pub fn processes_under(dir: &Path) -> Vec<(i32, String)> {
+    let Ok(root) = std::fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        // A removed directory reads as "<path> (deleted)".
+        let cwd = cwd.to_string_lossy().into_owned();
+        let cwd = cwd.strip_suffix(" (deleted)").unwrap_or(&cwd);
+        if Path::new(cwd).starts_with(&root) {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            out.push((pid, comm.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// Waits up to `timeout` until no process is left under `dir`.
+pub async fn wait_no_processes_under(dir: &Path, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = processes_under(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "processes still running under {} after {timeout:?}: {left:?}",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -5,6 +5,7 @@
 mod common;
 
 mod cli;
+mod faults;
 mod lifecycle;
 mod queue;
 mod routing;
