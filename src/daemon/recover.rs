@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::Status;
+use tonic::{Code, Status};
 
 use super::backoff::Backoff;
 use super::record::{JobRecord, RecordError, Records};
@@ -99,11 +99,17 @@ enum Failure {
     /// The coordinator will not take it (already failed by the lease, not
     /// ours, unknown): nothing more to do.
     Refused(String),
+    /// The coordinator refused our key: the jobs are not settled, they
+    /// wait for a start with a valid key (the session reports the refusal).
+    KeyRefused(String),
     Retry(String),
 }
 
 impl From<Status> for Failure {
     fn from(st: Status) -> Self {
+        if st.code() == Code::Unauthenticated {
+            return Failure::KeyRefused(rpc::describe(&st));
+        }
         // No ack grace here: the job started long ago.
         match rpc::classify(&st, Duration::MAX) {
             Verdict::Refused => Failure::Refused(rpc::describe(&st)),
@@ -136,7 +142,14 @@ pub(super) async fn report_all(
                 has_state = job.state.is_some(),
                 "reported a job interrupted by a restart as failed: {RESTART_ERROR}"
             ),
-            Some(Err(reason)) => tracing::info!(
+            Some(Err(Failure::KeyRefused(error))) => {
+                tracing::warn!(
+                    error,
+                    "report jobs interrupted by a restart: key refused; they wait for the next start"
+                );
+                return;
+            }
+            Some(Err(Failure::Refused(reason) | Failure::Retry(reason))) => tracing::info!(
                 job_id,
                 reason,
                 "a job interrupted by a restart was already ended by the coordinator; record dropped"
@@ -159,8 +172,9 @@ pub(super) async fn report_all(
     }
 }
 
-/// Reports one job, retrying transport errors; `Err` is a refusal.
-async fn report(client: &Client, job: &Unfinished, spool_dir: &Path) -> Result<u64, String> {
+/// Reports one job, retrying transport errors; `Err` is a refusal (never
+/// `Failure::Retry`).
+async fn report(client: &Client, job: &Unfinished, spool_dir: &Path) -> Result<u64, Failure> {
     let mut backoff = Backoff::new();
     // Numbered once: a retry after a lost answer resends the same line, and
     // the coordinator's seq dedup keeps it once.
@@ -168,7 +182,6 @@ async fn report(client: &Client, job: &Unfinished, spool_dir: &Path) -> Result<u
     loop {
         match attempt(client, job, spool_dir, &mut restart_line).await {
             Ok(n) => return Ok(n),
-            Err(Failure::Refused(reason)) => return Err(reason),
             Err(Failure::Retry(error)) => {
                 let wait = backoff.next_delay();
                 tracing::warn!(
@@ -179,6 +192,7 @@ async fn report(client: &Client, job: &Unfinished, spool_dir: &Path) -> Result<u
                 );
                 tokio::time::sleep(wait).await;
             }
+            Err(refused) => return Err(refused),
         }
     }
 }
