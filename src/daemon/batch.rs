@@ -17,8 +17,8 @@ pub(super) struct BatchPolicy {
     pub max_lines: usize,
     /// Output bytes per batch (a single larger line still goes alone).
     pub max_bytes: usize,
-    /// While this many lines await confirmation (the coordinator is down),
-    /// reading stops and the runner waits: memory stays bounded.
+    /// Unconfirmed lines held in memory; beyond this (the coordinator is
+    /// down) they go to the job's spool file (see `backlog`).
     pub max_pending_lines: usize,
     pub max_pending_bytes: usize,
 }
@@ -29,8 +29,8 @@ impl Default for BatchPolicy {
             max_age: Duration::from_millis(250),
             max_lines: 200,
             max_bytes: 512 * 1024,
-            max_pending_lines: 20_000,
-            max_pending_bytes: 16 * 1024 * 1024,
+            max_pending_lines: 10_000,
+            max_pending_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -59,11 +59,29 @@ impl Batcher {
     }
 
     /// Numbers `line` (from 1, without gaps) and holds it until confirmed.
-    pub(super) fn push(&mut self, mut line: LogLine, now: Instant) {
+    pub(super) fn push(&mut self, line: LogLine, now: Instant) {
+        let line = self.number(line);
+        self.hold(line, now);
+    }
+
+    /// Gives `line` the next sequence number, without holding it (it is
+    /// held later, or spooled).
+    pub(super) fn number(&mut self, mut line: LogLine) -> LogLine {
         line.seq = self.next_seq;
         self.next_seq += 1;
+        line
+    }
+
+    /// Holds an already numbered line until confirmed; lines must come in
+    /// seq order. `now` starts its batch clock.
+    pub(super) fn hold(&mut self, line: LogLine, now: Instant) {
         self.pending_bytes += size(&line);
         self.pending.push_back((now, line));
+    }
+
+    /// The unconfirmed lines, oldest first.
+    pub(super) fn pending(&self) -> impl Iterator<Item = &LogLine> {
+        self.pending.iter().map(|(_, line)| line)
     }
 
     /// How many lines have been numbered: the job's `log_count` once all

@@ -1,6 +1,6 @@
 //! The per-daemon cache dir: an exclusive lock so two daemons never share
-//! work dirs or a plugin cache, the terraform plugin cache, and the root
-//! under which the runner creates job work dirs.
+//! work dirs or a plugin cache, the terraform plugin cache, the root under
+//! which the runner creates job work dirs, job records and log spools.
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io;
@@ -13,9 +13,14 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio_util::sync::CancellationToken;
 
 use super::DaemonError;
+use super::orphans;
+use super::record::Records;
+use super::recover::{self, Unfinished};
 use crate::runner::RunnerConfig;
 
 const LOCK_FILE: &str = "daemon.lock";
+/// How long leftover processes may take to die after SIGKILL.
+const ORPHAN_WAIT: Duration = Duration::from_secs(10);
 
 /// A locked cache dir. The lock is held until this value is dropped; the
 /// lock file itself stays, because unlinking it would let a third daemon
@@ -24,12 +29,16 @@ const LOCK_FILE: &str = "daemon.lock";
 pub(super) struct CacheDir {
     root: PathBuf,
     _lock: Flock<File>,
+    /// Jobs an earlier run left unreported, for `recover` to report.
+    unfinished: Vec<Unfinished>,
 }
 
 impl CacheDir {
     /// Creates `dir` (0700), locks it without waiting, records who holds
-    /// the lock, and empties the job work root of an earlier run's leftovers
-    /// (safe: holding the lock means no other daemon is using them).
+    /// the lock, kills the processes an earlier (killed) run left in the job
+    /// work root, collects its unreported jobs (see
+    /// [`CacheDir::take_unfinished`]), and empties the work root (safe:
+    /// holding the lock means no other daemon is using it).
     pub(super) fn open(dir: &Path, daemon_name: &str) -> Result<Self, DaemonError> {
         create_private_dir(dir)
             .map_err(|e| fatal(format!("create cache dir {}: {e}", dir.display())))?;
@@ -59,9 +68,10 @@ impl CacheDir {
             .and_then(|()| lock.write_all_at(holder.as_bytes(), 0))
             .map_err(|e| fatal(format!("write lock file {}: {e}", lock_path.display())))?;
 
-        let cache = CacheDir {
+        let mut cache = CacheDir {
             root: dir.to_path_buf(),
             _lock: lock,
+            unfinished: Vec::new(),
         };
         create_private_dir(&cache.plugins_dir()).map_err(|e| {
             fatal(format!(
@@ -69,7 +79,19 @@ impl CacheDir {
                 cache.plugins_dir().display()
             ))
         })?;
+        for d in [cache.records_dir(), cache.spool_dir()] {
+            create_private_dir(&d).map_err(|e| fatal(format!("create {}: {e}", d.display())))?;
+        }
         let jobs = cache.jobs_dir();
+        // Before anything reads the work dirs: a leftover terraform would
+        // keep changing its state and recreate what is wiped.
+        match orphans::kill_under(&jobs, ORPHAN_WAIT) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(processes = n, "killed processes an earlier run left behind"),
+            Err(e) => tracing::error!(error = %e, "leftover processes of an earlier run"),
+        }
+        cache.unfinished = recover::collect(&cache.records(), &jobs, &cache.spool_dir())
+            .map_err(|e| fatal(format!("read unfinished jobs: {e}")))?;
         match fs::remove_dir_all(&jobs) {
             Ok(()) => {
                 tracing::debug!(dir = %jobs.display(), "cleared the job work root")
@@ -93,6 +115,25 @@ impl CacheDir {
 
     pub(super) fn jobs_dir(&self) -> PathBuf {
         self.root.join("jobs")
+    }
+
+    fn records_dir(&self) -> PathBuf {
+        self.root.join("records")
+    }
+
+    /// One record per job started and not reported yet.
+    pub(super) fn records(&self) -> Records {
+        Records::new(self.records_dir())
+    }
+
+    /// Job log lines the coordinator could not take yet.
+    pub(super) fn spool_dir(&self) -> PathBuf {
+        self.root.join("spool")
+    }
+
+    /// The jobs an earlier run left unreported (once; later calls get none).
+    pub(super) fn take_unfinished(&mut self) -> Vec<Unfinished> {
+        std::mem::take(&mut self.unfinished)
     }
 
     pub(super) fn runner_config(
@@ -200,6 +241,30 @@ mod tests {
         assert_eq!(rc.work_root, tmp.path().join("jobs"));
         assert_eq!(rc.plugin_cache_dir, tmp.path().join("plugins"));
         assert_eq!(rc.cancel_grace, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn an_unreported_jobs_state_is_read_before_the_work_root_is_wiped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = CacheDir::open(tmp.path(), "d").unwrap();
+        let record = crate::daemon::record::JobRecord {
+            job_id: "j1".into(),
+            kind: "workspace_build".into(),
+            started_at_ms: 1,
+            work_dir: first.jobs_dir().join("j1"),
+        };
+        first.records().write(&record).unwrap();
+        fs::create_dir_all(&record.work_dir).unwrap();
+        fs::write(record.work_dir.join("terraform.tfstate"), "{}").unwrap();
+        drop(first);
+
+        let mut again = CacheDir::open(tmp.path(), "d").unwrap();
+        assert!(!record.work_dir.exists());
+        let unfinished = again.take_unfinished();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].record, record);
+        assert_eq!(unfinished[0].state.as_deref(), Some(&b"{}"[..]));
+        assert!(again.take_unfinished().is_empty());
     }
 
     #[test]

@@ -1,9 +1,17 @@
 //! Ships a running job's log lines with UpdateJob, which doubles as the job
 //! heartbeat. One RPC is in flight at a time; lines keep arriving while it
-//! is, and stay pending until the coordinator confirms storing them.
+//! is, and stay pending (in memory, or spooled to disk beyond a bound: see
+//! `backlog`) until the coordinator confirms storing them.
+//!
+//! It also watches the job lease: a job whose updates have not got through
+//! for longer than the coordinator's lease is being failed by the
+//! coordinator, so terraform is interrupted rather than left to change
+//! infrastructure nobody will hear about.
 
 use std::future::{self, Future};
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -11,80 +19,152 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
+use super::backlog::Backlog;
 use super::backoff::Backoff;
-use super::batch::{BatchPolicy, Batcher};
+use super::batch::BatchPolicy;
 use super::rpc::{self, Client, Verdict};
+use super::spool::SpoolError;
 use crate::proto::{LogLevel, LogLine, LogSource, UpdateJobRequest, UpdateJobResponse};
 use crate::runner::{Level, LogEntry, Source};
 
 /// Without log traffic, an empty UpdateJob this often tells the coordinator
-/// the job is alive (and asks whether it was canceled).
+/// the job is alive (and asks whether it was canceled); more often if the
+/// lease is short.
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// However short the lease, heartbeats never come closer than this.
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 
 type InFlight = Pin<Box<dyn Future<Output = Result<UpdateJobResponse, Status>> + Send>>;
 
 pub(super) struct Shipper<'a> {
     pub client: &'a Client,
     pub job_id: &'a str,
-    /// Canceled when the coordinator answers `canceled`.
+    /// Canceled when the coordinator answers `canceled`, or the lease ran
+    /// out.
     pub job_cancel: &'a CancellationToken,
     pub started: Instant,
+    /// The coordinator's job lease in milliseconds; 0 while unknown.
+    pub lease_ms: &'a AtomicU64,
+    /// Where lines beyond the in-memory bound are spooled.
+    pub spool_dir: &'a Path,
+}
+
+/// How shipping ended when every line was confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Shipped {
+    /// Lines shipped: the job's `log_count`.
+    pub log_count: u64,
+    /// Set if terraform was interrupted because the coordinator was
+    /// unreachable for longer than this lease.
+    pub lease_expired: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ShipError {
+    #[error("ship logs of job {job_id}: coordinator refused: {reason}")]
+    Refused { job_id: String, reason: String },
+    #[error("ship logs of job {job_id}: {source}")]
+    Spool {
+        job_id: String,
+        #[source]
+        source: SpoolError,
+    },
+}
+
+/// The heartbeat period for a lease (`ZERO`: unknown): several beats fit
+/// in a lease, so one lost beat does not cost the job.
+pub(super) fn heartbeat(lease: Duration) -> Duration {
+    if lease.is_zero() {
+        HEARTBEAT
+    } else {
+        (lease / 3).clamp(MIN_HEARTBEAT, HEARTBEAT)
+    }
 }
 
 impl Shipper<'_> {
     /// Ships until `logs` closes (the runner returned) and every line is
-    /// confirmed; returns the number of lines shipped. An error means the
-    /// coordinator refused the job's updates for good.
-    pub(super) async fn ship(&self, logs: &mut mpsc::Receiver<LogEntry>) -> Result<u64, String> {
-        let mut batcher = Batcher::new(BatchPolicy::default());
+    /// confirmed. An error means the coordinator refused the job's updates
+    /// for good, or the spool could not be read back.
+    pub(super) async fn ship(
+        &self,
+        logs: &mut mpsc::Receiver<LogEntry>,
+    ) -> Result<Shipped, ShipError> {
+        let mut backlog = Backlog::new(
+            BatchPolicy::default(),
+            self.spool_dir.to_path_buf(),
+            self.job_id,
+        );
         let mut in_flight: Option<InFlight> = None;
         let mut backoff = Backoff::new();
         let mut retry_at: Option<Instant> = None;
         let mut last_sent = Instant::now();
+        // Ownership was confirmed just before: the lease counts from here.
+        let mut last_ok = Instant::now();
+        let mut lease_expired = None;
         let mut open = true;
         loop {
-            if !open && batcher.is_empty() && in_flight.is_none() {
-                return Ok(batcher.numbered());
+            if !open && backlog.is_empty() && in_flight.is_none() {
+                return Ok(Shipped {
+                    log_count: backlog.numbered(),
+                    lease_expired,
+                });
             }
             let now = Instant::now();
-            let heartbeat_at = last_sent + HEARTBEAT;
+            let lease = Duration::from_millis(self.lease_ms.load(Ordering::Relaxed));
+            let heartbeat_at = last_sent + heartbeat(lease);
             if retry_at.is_some_and(|t| now >= t) {
                 retry_at = None;
             }
             if in_flight.is_none() && retry_at.is_none() {
-                let flushing = !open && !batcher.is_empty();
-                if flushing || batcher.due(now) || now >= heartbeat_at {
-                    in_flight = Some(self.send(batcher.batch()));
+                let flushing = !open && !backlog.is_empty();
+                if flushing || backlog.due(now) || now >= heartbeat_at {
+                    in_flight = Some(self.send(backlog.batch()));
                     last_sent = now;
                 }
             }
+            // Only a running terraform is interrupted, and only once.
+            let watch = open && lease_expired.is_none() && !self.job_cancel.is_cancelled();
+            let lease_at = (watch && !lease.is_zero())
+                .then(|| last_ok.checked_add(lease))
+                .flatten();
             // With nothing in flight, wake for the retry, the batch
             // deadline or the heartbeat, whichever is first.
             let wake = match (&in_flight, retry_at) {
                 (Some(_), _) => None,
                 (None, Some(t)) => Some(t),
                 (None, None) => Some(
-                    batcher
+                    backlog
                         .deadline()
                         .map_or(heartbeat_at, |d| d.min(heartbeat_at)),
                 ),
             };
             let answer = tokio::select! {
-                entry = logs.recv(), if open && !batcher.is_full() => {
+                entry = logs.recv(), if open && backlog.accepting() => {
                     match entry {
-                        Some(entry) => batcher.push(log_line(entry), Instant::now()),
+                        Some(entry) => self.take(&mut backlog, entry),
                         None => open = false,
                     }
                     continue;
                 }
                 answer = poll_in_flight(&mut in_flight), if in_flight.is_some() => answer,
+                () = tokio::time::sleep_until(lease_at.unwrap_or(now)), if lease_at.is_some() => {
+                    lease_expired = Some(lease);
+                    self.lease_ran_out(lease, backlog.spooled());
+                    continue;
+                }
                 () = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => continue,
             };
             in_flight = None;
             match answer {
                 Ok(r) => {
                     backoff.reset();
-                    batcher.ack(r.stored_seq);
+                    last_ok = Instant::now();
+                    backlog
+                        .ack(r.stored_seq, last_ok)
+                        .map_err(|source| ShipError::Spool {
+                            job_id: self.job_id.to_string(),
+                            source,
+                        })?;
                     if r.canceled && !self.job_cancel.is_cancelled() {
                         tracing::info!(
                             job_id = self.job_id,
@@ -100,20 +180,43 @@ impl Shipper<'_> {
                             job_id = self.job_id,
                             error = %rpc::describe(&st),
                             retry_in = ?wait,
+                            spooled = backlog.spooled(),
                             "ship job logs failed; retrying"
                         );
                         retry_at = Some(Instant::now() + wait);
                     }
                     Verdict::Refused => {
-                        return Err(format!(
-                            "ship logs of job {}: coordinator refused: {}",
-                            self.job_id,
-                            rpc::describe(&st)
-                        ));
+                        return Err(ShipError::Refused {
+                            job_id: self.job_id.to_string(),
+                            reason: rpc::describe(&st),
+                        });
                     }
                 },
             }
         }
+    }
+
+    /// Adds one runner line to the backlog. A spool write failure keeps the
+    /// line and pauses reading: the runner waits, nothing is lost.
+    fn take(&self, backlog: &mut Backlog, entry: LogEntry) {
+        if let Err(e) = backlog.push(log_line(entry), Instant::now()) {
+            tracing::warn!(
+                job_id = self.job_id,
+                error = %e,
+                "spool job logs to disk failed; terraform's output waits for the coordinator"
+            );
+        }
+    }
+
+    fn lease_ran_out(&self, lease: Duration, spooled: u64) {
+        tracing::warn!(
+            job_id = self.job_id,
+            spooled,
+            "coordinator unreachable for longer than the job lease ({}): \
+             interrupting terraform, the job is being failed",
+            humantime::format_duration(lease)
+        );
+        self.job_cancel.cancel();
     }
 
     fn send(&self, logs: Vec<LogLine>) -> InFlight {
@@ -159,6 +262,144 @@ fn log_line(e: LogEntry) -> LogLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::spool;
+    use crate::grpc::Credentials;
+    use crate::proto::provisioner_daemon_client::ProvisionerDaemonClient;
+    use tonic::transport::Endpoint;
+
+    /// A client whose every call fails as with a coordinator that is down.
+    fn unreachable() -> Client {
+        // Port 1 on loopback: nothing listens, connecting is refused.
+        let channel = Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+        ProvisionerDaemonClient::with_interceptor(channel, Credentials::bearer("k").unwrap())
+    }
+
+    fn entry(i: usize) -> LogEntry {
+        LogEntry {
+            created_at_ms: 0,
+            level: Level::Info,
+            source: Source::Terraform,
+            stage: "Applying".into(),
+            output: format!("line-{i}"),
+        }
+    }
+
+    #[test]
+    fn heartbeats_fit_several_times_in_the_lease() {
+        assert_eq!(heartbeat(Duration::ZERO), HEARTBEAT);
+        assert_eq!(heartbeat(Duration::from_secs(3)), Duration::from_secs(1));
+        assert_eq!(heartbeat(Duration::from_secs(60)), HEARTBEAT);
+        assert_eq!(heartbeat(Duration::from_millis(1)), MIN_HEARTBEAT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_without_a_confirmed_update_interrupts_the_job_once_known() {
+        let client = unreachable();
+        let tmp = tempfile::tempdir().unwrap();
+        let cancel = CancellationToken::new();
+        let lease_ms = AtomicU64::new(0);
+        let shipper = Shipper {
+            client: &client,
+            job_id: "j1",
+            job_cancel: &cancel,
+            started: Instant::now(),
+            lease_ms: &lease_ms,
+            spool_dir: tmp.path(),
+        };
+        // The sender stays open: terraform is still running.
+        let (_tx, mut rx) = mpsc::channel(16);
+        let t0 = Instant::now();
+        let ship = shipper.ship(&mut rx);
+        tokio::pin!(ship);
+        // No lease known: however long the outage, the job goes on.
+        tokio::select! {
+            r = &mut ship => panic!("shipping ended: {r:?}"),
+            () = cancel.cancelled() => panic!("interrupted without a known lease"),
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        // A Welcome tells the lease: it counts from the start of the job,
+        // which is long past, so the job is interrupted at the next wake.
+        lease_ms.store(3_000, Ordering::Relaxed);
+        tokio::select! {
+            r = &mut ship => panic!("shipping ended: {r:?}"),
+            () = cancel.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_secs(60)) => panic!("not interrupted"),
+        }
+        let waited = t0.elapsed();
+        assert!(waited <= Duration::from_secs(71), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lease_counts_from_the_start_of_the_job() {
+        let client = unreachable();
+        let tmp = tempfile::tempdir().unwrap();
+        let cancel = CancellationToken::new();
+        let lease_ms = AtomicU64::new(3_000);
+        let shipper = Shipper {
+            client: &client,
+            job_id: "j1",
+            job_cancel: &cancel,
+            started: Instant::now(),
+            lease_ms: &lease_ms,
+            spool_dir: tmp.path(),
+        };
+        let (_tx, mut rx) = mpsc::channel(16);
+        let t0 = Instant::now();
+        tokio::select! {
+            r = shipper.ship(&mut rx) => panic!("shipping ended: {r:?}"),
+            () = cancel.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_secs(60)) => panic!("not interrupted"),
+        }
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_secs(3) && waited < Duration::from_millis(3_500),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_never_holds_terraform_up_lines_go_to_the_spool() {
+        let client = unreachable();
+        let tmp = tempfile::tempdir().unwrap();
+        let cancel = CancellationToken::new();
+        let lease_ms = AtomicU64::new(0);
+        let shipper = Shipper {
+            client: &client,
+            job_id: "j1",
+            job_cancel: &cancel,
+            started: Instant::now(),
+            lease_ms: &lease_ms,
+            spool_dir: tmp.path(),
+        };
+        let (tx, mut rx) = mpsc::channel(LOG_TEST_CHANNEL);
+        let total = 3 * BatchPolicy::default().max_pending_lines;
+        let runner = tokio::spawn(async move {
+            for i in 1..=total {
+                tx.send(entry(i)).await.unwrap();
+            }
+            // Keep the channel open: terraform has not exited.
+            tx
+        });
+        let tx = tokio::select! {
+            r = shipper.ship(&mut rx) => panic!("shipping ended: {r:?}"),
+            tx = runner => tx.unwrap(),
+            () = tokio::time::sleep(Duration::from_secs(60)) => panic!("the runner was held up"),
+        };
+        drop(tx);
+        // Every line taken is on disk, in order, memory's too.
+        let mut r = spool::Reader::open(&spool::path(tmp.path(), "j1"))
+            .unwrap()
+            .expect("a spool file");
+        let mut n = 0;
+        while let Some(l) = r.next().unwrap() {
+            n += 1;
+            assert_eq!((l.seq, l.output), (n, format!("line-{n}")));
+        }
+        // The last lines may still sit in the channel.
+        assert!(n as usize + LOG_TEST_CHANNEL >= total, "{n} lines spooled");
+    }
+
+    const LOG_TEST_CHANNEL: usize = 1024;
 
     #[test]
     fn runner_lines_map_to_wire_enums() {

@@ -9,13 +9,18 @@
 //! | `acquire`    | the state-owning loop: Acquire, offers, drain, pushes         |
 //! | `job`        | one job: runner task, log shipping, FinishJob                 |
 //! | `convert`    | offer → runner job, runner outcome → FinishJob                |
-//! | `logship`    | UpdateJob shipping and heartbeat; `batch` is its policy       |
+//! | `logship`    | UpdateJob shipping, heartbeat, job lease; `batch` its policy  |
+//! | `backlog`    | unconfirmed log lines: memory, then the `spool` file          |
+//! | `record`     | a record per running job, for a restarted daemon              |
+//! | `orphans`    | killing processes a killed daemon left in the work root       |
+//! | `recover`    | reporting the jobs a killed daemon never reported             |
 //!
 //! Shutdown: `drain` is watched only by the acquire loop (no new work; wait
 //! for the running job). `cancel` reaches the runner through each job's
 //! token, a child of it; the result is then reported within a bounded time.
 
 mod acquire;
+mod backlog;
 mod backoff;
 mod batch;
 mod cachedir;
@@ -23,10 +28,16 @@ mod convert;
 mod job;
 mod link;
 mod logship;
+mod orphans;
+mod record;
+mod recover;
 mod rpc;
 mod session;
+mod spool;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -168,7 +179,7 @@ impl DaemonError {
 /// released last.
 pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonError> {
     cachedir::check_terraform(&cfg.terraform_path)?;
-    let cache = cachedir::CacheDir::open(&cfg.cache_dir, &cfg.name)?;
+    let mut cache = cachedir::CacheDir::open(&cfg.cache_dir, &cfg.name)?;
     let client = rpc::client(&cfg)?;
     tracing::info!(
         name = %cfg.name,
@@ -176,6 +187,16 @@ pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonErro
         cache_dir = %cfg.cache_dir.display(),
         "daemon starting"
     );
+    // Jobs a killed run left behind are failed at once, not when their
+    // lease runs out, and before this run takes new work.
+    recover::report_all(
+        &client,
+        cache.take_unfinished(),
+        &cache.records(),
+        &cache.spool_dir(),
+        &shutdown.cancel,
+    )
+    .await;
 
     let tracker = TaskTracker::new();
     // Stops background reconnects once the loop has returned.
@@ -184,12 +205,14 @@ pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonErro
         state: DaemonState::Idle as i32,
         current_job_id: String::new(),
     });
+    let lease_ms = Arc::new(AtomicU64::new(0));
     let connector = session::Connector {
         client: client.clone(),
         url: cfg.url.clone(),
         name: cfg.name.clone(),
         tracker: tracker.clone(),
         state,
+        lease_ms: lease_ms.clone(),
     };
     // A drain may last until this long before its deadline; then the job is
     // canceled so that the grace and the report still fit.
@@ -210,6 +233,9 @@ pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonErro
             ),
             tracker: tracker.clone(),
             cancel: shutdown.cancel.clone(),
+            lease_ms,
+            records: cache.records(),
+            spool_dir: cache.spool_dir(),
         },
         shutdown,
     };

@@ -1,6 +1,8 @@
 //! The `Session` stream: opening it (Hello → Welcome), retrying until the
 //! coordinator is reachable, and the reader task that owns the inbound half.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -72,6 +74,9 @@ pub(super) struct Connector {
     /// The daemon's current state, told in Hello so a daemon reconnecting
     /// mid-job or mid-drain is never taken for an idle one.
     pub(super) state: watch::Receiver<StateUpdate>,
+    /// Set from each Welcome: the coordinator's job lease in milliseconds
+    /// (0: it did not say). Shared with the running job (`JobCtx`).
+    pub(super) lease_ms: Arc<AtomicU64>,
 }
 
 impl Connector {
@@ -151,6 +156,7 @@ impl Connector {
             .await
             .map_err(|_| Status::deadline_exceeded("open session: no Welcome within 10s"))??;
         log_welcome(&welcome);
+        self.lease_ms.store(welcome.job_lease_ms, Ordering::Relaxed);
 
         let (in_tx, in_rx) = mpsc::channel(INBOUND_CAPACITY);
         let stop = CancellationToken::new();
@@ -169,6 +175,7 @@ fn log_welcome(w: &Welcome) {
         daemon_id = %w.daemon_id,
         key = %w.key_name,
         tags = %crate::tags::display(&tags),
+        job_lease = ?Duration::from_millis(w.job_lease_ms),
         "connected to coordinator"
     );
 }

@@ -141,28 +141,38 @@ pub fn start(url: &str, key: &str, name: &str, cache_dir: &Path, extra: &[&str])
     Proc::spawn(&args, &[("PROVISIONERD_KEY", key)], &log)
 }
 
-/// Pids of live processes whose working directory is inside `dir` (how a
-/// test finds terraform and its children: they run in a job's work dir).
-pub fn processes_under(dir: &Path) -> Vec<i32> {
-    let Ok(dir) = std::fs::canonicalize(dir) else {
+/// Live processes whose working directory is under `dir`. A daemon's job
+/// work root holds terraform and its provisioners' shells: anything found
+/// there is a job's process. Zombies do not count (their cwd is unreadable).
+pub fn processes_under(dir: &Path) -> Vec<(i32, String)> {
+    let Ok(root) = std::fs::canonicalize(dir) else {
         return Vec::new();
     };
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            // Zombies keep no cwd; they are gone for our purposes.
-            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
-        })
-        .collect()
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        // A removed directory reads as "<path> (deleted)".
+        let cwd = cwd.to_string_lossy().into_owned();
+        let cwd = cwd.strip_suffix(" (deleted)").unwrap_or(&cwd);
+        if Path::new(cwd).starts_with(&root) {
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            out.push((pid, comm.trim().to_string()));
+        }
+    }
+    out
 }
 
-/// Waits until no process runs inside `dir`.
-pub async fn wait_no_processes_under(dir: &Path, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
+/// Waits up to `timeout` until no process is left under `dir`.
+pub async fn wait_no_processes_under(dir: &Path, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let left = processes_under(dir);
         if left.is_empty() {
@@ -170,10 +180,10 @@ pub async fn wait_no_processes_under(dir: &Path, within: Duration) {
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "processes still running under {}: {left:?}",
+            "processes still running under {} after {timeout:?}: {left:?}",
             dir.display()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

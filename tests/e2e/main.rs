@@ -6,6 +6,7 @@ mod common;
 
 mod cancel;
 mod cli;
+mod faults;
 mod lifecycle;
 mod queue;
 mod routing;

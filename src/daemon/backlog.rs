@@ -1,0 +1,251 @@
+//! A running job's unconfirmed log lines: in memory up to the batch
+//! policy's bound, beyond it in the job's spool file, so the runner is never
+//! held up by a coordinator outage and memory stays bounded however long it
+//! lasts.
+//!
+//! Invariant: lines are numbered in arrival order; memory holds the oldest
+//! unconfirmed ones, the spool's unread records the rest, then at most one
+//! `held` line. While a spool exists it also holds a copy of every line in
+//! memory (they are written to it when spilling starts), so the file a
+//! killed daemon leaves behind continues exactly where the coordinator's
+//! copy ends. The spool is removed once memory is empty and it has no
+//! unread records.
+
+use std::path::PathBuf;
+
+use tokio::time::Instant;
+
+use super::batch::{BatchPolicy, Batcher};
+use super::spool::{Spool, SpoolError};
+use crate::proto::LogLine;
+
+pub(super) struct Backlog {
+    batcher: Batcher,
+    spool_dir: PathBuf,
+    job_id: String,
+    spool: Option<Spool>,
+    /// Set when writing to the spool failed: it is only read from now on.
+    spool_broken: bool,
+    /// A numbered line that failed to reach the spool. Until it is in
+    /// memory no more lines are taken: the runner waits instead.
+    held: Option<LogLine>,
+}
+
+impl Backlog {
+    pub(super) fn new(policy: BatchPolicy, spool_dir: PathBuf, job_id: &str) -> Self {
+        Backlog {
+            batcher: Batcher::new(policy),
+            spool_dir,
+            job_id: job_id.to_string(),
+            spool: None,
+            spool_broken: false,
+            held: None,
+        }
+    }
+
+    /// Whether another line may be pushed (false only after a spool write
+    /// failed, until memory has room again).
+    pub(super) fn accepting(&self) -> bool {
+        self.held.is_none()
+    }
+
+    /// Takes the next line of the job. An error means the spool could not
+    /// be written: the line is kept, but no more are taken until memory has
+    /// room for it.
+    pub(super) fn push(&mut self, line: LogLine, now: Instant) -> Result<(), SpoolError> {
+        if self.spool.is_none() && !self.batcher.is_full() {
+            self.batcher.push(line, now);
+            return Ok(());
+        }
+        let line = self.batcher.number(line);
+        let written = match self.spool.as_mut() {
+            _ if self.spool_broken => Err(None),
+            Some(spool) => spool.append(&line).map_err(Some),
+            None => self.start_spool(&line).map_err(Some),
+        };
+        match written {
+            Ok(()) => self.refill(now),
+            Err(e) => {
+                self.spool_broken = self.spool.is_some();
+                self.held = Some(line);
+                e.map_or(Ok(()), Err)
+            }
+        }
+    }
+
+    /// Opens the spool with a copy of the lines in memory, then `line`.
+    fn start_spool(&mut self, line: &LogLine) -> Result<(), SpoolError> {
+        let mut spool = Spool::create(&self.spool_dir, &self.job_id)?;
+        for held in self.batcher.pending() {
+            spool.append(held)?;
+        }
+        spool.skip_unread()?;
+        spool.append(line)?;
+        tracing::info!(
+            job_id = self.job_id,
+            path = %spool.path().display(),
+            "job log lines are not being confirmed; spooling them to disk"
+        );
+        self.spool = Some(spool);
+        Ok(())
+    }
+
+    /// The coordinator stored every line up to `stored_seq`.
+    pub(super) fn ack(&mut self, stored_seq: u64, now: Instant) -> Result<(), SpoolError> {
+        self.batcher.ack(stored_seq);
+        self.refill(now)
+    }
+
+    /// Moves spooled (then held) lines into memory while it has room, and
+    /// removes the spool once it holds nothing memory does not.
+    fn refill(&mut self, now: Instant) -> Result<(), SpoolError> {
+        while !self.batcher.is_full() {
+            if let Some(spool) = self.spool.as_mut()
+                && let Some(line) = spool.next()?
+            {
+                self.batcher.hold(line, now);
+            } else if let Some(line) = self.held.take() {
+                self.batcher.hold(line, now);
+            } else {
+                break;
+            }
+        }
+        let drained = self.spool.as_ref().is_some_and(|s| s.unread() == 0);
+        if drained && self.held.is_none() && (self.batcher.is_empty() || self.spool_broken) {
+            self.spool_broken = false;
+            if let Some(spool) = self.spool.take() {
+                spool.remove()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing is waiting for confirmation, in memory or on disk.
+    pub(super) fn is_empty(&self) -> bool {
+        self.batcher.is_empty()
+            && self.held.is_none()
+            && self.spool.as_ref().is_none_or(|s| s.unread() == 0)
+    }
+
+    pub(super) fn numbered(&self) -> u64 {
+        self.batcher.numbered()
+    }
+
+    pub(super) fn spooled(&self) -> u64 {
+        self.spool.as_ref().map_or(0, Spool::unread)
+    }
+
+    pub(super) fn due(&self, now: Instant) -> bool {
+        self.batcher.due(now)
+    }
+
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.batcher.deadline()
+    }
+
+    pub(super) fn batch(&self) -> Vec<LogLine> {
+        self.batcher.batch()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::spool::{self, Reader};
+
+    fn policy() -> BatchPolicy {
+        BatchPolicy {
+            max_pending_lines: 100,
+            ..BatchPolicy::default()
+        }
+    }
+
+    fn line(i: u64) -> LogLine {
+        LogLine {
+            output: format!("line-{i}"),
+            ..Default::default()
+        }
+    }
+
+    /// Confirms batch after batch, as a coordinator would, checking that
+    /// every line arrives once and in order; returns the last seq.
+    fn deliver(b: &mut Backlog, from: u64, now: Instant) -> u64 {
+        let mut expect = from;
+        while !b.is_empty() {
+            let batch = b.batch();
+            assert!(!batch.is_empty());
+            for l in &batch {
+                assert_eq!(
+                    (l.seq, l.output.clone()),
+                    (expect, format!("line-{expect}"))
+                );
+                expect += 1;
+            }
+            b.ack(batch.last().unwrap().seq, now).unwrap();
+        }
+        expect - 1
+    }
+
+    #[test]
+    fn lines_past_the_bound_are_spooled_and_delivered_once_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let now = Instant::now();
+        let mut b = Backlog::new(policy(), tmp.path().to_path_buf(), "j1");
+        let file = spool::path(tmp.path(), "j1");
+        for i in 1..=100 {
+            b.push(line(i), now).unwrap();
+        }
+        assert!(!file.exists(), "within the bound nothing touches the disk");
+        for i in 101..=1000 {
+            b.push(line(i), now).unwrap();
+            assert!(b.accepting());
+        }
+        assert_eq!((b.numbered(), b.spooled()), (1000, 900));
+        assert!(b.batcher.pending().count() <= 100, "memory stays bounded");
+
+        // The file holds every unconfirmed line, memory's too: a daemon
+        // killed now leaves a spool that continues the coordinator's copy.
+        let mut r = Reader::open(&file).unwrap().unwrap();
+        let on_disk: Vec<u64> = std::iter::from_fn(|| r.next().unwrap())
+            .map(|l| l.seq)
+            .collect();
+        assert_eq!(on_disk, (1..=1000).collect::<Vec<_>>());
+
+        // Part of what was sent is confirmed; more lines keep coming.
+        b.ack(50, now).unwrap();
+        assert_eq!(b.spooled(), 850, "memory refilled from the spool");
+        for i in 1001..=1200 {
+            b.push(line(i), now).unwrap();
+        }
+        assert_eq!(deliver(&mut b, 51, now), 1200);
+        assert!(
+            !file.exists(),
+            "the spool goes once everything is confirmed"
+        );
+
+        // Back under the bound, lines stay in memory again.
+        b.push(line(1201), now).unwrap();
+        assert!(!file.exists());
+        assert_eq!(deliver(&mut b, 1201, now), 1201);
+    }
+
+    #[test]
+    fn a_spool_that_cannot_be_written_holds_the_line_and_pauses_reading() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A file where the spool directory should be.
+        let blocked = tmp.path().join("spool");
+        std::fs::write(&blocked, "").unwrap();
+        let now = Instant::now();
+        let mut b = Backlog::new(policy(), blocked, "j1");
+        for i in 1..=100 {
+            b.push(line(i), now).unwrap();
+        }
+        let err = b.push(line(101), now).unwrap_err().to_string();
+        assert!(err.contains("log spool"), "{err}");
+        assert!(!b.accepting(), "the runner waits instead of losing lines");
+        b.ack(50, now).unwrap();
+        assert!(b.accepting());
+        b.push(line(102), now).unwrap();
+        assert_eq!(deliver(&mut b, 51, now), 102);
+    }
+}

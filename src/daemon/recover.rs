@@ -1,0 +1,379 @@
+//! Jobs an earlier run of this daemon never reported (it was killed): their
+//! terraform was stopped when the cache dir was opened (`orphans`); here
+//! each is reported to the coordinator as failed, with whatever the killed
+//! daemon had spooled, one log line saying what happened, and the state the
+//! work dir held, so no state is lost.
+
+use std::path::{Component, Path};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status};
+
+use super::backoff::Backoff;
+use super::record::{JobRecord, RecordError, Records};
+use super::rpc::{self, Client, Verdict};
+use super::spool;
+use crate::proto::{FinishJobRequest, JobOutcome, LogLevel, LogLine, LogSource, UpdateJobRequest};
+
+/// The job error a restarted daemon reports.
+pub(super) const RESTART_ERROR: &str = "daemon restarted during job";
+/// The log line it appends to the job.
+pub(super) const RESTART_LINE: &str = "daemon restarted during job; its terraform was stopped";
+/// How long a start keeps trying to reach the coordinator; what is not
+/// reported by then waits for the next start (the lease fails it anyway).
+const REPORT_WINDOW: Duration = Duration::from_secs(30);
+/// terraform's local backend keeps the state here, in the work dir.
+const STATE_FILE: &str = "terraform.tfstate";
+const BATCH_LINES: usize = 200;
+const BATCH_BYTES: usize = 512 * 1024;
+
+/// A job to report, with the state its work dir held.
+#[derive(Debug)]
+pub(super) struct Unfinished {
+    pub record: JobRecord,
+    pub state: Option<Vec<u8>>,
+}
+
+/// Reads the records an earlier run left, each with the terraform state of
+/// its work dir, or else the state kept beside the record (a result that
+/// could not be reported before the daemon stopped). Only a build's state
+/// that is valid JSON is sent: one torn by the kill is not, and the
+/// coordinator keeps the previous one. Spools of jobs without a record are
+/// removed. Runs after the leftover processes were killed and before the
+/// work root is wiped.
+pub(super) fn collect(
+    records: &Records,
+    jobs_dir: &Path,
+    spool_dir: &Path,
+) -> Result<Vec<Unfinished>, RecordError> {
+    let mut out = Vec::new();
+    for record in records.list()? {
+        let single = matches!(
+            Path::new(&record.job_id).components().collect::<Vec<_>>()[..],
+            [Component::Normal(_)]
+        );
+        let state = if single && record.kind == "workspace_build" {
+            [
+                jobs_dir.join(&record.job_id).join(STATE_FILE),
+                records.state_path(&record.job_id),
+            ]
+            .iter()
+            .find_map(|path| read_state(&record.job_id, path))
+        } else {
+            None
+        };
+        out.push(Unfinished { record, state });
+    }
+    prune_spools(spool_dir, &out);
+    Ok(out)
+}
+
+fn read_state(job_id: &str, path: &Path) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(path).ok()?;
+    if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
+        return Some(bytes);
+    }
+    tracing::warn!(job_id, path = %path.display(), "terraform state of an interrupted job is not valid JSON; not sent");
+    None
+}
+
+/// A spool without a record is left from a job that was settled just
+/// before a kill.
+fn prune_spools(spool_dir: &Path, keep: &[Unfinished]) {
+    let Ok(entries) = std::fs::read_dir(spool_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let job_id = name.to_str().and_then(|n| n.strip_suffix(".log"));
+        if job_id.is_some_and(|id| keep.iter().all(|u| u.record.job_id != id)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// How one report attempt failed.
+enum Failure {
+    /// The coordinator will not take it (already failed by the lease, not
+    /// ours, unknown): nothing more to do.
+    Refused(String),
+    /// The coordinator refused our key: the jobs are not settled, they
+    /// wait for a start with a valid key (the session reports the refusal).
+    KeyRefused(String),
+    Retry(String),
+}
+
+impl From<Status> for Failure {
+    fn from(st: Status) -> Self {
+        if st.code() == Code::Unauthenticated {
+            return Failure::KeyRefused(rpc::describe(&st));
+        }
+        // No ack grace here: the job started long ago.
+        match rpc::classify(&st, Duration::MAX) {
+            Verdict::Refused => Failure::Refused(rpc::describe(&st)),
+            Verdict::Retry => Failure::Retry(rpc::describe(&st)),
+        }
+    }
+}
+
+/// Reports every job in `jobs`, for at most [`REPORT_WINDOW`] or until
+/// `stop`. A reported or refused job's record and spool are removed; the
+/// others stay for the next start.
+pub(super) async fn report_all(
+    client: &Client,
+    jobs: Vec<Unfinished>,
+    records: &Records,
+    spool_dir: &Path,
+    stop: &CancellationToken,
+) {
+    let deadline = Instant::now() + REPORT_WINDOW;
+    for job in jobs {
+        let job_id = job.record.job_id.clone();
+        let outcome = tokio::select! {
+            () = stop.cancelled() => None,
+            r = tokio::time::timeout_at(deadline, report(client, &job, spool_dir)) => r.ok(),
+        };
+        match outcome {
+            Some(Ok(log_count)) => tracing::info!(
+                job_id,
+                log_count,
+                has_state = job.state.is_some(),
+                "reported a job interrupted by a restart as failed: {RESTART_ERROR}"
+            ),
+            Some(Err(Failure::KeyRefused(error))) => {
+                tracing::warn!(
+                    error,
+                    "report jobs interrupted by a restart: key refused; they wait for the next start"
+                );
+                return;
+            }
+            Some(Err(Failure::Refused(reason) | Failure::Retry(reason))) => tracing::info!(
+                job_id,
+                reason,
+                "a job interrupted by a restart was already ended by the coordinator; record dropped"
+            ),
+            None => {
+                tracing::warn!(
+                    job_id,
+                    "report a job interrupted by a restart: coordinator not reachable in time; \
+                     trying again at the next start"
+                );
+                continue;
+            }
+        }
+        if let Err(e) = records.remove(&job_id) {
+            tracing::warn!(job_id, error = %e, "remove job record");
+        }
+        if let Err(e) = spool::remove(spool_dir, &job_id) {
+            tracing::warn!(job_id, error = %e, "remove job log spool");
+        }
+    }
+}
+
+/// Reports one job, retrying transport errors; `Err` is a refusal (never
+/// `Failure::Retry`).
+async fn report(client: &Client, job: &Unfinished, spool_dir: &Path) -> Result<u64, Failure> {
+    let mut backoff = Backoff::new();
+    // Numbered once: a retry after a lost answer resends the same line, and
+    // the coordinator's seq dedup keeps it once.
+    let mut restart_line = None;
+    loop {
+        match attempt(client, job, spool_dir, &mut restart_line).await {
+            Ok(n) => return Ok(n),
+            Err(Failure::Retry(error)) => {
+                let wait = backoff.next_delay();
+                tracing::warn!(
+                    job_id = job.record.job_id,
+                    error,
+                    retry_in = ?wait,
+                    "report a job interrupted by a restart failed; retrying"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            Err(refused) => return Err(refused),
+        }
+    }
+}
+
+async fn attempt(
+    client: &Client,
+    job: &Unfinished,
+    spool_dir: &Path,
+    restart_line: &mut Option<LogLine>,
+) -> Result<u64, Failure> {
+    let job_id = &job.record.job_id;
+    // An empty update tells how many lines the coordinator holds.
+    let mut stored = update(client, job_id, Vec::new()).await?;
+    if restart_line.is_none() {
+        stored = ship_spool(client, job_id, spool_dir, stored).await?;
+    }
+    let line = restart_line.get_or_insert_with(|| daemon_line(stored + 1));
+    if stored < line.seq {
+        stored = update(client, job_id, vec![line.clone()]).await?;
+    }
+    let req = FinishJobRequest {
+        job_id: job_id.clone(),
+        outcome: JobOutcome::Failed as i32,
+        error: RESTART_ERROR.to_string(),
+        has_state: job.state.is_some(),
+        state: job.state.clone().unwrap_or_default(),
+        variables: Vec::new(),
+        log_count: stored,
+    };
+    rpc::bounded(client.clone().finish_job(req)).await?;
+    Ok(stored)
+}
+
+/// Ships the spooled lines that continue the coordinator's copy (from
+/// `stored + 1`, without gaps); returns the new stored count. A spool that
+/// cannot be read, or that does not continue the copy (those lines died in
+/// the killed daemon's memory), ends the job's log where it is.
+async fn ship_spool(
+    client: &Client,
+    job_id: &str,
+    spool_dir: &Path,
+    mut stored: u64,
+) -> Result<u64, Failure> {
+    let path = spool::path(spool_dir, job_id);
+    let mut reader = match spool::Reader::open(&path) {
+        Ok(Some(reader)) => reader,
+        Ok(None) => return Ok(stored),
+        Err(e) => {
+            tracing::warn!(job_id, error = %e, "spooled job logs not delivered");
+            return Ok(stored);
+        }
+    };
+    let mut batch: Vec<LogLine> = Vec::new();
+    let mut bytes = 0;
+    loop {
+        let next_seq = stored + batch.len() as u64 + 1;
+        let line = match reader.next() {
+            Ok(Some(line)) if line.seq < next_seq => continue,
+            Ok(Some(line)) if line.seq == next_seq => Some(line),
+            Ok(Some(line)) => {
+                tracing::warn!(
+                    job_id,
+                    from = next_seq,
+                    to = line.seq - 1,
+                    "job log lines lost with the killed daemon"
+                );
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(job_id, error = %e, "rest of the spooled job logs not delivered");
+                None
+            }
+        };
+        let end = line.is_none();
+        if let Some(line) = line {
+            bytes += line.output.len();
+            batch.push(line);
+        }
+        if !batch.is_empty() && (end || batch.len() >= BATCH_LINES || bytes >= BATCH_BYTES) {
+            stored = update(client, job_id, std::mem::take(&mut batch)).await?;
+            bytes = 0;
+        }
+        if end {
+            return Ok(stored);
+        }
+    }
+}
+
+async fn update(client: &Client, job_id: &str, logs: Vec<LogLine>) -> Result<u64, Failure> {
+    let req = UpdateJobRequest {
+        job_id: job_id.to_string(),
+        logs,
+    };
+    Ok(rpc::bounded(client.clone().update_job(req))
+        .await?
+        .stored_seq)
+}
+
+fn daemon_line(seq: u64) -> LogLine {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    LogLine {
+        seq,
+        created_at: now,
+        level: LogLevel::Error as i32,
+        source: LogSource::Daemon as i32,
+        stage: "Cleaning Up".to_string(),
+        output: RESTART_LINE.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn record(id: &str, kind: &str) -> JobRecord {
+        JobRecord {
+            job_id: id.into(),
+            kind: kind.into(),
+            started_at_ms: 1,
+            work_dir: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn only_a_builds_valid_json_state_is_collected_and_stray_spools_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        let records = Records::new(tmp.path().join("records"));
+        std::fs::create_dir_all(tmp.path().join("records")).unwrap();
+        let jobs = tmp.path().join("jobs");
+        let spools = tmp.path().join("spool");
+        for (id, kind, state) in [
+            ("good", "workspace_build", Some("{\"version\": 4}")),
+            ("torn", "workspace_build", Some("{\"version\": 4, \"res")),
+            ("none", "workspace_build", None),
+            ("import", "template_import", Some("{}")),
+        ] {
+            records.write(&record(id, kind)).unwrap();
+            std::fs::create_dir_all(jobs.join(id)).unwrap();
+            if let Some(s) = state {
+                std::fs::write(jobs.join(id).join(STATE_FILE), s).unwrap();
+            }
+        }
+        // A result that was not reported kept its state beside the record.
+        records.write(&record("kept", "workspace_build")).unwrap();
+        records.save_state("kept", b"{\"serial\": 2}").unwrap();
+        std::fs::create_dir_all(&spools).unwrap();
+        for id in ["good", "settled"] {
+            std::fs::write(spool::path(&spools, id), "").unwrap();
+        }
+
+        let mut got: Vec<(String, Option<Vec<u8>>)> = collect(&records, &jobs, &spools)
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.record.job_id, u.state))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("good".to_string(), Some(b"{\"version\": 4}".to_vec())),
+                ("import".to_string(), None),
+                ("kept".to_string(), Some(b"{\"serial\": 2}".to_vec())),
+                ("none".to_string(), None),
+                ("torn".to_string(), None),
+            ]
+        );
+        assert!(spool::path(&spools, "good").exists());
+        assert!(!spool::path(&spools, "settled").exists());
+    }
+
+    #[test]
+    fn the_restart_line_is_a_daemon_error_line() {
+        let l = daemon_line(7);
+        assert_eq!((l.seq, l.output.as_str()), (7, RESTART_LINE));
+        assert_eq!(
+            (l.source, l.level),
+            (LogSource::Daemon as i32, LogLevel::Error as i32)
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! A job's log lines on disk, for when the coordinator cannot take them as
+//! fast as terraform prints them (an outage): `<cache>/spool/<job_id>.log`.
+//!
+//! Records are appended in seq order as a little-endian `u32` length and the
+//! protobuf `LogLine` (which carries its seq), and read back in that order.
+//! The file outlives a `kill -9` of the daemon, so a restarted daemon can
+//! still deliver what it holds; a torn last record (the daemon died while
+//! writing it) reads as the end of the file.
+//!
+//! The I/O is plain blocking file I/O: each append is one write to the page
+//! cache (so a killed daemon leaves every line it took on disk), reads go
+//! through a buffer; either costs less than a thread hop would.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+use crate::proto::LogLine;
+
+/// Larger than any record we write (lines are capped at 64 KiB); a bigger
+/// length prefix means the file is not ours or is damaged.
+const MAX_RECORD_BYTES: usize = 4 * 1024 * 1024;
+const BUFFER_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SpoolError {
+    #[error("{action} log spool {}: {source}", .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("read log spool {}: damaged record at byte {offset}: {reason}", .path.display())]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> SpoolError {
+    let path = path.to_path_buf();
+    move |source| SpoolError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Where job `job_id`'s spool lives under `dir`.
+pub(super) fn path(dir: &Path, job_id: &str) -> PathBuf {
+    dir.join(format!("{job_id}.log"))
+}
+
+/// Removes job `job_id`'s spool; a spool that does not exist is fine.
+pub(super) fn remove(dir: &Path, job_id: &str) -> Result<(), SpoolError> {
+    let path = path(dir, job_id);
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", &path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// An open spool: appended at the end, read from the front.
+pub(super) struct Spool {
+    writer: BufWriter<File>,
+    reader: Reader,
+    /// Bytes appended.
+    written: u64,
+    /// Records appended but not read back yet.
+    unread: u64,
+}
+
+impl Spool {
+    /// Creates (or empties) job `job_id`'s spool under `dir`.
+    pub(super) fn create(dir: &Path, job_id: &str) -> Result<Spool, SpoolError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err("create the directory of", dir))?;
+        let path = path(dir, job_id);
+        // Log lines may carry secrets terraform printed: owner only.
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        let reader = Reader::open(&path)?
+            .ok_or_else(|| io_err("open", &path)(io::Error::from(io::ErrorKind::NotFound)))?;
+        Ok(Spool {
+            writer: BufWriter::with_capacity(BUFFER_BYTES, file),
+            reader,
+            written: 0,
+            unread: 0,
+        })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.reader.path
+    }
+
+    pub(super) fn unread(&self) -> u64 {
+        self.unread
+    }
+
+    pub(super) fn append(&mut self, line: &LogLine) -> Result<(), SpoolError> {
+        let body = line.encode_to_vec();
+        let len = u32::try_from(body.len())
+            .ok()
+            .filter(|&n| n as usize <= MAX_RECORD_BYTES)
+            .ok_or_else(|| {
+                io_err("append to", &self.reader.path)(io::Error::other(format!(
+                    "log line {} is {} bytes, over the {MAX_RECORD_BYTES} byte record limit",
+                    line.seq,
+                    body.len()
+                )))
+            })?;
+        // Buffered so that prefix and body go out in one write.
+        self.writer
+            .write_all(&len.to_le_bytes())
+            .and_then(|()| self.writer.write_all(&body))
+            .and_then(|()| self.writer.flush())
+            .map_err(io_err("append to", &self.reader.path))?;
+        self.written += 4 + u64::from(len);
+        self.unread += 1;
+        Ok(())
+    }
+
+    /// The oldest record not read back yet.
+    pub(super) fn next(&mut self) -> Result<Option<LogLine>, SpoolError> {
+        if self.unread == 0 {
+            return Ok(None);
+        }
+        let line = self.reader.next()?.ok_or_else(|| SpoolError::Damaged {
+            path: self.reader.path.clone(),
+            offset: self.reader.offset,
+            reason: format!("{} records are missing", self.unread),
+        })?;
+        self.unread -= 1;
+        Ok(Some(line))
+    }
+
+    /// Counts every record appended so far as read: they are also held in
+    /// memory, and are on disk only for a restarted daemon's sake.
+    pub(super) fn skip_unread(&mut self) -> Result<(), SpoolError> {
+        self.reader
+            .file
+            .seek(SeekFrom::Start(self.written))
+            .map_err(io_err("seek in", &self.reader.path))?;
+        self.reader.offset = self.written;
+        self.unread = 0;
+        Ok(())
+    }
+
+    /// Deletes the file (once its lines are confirmed or given up).
+    pub(super) fn remove(self) -> Result<(), SpoolError> {
+        let path = self.reader.path.clone();
+        drop(self);
+        fs::remove_file(&path).map_err(io_err("remove", &path))
+    }
+}
+
+/// Reads a spool from the front; also what a restarted daemon uses on the
+/// spool a killed one left.
+pub(super) struct Reader {
+    path: PathBuf,
+    file: BufReader<File>,
+    offset: u64,
+}
+
+impl Reader {
+    /// `None` if there is no such file.
+    pub(super) fn open(path: &Path) -> Result<Option<Reader>, SpoolError> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("open", path)(e)),
+        };
+        Ok(Some(Reader {
+            path: path.to_path_buf(),
+            file: BufReader::with_capacity(BUFFER_BYTES, file),
+            offset: 0,
+        }))
+    }
+
+    /// The next record; `None` at the end of the file or at a torn last
+    /// record.
+    pub(super) fn next(&mut self) -> Result<Option<LogLine>, SpoolError> {
+        let mut len = [0u8; 4];
+        if !self.read_whole(&mut len)? {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_RECORD_BYTES {
+            return Err(self.damaged(format!("record length {len} is over the limit")));
+        }
+        let mut body = vec![0u8; len];
+        if !self.read_whole(&mut body)? {
+            return Ok(None);
+        }
+        let line = LogLine::decode(body.as_slice()).map_err(|e| self.damaged(e.to_string()))?;
+        self.offset += 4 + len as u64;
+        Ok(Some(line))
+    }
+
+    /// Fills `buf`; `false` if the file ends first.
+    fn read_whole(&mut self, buf: &mut [u8]) -> Result<bool, SpoolError> {
+        match self.file.read_exact(buf) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(io_err("read", &self.path)(e)),
+        }
+    }
+
+    fn damaged(&self, reason: String) -> SpoolError {
+        SpoolError::Damaged {
+            path: self.path.clone(),
+            offset: self.offset,
+            reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(seq: u64) -> LogLine {
+        LogLine {
+            seq,
+            output: format!("line {seq}"),
+            stage: "Applying".into(),
+            ..Default::default()
+        }
+    }
+
+    fn read_all(r: &mut Reader) -> Vec<u64> {
+        std::iter::from_fn(|| r.next().unwrap())
+            .map(|l| l.seq)
+            .collect()
+    }
+
+    #[test]
+    fn lines_come_back_in_order_while_more_are_appended() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("spool");
+        let mut s = Spool::create(&dir, "j1").unwrap();
+        assert_eq!(s.path(), path(&dir, "j1"));
+        for seq in 1..=1000 {
+            s.append(&line(seq)).unwrap();
+        }
+        let first: Vec<u64> = (0..400).map(|_| s.next().unwrap().unwrap().seq).collect();
+        assert_eq!(first, (1..=400).collect::<Vec<_>>());
+        // Appends between reads land behind the unread ones.
+        for seq in 1001..=1500 {
+            s.append(&line(seq)).unwrap();
+        }
+        assert_eq!(s.unread(), 1100);
+        let rest: Vec<LogLine> = std::iter::from_fn(|| s.next().unwrap()).collect();
+        assert_eq!(rest.len(), 1100);
+        assert!(rest.iter().zip(401..).all(|(l, seq)| l.seq == seq));
+        assert_eq!(rest[0], line(401), "fields survive the round trip");
+        assert_eq!(s.unread(), 0);
+        assert!(s.next().unwrap().is_none());
+        s.remove().unwrap();
+        assert!(!path(&dir, "j1").exists());
+        remove(&dir, "j1").unwrap();
+    }
+
+    #[test]
+    fn a_restarted_reader_sees_every_record_and_stops_at_a_torn_tail() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Spool::create(tmp.path(), "j1").unwrap();
+        for seq in 1..=50 {
+            s.append(&line(seq)).unwrap();
+        }
+        for _ in 0..20 {
+            s.next().unwrap();
+        }
+        // The daemon dies mid-read, and mid-write of record 51.
+        s.skip_unread().unwrap();
+        drop(s);
+        let file = path(tmp.path(), "j1");
+        let mut torn = fs::read(&file).unwrap();
+        let whole = torn.len();
+        let mut partial = 40u32.to_le_bytes().to_vec();
+        partial.extend_from_slice(&[8, 51]);
+        torn.extend_from_slice(&partial);
+        fs::write(&file, &torn).unwrap();
+
+        let mut r = Reader::open(&file).unwrap().unwrap();
+        assert_eq!(read_all(&mut r), (1..=50).collect::<Vec<_>>());
+        assert_eq!(r.offset, whole as u64);
+        assert!(
+            Reader::open(&tmp.path().join("none.log"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn skipped_records_are_not_read_again_and_damage_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Spool::create(tmp.path(), "j1").unwrap();
+        for seq in 1..=10 {
+            s.append(&line(seq)).unwrap();
+        }
+        s.skip_unread().unwrap();
+        s.append(&line(11)).unwrap();
+        assert_eq!(s.next().unwrap().map(|l| l.seq), Some(11));
+        assert!(s.next().unwrap().is_none());
+
+        let file = path(tmp.path(), "bad");
+        fs::write(&file, u32::MAX.to_le_bytes()).unwrap();
+        let err = Reader::open(&file).unwrap().unwrap().next().unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "read log spool {}: damaged record at byte 0",
+                file.display()
+            )),
+            "{err}"
+        );
+    }
+}
