@@ -20,7 +20,7 @@ variable "sleep" {
 }
 resource "terraform_data" "w" {
   provisioner "local-exec" {
-    command = "echo started; sleep ${var.sleep}; echo finished"
+    command = "echo started; sleep ${var.sleep}; echo slept-well"
   }
 }
 "#;
@@ -140,7 +140,7 @@ async fn sighup_finishes_the_job_takes_no_more_and_exits_0() {
             .logs(&job)
             .await
             .iter()
-            .any(|l| l.output.contains("finished"))
+            .any(|l| l.output.ends_with(": slept-well"))
     );
     let left = s.coord.job(&queued).await;
     assert_eq!(
@@ -173,7 +173,7 @@ async fn sigint_interrupts_terraform_reports_canceled_and_exits_0() {
         logs.iter()
             .any(|l| l.output == "Job canceled: interrupting terraform")
     );
-    assert!(!logs.iter().any(|l| l.output.contains("finished")));
+    assert!(!logs.iter().any(|l| l.output.ends_with(": slept-well")));
     assert_no_orphans(&s.jobs_dir()).await;
     s.coord.stop().await;
 }
