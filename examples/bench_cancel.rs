@@ -1,5 +1,5 @@
 //! Measures how fast an operator's cancel reaches terraform: the time from
-//! the `CancelJob` admin call returning to the daemon's "Job canceled:
+//! the `CancelJob` admin call being made to the daemon's "Job canceled:
 //! interrupting terraform" log line, and to the job ending `canceled`.
 //! Target: the interrupt within 100 ms (the coordinator pushes the cancel on
 //! the daemon's session; nobody waits for a heartbeat).
@@ -177,11 +177,12 @@ async fn main() -> Result<()> {
             l.iter().any(|l| l.output.ends_with(": started"))
         })
         .await?;
+        // Measured from before the call: the push may beat its answer.
+        let canceled_at = now_ms();
         admin
             .cancel_job(proto::CancelJobRequest { id: job.clone() })
             .await
             .context("cancel job")?;
-        let canceled_at = now_ms();
         let done = wait_status(&mut admin, &job, "canceled").await?;
         let l = wait_logs(&mut admin, &job, |l| {
             l.iter().any(|l| l.output == INTERRUPT_LINE)

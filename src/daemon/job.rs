@@ -274,7 +274,15 @@ async fn confirm_ownership(ctx: &JobCtx, job_id: &str, cancel: &CancellationToke
             logs: Vec::new(),
         };
         let st = match rpc::bounded(ctx.client.clone().update_job(req)).await {
-            Ok(_) => return true,
+            Ok(r) => {
+                if r.canceled {
+                    // Canceled between ack and confirm: the runner reports
+                    // it canceled without starting terraform.
+                    tracing::info!(job_id, "coordinator canceled the job before it started");
+                    cancel.cancel();
+                }
+                return true;
+            }
             Err(st) => st,
         };
         let transient = rpc::classify(&st, CONFIRM_TIMEOUT) == Verdict::Retry;
