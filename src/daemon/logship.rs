@@ -274,6 +274,23 @@ mod tests {
         ProvisionerDaemonClient::with_interceptor(channel, Credentials::bearer("k").unwrap())
     }
 
+    /// A shipper for job `j1`, started now.
+    fn shipper_for<'a>(
+        client: &'a Client,
+        cancel: &'a CancellationToken,
+        lease_ms: &'a AtomicU64,
+        spool_dir: &'a Path,
+    ) -> Shipper<'a> {
+        Shipper {
+            client,
+            job_id: "j1",
+            job_cancel: cancel,
+            started: Instant::now(),
+            lease_ms,
+            spool_dir,
+        }
+    }
+
     fn entry(i: usize) -> LogEntry {
         LogEntry {
             created_at_ms: 0,
@@ -298,14 +315,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cancel = CancellationToken::new();
         let lease_ms = AtomicU64::new(0);
-        let shipper = Shipper {
-            client: &client,
-            job_id: "j1",
-            job_cancel: &cancel,
-            started: Instant::now(),
-            lease_ms: &lease_ms,
-            spool_dir: tmp.path(),
-        };
+        let shipper = shipper_for(&client, &cancel, &lease_ms, tmp.path());
         // The sender stays open: terraform is still running.
         let (_tx, mut rx) = mpsc::channel(16);
         let t0 = Instant::now();
@@ -335,14 +345,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cancel = CancellationToken::new();
         let lease_ms = AtomicU64::new(3_000);
-        let shipper = Shipper {
-            client: &client,
-            job_id: "j1",
-            job_cancel: &cancel,
-            started: Instant::now(),
-            lease_ms: &lease_ms,
-            spool_dir: tmp.path(),
-        };
+        let shipper = shipper_for(&client, &cancel, &lease_ms, tmp.path());
         let (_tx, mut rx) = mpsc::channel(16);
         let t0 = Instant::now();
         tokio::select! {
@@ -363,14 +366,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let cancel = CancellationToken::new();
         let lease_ms = AtomicU64::new(0);
-        let shipper = Shipper {
-            client: &client,
-            job_id: "j1",
-            job_cancel: &cancel,
-            started: Instant::now(),
-            lease_ms: &lease_ms,
-            spool_dir: tmp.path(),
-        };
+        let shipper = shipper_for(&client, &cancel, &lease_ms, tmp.path());
         let (tx, mut rx) = mpsc::channel(LOG_TEST_CHANNEL);
         let total = 3 * BatchPolicy::default().max_pending_lines;
         let runner = tokio::spawn(async move {
