@@ -48,6 +48,8 @@ pub struct JobRow {
     pub daemon_name: Option<String>,
     pub key_name: Option<String>,
     pub log_count: u64,
+    /// Failed by the lease reaper (see [`Store::fail_lost_jobs`]).
+    pub lost: bool,
 }
 
 impl JobRow {
@@ -123,7 +125,7 @@ pub(super) fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<String> {
 
 const JOB_COLUMNS: &str = "id, type, transition, status, initiator, tags, template_version_id,
     workspace_id, created_at, started_at, finished_at, error, daemon_id, daemon_name,
-    key_name, log_count";
+    key_name, log_count, lost";
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
@@ -145,6 +147,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         daemon_name: r.get(13)?,
         key_name: r.get(14)?,
         log_count: r.get::<_, i64>(15)? as u64,
+        lost: r.get::<_, i64>(16)? != 0,
     })
 }
 
@@ -358,7 +361,9 @@ impl Store {
         lines: &[proto::LogLine],
     ) -> Result<(u64, bool)> {
         let job = self.owned("update job", job_id, daemon_name, key_name)?;
-        if job.is_finished() {
+        // A job the reaper failed still takes its daemon's logs: the daemon
+        // was only out of touch, and its lines and state are worth keeping.
+        if job.is_finished() && !job.lost {
             return Err(CoordError::FailedPrecondition(format!(
                 "update job {job_id}: it has already {}",
                 job.status
@@ -400,7 +405,9 @@ impl Store {
             params![job_id, stored as i64, now_ms()],
         )?;
         tx.commit()?;
-        Ok((stored, job.status == "canceling"))
+        // A lost job is told to stop: it has been failed, whatever terraform
+        // does next; the daemon interrupts it and reports its state.
+        Ok((stored, job.status == "canceling" || job.lost))
     }
 
     pub fn logs(&self, job_id: &str, after_seq: u64, limit: u32) -> Result<Vec<LogRow>> {
@@ -442,6 +449,9 @@ impl Store {
                 )));
             }
         };
+        if job.lost {
+            return self.finish_lost(&job, status, req);
+        }
         if job.is_finished() {
             if job.status == status {
                 return Ok(());
@@ -500,6 +510,44 @@ impl Store {
         Ok(())
     }
 
+    /// The late result of a job the reaper failed: the job stays failed
+    /// (it was reported so, and nobody must rely on a different ending),
+    /// but the state terraform wrote is stored and the error says how the
+    /// run really ended. Repeats are acknowledged again.
+    fn finish_lost(&self, job: &JobRow, status: &str, req: &proto::FinishJobRequest) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let took: i64 = tx.query_row("SELECT lost FROM jobs WHERE id = ?1", [&job.id], |r| {
+            r.get(0)
+        })?;
+        if took == 2 {
+            return Ok(());
+        }
+        let error = format!(
+            "{}; the daemon reported later: {status}{}",
+            job.error.as_deref().unwrap_or("daemon lost"),
+            if req.error.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", req.error)
+            }
+        );
+        tx.execute(
+            "UPDATE jobs SET lost = 2, error = ?2, updated_at = ?3 WHERE id = ?1",
+            params![job.id, error, now_ms()],
+        )?;
+        if let (JobKind::WorkspaceBuild(_), Some(ws), true) =
+            (job.kind, &job.workspace_id, req.has_state)
+        {
+            tx.execute(
+                "UPDATE workspaces SET state = ?2 WHERE id = ?1",
+                params![ws, req.state],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Fails running jobs whose daemon has not been heard from since
     /// `cutoff_ms`; returns the ids failed.
     pub fn fail_lost_jobs(&self, cutoff_ms: i64) -> Result<Vec<String>> {
@@ -513,7 +561,7 @@ impl Store {
             .collect::<Result<_, _>>()?;
         for (id, daemon) in &lost {
             conn.execute(
-                "UPDATE jobs SET status = 'failed', error = ?2, finished_at = ?3
+                "UPDATE jobs SET status = 'failed', error = ?2, finished_at = ?3, lost = 1
                  WHERE id = ?1 AND status IN ('running', 'canceling')",
                 params![
                     id,

@@ -186,6 +186,9 @@ impl Store {
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("daemons", "state", "TEXT"),
     ("daemons", "current_job_id", "TEXT"),
+    // 1: failed by the lease reaper, its daemon's late result still
+    // welcome; 2: that late result was taken. See `jobs::Store::finish`.
+    ("jobs", "lost", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {

@@ -254,3 +254,59 @@ fn database_from_before_daemon_states_gains_the_columns() {
     // Opening again finds the columns present and adds nothing.
     Store::open(dir.path()).unwrap();
 }
+
+#[test]
+fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
+    let f = fixture();
+    let (version, _import) = f
+        .store
+        .push_template("w", b"archive", &Tags::new(), &BTreeMap::new(), "alice")
+        .unwrap();
+    let version = f.store.version(&version).unwrap();
+    let (ws, job) = f
+        .store
+        .create_workspace("ws", "alice", &version, &BTreeMap::new(), "alice")
+        .unwrap();
+    let d = f.daemon("d1");
+    // The import is older: claim until the build is ours.
+    while f.store.claim(&d, &Tags::new()).unwrap().unwrap().job_id != job {}
+    f.store.ack(&job, &d, "d1", "k").unwrap();
+
+    let reaped = f.store.fail_lost_jobs(super::now_ms() + 1).unwrap();
+    assert!(reaped.contains(&job));
+    let lost = f.store.job(&job).unwrap();
+    assert_eq!((lost.status.as_str(), lost.lost), ("failed", true));
+
+    // The daemon comes back: its lines are stored, and it is told to stop.
+    let line = proto::LogLine {
+        seq: 1,
+        output: "late line".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        f.store.append_logs(&job, "d1", "k", &[line]).unwrap(),
+        (1, true)
+    );
+    let mut late = finish(&job, JobOutcome::Canceled);
+    late.error = "canceled: terraform interrupted".into();
+    late.has_state = true;
+    late.state = b"{\"version\":4}".to_vec();
+    late.log_count = 1;
+    f.store.finish("d1", "k", &late).unwrap();
+    f.store.finish("d1", "k", &late).unwrap();
+
+    let done = f.store.job(&job).unwrap();
+    assert_eq!(done.status, "failed", "a reaped job stays failed");
+    assert_eq!(
+        done.error.as_deref(),
+        Some(
+            "daemon \"d1\" lost: no update within the job lease; the daemon reported \
+             later: canceled (canceled: terraform interrupted)"
+        )
+    );
+    let state = f.store.workspace_by_id(&ws).unwrap().state;
+    assert_eq!(state.as_deref(), Some(&b"{\"version\":4}"[..]));
+    // Someone else's job it is not.
+    let other = f.store.finish("d2", "k", &late).unwrap_err();
+    assert!(matches!(other, CoordError::PermissionDenied(_)), "{other}");
+}
