@@ -184,8 +184,8 @@ impl StartArgs {
                 )
             })?;
         if let Some(timeout) = self.drain_timeout {
-            let needed = self.cancel_grace + crate::daemon::REPORT_BUDGET;
-            if timeout < needed {
+            let needed = self.cancel_grace.checked_add(crate::daemon::REPORT_BUDGET);
+            if needed.is_none_or(|needed| timeout < needed) {
                 return Err(format!(
                     "--drain-timeout {}: must be at least --cancel-grace ({}) plus {}s to \
                      report the job; lower --cancel-grace or raise --drain-timeout",

@@ -157,8 +157,10 @@ pub async fn run(
     }
     signal_group(guard.pgid, Signal::SIGKILL);
     guard.armed = false;
+    // The group is dead: its pipes close at once unless a process left the
+    // group (setsid); a short wait keeps the cancel's time budget honest.
     if !drained
-        && tokio::time::timeout(grace.max(DRAIN_AFTER_KILL), &mut readers)
+        && tokio::time::timeout(DRAIN_AFTER_KILL, &mut readers)
             .await
             .is_err()
     {

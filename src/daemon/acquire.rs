@@ -62,13 +62,14 @@ impl Daemon {
     }
 
     /// Waits for the offer our Acquire asked for. `None`: the session broke
-    /// (reconnect and ask again) or we withdrew on drain without an offer.
+    /// (reconnect and ask again) or we withdrew on drain.
     async fn wait_for_offer(&mut self) -> Result<Option<JobOffer>, DaemonError> {
         loop {
             let event = tokio::select! {
                 () = self.shutdown.drain.cancelled() => {
                     self.drained_at = Some(Instant::now());
-                    return Ok(self.withdraw().await);
+                    self.withdraw().await;
+                    return Ok(None);
                 }
                 ev = self.link.next() => ev,
             };
@@ -88,34 +89,48 @@ impl Daemon {
         }
     }
 
-    /// Takes back our Acquire on drain. The coordinator answers
-    /// AcquireCanceled, or the offer it pushed before seeing our withdrawal;
-    /// that offer is ours, so it is returned to be run before exiting.
-    async fn withdraw(&mut self) -> Option<JobOffer> {
+    /// Takes back our Acquire on drain: the coordinator answers
+    /// AcquireCanceled, or with the offer it pushed before it saw the
+    /// withdrawal. That offer is never acknowledged: an operator who asked
+    /// to stop must not see a new job start (or, on a cancel, an innocent
+    /// job reported canceled). Unacknowledged, it goes back to the queue
+    /// when our session ends, which it does as the daemon exits.
+    async fn withdraw(&mut self) {
+        let state = if self.shutdown.cancel.is_cancelled() {
+            DaemonState::Canceling
+        } else {
+            DaemonState::Draining
+        };
+        self.link.report(state, "");
         if self
             .link
             .send(Out::CancelAcquire(CancelAcquire {}))
             .is_err()
         {
-            return None;
+            return;
         }
         let link = &mut self.link;
         let confirmed = async {
             loop {
                 match link.next().await {
-                    LinkEvent::Offer(offer) => return Some(*offer),
-                    LinkEvent::AcquireCanceled => return None,
+                    LinkEvent::Offer(offer) => {
+                        tracing::info!(
+                            job_id = offer.job_id,
+                            "job offer crossed our withdrawal; left to the coordinator"
+                        );
+                        return;
+                    }
                     LinkEvent::CancelJob(_) => {}
-                    _ => return None,
+                    _ => return,
                 }
             }
         };
-        tokio::time::timeout(WITHDRAW_TIMEOUT, confirmed)
+        if tokio::time::timeout(WITHDRAW_TIMEOUT, confirmed)
             .await
-            .unwrap_or_else(|_| {
-                tracing::warn!("withdraw job request: coordinator did not confirm within 5s");
-                None
-            })
+            .is_err()
+        {
+            tracing::warn!("withdraw job request: coordinator did not confirm within 5s");
+        }
     }
 
     /// Acknowledges and runs one job, meanwhile routing the coordinator's
@@ -153,6 +168,9 @@ impl Daemon {
         let mut escalate_at: Option<Instant> = None;
         loop {
             let event = tokio::select! {
+                // Cancel before drain: a cancel also fires drain (its child),
+                // and the daemon must not claim to drain when it cancels.
+                biased;
                 () = &mut job => return fatal.map_or(Ok(()), Err),
                 () = shutdown.cancel.cancelled(), if !cancel_noted => {
                     cancel_noted = true;
@@ -163,7 +181,8 @@ impl Daemon {
                 () = shutdown.drain.cancelled(), if !drain_noted => {
                     drain_noted = true;
                     let since = *drained_at.get_or_insert_with(Instant::now);
-                    escalate_at = drain_escalation.map(|d| since + d);
+                    // A deadline too far to represent is no deadline.
+                    escalate_at = drain_escalation.and_then(|d| since.checked_add(d));
                     if !cancel_noted {
                         link.report(DaemonState::Draining, &job_id);
                         tracing::info!(job_id, "draining: waiting for job {job_id}");
@@ -182,7 +201,10 @@ impl Daemon {
             };
             match event {
                 LinkEvent::CancelJob(id) if id == job_id => {
-                    tracing::info!(job_id, "coordinator canceled the job; interrupting it");
+                    tracing::info!(
+                        job_id,
+                        "coordinator pushed a cancel of the job; interrupting it"
+                    );
                     job_cancel.cancel();
                 }
                 LinkEvent::Offer(o) => tracing::warn!(

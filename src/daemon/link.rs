@@ -51,6 +51,10 @@ pub(super) struct Link {
     /// What the daemon last said it is doing; the connector reads it for
     /// the next Hello.
     reported: watch::Sender<StateUpdate>,
+    /// Why a send just failed: handed out by the next `next()` as `Lost`,
+    /// so whoever polls the link reconnects (a silent Down would pend
+    /// forever).
+    send_failed: Option<String>,
 }
 
 impl Link {
@@ -67,6 +71,7 @@ impl Link {
             flaps: Backoff::new(),
             next_delay: Duration::ZERO,
             reported,
+            send_failed: None,
         }
     }
 
@@ -110,8 +115,9 @@ impl Link {
             return Err("no session to the coordinator".to_string());
         };
         let sent = session.send(msg);
-        if sent.is_err() {
+        if let Err(reason) = &sent {
             self.lose();
+            self.send_failed = Some(reason.clone());
         }
         sent
     }
@@ -119,6 +125,9 @@ impl Link {
     /// The next thing that happens to the slot. Cancel-safe; pends forever
     /// while down (call [`Link::ensure`] first to get anywhere).
     pub(super) async fn next(&mut self) -> LinkEvent {
+        if let Some(reason) = self.send_failed.take() {
+            return LinkEvent::Lost(reason);
+        }
         match &mut self.state {
             State::Down => future::pending().await,
             State::Connecting(task) => {
@@ -126,6 +135,10 @@ impl Link {
                 self.state = State::Down;
                 match done {
                     Ok(Ok(Some(session))) => {
+                        // The state may have changed while Hello was on its
+                        // way; saying it again costs one small message.
+                        let current = self.reported.borrow().clone();
+                        let _ = session.send(daemon_message::Msg::StateUpdate(current));
                         self.state = State::Up {
                             session,
                             since: Instant::now(),

@@ -218,7 +218,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonErro
     // canceled so that the grace and the report still fit.
     let drain_escalation = cfg
         .drain_timeout
-        .map(|t| t.saturating_sub(cfg.cancel_grace + REPORT_BUDGET));
+        .map(|t| t.saturating_sub(cfg.cancel_grace.saturating_add(REPORT_BUDGET)));
     let kill = shutdown.kill.clone();
     let daemon = acquire::Daemon {
         link: link::Link::new(connector, halt.clone(), reported),

@@ -472,10 +472,25 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let error = (!req.error.is_empty()).then_some(req.error.as_str());
-        tx.execute(
-            "UPDATE jobs SET status = ?2, error = ?3, finished_at = ?4, updated_at = ?4 WHERE id = ?1",
+        let changed = tx.execute(
+            "UPDATE jobs SET status = ?2, error = ?3, finished_at = ?4, updated_at = ?4
+             WHERE id = ?1 AND status IN ('running', 'canceling')",
             params![job.id, status, error, now_ms()],
         )?;
+        if changed == 0 {
+            // The lease reaper failed it between our read and this write:
+            // the result is a late one now.
+            drop(tx);
+            drop(conn);
+            let job = self.job(&req.job_id)?;
+            if job.lost {
+                return self.finish_lost(&job, status, req);
+            }
+            return Err(CoordError::FailedPrecondition(format!(
+                "finish job {}: it has already {}",
+                req.job_id, job.status
+            )));
+        }
         match (job.kind, &job.workspace_id) {
             (JobKind::TemplateImport, _) if status == "succeeded" => {
                 tx.execute(
@@ -532,18 +547,38 @@ impl Store {
                 format!(" ({})", req.error)
             }
         );
+        let mut error = error;
+        if let (JobKind::WorkspaceBuild(_), Some(ws), true) =
+            (job.kind, &job.workspace_id, req.has_state)
+        {
+            // Only the workspace's newest build may set its state: a build
+            // queued after the failure has a newer one (or is making it).
+            let newest: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM jobs WHERE workspace_id = ?1
+                     ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                    [ws],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if newest.as_deref() == Some(job.id.as_str()) {
+                tx.execute(
+                    "UPDATE workspaces SET state = ?2 WHERE id = ?1",
+                    params![ws, req.state],
+                )?;
+            } else {
+                tx.execute(
+                    "UPDATE jobs SET late_state = ?2 WHERE id = ?1",
+                    params![job.id, req.state],
+                )?;
+                error
+                    .push_str("; its state was kept on the job, not applied: a later build exists");
+            }
+        }
         tx.execute(
             "UPDATE jobs SET lost = 2, error = ?2, updated_at = ?3 WHERE id = ?1",
             params![job.id, error, now_ms()],
         )?;
-        if let (JobKind::WorkspaceBuild(_), Some(ws), true) =
-            (job.kind, &job.workspace_id, req.has_state)
-        {
-            tx.execute(
-                "UPDATE workspaces SET state = ?2 WHERE id = ?1",
-                params![ws, req.state],
-            )?;
-        }
         tx.commit()?;
         Ok(())
     }

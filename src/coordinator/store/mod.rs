@@ -189,6 +189,9 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // 1: failed by the lease reaper, its daemon's late result still
     // welcome; 2: that late result was taken. See `jobs::Store::finish`.
     ("jobs", "lost", "INTEGER NOT NULL DEFAULT 0"),
+    // A lost job's late state that could not be applied (a newer build of
+    // the workspace exists), kept for an operator.
+    ("jobs", "late_state", "BLOB"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {

@@ -310,3 +310,37 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
     let other = f.store.finish("d2", "k", &late).unwrap_err();
     assert!(matches!(other, CoordError::PermissionDenied(_)), "{other}");
 }
+
+#[test]
+fn a_late_state_never_overwrites_a_newer_builds() {
+    let f = fixture();
+    let (version, _) = f
+        .store
+        .push_template("w", b"archive", &Tags::new(), &BTreeMap::new(), "alice")
+        .unwrap();
+    let version = f.store.version(&version).unwrap();
+    let (ws, job) = f
+        .store
+        .create_workspace("ws", "alice", &version, &BTreeMap::new(), "alice")
+        .unwrap();
+    let d = f.daemon("d1");
+    while f.store.claim(&d, &Tags::new()).unwrap().unwrap().job_id != job {}
+    f.store.ack(&job, &d, "d1", "k").unwrap();
+    f.store.fail_lost_jobs(super::now_ms() + 1).unwrap();
+    // Someone builds again after the failure.
+    let row = f.store.workspace_by_id(&ws).unwrap();
+    f.store
+        .enqueue_build(&row, &version, proto::Transition::Stop, "alice")
+        .unwrap();
+
+    let mut late = finish(&job, JobOutcome::Succeeded);
+    late.has_state = true;
+    late.state = b"{\"serial\":1}".to_vec();
+    f.store.finish("d1", "k", &late).unwrap();
+    assert_eq!(f.store.workspace_by_id(&ws).unwrap().state, None);
+    let error = f.store.job(&job).unwrap().error.unwrap();
+    assert!(
+        error.ends_with("the daemon reported later: succeeded; its state was kept on the job, not applied: a later build exists"),
+        "{error}"
+    );
+}
