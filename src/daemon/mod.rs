@@ -51,6 +51,13 @@ use crate::proto::{DaemonState, StateUpdate};
 /// A drain deadline must leave room for the cancel grace plus this.
 pub const REPORT_BUDGET: Duration = Duration::from_secs(10);
 
+/// How long into a drain limited to `drain_timeout` the daemon cancels its
+/// job: late enough to give the job every chance, early enough that the
+/// cancel grace and the final report still land before the deadline.
+pub fn escalation_delay(drain_timeout: Duration, cancel_grace: Duration) -> Duration {
+    drain_timeout.saturating_sub(cancel_grace.saturating_add(REPORT_BUDGET))
+}
+
 /// Validated daemon configuration (built from the clap flags in `config`).
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -214,11 +221,9 @@ pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonErro
         state,
         lease_ms: lease_ms.clone(),
     };
-    // A drain may last until this long before its deadline; then the job is
-    // canceled so that the grace and the report still fit.
     let drain_escalation = cfg
         .drain_timeout
-        .map(|t| t.saturating_sub(cfg.cancel_grace.saturating_add(REPORT_BUDGET)));
+        .map(|t| escalation_delay(t, cfg.cancel_grace));
     let kill = shutdown.kill.clone();
     let daemon = acquire::Daemon {
         link: link::Link::new(connector, halt.clone(), reported),
@@ -271,6 +276,16 @@ mod tests {
         assert!(!s.kill.is_cancelled());
         assert_eq!(s.request(Request::Drain), Stage::Killing);
         assert_eq!(s.request(Request::Cancel), Stage::Killing);
+    }
+
+    #[test]
+    fn a_drain_escalates_leaving_grace_and_report_budget_before_its_deadline() {
+        let s = Duration::from_secs;
+        assert_eq!(escalation_delay(s(300), s(60)), s(230));
+        assert_eq!(escalation_delay(s(13), s(2)), s(1));
+        // Too short to fit (only reachable without config validation): at once.
+        assert_eq!(escalation_delay(s(5), s(60)), Duration::ZERO);
+        assert_eq!(escalation_delay(s(5), Duration::MAX), Duration::ZERO);
     }
 
     #[test]
