@@ -1,7 +1,11 @@
 //! The `provisionerd` binary: parse config, init tracing, install signal
 //! handlers, call the library. Nothing else lives here.
 
+use std::io::Write;
+
 use std::process::ExitCode;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use clap::Parser;
 use provisionerd::config::{Cli, Command, OnSigterm};
@@ -23,27 +27,33 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn".into()),
-        )
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn".into());
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        // A closed stderr (a pipe whose reader went away) must not take the
+        // daemon down: by default tracing reports a failed write with
+        // eprintln!, which panics on that same broken stderr.
+        .log_internal_errors(false)
         // Colour only for people: logs collected from a pipe stay plain.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
         .init();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: start runtime: {e}");
-            return ExitCode::from(exit::FATAL);
+            return ExitCode::from(fail(exit::FATAL, format!("start runtime: {e}")));
         }
     };
     ExitCode::from(rt.block_on(run(cli.command)))
 }
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> u8 {
-    eprintln!("error: {msg}");
+    // Not eprintln!: it panics when stderr is gone, and the exit code
+    // matters more than the message then.
+    let _ = writeln!(std::io::stderr(), "error: {msg}");
     code
 }
 

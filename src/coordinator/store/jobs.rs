@@ -331,8 +331,11 @@ impl Store {
                 .optional()?;
             if let Some(daemon_id) = daemon_id {
                 self.ack(job_id, &daemon_id, daemon_name, key_name)?;
-                job = self.job(job_id)?;
             }
+            // Read again either way: the session's AckJob may have landed
+            // between the first read and the query (clearing `offered_to`),
+            // and the stale pending row would refuse the job's own daemon.
+            job = self.job(job_id)?;
         }
         if job.status == "canceled" && job.daemon_name.is_none() {
             // Canceled while offered: a refusal the daemon must not retry.
