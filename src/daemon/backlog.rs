@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use tokio::time::Instant;
 
 use super::batch::{BatchPolicy, Batcher};
-use super::spool::{Spool, SpoolError};
+use super::spool::{Replacement, Spool, SpoolError};
 use crate::proto::LogLine;
 
 pub(super) struct Backlog {
@@ -118,6 +118,34 @@ impl Backlog {
             }
         }
         Ok(())
+    }
+
+    /// Writes every unconfirmed line, in order — memory's, the spool's
+    /// unread ones, the held one, then `rest` (lines the runner sent that
+    /// were never taken; numbered here) — to the job's spool file, replacing
+    /// it, for the next start of the daemon to deliver. For when the daemon
+    /// gives up on reporting the job: the lines would die with it otherwise.
+    /// Returns the spool's path, `None` if there was nothing to keep.
+    pub(super) fn persist(mut self, rest: Vec<LogLine>) -> Result<Option<PathBuf>, SpoolError> {
+        if self.is_empty() && rest.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Replacement::create(&self.spool_dir, &self.job_id)?;
+        for line in self.batcher.pending() {
+            out.append(line)?;
+        }
+        if let Some(spool) = self.spool.as_mut() {
+            while let Some(line) = spool.next()? {
+                out.append(&line)?;
+            }
+        }
+        if let Some(line) = self.held.take() {
+            out.append(&line)?;
+        }
+        for line in rest {
+            out.append(&self.batcher.number(line))?;
+        }
+        out.commit().map(Some)
     }
 
     /// Nothing is waiting for confirmation, in memory or on disk.

@@ -9,7 +9,7 @@
 //! infrastructure nobody will hear about.
 
 use std::future::{self, Future};
-use std::path::Path;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -45,27 +45,39 @@ pub(super) struct Shipper<'a> {
     pub started: Instant,
     /// The coordinator's job lease in milliseconds; 0 while unknown.
     pub lease_ms: &'a AtomicU64,
-    /// Where lines beyond the in-memory bound are spooled.
-    pub spool_dir: &'a Path,
 }
 
-/// How shipping ended when every line was confirmed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Shipped {
-    /// Lines shipped: the job's `log_count`.
-    pub log_count: u64,
+/// What shipping has done so far. The caller owns it, so that what is not
+/// confirmed yet outlives a shipping the caller stopped waiting for.
+pub(super) struct Progress {
+    /// The lines not confirmed yet.
+    pub backlog: Backlog,
     /// Set if terraform was interrupted because the coordinator was
     /// unreachable for longer than this lease.
     pub lease_expired: Option<Duration>,
+}
+
+impl Progress {
+    /// Nothing shipped yet; lines beyond the in-memory bound go to a spool
+    /// file under `spool_dir`.
+    pub(super) fn new(spool_dir: PathBuf, job_id: &str) -> Self {
+        Progress {
+            backlog: Backlog::new(BatchPolicy::default(), spool_dir, job_id),
+            lease_expired: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ShipError {
     #[error("ship logs of job {job_id}: coordinator refused: {reason}")]
     Refused { job_id: String, reason: String },
+    /// The spool could not be read back: the lines after `stored` (all the
+    /// coordinator has) are lost.
     #[error("ship logs of job {job_id}: {source}")]
     Spool {
         job_id: String,
+        stored: u64,
         #[source]
         source: SpoolError,
     },
@@ -83,31 +95,29 @@ pub(super) fn heartbeat(lease: Duration) -> Duration {
 
 impl Shipper<'_> {
     /// Ships until `logs` closes (the runner returned) and every line is
-    /// confirmed. An error means the coordinator refused the job's updates
-    /// for good, or the spool could not be read back.
+    /// confirmed; returns how many lines were shipped (the job's
+    /// `log_count`). An error means the coordinator refused the job's
+    /// updates for good, or the spool could not be read back. Dropping the
+    /// future leaves the unconfirmed lines in `progress`.
     pub(super) async fn ship(
         &self,
         logs: &mut mpsc::Receiver<LogEntry>,
-    ) -> Result<Shipped, ShipError> {
-        let mut backlog = Backlog::new(
-            BatchPolicy::default(),
-            self.spool_dir.to_path_buf(),
-            self.job_id,
-        );
+        progress: &mut Progress,
+    ) -> Result<u64, ShipError> {
+        let Progress {
+            backlog,
+            lease_expired,
+        } = progress;
         let mut in_flight: Option<InFlight> = None;
         let mut backoff = Backoff::new();
         let mut retry_at: Option<Instant> = None;
         let mut last_sent = Instant::now();
         // Ownership was confirmed just before: the lease counts from here.
         let mut last_ok = Instant::now();
-        let mut lease_expired = None;
         let mut open = true;
         loop {
             if !open && backlog.is_empty() && in_flight.is_none() {
-                return Ok(Shipped {
-                    log_count: backlog.numbered(),
-                    lease_expired,
-                });
+                return Ok(backlog.numbered());
             }
             let now = Instant::now();
             let lease = Duration::from_millis(self.lease_ms.load(Ordering::Relaxed));
@@ -141,14 +151,14 @@ impl Shipper<'_> {
             let answer = tokio::select! {
                 entry = logs.recv(), if open && backlog.accepting() => {
                     match entry {
-                        Some(entry) => self.take(&mut backlog, entry),
+                        Some(entry) => self.take(backlog, entry),
                         None => open = false,
                     }
                     continue;
                 }
                 answer = poll_in_flight(&mut in_flight), if in_flight.is_some() => answer,
                 () = tokio::time::sleep_until(lease_at.unwrap_or(now)), if lease_at.is_some() => {
-                    lease_expired = Some(lease);
+                    *lease_expired = Some(lease);
                     self.lease_ran_out(lease, backlog.spooled());
                     continue;
                 }
@@ -163,6 +173,7 @@ impl Shipper<'_> {
                         .ack(r.stored_seq, last_ok)
                         .map_err(|source| ShipError::Spool {
                             job_id: self.job_id.to_string(),
+                            stored: r.stored_seq,
                             source,
                         })?;
                     if r.canceled && !self.job_cancel.is_cancelled() {
@@ -237,7 +248,7 @@ async fn poll_in_flight(f: &mut Option<InFlight>) -> Result<UpdateJobResponse, S
 }
 
 /// The wire form of a runner line; `seq` is assigned by the batcher.
-fn log_line(e: LogEntry) -> LogLine {
+pub(super) fn log_line(e: LogEntry) -> LogLine {
     let level = match e.level {
         Level::Trace => LogLevel::Trace,
         Level::Debug => LogLevel::Debug,

@@ -1,8 +1,10 @@
-//! Jobs an earlier run of this daemon never reported (it was killed): their
-//! terraform was stopped when the cache dir was opened (`orphans`); here
-//! each is reported to the coordinator as failed, with whatever the killed
-//! daemon had spooled, one log line saying what happened, and the state the
-//! work dir held, so no state is lost.
+//! Jobs an earlier run of this daemon never reported. A killed run's
+//! terraform was stopped when the cache dir was opened (`orphans`); each of
+//! its jobs is reported failed, with whatever the killed daemon had
+//! spooled, one log line saying what happened, and the state the work dir
+//! held. A run that gave up reporting after a cancel kept the job's
+//! outcome, state and unconfirmed lines: those are reported as they were.
+//! Either way no state is lost.
 
 use std::path::{Component, Path};
 use std::time::Duration;
@@ -136,12 +138,21 @@ pub(super) async fn report_all(
             r = tokio::time::timeout_at(deadline, report(client, &job, spool_dir)) => r.ok(),
         };
         match outcome {
-            Some(Ok(log_count)) => tracing::info!(
-                job_id,
-                log_count,
-                has_state = job.state.is_some(),
-                "reported a job interrupted by a restart as failed: {RESTART_ERROR}"
-            ),
+            Some(Ok(log_count)) => match &job.record.finished {
+                None => tracing::info!(
+                    job_id,
+                    log_count,
+                    has_state = job.state.is_some(),
+                    "reported a job interrupted by a restart as failed: {RESTART_ERROR}"
+                ),
+                Some(finished) => tracing::info!(
+                    job_id,
+                    log_count,
+                    has_state = job.state.is_some(),
+                    outcome = finished.outcome,
+                    "reported the result an earlier run could not deliver"
+                ),
+            },
             Some(Err(Failure::KeyRefused(error))) => {
                 tracing::warn!(
                     error,
@@ -209,18 +220,24 @@ async fn attempt(
     if restart_line.is_none() {
         stored = ship_spool(client, job_id, spool_dir, stored).await?;
     }
-    let line = restart_line.get_or_insert_with(|| daemon_line(stored + 1));
-    if stored < line.seq {
-        stored = update(client, job_id, vec![line.clone()]).await?;
-    }
-    let req = FinishJobRequest {
-        job_id: job_id.clone(),
-        outcome: JobOutcome::Failed as i32,
-        error: RESTART_ERROR.to_string(),
-        has_state: job.state.is_some(),
-        state: job.state.clone().unwrap_or_default(),
-        variables: Vec::new(),
-        log_count: stored,
+    let req = match &job.record.finished {
+        // The job ended; only its report was missing.
+        Some(finished) => finished.request(job_id, job.state.clone(), stored),
+        None => {
+            let line = restart_line.get_or_insert_with(|| daemon_line(stored + 1));
+            if stored < line.seq {
+                stored = update(client, job_id, vec![line.clone()]).await?;
+            }
+            FinishJobRequest {
+                job_id: job_id.clone(),
+                outcome: JobOutcome::Failed as i32,
+                error: RESTART_ERROR.to_string(),
+                has_state: job.state.is_some(),
+                state: job.state.clone().unwrap_or_default(),
+                variables: Vec::new(),
+                log_count: stored,
+            }
+        }
     };
     rpc::bounded(client.clone().finish_job(req)).await?;
     Ok(stored)

@@ -78,12 +78,16 @@ pub(super) struct Spool {
 impl Spool {
     /// Creates (or empties) job `job_id`'s spool under `dir`.
     pub(super) fn create(dir: &Path, job_id: &str) -> Result<Spool, SpoolError> {
+        Spool::create_at(dir, path(dir, job_id))
+    }
+
+    /// Creates (or empties) the spool file `path`, inside `dir`.
+    fn create_at(dir: &Path, path: PathBuf) -> Result<Spool, SpoolError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(io_err("create the directory of", dir))?;
-        let path = path(dir, job_id);
         // Log lines may carry secrets terraform printed: owner only.
         let file = OpenOptions::new()
             .write(true)
@@ -164,6 +168,37 @@ impl Spool {
         let path = self.reader.path.clone();
         drop(self);
         fs::remove_file(&path).map_err(io_err("remove", &path))
+    }
+}
+
+/// A new spool for a job, written beside the old one (`.<job_id>.log.tmp`)
+/// and renamed over it once complete, so a kill mid-write leaves the old
+/// one whole.
+pub(super) struct Replacement {
+    spool: Spool,
+    target: PathBuf,
+}
+
+impl Replacement {
+    pub(super) fn create(dir: &Path, job_id: &str) -> Result<Replacement, SpoolError> {
+        let spool = Spool::create_at(dir, dir.join(format!(".{job_id}.log.tmp")))?;
+        Ok(Replacement {
+            spool,
+            target: path(dir, job_id),
+        })
+    }
+
+    pub(super) fn append(&mut self, line: &LogLine) -> Result<(), SpoolError> {
+        self.spool.append(line)
+    }
+
+    /// Puts the new spool in place of the old one; returns its path.
+    pub(super) fn commit(self) -> Result<PathBuf, SpoolError> {
+        let Replacement { spool, target } = self;
+        let tmp = spool.path().to_path_buf();
+        drop(spool);
+        fs::rename(&tmp, &target).map_err(io_err("replace", &target))?;
+        Ok(target)
     }
 }
 

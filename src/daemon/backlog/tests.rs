@@ -96,3 +96,47 @@ fn a_spool_that_cannot_be_written_holds_the_line_and_pauses_reading() {
     b.push(line(102), now).unwrap();
     assert_eq!(deliver(&mut b, 51, now), 102);
 }
+
+/// The seqs and outputs in job `j1`'s spool under `dir`.
+fn spooled(dir: &std::path::Path) -> Vec<(u64, String)> {
+    let mut r = Reader::open(&spool::path(dir, "j1")).unwrap().unwrap();
+    std::iter::from_fn(|| r.next().unwrap())
+        .map(|l| (l.seq, l.output))
+        .collect()
+}
+
+#[test]
+fn giving_up_keeps_every_unconfirmed_line_on_disk_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Instant::now();
+    // Within the memory bound: nothing on disk until persisted.
+    let mut b = Backlog::new(policy(), tmp.path().to_path_buf(), "j1");
+    for i in 1..=30 {
+        b.push(line(i), now).unwrap();
+    }
+    b.ack(10, now).unwrap();
+    let rest = (31..=33).map(line).collect();
+    let file = b.persist(rest).unwrap().expect("a spool");
+    assert_eq!(file, spool::path(tmp.path(), "j1"));
+    let want: Vec<(u64, String)> = (11..=33).map(|i| (i, format!("line-{i}"))).collect();
+    assert_eq!(spooled(tmp.path()), want);
+
+    // Spilled: memory, then the spool's unread lines, then the rest.
+    let mut b = Backlog::new(policy(), tmp.path().to_path_buf(), "j1");
+    for i in 1..=250 {
+        b.push(line(i), now).unwrap();
+    }
+    b.ack(60, now).unwrap();
+    assert!(b.spooled() > 0);
+    b.persist(vec![line(251)]).unwrap();
+    let want: Vec<(u64, String)> = (61..=251).map(|i| (i, format!("line-{i}"))).collect();
+    assert_eq!(spooled(tmp.path()), want);
+
+    // Everything confirmed: nothing to keep, no file written.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = Backlog::new(policy(), tmp.path().to_path_buf(), "j1");
+    b.push(line(1), now).unwrap();
+    b.ack(1, now).unwrap();
+    assert_eq!(b.persist(Vec::new()).unwrap(), None);
+    assert!(!spool::path(tmp.path(), "j1").exists());
+}

@@ -60,6 +60,7 @@ fn an_unreported_jobs_state_is_read_before_the_work_root_is_wiped() {
         kind: "workspace_build".into(),
         started_at_ms: 1,
         work_dir: first.jobs_dir().join("j1"),
+        finished: None,
     };
     first.records().write(&record).unwrap();
     fs::create_dir_all(&record.work_dir).unwrap();

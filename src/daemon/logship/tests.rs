@@ -16,7 +16,6 @@ fn shipper_for<'a>(
     client: &'a Client,
     cancel: &'a CancellationToken,
     lease_ms: &'a AtomicU64,
-    spool_dir: &'a Path,
 ) -> Shipper<'a> {
     Shipper {
         client,
@@ -24,7 +23,6 @@ fn shipper_for<'a>(
         job_cancel: cancel,
         started: Instant::now(),
         lease_ms,
-        spool_dir,
     }
 }
 
@@ -52,11 +50,12 @@ async fn a_lease_without_a_confirmed_update_interrupts_the_job_once_known() {
     let tmp = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();
     let lease_ms = AtomicU64::new(0);
-    let shipper = shipper_for(&client, &cancel, &lease_ms, tmp.path());
+    let shipper = shipper_for(&client, &cancel, &lease_ms);
+    let mut progress = Progress::new(tmp.path().to_path_buf(), "j1");
     // The sender stays open: terraform is still running.
     let (_tx, mut rx) = mpsc::channel(16);
     let t0 = Instant::now();
-    let ship = shipper.ship(&mut rx);
+    let ship = shipper.ship(&mut rx, &mut progress);
     tokio::pin!(ship);
     // No lease known: however long the outage, the job goes on.
     tokio::select! {
@@ -82,11 +81,12 @@ async fn the_lease_counts_from_the_start_of_the_job() {
     let tmp = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();
     let lease_ms = AtomicU64::new(3_000);
-    let shipper = shipper_for(&client, &cancel, &lease_ms, tmp.path());
+    let shipper = shipper_for(&client, &cancel, &lease_ms);
+    let mut progress = Progress::new(tmp.path().to_path_buf(), "j1");
     let (_tx, mut rx) = mpsc::channel(16);
     let t0 = Instant::now();
     tokio::select! {
-        r = shipper.ship(&mut rx) => panic!("shipping ended: {r:?}"),
+        r = shipper.ship(&mut rx, &mut progress) => panic!("shipping ended: {r:?}"),
         () = cancel.cancelled() => {}
         () = tokio::time::sleep(Duration::from_secs(60)) => panic!("not interrupted"),
     }
@@ -103,7 +103,8 @@ async fn an_outage_never_holds_terraform_up_lines_go_to_the_spool() {
     let tmp = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();
     let lease_ms = AtomicU64::new(0);
-    let shipper = shipper_for(&client, &cancel, &lease_ms, tmp.path());
+    let shipper = shipper_for(&client, &cancel, &lease_ms);
+    let mut progress = Progress::new(tmp.path().to_path_buf(), "j1");
     let (tx, mut rx) = mpsc::channel(LOG_TEST_CHANNEL);
     let total = 3 * BatchPolicy::default().max_pending_lines;
     let runner = tokio::spawn(async move {
@@ -114,7 +115,7 @@ async fn an_outage_never_holds_terraform_up_lines_go_to_the_spool() {
         tx
     });
     let tx = tokio::select! {
-        r = shipper.ship(&mut rx) => panic!("shipping ended: {r:?}"),
+        r = shipper.ship(&mut rx, &mut progress) => panic!("shipping ended: {r:?}"),
         tx = runner => tx.unwrap(),
         () = tokio::time::sleep(Duration::from_secs(60)) => panic!("the runner was held up"),
     };
@@ -149,4 +150,31 @@ fn runner_lines_map_to_wire_enums() {
         (l.created_at, l.stage.as_str(), l.output.as_str()),
         (42, "Applying", "done")
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn lines_of_an_abandoned_shipping_stay_with_the_caller() {
+    let client = unreachable();
+    let tmp = tempfile::tempdir().unwrap();
+    let cancel = CancellationToken::new();
+    let lease_ms = AtomicU64::new(0);
+    let shipper = shipper_for(&client, &cancel, &lease_ms);
+    let mut progress = Progress::new(tmp.path().to_path_buf(), "j1");
+    let (tx, mut rx) = mpsc::channel(16);
+    for i in 1..=5 {
+        tx.send(entry(i)).await.unwrap();
+    }
+    drop(tx);
+    // The caller stops waiting (its report budget ran out).
+    tokio::select! {
+        r = shipper.ship(&mut rx, &mut progress) => panic!("shipping ended: {r:?}"),
+        () = tokio::time::sleep(Duration::from_secs(10)) => {}
+    }
+    assert_eq!(progress.backlog.numbered(), 5);
+    let file = progress.backlog.persist(Vec::new()).unwrap().unwrap();
+    let mut r = spool::Reader::open(&file).unwrap().unwrap();
+    let kept: Vec<u64> = std::iter::from_fn(|| r.next().unwrap())
+        .map(|l| l.seq)
+        .collect();
+    assert_eq!(kept, [1, 2, 3, 4, 5]);
 }

@@ -7,6 +7,7 @@ fn record(id: &str, kind: &str) -> JobRecord {
         kind: kind.into(),
         started_at_ms: 1,
         work_dir: PathBuf::new(),
+        finished: None,
     }
 }
 

@@ -96,3 +96,22 @@ fn skipped_records_are_not_read_again_and_damage_is_reported() {
         "{err}"
     );
 }
+
+#[test]
+fn a_replacement_takes_the_spools_place_only_once_committed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut old = Spool::create(tmp.path(), "j1").unwrap();
+    old.append(&line(1)).unwrap();
+    let mut new = Replacement::create(tmp.path(), "j1").unwrap();
+    new.append(&line(7)).unwrap();
+    let file = path(tmp.path(), "j1");
+    // Not committed yet (a kill now): the old spool is whole.
+    assert_eq!(read_all(&mut Reader::open(&file).unwrap().unwrap()), [1]);
+    assert_eq!(new.commit().unwrap(), file);
+    assert_eq!(read_all(&mut Reader::open(&file).unwrap().unwrap()), [7]);
+    let names: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["j1.log"]);
+}
