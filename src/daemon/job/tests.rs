@@ -1,7 +1,9 @@
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
 
 use super::report::{FORCED_REPORT_BUDGET, deadline, give_up, lease_failure, spool_failure};
 use super::*;
@@ -9,7 +11,59 @@ use crate::daemon::backlog::Backlog;
 use crate::daemon::batch::BatchPolicy;
 use crate::daemon::recover;
 use crate::daemon::{REPORT_BUDGET, spool};
+use crate::grpc::Credentials;
+use crate::proto::provisioner_daemon_client::ProvisionerDaemonClient;
 use crate::proto::{JobOutcome, LogLine};
+
+fn client(url: String) -> Client {
+    let channel = Endpoint::from_shared(url).unwrap().connect_lazy();
+    ProvisionerDaemonClient::with_interceptor(channel, Credentials::bearer("k").unwrap())
+}
+
+fn ctx(client: Client, dir: &Path) -> JobCtx {
+    JobCtx {
+        client,
+        runner: RunnerConfig {
+            terraform_path: "/nonexistent/terraform".into(),
+            work_root: dir.join("jobs"),
+            plugin_cache_dir: dir.join("plugins"),
+            cancel_grace: Duration::from_secs(1),
+            force_kill: CancellationToken::new(),
+        },
+        tracker: TaskTracker::new(),
+        cancel: CancellationToken::new(),
+        lease_ms: Arc::new(AtomicU64::new(0)),
+        records: Records::new(dir.join("records")),
+        spool_dir: dir.join("spool"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_gives_up_an_unconfirmed_job_without_waiting_for_a_wedged_call() {
+    // Connections are accepted (by the kernel) and never answered: a
+    // coordinator wedged, or a path that black-holes.
+    let wedged = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = ctx(
+        client(format!("http://{}", wedged.local_addr().unwrap())),
+        tmp.path(),
+    );
+    let cancel = CancellationToken::new();
+    let t0 = Instant::now();
+    cancel_after(&cancel, Duration::from_secs(1));
+    let confirmed = tokio::time::timeout(
+        Duration::from_secs(120),
+        confirm::ownership(&ctx, "j1", &cancel),
+    )
+    .await
+    .expect("confirming ends");
+    assert!(!confirmed);
+    let waited = t0.elapsed();
+    assert!(
+        waited <= Duration::from_secs(1) + confirm::ANSWER_AFTER_CANCEL,
+        "{waited:?}"
+    );
+}
 
 /// Fires `token` `after` from now.
 fn cancel_after(token: &CancellationToken, after: Duration) {
