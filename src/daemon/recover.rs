@@ -6,7 +6,11 @@
 //! outcome, state and unconfirmed lines: those are reported as they were.
 //! Either way no state is lost.
 
-use std::path::{Component, Path};
+mod collect;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,10 +18,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
 use super::backoff::Backoff;
-use super::record::{JobRecord, RecordError, Records};
+use super::record::Records;
 use super::rpc::{self, Client, Verdict};
 use super::spool;
 use crate::proto::{FinishJobRequest, JobOutcome, LogLevel, LogLine, LogSource, UpdateJobRequest};
+pub(super) use collect::{Unfinished, collect};
 
 /// The job error a restarted daemon reports.
 pub(super) const RESTART_ERROR: &str = "daemon restarted during job";
@@ -26,81 +31,17 @@ pub(super) const RESTART_LINE: &str = "daemon restarted during job; its terrafor
 /// How long a start keeps trying to reach the coordinator; what is not
 /// reported by then waits for the next start (the lease fails it anyway).
 const REPORT_WINDOW: Duration = Duration::from_secs(30);
-/// terraform's local backend keeps the state here, in the work dir.
-const STATE_FILE: &str = "terraform.tfstate";
 const BATCH_LINES: usize = 200;
 const BATCH_BYTES: usize = 512 * 1024;
 
-/// A job to report, with the state its work dir held.
-#[derive(Debug)]
-pub(super) struct Unfinished {
-    pub record: JobRecord,
-    pub state: Option<Vec<u8>>,
-}
-
-/// Reads the records an earlier run left, each with the terraform state of
-/// its work dir, or else the state kept beside the record (a result that
-/// could not be reported before the daemon stopped). Only a build's state
-/// that is valid JSON is sent: one torn by the kill is not, and the
-/// coordinator keeps the previous one. Spools of jobs without a record are
-/// removed. Runs after the leftover processes were killed and before the
-/// work root is wiped.
-pub(super) fn collect(
-    records: &Records,
-    jobs_dir: &Path,
-    spool_dir: &Path,
-) -> Result<Vec<Unfinished>, RecordError> {
-    let mut out = Vec::new();
-    for record in records.list()? {
-        let single = matches!(
-            Path::new(&record.job_id).components().collect::<Vec<_>>()[..],
-            [Component::Normal(_)]
-        );
-        let state = if single && record.kind == "workspace_build" {
-            [
-                jobs_dir.join(&record.job_id).join(STATE_FILE),
-                records.state_path(&record.job_id),
-            ]
-            .iter()
-            .find_map(|path| read_state(&record.job_id, path))
-        } else {
-            None
-        };
-        out.push(Unfinished { record, state });
-    }
-    prune_spools(spool_dir, &out);
-    Ok(out)
-}
-
-fn read_state(job_id: &str, path: &Path) -> Option<Vec<u8>> {
-    let bytes = std::fs::read(path).ok()?;
-    if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
-        return Some(bytes);
-    }
-    tracing::warn!(job_id, path = %path.display(), "terraform state of an interrupted job is not valid JSON; not sent");
-    None
-}
-
-/// A spool without a record is left from a job that was settled just
-/// before a kill.
-fn prune_spools(spool_dir: &Path, keep: &[Unfinished]) {
-    let Ok(entries) = std::fs::read_dir(spool_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let job_id = name.to_str().and_then(|n| n.strip_suffix(".log"));
-        if job_id.is_some_and(|id| keep.iter().all(|u| u.record.job_id != id)) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
 /// How one report attempt failed.
 enum Failure {
-    /// The coordinator will not take it (already failed by the lease, not
-    /// ours, unknown): nothing more to do.
-    Refused(String),
+    /// The coordinator will not take it (the job already ended, is not
+    /// ours, is unknown): nothing more to do.
+    Refused {
+        code: Code,
+        answer: String,
+    },
     /// The coordinator refused our key: the jobs are not settled, they
     /// wait for a start with a valid key (the session reports the refusal).
     KeyRefused(String),
@@ -114,7 +55,10 @@ impl From<Status> for Failure {
         }
         // No ack grace here: the job started long ago.
         match rpc::classify(&st, Duration::MAX) {
-            Verdict::Refused => Failure::Refused(rpc::describe(&st)),
+            Verdict::Refused => Failure::Refused {
+                code: st.code(),
+                answer: rpc::describe(&st),
+            },
             Verdict::Retry => Failure::Retry(rpc::describe(&st)),
         }
     }
@@ -156,20 +100,22 @@ pub(super) async fn report_all(
             Some(Err(Failure::KeyRefused(error))) => {
                 tracing::warn!(
                     error,
-                    "report jobs interrupted by a restart: key refused; they wait for the next start"
+                    "report unfinished jobs of an earlier run: key refused; they wait for the next start"
                 );
                 return;
             }
-            Some(Err(Failure::Refused(reason) | Failure::Retry(reason))) => tracing::info!(
+            Some(Err(Failure::Refused { code, answer })) => tracing::info!(
                 job_id,
-                reason,
-                "a job interrupted by a restart was already ended by the coordinator; record dropped"
+                answer,
+                "report an unfinished job of an earlier run: {}; record dropped",
+                refusal(code)
             ),
-            None => {
+            // `report` retries those itself until the window closes.
+            Some(Err(Failure::Retry(_))) | None => {
                 tracing::warn!(
                     job_id,
-                    "report a job interrupted by a restart: coordinator not reachable in time; \
-                     trying again at the next start"
+                    "report an unfinished job of an earlier run: coordinator not reachable \
+                     in time; trying again at the next start"
                 );
                 continue;
             }
@@ -199,7 +145,7 @@ async fn report(client: &Client, job: &Unfinished, spool_dir: &Path) -> Result<u
                     job_id = job.record.job_id,
                     error,
                     retry_in = ?wait,
-                    "report a job interrupted by a restart failed; retrying"
+                    "report an unfinished job of an earlier run: failed; retrying"
                 );
                 tokio::time::sleep(wait).await;
             }
@@ -241,6 +187,17 @@ async fn attempt(
     };
     rpc::bounded(client.clone().finish_job(req)).await?;
     Ok(stored)
+}
+
+/// What the coordinator meant by refusing a report with `code`.
+fn refusal(code: Code) -> &'static str {
+    match code {
+        Code::FailedPrecondition => "the coordinator answered that the job already ended",
+        Code::PermissionDenied => "the coordinator answered that the job is not this daemon's",
+        Code::NotFound => "the coordinator answered that it does not know the job",
+        Code::InvalidArgument => "the coordinator answered that the report is invalid",
+        _ => "the coordinator refused it",
+    }
 }
 
 /// Ships the spooled lines that continue the coordinator's copy (from
@@ -322,6 +279,3 @@ fn daemon_line(seq: u64) -> LogLine {
         output: RESTART_LINE.to_string(),
     }
 }
-
-#[cfg(test)]
-mod tests;
