@@ -20,7 +20,7 @@ use crate::runner::RunnerConfig;
 
 const LOCK_FILE: &str = "daemon.lock";
 /// How long leftover processes may take to die after SIGKILL.
-const ORPHAN_WAIT: Duration = Duration::from_secs(10);
+const ORPHAN_KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// A locked cache dir. The lock is held until this value is dropped; the
 /// lock file itself stays, because unlinking it would let a third daemon
@@ -35,11 +35,16 @@ pub(super) struct CacheDir {
 
 impl CacheDir {
     /// Creates `dir` (0700), locks it without waiting, records who holds
-    /// the lock, kills the processes an earlier (killed) run left in the job
-    /// work root, collects its unreported jobs (see
-    /// [`CacheDir::take_unfinished`]), and empties the work root (safe:
-    /// holding the lock means no other daemon is using it).
-    pub(super) fn open(dir: &Path, daemon_name: &str) -> Result<Self, DaemonError> {
+    /// the lock, stops the processes an earlier (killed) run left in the job
+    /// work root (SIGINT, `cancel_grace`, SIGKILL, as a cancel would),
+    /// collects its unreported jobs (see [`CacheDir::take_unfinished`]),
+    /// and empties the work root (safe: holding the lock means no other
+    /// daemon is using it).
+    pub(super) async fn open(
+        dir: &Path,
+        daemon_name: &str,
+        cancel_grace: Duration,
+    ) -> Result<Self, DaemonError> {
         create_private_dir(dir)
             .map_err(|e| fatal(format!("create cache dir {}: {e}", dir.display())))?;
         let lock_path = dir.join(LOCK_FILE);
@@ -84,14 +89,25 @@ impl CacheDir {
         }
         let jobs = cache.jobs_dir();
         // Before anything reads the work dirs: a leftover terraform would
-        // keep changing its state and recreate what is wiped.
-        match orphans::kill_under(&jobs, ORPHAN_WAIT) {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(processes = n, "killed processes an earlier run left behind"),
+        // keep changing its state and recreate what is wiped. Interrupted
+        // rather than killed, it gets to write its final state, read next.
+        match orphans::stop_under(&jobs, cancel_grace, ORPHAN_KILL_WAIT).await {
+            Ok(s) if s.found == 0 => {}
+            Ok(s) => tracing::warn!(
+                processes = s.found,
+                killed = s.killed,
+                "stopped processes an earlier run left behind"
+            ),
             Err(e) => tracing::error!(error = %e, "leftover processes of an earlier run"),
         }
-        cache.unfinished = recover::collect(&cache.records(), &jobs, &cache.spool_dir())
-            .map_err(|e| fatal(format!("read unfinished jobs: {e}")))?;
+        // Also keeps each state beside its record: wiped with the work
+        // root, it would be lost to a start whose report fails.
+        cache.unfinished =
+            recover::collect(&cache.records(), &jobs, &cache.spool_dir()).map_err(|e| {
+                fatal(format!(
+                    "collect the unfinished jobs of an earlier run: {e}"
+                ))
+            })?;
         match fs::remove_dir_all(&jobs) {
             Ok(()) => {
                 tracing::debug!(dir = %jobs.display(), "cleared the job work root")
