@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use tokio::time::Instant;
 
 use super::batch::{BatchPolicy, Batcher};
-use super::spool::{Spool, SpoolError};
+use super::spool::{Replacement, Spool, SpoolError};
 use crate::proto::LogLine;
 
 pub(super) struct Backlog {
@@ -120,6 +120,34 @@ impl Backlog {
         Ok(())
     }
 
+    /// Writes every unconfirmed line, in order — memory's, the spool's
+    /// unread ones, the held one, then `rest` (lines the runner sent that
+    /// were never taken; numbered here) — to the job's spool file, replacing
+    /// it, for the next start of the daemon to deliver. For when the daemon
+    /// gives up on reporting the job: the lines would die with it otherwise.
+    /// Returns the spool's path, `None` if there was nothing to keep.
+    pub(super) fn persist(mut self, rest: Vec<LogLine>) -> Result<Option<PathBuf>, SpoolError> {
+        if self.is_empty() && rest.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Replacement::create(&self.spool_dir, &self.job_id)?;
+        for line in self.batcher.pending() {
+            out.append(line)?;
+        }
+        if let Some(spool) = self.spool.as_mut() {
+            while let Some(line) = spool.next()? {
+                out.append(&line)?;
+            }
+        }
+        if let Some(line) = self.held.take() {
+            out.append(&line)?;
+        }
+        for line in rest {
+            out.append(&self.batcher.number(line))?;
+        }
+        out.commit().map(Some)
+    }
+
     /// Nothing is waiting for confirmation, in memory or on disk.
     pub(super) fn is_empty(&self) -> bool {
         self.batcher.is_empty()
@@ -149,103 +177,4 @@ impl Backlog {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::daemon::spool::{self, Reader};
-
-    fn policy() -> BatchPolicy {
-        BatchPolicy {
-            max_pending_lines: 100,
-            ..BatchPolicy::default()
-        }
-    }
-
-    fn line(i: u64) -> LogLine {
-        LogLine {
-            output: format!("line-{i}"),
-            ..Default::default()
-        }
-    }
-
-    /// Confirms batch after batch, as a coordinator would, checking that
-    /// every line arrives once and in order; returns the last seq.
-    fn deliver(b: &mut Backlog, from: u64, now: Instant) -> u64 {
-        let mut expect = from;
-        while !b.is_empty() {
-            let batch = b.batch();
-            assert!(!batch.is_empty());
-            for l in &batch {
-                assert_eq!(
-                    (l.seq, l.output.clone()),
-                    (expect, format!("line-{expect}"))
-                );
-                expect += 1;
-            }
-            b.ack(batch.last().unwrap().seq, now).unwrap();
-        }
-        expect - 1
-    }
-
-    #[test]
-    fn lines_past_the_bound_are_spooled_and_delivered_once_in_order() {
-        let tmp = tempfile::tempdir().unwrap();
-        let now = Instant::now();
-        let mut b = Backlog::new(policy(), tmp.path().to_path_buf(), "j1");
-        let file = spool::path(tmp.path(), "j1");
-        for i in 1..=100 {
-            b.push(line(i), now).unwrap();
-        }
-        assert!(!file.exists(), "within the bound nothing touches the disk");
-        for i in 101..=1000 {
-            b.push(line(i), now).unwrap();
-            assert!(b.accepting());
-        }
-        assert_eq!((b.numbered(), b.spooled()), (1000, 900));
-        assert!(b.batcher.pending().count() <= 100, "memory stays bounded");
-
-        // The file holds every unconfirmed line, memory's too: a daemon
-        // killed now leaves a spool that continues the coordinator's copy.
-        let mut r = Reader::open(&file).unwrap().unwrap();
-        let on_disk: Vec<u64> = std::iter::from_fn(|| r.next().unwrap())
-            .map(|l| l.seq)
-            .collect();
-        assert_eq!(on_disk, (1..=1000).collect::<Vec<_>>());
-
-        // Part of what was sent is confirmed; more lines keep coming.
-        b.ack(50, now).unwrap();
-        assert_eq!(b.spooled(), 850, "memory refilled from the spool");
-        for i in 1001..=1200 {
-            b.push(line(i), now).unwrap();
-        }
-        assert_eq!(deliver(&mut b, 51, now), 1200);
-        assert!(
-            !file.exists(),
-            "the spool goes once everything is confirmed"
-        );
-
-        // Back under the bound, lines stay in memory again.
-        b.push(line(1201), now).unwrap();
-        assert!(!file.exists());
-        assert_eq!(deliver(&mut b, 1201, now), 1201);
-    }
-
-    #[test]
-    fn a_spool_that_cannot_be_written_holds_the_line_and_pauses_reading() {
-        let tmp = tempfile::tempdir().unwrap();
-        // A file where the spool directory should be.
-        let blocked = tmp.path().join("spool");
-        std::fs::write(&blocked, "").unwrap();
-        let now = Instant::now();
-        let mut b = Backlog::new(policy(), blocked, "j1");
-        for i in 1..=100 {
-            b.push(line(i), now).unwrap();
-        }
-        let err = b.push(line(101), now).unwrap_err().to_string();
-        assert!(err.contains("log spool"), "{err}");
-        assert!(!b.accepting(), "the runner waits instead of losing lines");
-        b.ack(50, now).unwrap();
-        assert!(b.accepting());
-        b.push(line(102), now).unwrap();
-        assert_eq!(deliver(&mut b, 51, now), 102);
-    }
-}
+mod tests;

@@ -9,7 +9,7 @@
 //! infrastructure nobody will hear about.
 
 use std::future::{self, Future};
-use std::path::Path;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -45,27 +45,39 @@ pub(super) struct Shipper<'a> {
     pub started: Instant,
     /// The coordinator's job lease in milliseconds; 0 while unknown.
     pub lease_ms: &'a AtomicU64,
-    /// Where lines beyond the in-memory bound are spooled.
-    pub spool_dir: &'a Path,
 }
 
-/// How shipping ended when every line was confirmed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Shipped {
-    /// Lines shipped: the job's `log_count`.
-    pub log_count: u64,
+/// What shipping has done so far. The caller owns it, so that what is not
+/// confirmed yet outlives a shipping the caller stopped waiting for.
+pub(super) struct Progress {
+    /// The lines not confirmed yet.
+    pub backlog: Backlog,
     /// Set if terraform was interrupted because the coordinator was
     /// unreachable for longer than this lease.
     pub lease_expired: Option<Duration>,
+}
+
+impl Progress {
+    /// Nothing shipped yet; lines beyond the in-memory bound go to a spool
+    /// file under `spool_dir`.
+    pub(super) fn new(spool_dir: PathBuf, job_id: &str) -> Self {
+        Progress {
+            backlog: Backlog::new(BatchPolicy::default(), spool_dir, job_id),
+            lease_expired: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ShipError {
     #[error("ship logs of job {job_id}: coordinator refused: {reason}")]
     Refused { job_id: String, reason: String },
+    /// The spool could not be read back: the lines after `stored` (all the
+    /// coordinator has) are lost.
     #[error("ship logs of job {job_id}: {source}")]
     Spool {
         job_id: String,
+        stored: u64,
         #[source]
         source: SpoolError,
     },
@@ -83,31 +95,29 @@ pub(super) fn heartbeat(lease: Duration) -> Duration {
 
 impl Shipper<'_> {
     /// Ships until `logs` closes (the runner returned) and every line is
-    /// confirmed. An error means the coordinator refused the job's updates
-    /// for good, or the spool could not be read back.
+    /// confirmed; returns how many lines were shipped (the job's
+    /// `log_count`). An error means the coordinator refused the job's
+    /// updates for good, or the spool could not be read back. Dropping the
+    /// future leaves the unconfirmed lines in `progress`.
     pub(super) async fn ship(
         &self,
         logs: &mut mpsc::Receiver<LogEntry>,
-    ) -> Result<Shipped, ShipError> {
-        let mut backlog = Backlog::new(
-            BatchPolicy::default(),
-            self.spool_dir.to_path_buf(),
-            self.job_id,
-        );
+        progress: &mut Progress,
+    ) -> Result<u64, ShipError> {
+        let Progress {
+            backlog,
+            lease_expired,
+        } = progress;
         let mut in_flight: Option<InFlight> = None;
         let mut backoff = Backoff::new();
         let mut retry_at: Option<Instant> = None;
         let mut last_sent = Instant::now();
         // Ownership was confirmed just before: the lease counts from here.
         let mut last_ok = Instant::now();
-        let mut lease_expired = None;
         let mut open = true;
         loop {
             if !open && backlog.is_empty() && in_flight.is_none() {
-                return Ok(Shipped {
-                    log_count: backlog.numbered(),
-                    lease_expired,
-                });
+                return Ok(backlog.numbered());
             }
             let now = Instant::now();
             let lease = Duration::from_millis(self.lease_ms.load(Ordering::Relaxed));
@@ -141,14 +151,14 @@ impl Shipper<'_> {
             let answer = tokio::select! {
                 entry = logs.recv(), if open && backlog.accepting() => {
                     match entry {
-                        Some(entry) => self.take(&mut backlog, entry),
+                        Some(entry) => self.take(backlog, entry),
                         None => open = false,
                     }
                     continue;
                 }
                 answer = poll_in_flight(&mut in_flight), if in_flight.is_some() => answer,
                 () = tokio::time::sleep_until(lease_at.unwrap_or(now)), if lease_at.is_some() => {
-                    lease_expired = Some(lease);
+                    *lease_expired = Some(lease);
                     self.lease_ran_out(lease, backlog.spooled());
                     continue;
                 }
@@ -163,6 +173,7 @@ impl Shipper<'_> {
                         .ack(r.stored_seq, last_ok)
                         .map_err(|source| ShipError::Spool {
                             job_id: self.job_id.to_string(),
+                            stored: r.stored_seq,
                             source,
                         })?;
                     if r.canceled && !self.job_cancel.is_cancelled() {
@@ -237,7 +248,7 @@ async fn poll_in_flight(f: &mut Option<InFlight>) -> Result<UpdateJobResponse, S
 }
 
 /// The wire form of a runner line; `seq` is assigned by the batcher.
-fn log_line(e: LogEntry) -> LogLine {
+pub(super) fn log_line(e: LogEntry) -> LogLine {
     let level = match e.level {
         Level::Trace => LogLevel::Trace,
         Level::Debug => LogLevel::Debug,
@@ -260,157 +271,4 @@ fn log_line(e: LogEntry) -> LogLine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::daemon::spool;
-    use crate::grpc::Credentials;
-    use crate::proto::provisioner_daemon_client::ProvisionerDaemonClient;
-    use tonic::transport::Endpoint;
-
-    /// A client whose every call fails as with a coordinator that is down.
-    fn unreachable() -> Client {
-        // Port 1 on loopback: nothing listens, connecting is refused.
-        let channel = Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
-        ProvisionerDaemonClient::with_interceptor(channel, Credentials::bearer("k").unwrap())
-    }
-
-    /// A shipper for job `j1`, started now.
-    fn shipper_for<'a>(
-        client: &'a Client,
-        cancel: &'a CancellationToken,
-        lease_ms: &'a AtomicU64,
-        spool_dir: &'a Path,
-    ) -> Shipper<'a> {
-        Shipper {
-            client,
-            job_id: "j1",
-            job_cancel: cancel,
-            started: Instant::now(),
-            lease_ms,
-            spool_dir,
-        }
-    }
-
-    fn entry(i: usize) -> LogEntry {
-        LogEntry {
-            created_at_ms: 0,
-            level: Level::Info,
-            source: Source::Terraform,
-            stage: "Applying".into(),
-            output: format!("line-{i}"),
-        }
-    }
-
-    #[test]
-    fn heartbeats_fit_several_times_in_the_lease() {
-        assert_eq!(heartbeat(Duration::ZERO), HEARTBEAT);
-        assert_eq!(heartbeat(Duration::from_secs(3)), Duration::from_secs(1));
-        assert_eq!(heartbeat(Duration::from_secs(60)), HEARTBEAT);
-        assert_eq!(heartbeat(Duration::from_millis(1)), MIN_HEARTBEAT);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_lease_without_a_confirmed_update_interrupts_the_job_once_known() {
-        let client = unreachable();
-        let tmp = tempfile::tempdir().unwrap();
-        let cancel = CancellationToken::new();
-        let lease_ms = AtomicU64::new(0);
-        let shipper = shipper_for(&client, &cancel, &lease_ms, tmp.path());
-        // The sender stays open: terraform is still running.
-        let (_tx, mut rx) = mpsc::channel(16);
-        let t0 = Instant::now();
-        let ship = shipper.ship(&mut rx);
-        tokio::pin!(ship);
-        // No lease known: however long the outage, the job goes on.
-        tokio::select! {
-            r = &mut ship => panic!("shipping ended: {r:?}"),
-            () = cancel.cancelled() => panic!("interrupted without a known lease"),
-            () = tokio::time::sleep(Duration::from_secs(60)) => {}
-        }
-        // A Welcome tells the lease: it counts from the start of the job,
-        // which is long past, so the job is interrupted at the next wake.
-        lease_ms.store(3_000, Ordering::Relaxed);
-        tokio::select! {
-            r = &mut ship => panic!("shipping ended: {r:?}"),
-            () = cancel.cancelled() => {}
-            () = tokio::time::sleep(Duration::from_secs(60)) => panic!("not interrupted"),
-        }
-        let waited = t0.elapsed();
-        assert!(waited <= Duration::from_secs(71), "{waited:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_lease_counts_from_the_start_of_the_job() {
-        let client = unreachable();
-        let tmp = tempfile::tempdir().unwrap();
-        let cancel = CancellationToken::new();
-        let lease_ms = AtomicU64::new(3_000);
-        let shipper = shipper_for(&client, &cancel, &lease_ms, tmp.path());
-        let (_tx, mut rx) = mpsc::channel(16);
-        let t0 = Instant::now();
-        tokio::select! {
-            r = shipper.ship(&mut rx) => panic!("shipping ended: {r:?}"),
-            () = cancel.cancelled() => {}
-            () = tokio::time::sleep(Duration::from_secs(60)) => panic!("not interrupted"),
-        }
-        let waited = t0.elapsed();
-        assert!(
-            waited >= Duration::from_secs(3) && waited < Duration::from_millis(3_500),
-            "{waited:?}"
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_outage_never_holds_terraform_up_lines_go_to_the_spool() {
-        let client = unreachable();
-        let tmp = tempfile::tempdir().unwrap();
-        let cancel = CancellationToken::new();
-        let lease_ms = AtomicU64::new(0);
-        let shipper = shipper_for(&client, &cancel, &lease_ms, tmp.path());
-        let (tx, mut rx) = mpsc::channel(LOG_TEST_CHANNEL);
-        let total = 3 * BatchPolicy::default().max_pending_lines;
-        let runner = tokio::spawn(async move {
-            for i in 1..=total {
-                tx.send(entry(i)).await.unwrap();
-            }
-            // Keep the channel open: terraform has not exited.
-            tx
-        });
-        let tx = tokio::select! {
-            r = shipper.ship(&mut rx) => panic!("shipping ended: {r:?}"),
-            tx = runner => tx.unwrap(),
-            () = tokio::time::sleep(Duration::from_secs(60)) => panic!("the runner was held up"),
-        };
-        drop(tx);
-        // Every line taken is on disk, in order, memory's too.
-        let mut r = spool::Reader::open(&spool::path(tmp.path(), "j1"))
-            .unwrap()
-            .expect("a spool file");
-        let mut n = 0;
-        while let Some(l) = r.next().unwrap() {
-            n += 1;
-            assert_eq!((l.seq, l.output), (n, format!("line-{n}")));
-        }
-        // The last lines may still sit in the channel.
-        assert!(n as usize + LOG_TEST_CHANNEL >= total, "{n} lines spooled");
-    }
-
-    const LOG_TEST_CHANNEL: usize = 1024;
-
-    #[test]
-    fn runner_lines_map_to_wire_enums() {
-        let l = log_line(LogEntry {
-            created_at_ms: 42,
-            level: Level::Warn,
-            source: Source::Terraform,
-            stage: "Applying".into(),
-            output: "done".into(),
-        });
-        assert_eq!(l.level, LogLevel::Warn as i32);
-        assert_eq!(l.source, LogSource::Terraform as i32);
-        assert_eq!(
-            (l.created_at, l.stage.as_str(), l.output.as_str()),
-            (42, "Applying", "done")
-        );
-    }
-}
+mod tests;

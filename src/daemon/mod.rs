@@ -186,7 +186,7 @@ impl DaemonError {
 /// released last.
 pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonError> {
     cachedir::check_terraform(&cfg.terraform_path)?;
-    let mut cache = cachedir::CacheDir::open(&cfg.cache_dir, &cfg.name)?;
+    let mut cache = cachedir::CacheDir::open(&cfg.cache_dir, &cfg.name, cfg.cancel_grace).await?;
     let client = rpc::client(&cfg)?;
     tracing::info!(
         name = %cfg.name,

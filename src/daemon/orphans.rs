@@ -2,17 +2,24 @@
 //! group, so a `kill -9` of the daemon leaves it (and its provisioners)
 //! running in the job's work dir. A restarted daemon finds them by their
 //! working directory — inside its own, locked, cache dir, so they can only
-//! be ours — and kills their process groups before it wipes the work root.
+//! be ours — and stops their process groups before it reads the work dirs
+//! and wipes the work root: the way the daemon stops terraform, one SIGINT
+//! (terraform then ends what it is doing and writes its state), the cancel
+//! grace, then SIGKILL.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::{Pid, getpgrp};
+use tokio::time::Instant;
+
+/// How often the work root is checked for processes left.
+const POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum OrphanError {
@@ -22,7 +29,7 @@ pub(super) enum OrphanError {
         #[source]
         source: io::Error,
     },
-    #[error("kill leftover processes under {}: pids {pids:?} still alive after {waited:?}", .dir.display())]
+    #[error("kill leftover processes under {}: pids {pids:?} still alive {waited:?} after SIGKILL", .dir.display())]
     Survived {
         dir: PathBuf,
         pids: Vec<i32>,
@@ -37,13 +44,27 @@ pub(super) struct Found {
     pub pgid: i32,
 }
 
-/// SIGKILLs the process group of every process whose working directory is
-/// under `dir`, then waits up to `wait` until none is left. Returns how many
-/// processes were found. Blocking: it runs once, at start, before any job.
-pub(super) fn kill_under(dir: &Path, wait: Duration) -> Result<usize, OrphanError> {
+/// What [`stop_under`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct Stopped {
+    /// Processes found.
+    pub found: usize,
+    /// Of those, still alive after the grace: SIGKILLed.
+    pub killed: usize,
+}
+
+/// Stops every process whose working directory is under `dir`: one SIGINT
+/// to each of their process groups, up to `grace` for them to exit, then
+/// SIGKILL to the groups of those left and up to `kill_wait` for them to
+/// die. Runs once, at start, before any job.
+pub(super) async fn stop_under(
+    dir: &Path,
+    grace: Duration,
+    kill_wait: Duration,
+) -> Result<Stopped, OrphanError> {
     let root = match fs::canonicalize(dir) {
         Ok(root) => root,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Stopped::default()),
         Err(source) => {
             return Err(OrphanError::Resolve {
                 dir: dir.to_path_buf(),
@@ -53,35 +74,72 @@ pub(super) fn kill_under(dir: &Path, wait: Duration) -> Result<usize, OrphanErro
     };
     let found = processes_under(&root);
     if found.is_empty() {
-        return Ok(0);
+        return Ok(Stopped::default());
     }
+    for pgid in groups(&found) {
+        tracing::warn!(
+            pgid,
+            dir = %root.display(),
+            grace = ?grace,
+            "interrupting a leftover process group of an earlier run"
+        );
+    }
+    signal(&found, Signal::SIGINT);
+    let left = wait_gone(&root, grace).await;
+    if left.is_empty() {
+        return Ok(Stopped {
+            found: found.len(),
+            killed: 0,
+        });
+    }
+    tracing::warn!(
+        pids = ?left.iter().map(|f| f.pid).collect::<Vec<_>>(),
+        "leftover processes still running after the cancel grace; killing them"
+    );
+    signal(&left, Signal::SIGKILL);
+    let survivors = wait_gone(&root, kill_wait).await;
+    if !survivors.is_empty() {
+        return Err(OrphanError::Survived {
+            dir: root,
+            pids: survivors.iter().map(|f| f.pid).collect(),
+            waited: kill_wait,
+        });
+    }
+    Ok(Stopped {
+        found: found.len(),
+        killed: left.len(),
+    })
+}
+
+fn groups(found: &[Found]) -> BTreeSet<i32> {
+    found.iter().map(|f| f.pgid).collect()
+}
+
+/// Sends `sig` once to the process group of each of `found`.
+fn signal(found: &[Found], sig: Signal) {
     let own_group = getpgrp().as_raw();
-    let groups: BTreeSet<i32> = found.iter().map(|f| f.pgid).collect();
-    for pgid in groups {
-        tracing::warn!(pgid, dir = %root.display(), "killing a leftover process group of an earlier run");
+    for pgid in groups(found) {
         if pgid == own_group {
             // Never our own group: only the strays themselves.
             for f in found.iter().filter(|f| f.pgid == pgid) {
-                ignore_gone(kill(Pid::from_raw(f.pid), Signal::SIGKILL));
+                ignore_gone(kill(Pid::from_raw(f.pid), sig));
             }
         } else {
-            ignore_gone(killpg(Pid::from_raw(pgid), Signal::SIGKILL));
+            ignore_gone(killpg(Pid::from_raw(pgid), sig));
         }
     }
-    let started = Instant::now();
+}
+
+/// Waits up to `wait` until no process is left under `root`; returns those
+/// left.
+async fn wait_gone(root: &Path, wait: Duration) -> Vec<Found> {
+    let deadline = Instant::now() + wait;
     loop {
-        let left = processes_under(&root);
-        if left.is_empty() {
-            return Ok(found.len());
+        let left = processes_under(root);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
         }
-        if started.elapsed() >= wait {
-            return Err(OrphanError::Survived {
-                dir: root,
-                pids: left.iter().map(|f| f.pid).collect(),
-                waited: wait,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -140,50 +198,75 @@ pub(super) fn processes_under(root: &Path) -> Vec<Found> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::{self, Spec};
+    use crate::process::{self, Exit, Spec};
     use tokio::sync::mpsc;
+    use tokio::task::JoinHandle;
     use tokio_util::sync::CancellationToken;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn leftover_groups_are_killed_and_waited_for() {
-        let tmp = tempfile::tempdir().unwrap();
-        let jobs = tmp.path().join("jobs");
-        let work = jobs.join("j1");
-        fs::create_dir_all(&work).unwrap();
-        assert_eq!(kill_under(&jobs, Duration::from_secs(1)).unwrap(), 0);
-
-        // A shell with a background child, standing in for terraform and a
-        // provisioner it started.
+    /// Runs `script` with `/bin/sh` in `cwd`, as a group of its own.
+    fn shell(cwd: &Path, script: &str) -> JoinHandle<Result<Exit, process::ProcessError>> {
         let spec = Spec {
             program: "/bin/sh".into(),
-            args: vec!["-c".into(), "sleep 60 & sleep 60".into()],
-            cwd: work.clone(),
+            args: vec!["-c".into(), script.into()],
+            cwd: cwd.to_path_buf(),
             env: vec![("PATH".into(), "/usr/bin:/bin".into())],
         };
         let (tx, _rx) = mpsc::channel(8);
-        let never = CancellationToken::new();
-        let run = tokio::spawn(async move {
+        tokio::spawn(async move {
+            let never = CancellationToken::new();
             process::run(spec, tx, &never, &never, Duration::from_secs(1)).await
-        });
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn leftover_groups_get_a_sigint_and_the_grace_then_sigkill() {
+        let tmp = tempfile::tempdir().unwrap();
+        let jobs = tmp.path().join("jobs");
+        let (polite, stubborn) = (jobs.join("j1"), jobs.join("j2"));
+        fs::create_dir_all(&polite).unwrap();
+        fs::create_dir_all(&stubborn).unwrap();
+        let none = stop_under(&jobs, Duration::from_secs(1), Duration::from_secs(1));
+        assert_eq!(none.await.unwrap(), Stopped::default());
+
+        // Like terraform: on SIGINT it writes its state and exits.
+        let polite_run = shell(
+            &polite,
+            "trap 'echo final > state; exit 0' INT; while true; do sleep 1; done",
+        );
+        // Ignores SIGINT (so does the sleep it starts): only SIGKILL ends it.
+        let stubborn_run = shell(&stubborn, "trap '' INT; sleep 60; echo unreachable");
         let root = fs::canonicalize(&jobs).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while processes_under(&root).len() < 2 {
+        while processes_under(&root).len() < 4 {
             assert!(Instant::now() < deadline, "test processes never started");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
 
-        let killed =
-            tokio::task::spawn_blocking(move || kill_under(&jobs, Duration::from_secs(10)))
-                .await
-                .unwrap()
-                .unwrap();
-        assert!(killed >= 2, "found {killed}");
-        assert!(processes_under(&root).is_empty());
-        let exit = tokio::time::timeout(Duration::from_secs(10), run)
+        let grace = Duration::from_secs(1);
+        let t0 = Instant::now();
+        let stopped = stop_under(&jobs, grace, Duration::from_secs(10))
             .await
-            .expect("the killed shell is reaped")
-            .unwrap()
             .unwrap();
+        let took = t0.elapsed();
+        assert!(stopped.found >= 3, "{stopped:?}");
+        assert_eq!(stopped.killed, 2, "{stopped:?}");
+        assert!(took >= grace && took < grace * 6, "{took:?}");
+        assert!(processes_under(&root).is_empty());
+        assert_eq!(
+            fs::read_to_string(polite.join("state")).unwrap(),
+            "final\n",
+            "the interrupted process got to write its state"
+        );
+        let reaped = |run: JoinHandle<Result<Exit, process::ProcessError>>| async move {
+            tokio::time::timeout(Duration::from_secs(10), run)
+                .await
+                .expect("the stopped shell is reaped")
+                .unwrap()
+                .unwrap()
+        };
+        let exit: Exit = reaped(polite_run).await;
+        assert_eq!(exit.code, Some(0));
+        let exit: Exit = reaped(stubborn_run).await;
         assert_eq!(exit.signal, Some(Signal::SIGKILL as i32));
     }
 }

@@ -1,8 +1,10 @@
 //! Job records: `<cache>/records/<job_id>.json`, written when a job starts
 //! (after the coordinator confirmed it is ours) and removed once its result
 //! was reported or definitively refused. A record still there when the
-//! daemon starts belongs to a job the previous run never reported (it was
-//! killed); `recover` reports it.
+//! daemon starts belongs to a job the previous run never reported: it was
+//! killed (the record has no outcome), or it gave up reporting after a
+//! cancel (the record keeps the outcome, the state sits beside it); either
+//! way `recover` reports it.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -10,6 +12,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::proto::{FinishJobRequest, JobOutcome, TemplateVariable};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct JobRecord {
@@ -19,6 +23,96 @@ pub(super) struct JobRecord {
     /// Unix milliseconds.
     pub started_at_ms: i64,
     pub work_dir: PathBuf,
+    /// Set when the job ended but its result was not reported: what to
+    /// report instead of "daemon restarted during job".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<Finished>,
+}
+
+/// The result of a job that ended, without its state (kept in a file of its
+/// own) and log count (the next start counts what it delivers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Finished {
+    /// `succeeded`, `failed` or `canceled`.
+    pub outcome: String,
+    pub error: String,
+    /// A template import's declared variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<Variable>,
+}
+
+/// [`TemplateVariable`] in the record's JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Variable {
+    pub name: String,
+    pub description: String,
+    #[serde(rename = "type")]
+    pub type_expr: String,
+    pub default_json: String,
+    pub sensitive: bool,
+    pub required: bool,
+}
+
+impl Finished {
+    /// The result `req` reports (its state and log count aside).
+    pub(super) fn of(req: &FinishJobRequest) -> Self {
+        let outcome = match JobOutcome::try_from(req.outcome) {
+            Ok(JobOutcome::Succeeded) => "succeeded",
+            Ok(JobOutcome::Canceled) => "canceled",
+            _ => "failed",
+        };
+        Finished {
+            outcome: outcome.to_string(),
+            error: req.error.clone(),
+            variables: req
+                .variables
+                .iter()
+                .map(|v| Variable {
+                    name: v.name.clone(),
+                    description: v.description.clone(),
+                    type_expr: v.r#type.clone(),
+                    default_json: v.default_json.clone(),
+                    sensitive: v.sensitive,
+                    required: v.required,
+                })
+                .collect(),
+        }
+    }
+
+    /// The FinishJob that reports this result. An outcome this daemon does
+    /// not know (a damaged record) reports the job failed.
+    pub(super) fn request(
+        &self,
+        job_id: &str,
+        state: Option<Vec<u8>>,
+        log_count: u64,
+    ) -> FinishJobRequest {
+        let outcome = match self.outcome.as_str() {
+            "succeeded" => JobOutcome::Succeeded,
+            "canceled" => JobOutcome::Canceled,
+            _ => JobOutcome::Failed,
+        };
+        FinishJobRequest {
+            job_id: job_id.to_string(),
+            outcome: outcome as i32,
+            error: self.error.clone(),
+            has_state: state.is_some(),
+            state: state.unwrap_or_default(),
+            variables: self
+                .variables
+                .iter()
+                .map(|v| TemplateVariable {
+                    name: v.name.clone(),
+                    description: v.description.clone(),
+                    r#type: v.type_expr.clone(),
+                    default_json: v.default_json.clone(),
+                    sensitive: v.sensitive,
+                    required: v.required,
+                })
+                .collect(),
+            log_count,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +143,7 @@ impl Records {
         self.dir.join(format!("{job_id}.json"))
     }
 
-    /// Writes `rec` atomically (temporary file, then rename), so a kill
-    /// never leaves half a record.
+    /// Writes `rec` atomically, so a kill never leaves half a record.
     pub(super) fn write(&self, rec: &JobRecord) -> Result<(), RecordError> {
         let mut parts = Path::new(&rec.job_id).components();
         if !matches!(
@@ -60,27 +153,16 @@ impl Records {
             return Err(RecordError::BadJobId(rec.job_id.clone()));
         }
         let path = self.path(&rec.job_id);
-        let tmp = self.dir.join(format!(".{}.json.tmp", rec.job_id));
-        let io = |action| {
-            let path = path.clone();
-            move |source| RecordError::Io {
-                action,
-                path,
-                source,
-            }
-        };
-        let body = serde_json::to_vec_pretty(rec).map_err(|e| io("encode")(e.into()))?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io("create"))?;
-        file.write_all(&body)
-            .and_then(|()| file.sync_all())
-            .map_err(io("write"))?;
-        fs::rename(&tmp, &path).map_err(io("write"))
+        let body = serde_json::to_vec_pretty(rec).map_err(|e| RecordError::Io {
+            action: "encode",
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        write_atomic(&path, &body).map_err(|(action, source)| RecordError::Io {
+            action,
+            path,
+            source,
+        })
     }
 
     /// Where a job's terraform state is kept when its result could not be
@@ -89,21 +171,15 @@ impl Records {
         self.dir.join(format!("{job_id}.tfstate"))
     }
 
-    /// Keeps `state` for the next start to report.
+    /// Keeps `state` for the next start to report. Atomic: the work dir's
+    /// copy may be removed right after, and a kill must not leave a torn one.
     pub(super) fn save_state(&self, job_id: &str, state: &[u8]) -> Result<(), RecordError> {
         let path = self.state_path(job_id);
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| f.write_all(state).and_then(|()| f.sync_all()))
-            .map_err(|source| RecordError::Io {
-                action: "save the state of",
-                path,
-                source,
-            })
+        write_atomic(&path, state).map_err(|(_, source)| RecordError::Io {
+            action: "save the state of",
+            path,
+            source,
+        })
     }
 
     /// Removes job `job_id`'s record and kept state; missing ones are fine.
@@ -143,9 +219,9 @@ impl Records {
             let path = entry.path();
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') && name.ends_with(".json.tmp") {
-                // A write the kill interrupted before terraform started;
-                // the coordinator's lease covers that job.
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // A write a kill interrupted: the file it was to replace is
+                // whole, and a job without any record is the lease's.
                 let _ = fs::remove_file(&path);
                 continue;
             }
@@ -163,6 +239,7 @@ impl Records {
                     kind: String::new(),
                     started_at_ms: 0,
                     work_dir: PathBuf::new(),
+                    finished: None,
                 }
             }));
         }
@@ -171,47 +248,26 @@ impl Records {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rec(id: &str, at: i64) -> JobRecord {
-        JobRecord {
-            job_id: id.into(),
-            kind: "workspace_build".into(),
-            started_at_ms: at,
-            work_dir: PathBuf::from("/cache/jobs").join(id),
-        }
-    }
-
-    #[test]
-    fn records_round_trip_and_removal_is_idempotent() {
-        let tmp = tempfile::tempdir().unwrap();
-        let records = Records::new(tmp.path().to_path_buf());
-        records.write(&rec("b", 2)).unwrap();
-        records.write(&rec("a", 1)).unwrap();
-        assert_eq!(records.list().unwrap(), vec![rec("a", 1), rec("b", 2)]);
-        records.save_state("a", b"{}").unwrap();
-        assert_eq!(fs::read(records.state_path("a")).unwrap(), b"{}");
-        records.remove("a").unwrap();
-        assert!(!records.state_path("a").exists());
-        records.remove("a").unwrap();
-        assert_eq!(records.list().unwrap(), vec![rec("b", 2)]);
-        let err = records.write(&rec("../x", 3)).unwrap_err().to_string();
-        assert!(err.contains("not a valid file name"), "{err}");
-    }
-
-    #[test]
-    fn damaged_records_still_name_their_job_and_temporaries_go() {
-        let tmp = tempfile::tempdir().unwrap();
-        fs::write(tmp.path().join("j9.json"), "{\"job_id\": \"j9\", ").unwrap();
-        fs::write(tmp.path().join(".j8.json.tmp"), "{").unwrap();
-        let records = Records::new(tmp.path().to_path_buf());
-        let list = records.list().unwrap();
-        assert_eq!(list.len(), 1);
-        assert_eq!((list[0].job_id.as_str(), list[0].kind.as_str()), ("j9", ""));
-        assert!(!tmp.path().join(".j8.json.tmp").exists());
-        let missing = Records::new(tmp.path().join("nope"));
-        assert!(missing.list().unwrap().is_empty());
-    }
+/// Writes `body` to `path` through a temporary file beside it (`.<name>.tmp`,
+/// owner only) and a rename; on error, the action that failed.
+fn write_atomic(path: &Path, body: &[u8]) -> Result<(), (&'static str, io::Error)> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| ("create", e))?;
+    file.write_all(body)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ("write", e))?;
+    fs::rename(&tmp, path).map_err(|e| ("write", e))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,10 +1,16 @@
-//! Jobs an earlier run of this daemon never reported (it was killed): their
-//! terraform was stopped when the cache dir was opened (`orphans`); here
-//! each is reported to the coordinator as failed, with whatever the killed
-//! daemon had spooled, one log line saying what happened, and the state the
-//! work dir held, so no state is lost.
+//! Jobs an earlier run of this daemon never reported. A killed run's
+//! terraform was stopped when the cache dir was opened (`orphans`); each of
+//! its jobs is reported failed, with whatever the killed daemon had
+//! spooled, one log line saying what happened, and the state the work dir
+//! held. A run that gave up reporting after a cancel kept the job's
+//! outcome, state and unconfirmed lines: those are reported as they were.
+//! Either way no state is lost.
 
-use std::path::{Component, Path};
+mod collect;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -12,10 +18,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status};
 
 use super::backoff::Backoff;
-use super::record::{JobRecord, RecordError, Records};
+use super::record::Records;
 use super::rpc::{self, Client, Verdict};
 use super::spool;
 use crate::proto::{FinishJobRequest, JobOutcome, LogLevel, LogLine, LogSource, UpdateJobRequest};
+pub(super) use collect::{Unfinished, collect};
 
 /// The job error a restarted daemon reports.
 pub(super) const RESTART_ERROR: &str = "daemon restarted during job";
@@ -24,81 +31,17 @@ pub(super) const RESTART_LINE: &str = "daemon restarted during job; its terrafor
 /// How long a start keeps trying to reach the coordinator; what is not
 /// reported by then waits for the next start (the lease fails it anyway).
 const REPORT_WINDOW: Duration = Duration::from_secs(30);
-/// terraform's local backend keeps the state here, in the work dir.
-const STATE_FILE: &str = "terraform.tfstate";
 const BATCH_LINES: usize = 200;
 const BATCH_BYTES: usize = 512 * 1024;
 
-/// A job to report, with the state its work dir held.
-#[derive(Debug)]
-pub(super) struct Unfinished {
-    pub record: JobRecord,
-    pub state: Option<Vec<u8>>,
-}
-
-/// Reads the records an earlier run left, each with the terraform state of
-/// its work dir, or else the state kept beside the record (a result that
-/// could not be reported before the daemon stopped). Only a build's state
-/// that is valid JSON is sent: one torn by the kill is not, and the
-/// coordinator keeps the previous one. Spools of jobs without a record are
-/// removed. Runs after the leftover processes were killed and before the
-/// work root is wiped.
-pub(super) fn collect(
-    records: &Records,
-    jobs_dir: &Path,
-    spool_dir: &Path,
-) -> Result<Vec<Unfinished>, RecordError> {
-    let mut out = Vec::new();
-    for record in records.list()? {
-        let single = matches!(
-            Path::new(&record.job_id).components().collect::<Vec<_>>()[..],
-            [Component::Normal(_)]
-        );
-        let state = if single && record.kind == "workspace_build" {
-            [
-                jobs_dir.join(&record.job_id).join(STATE_FILE),
-                records.state_path(&record.job_id),
-            ]
-            .iter()
-            .find_map(|path| read_state(&record.job_id, path))
-        } else {
-            None
-        };
-        out.push(Unfinished { record, state });
-    }
-    prune_spools(spool_dir, &out);
-    Ok(out)
-}
-
-fn read_state(job_id: &str, path: &Path) -> Option<Vec<u8>> {
-    let bytes = std::fs::read(path).ok()?;
-    if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
-        return Some(bytes);
-    }
-    tracing::warn!(job_id, path = %path.display(), "terraform state of an interrupted job is not valid JSON; not sent");
-    None
-}
-
-/// A spool without a record is left from a job that was settled just
-/// before a kill.
-fn prune_spools(spool_dir: &Path, keep: &[Unfinished]) {
-    let Ok(entries) = std::fs::read_dir(spool_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let job_id = name.to_str().and_then(|n| n.strip_suffix(".log"));
-        if job_id.is_some_and(|id| keep.iter().all(|u| u.record.job_id != id)) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
 /// How one report attempt failed.
 enum Failure {
-    /// The coordinator will not take it (already failed by the lease, not
-    /// ours, unknown): nothing more to do.
-    Refused(String),
+    /// The coordinator will not take it (the job already ended, is not
+    /// ours, is unknown): nothing more to do.
+    Refused {
+        code: Code,
+        answer: String,
+    },
     /// The coordinator refused our key: the jobs are not settled, they
     /// wait for a start with a valid key (the session reports the refusal).
     KeyRefused(String),
@@ -112,7 +55,10 @@ impl From<Status> for Failure {
         }
         // No ack grace here: the job started long ago.
         match rpc::classify(&st, Duration::MAX) {
-            Verdict::Refused => Failure::Refused(rpc::describe(&st)),
+            Verdict::Refused => Failure::Refused {
+                code: st.code(),
+                answer: rpc::describe(&st),
+            },
             Verdict::Retry => Failure::Retry(rpc::describe(&st)),
         }
     }
@@ -136,29 +82,40 @@ pub(super) async fn report_all(
             r = tokio::time::timeout_at(deadline, report(client, &job, spool_dir)) => r.ok(),
         };
         match outcome {
-            Some(Ok(log_count)) => tracing::info!(
-                job_id,
-                log_count,
-                has_state = job.state.is_some(),
-                "reported a job interrupted by a restart as failed: {RESTART_ERROR}"
-            ),
+            Some(Ok(log_count)) => match &job.record.finished {
+                None => tracing::info!(
+                    job_id,
+                    log_count,
+                    has_state = job.state.is_some(),
+                    "reported a job interrupted by a restart as failed: {RESTART_ERROR}"
+                ),
+                Some(finished) => tracing::info!(
+                    job_id,
+                    log_count,
+                    has_state = job.state.is_some(),
+                    outcome = finished.outcome,
+                    "reported the result an earlier run could not deliver"
+                ),
+            },
             Some(Err(Failure::KeyRefused(error))) => {
                 tracing::warn!(
                     error,
-                    "report jobs interrupted by a restart: key refused; they wait for the next start"
+                    "report unfinished jobs of an earlier run: key refused; they wait for the next start"
                 );
                 return;
             }
-            Some(Err(Failure::Refused(reason) | Failure::Retry(reason))) => tracing::info!(
+            Some(Err(Failure::Refused { code, answer })) => tracing::info!(
                 job_id,
-                reason,
-                "a job interrupted by a restart was already ended by the coordinator; record dropped"
+                answer,
+                "report an unfinished job of an earlier run: {}; record dropped",
+                refusal(code)
             ),
-            None => {
+            // `report` retries those itself until the window closes.
+            Some(Err(Failure::Retry(_))) | None => {
                 tracing::warn!(
                     job_id,
-                    "report a job interrupted by a restart: coordinator not reachable in time; \
-                     trying again at the next start"
+                    "report an unfinished job of an earlier run: coordinator not reachable \
+                     in time; trying again at the next start"
                 );
                 continue;
             }
@@ -188,7 +145,7 @@ async fn report(client: &Client, job: &Unfinished, spool_dir: &Path) -> Result<u
                     job_id = job.record.job_id,
                     error,
                     retry_in = ?wait,
-                    "report a job interrupted by a restart failed; retrying"
+                    "report an unfinished job of an earlier run: failed; retrying"
                 );
                 tokio::time::sleep(wait).await;
             }
@@ -209,21 +166,38 @@ async fn attempt(
     if restart_line.is_none() {
         stored = ship_spool(client, job_id, spool_dir, stored).await?;
     }
-    let line = restart_line.get_or_insert_with(|| daemon_line(stored + 1));
-    if stored < line.seq {
-        stored = update(client, job_id, vec![line.clone()]).await?;
-    }
-    let req = FinishJobRequest {
-        job_id: job_id.clone(),
-        outcome: JobOutcome::Failed as i32,
-        error: RESTART_ERROR.to_string(),
-        has_state: job.state.is_some(),
-        state: job.state.clone().unwrap_or_default(),
-        variables: Vec::new(),
-        log_count: stored,
+    let req = match &job.record.finished {
+        // The job ended; only its report was missing.
+        Some(finished) => finished.request(job_id, job.state.clone(), stored),
+        None => {
+            let line = restart_line.get_or_insert_with(|| daemon_line(stored + 1));
+            if stored < line.seq {
+                stored = update(client, job_id, vec![line.clone()]).await?;
+            }
+            FinishJobRequest {
+                job_id: job_id.clone(),
+                outcome: JobOutcome::Failed as i32,
+                error: RESTART_ERROR.to_string(),
+                has_state: job.state.is_some(),
+                state: job.state.clone().unwrap_or_default(),
+                variables: Vec::new(),
+                log_count: stored,
+            }
+        }
     };
     rpc::bounded(client.clone().finish_job(req)).await?;
     Ok(stored)
+}
+
+/// What the coordinator meant by refusing a report with `code`.
+fn refusal(code: Code) -> &'static str {
+    match code {
+        Code::FailedPrecondition => "the coordinator answered that the job already ended",
+        Code::PermissionDenied => "the coordinator answered that the job is not this daemon's",
+        Code::NotFound => "the coordinator answered that it does not know the job",
+        Code::InvalidArgument => "the coordinator answered that the report is invalid",
+        _ => "the coordinator refused it",
+    }
 }
 
 /// Ships the spooled lines that continue the coordinator's copy (from
@@ -303,77 +277,5 @@ fn daemon_line(seq: u64) -> LogLine {
         source: LogSource::Daemon as i32,
         stage: "Cleaning Up".to_string(),
         output: RESTART_LINE.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::PathBuf;
-
-    fn record(id: &str, kind: &str) -> JobRecord {
-        JobRecord {
-            job_id: id.into(),
-            kind: kind.into(),
-            started_at_ms: 1,
-            work_dir: PathBuf::new(),
-        }
-    }
-
-    #[test]
-    fn only_a_builds_valid_json_state_is_collected_and_stray_spools_go() {
-        let tmp = tempfile::tempdir().unwrap();
-        let records = Records::new(tmp.path().join("records"));
-        std::fs::create_dir_all(tmp.path().join("records")).unwrap();
-        let jobs = tmp.path().join("jobs");
-        let spools = tmp.path().join("spool");
-        for (id, kind, state) in [
-            ("good", "workspace_build", Some("{\"version\": 4}")),
-            ("torn", "workspace_build", Some("{\"version\": 4, \"res")),
-            ("none", "workspace_build", None),
-            ("import", "template_import", Some("{}")),
-        ] {
-            records.write(&record(id, kind)).unwrap();
-            std::fs::create_dir_all(jobs.join(id)).unwrap();
-            if let Some(s) = state {
-                std::fs::write(jobs.join(id).join(STATE_FILE), s).unwrap();
-            }
-        }
-        // A result that was not reported kept its state beside the record.
-        records.write(&record("kept", "workspace_build")).unwrap();
-        records.save_state("kept", b"{\"serial\": 2}").unwrap();
-        std::fs::create_dir_all(&spools).unwrap();
-        for id in ["good", "settled"] {
-            std::fs::write(spool::path(&spools, id), "").unwrap();
-        }
-
-        let mut got: Vec<(String, Option<Vec<u8>>)> = collect(&records, &jobs, &spools)
-            .unwrap()
-            .into_iter()
-            .map(|u| (u.record.job_id, u.state))
-            .collect();
-        got.sort();
-        assert_eq!(
-            got,
-            vec![
-                ("good".to_string(), Some(b"{\"version\": 4}".to_vec())),
-                ("import".to_string(), None),
-                ("kept".to_string(), Some(b"{\"serial\": 2}".to_vec())),
-                ("none".to_string(), None),
-                ("torn".to_string(), None),
-            ]
-        );
-        assert!(spool::path(&spools, "good").exists());
-        assert!(!spool::path(&spools, "settled").exists());
-    }
-
-    #[test]
-    fn the_restart_line_is_a_daemon_error_line() {
-        let l = daemon_line(7);
-        assert_eq!((l.seq, l.output.as_str()), (7, RESTART_LINE));
-        assert_eq!(
-            (l.source, l.level),
-            (LogSource::Daemon as i32, LogLevel::Error as i32)
-        );
     }
 }

@@ -78,12 +78,16 @@ pub(super) struct Spool {
 impl Spool {
     /// Creates (or empties) job `job_id`'s spool under `dir`.
     pub(super) fn create(dir: &Path, job_id: &str) -> Result<Spool, SpoolError> {
+        Spool::create_at(dir, path(dir, job_id))
+    }
+
+    /// Creates (or empties) the spool file `path`, inside `dir`.
+    fn create_at(dir: &Path, path: PathBuf) -> Result<Spool, SpoolError> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
             .map_err(io_err("create the directory of", dir))?;
-        let path = path(dir, job_id);
         // Log lines may carry secrets terraform printed: owner only.
         let file = OpenOptions::new()
             .write(true)
@@ -167,6 +171,37 @@ impl Spool {
     }
 }
 
+/// A new spool for a job, written beside the old one (`.<job_id>.log.tmp`)
+/// and renamed over it once complete, so a kill mid-write leaves the old
+/// one whole.
+pub(super) struct Replacement {
+    spool: Spool,
+    target: PathBuf,
+}
+
+impl Replacement {
+    pub(super) fn create(dir: &Path, job_id: &str) -> Result<Replacement, SpoolError> {
+        let spool = Spool::create_at(dir, dir.join(format!(".{job_id}.log.tmp")))?;
+        Ok(Replacement {
+            spool,
+            target: path(dir, job_id),
+        })
+    }
+
+    pub(super) fn append(&mut self, line: &LogLine) -> Result<(), SpoolError> {
+        self.spool.append(line)
+    }
+
+    /// Puts the new spool in place of the old one; returns its path.
+    pub(super) fn commit(self) -> Result<PathBuf, SpoolError> {
+        let Replacement { spool, target } = self;
+        let tmp = spool.path().to_path_buf();
+        drop(spool);
+        fs::rename(&tmp, &target).map_err(io_err("replace", &target))?;
+        Ok(target)
+    }
+}
+
 /// Reads a spool from the front; also what a restarted daemon uses on the
 /// spool a killed one left.
 pub(super) struct Reader {
@@ -229,103 +264,4 @@ impl Reader {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line(seq: u64) -> LogLine {
-        LogLine {
-            seq,
-            output: format!("line {seq}"),
-            stage: "Applying".into(),
-            ..Default::default()
-        }
-    }
-
-    fn read_all(r: &mut Reader) -> Vec<u64> {
-        std::iter::from_fn(|| r.next().unwrap())
-            .map(|l| l.seq)
-            .collect()
-    }
-
-    #[test]
-    fn lines_come_back_in_order_while_more_are_appended() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("spool");
-        let mut s = Spool::create(&dir, "j1").unwrap();
-        assert_eq!(s.path(), path(&dir, "j1"));
-        for seq in 1..=1000 {
-            s.append(&line(seq)).unwrap();
-        }
-        let first: Vec<u64> = (0..400).map(|_| s.next().unwrap().unwrap().seq).collect();
-        assert_eq!(first, (1..=400).collect::<Vec<_>>());
-        // Appends between reads land behind the unread ones.
-        for seq in 1001..=1500 {
-            s.append(&line(seq)).unwrap();
-        }
-        assert_eq!(s.unread(), 1100);
-        let rest: Vec<LogLine> = std::iter::from_fn(|| s.next().unwrap()).collect();
-        assert_eq!(rest.len(), 1100);
-        assert!(rest.iter().zip(401..).all(|(l, seq)| l.seq == seq));
-        assert_eq!(rest[0], line(401), "fields survive the round trip");
-        assert_eq!(s.unread(), 0);
-        assert!(s.next().unwrap().is_none());
-        s.remove().unwrap();
-        assert!(!path(&dir, "j1").exists());
-        remove(&dir, "j1").unwrap();
-    }
-
-    #[test]
-    fn a_restarted_reader_sees_every_record_and_stops_at_a_torn_tail() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut s = Spool::create(tmp.path(), "j1").unwrap();
-        for seq in 1..=50 {
-            s.append(&line(seq)).unwrap();
-        }
-        for _ in 0..20 {
-            s.next().unwrap();
-        }
-        // The daemon dies mid-read, and mid-write of record 51.
-        s.skip_unread().unwrap();
-        drop(s);
-        let file = path(tmp.path(), "j1");
-        let mut torn = fs::read(&file).unwrap();
-        let whole = torn.len();
-        let mut partial = 40u32.to_le_bytes().to_vec();
-        partial.extend_from_slice(&[8, 51]);
-        torn.extend_from_slice(&partial);
-        fs::write(&file, &torn).unwrap();
-
-        let mut r = Reader::open(&file).unwrap().unwrap();
-        assert_eq!(read_all(&mut r), (1..=50).collect::<Vec<_>>());
-        assert_eq!(r.offset, whole as u64);
-        assert!(
-            Reader::open(&tmp.path().join("none.log"))
-                .unwrap()
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn skipped_records_are_not_read_again_and_damage_is_reported() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut s = Spool::create(tmp.path(), "j1").unwrap();
-        for seq in 1..=10 {
-            s.append(&line(seq)).unwrap();
-        }
-        s.skip_unread().unwrap();
-        s.append(&line(11)).unwrap();
-        assert_eq!(s.next().unwrap().map(|l| l.seq), Some(11));
-        assert!(s.next().unwrap().is_none());
-
-        let file = path(tmp.path(), "bad");
-        fs::write(&file, u32::MAX.to_le_bytes()).unwrap();
-        let err = Reader::open(&file).unwrap().unwrap().next().unwrap_err();
-        assert!(
-            err.to_string().starts_with(&format!(
-                "read log spool {}: damaged record at byte 0",
-                file.display()
-            )),
-            "{err}"
-        );
-    }
-}
+mod tests;

@@ -2,6 +2,12 @@
 //! coordinator gone for longer than the job lease, and an outage long
 //! enough to spill logs to disk. Nothing may be lost, duplicated or left
 //! running.
+//!
+//! Here: the coordinator's faults. `restart`: a daemon killed, or stopped
+//! before it could report. `spool`: logs spilled to disk.
+
+mod restart;
+mod spool;
 
 use std::path::Path;
 use std::time::Duration;
@@ -100,112 +106,6 @@ async fn a_coordinator_killed_mid_job_and_restarted_loses_no_line() {
 }
 
 #[tokio::test]
-async fn a_killed_daemons_job_is_failed_by_the_lease_and_its_orphans_die_at_restart() {
-    let tmp = tempfile::tempdir().unwrap();
-    let coord = Coord::start_with_lease(&tmp.path().join("data"), Duration::from_secs(3)).await;
-    let key = coord.create_key("k", &[]).await;
-    let cache = tmp.path().join("c1");
-    let jobs = cache.join("jobs");
-    let mut d = procs::start(&coord.url, &key, "d1", &cache, &["--cancel-grace", "2s"]);
-    let job = build(&coord, tmp.path(), &slow(3, "0", 45)).await;
-
-    wait_line(&coord, &job, 3).await;
-    d.kill9().await;
-    let killed = Instant::now();
-    assert!(
-        !procs::processes_under(&jobs).is_empty(),
-        "terraform's group outlives the daemon"
-    );
-    let failed = coord.wait_job(&job).await;
-    assert_eq!(failed.status, "failed");
-    assert!(
-        failed.error.contains("daemon \"d1\" lost"),
-        "{}",
-        failed.error
-    );
-    assert!(
-        killed.elapsed() < Duration::from_secs(20),
-        "{:?}",
-        killed.elapsed()
-    );
-    assert!(!procs::processes_under(&jobs).is_empty());
-
-    let d2 = procs::start(&coord.url, &key, "d1", &cache, &["--cancel-grace", "2s"]);
-    d2.wait_log("reported a job interrupted by a restart").await;
-    let left = procs::processes_under(&jobs);
-    assert!(left.is_empty(), "orphans left: {left:?}\n{}", d2.log_text());
-    assert!(
-        d2.log_text()
-            .contains("killed processes an earlier run left behind")
-    );
-    assert!(!cache.join(format!("records/{job}.json")).exists());
-    // The coordinator's verdict stands; the late report is noted, and its
-    // state kept (the reaper's failure is not the daemon's last word).
-    let after = coord.job(&job).await;
-    assert_eq!(after.status, "failed");
-    assert_eq!(
-        after.error,
-        format!(
-            "{}; the daemon reported later: failed (daemon restarted during job)",
-            failed.error
-        )
-    );
-    coord.stop().await;
-}
-
-#[tokio::test]
-async fn a_restarted_daemon_fails_its_interrupted_job_at_once_and_keeps_the_state() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    // A 60s lease: only the restarted daemon can fail the job quickly.
-    let coord = Coord::start(&data).await;
-    let key = coord.create_key("k", &[]).await;
-    let cache = tmp.path().join("c1");
-    let mut d = procs::start(&coord.url, &key, "d1", &cache, &[]);
-    let job = build(&coord, tmp.path(), &slow(3, "0", 45)).await;
-
-    wait_line(&coord, &job, 3).await;
-    d.kill9().await;
-    let killed = Instant::now();
-    let _d2 = procs::start(&coord.url, &key, "d1", &cache, &[]);
-    let failed = coord.wait_job(&job).await;
-    assert!(
-        killed.elapsed() < Duration::from_secs(20),
-        "{:?}",
-        killed.elapsed()
-    );
-    assert_eq!(
-        (failed.status.as_str(), failed.error.as_str()),
-        ("failed", "daemon restarted during job")
-    );
-    let logs = coord.logs(&job).await;
-    assert_gapless(&failed, &logs);
-    assert_eq!(
-        logs.last().map(|l| l.output.as_str()),
-        Some("daemon restarted during job; its terraform was stopped")
-    );
-    let left = procs::processes_under(&cache.join("jobs"));
-    assert!(left.is_empty(), "orphans left: {left:?}");
-
-    // terraform had recorded `a` before the kill; that state was reported.
-    let store = provisionerd::coordinator::store::Store::open(&data).unwrap();
-    let state = store
-        .workspace("ws")
-        .unwrap()
-        .state
-        .expect("the state is kept");
-    let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
-    let names: Vec<&str> = state["resources"]
-        .as_array()
-        .expect("resources")
-        .iter()
-        .filter_map(|r| r["name"].as_str())
-        .collect();
-    assert_eq!(names, ["a"]);
-    coord.stop().await;
-}
-
-#[tokio::test]
 async fn a_coordinator_gone_past_the_lease_gets_terraform_interrupted() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -228,62 +128,4 @@ async fn a_coordinator_gone_past_the_lease_gets_terraform_interrupted() {
     // Lease, cancel grace, and slack for a loaded machine.
     let budget = Duration::from_secs(3 + 2 + 10);
     procs::wait_no_processes_under(&jobs, budget.saturating_sub(killed.elapsed())).await;
-}
-
-#[tokio::test]
-async fn lines_spilled_to_disk_during_an_outage_arrive_once_in_order() {
-    const LINES: u64 = 30_000;
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let (mut serve, url, token) = procs::serve(&data, "127.0.0.1:0", "60s").await;
-    let coord = Coord::attach(&url, &data, &token);
-    let key = coord.create_key("k", &[]).await;
-    let cache = tmp.path().join("c1");
-    let d = Daemon::start(&url, &key, "d1", &cache);
-    let (gate, done) = (tmp.path().join("gate"), tmp.path().join("done"));
-    let body = format!(
-        r#"
-resource "terraform_data" "w" {{
-  provisioner "local-exec" {{
-    command = "while [ ! -e {gate} ]; do sleep 0.1; done; seq -f 'line-%g' 1 {LINES}; touch {done}"
-  }}
-}}
-"#,
-        gate = gate.display(),
-        done = done.display(),
-    );
-    let job = build(&coord, tmp.path(), &body).await;
-
-    // The provisioner waits at the gate; the coordinator goes away.
-    let deadline = Instant::now() + TIMEOUT;
-    while !coord
-        .logs(&job)
-        .await
-        .iter()
-        .any(|l| l.output.contains("while [ ! -e"))
-    {
-        assert!(Instant::now() < deadline, "the provisioner never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    serve.kill9().await;
-    std::fs::write(&gate, "").unwrap();
-    // terraform prints everything without the coordinator: nothing blocks.
-    let deadline = Instant::now() + TIMEOUT;
-    while !done.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "terraform was held up by the outage"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let spool = cache.join(format!("spool/{job}.log"));
-    assert!(spool.exists(), "lines beyond the memory bound are on disk");
-
-    let _serve = restart(&data, &url, "60s").await;
-    let finished = coord.wait_succeeded(&job).await;
-    let logs = coord.logs(&job).await;
-    assert_gapless(&finished, &logs);
-    assert_eq!(numbered(&logs), (1..=LINES).collect::<Vec<_>>());
-    assert!(!spool.exists(), "the spool is removed once delivered");
-    d.stop().await.unwrap();
 }

@@ -1,0 +1,97 @@
+use super::*;
+
+fn rec(id: &str, at: i64) -> JobRecord {
+    JobRecord {
+        job_id: id.into(),
+        kind: "workspace_build".into(),
+        started_at_ms: at,
+        work_dir: PathBuf::from("/cache/jobs").join(id),
+        finished: None,
+    }
+}
+
+#[test]
+fn records_round_trip_and_removal_is_idempotent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records = Records::new(tmp.path().to_path_buf());
+    records.write(&rec("b", 2)).unwrap();
+    records.write(&rec("a", 1)).unwrap();
+    assert_eq!(records.list().unwrap(), vec![rec("a", 1), rec("b", 2)]);
+    records.save_state("a", b"{}").unwrap();
+    assert_eq!(fs::read(records.state_path("a")).unwrap(), b"{}");
+    records.remove("a").unwrap();
+    assert!(!records.state_path("a").exists());
+    records.remove("a").unwrap();
+    assert_eq!(records.list().unwrap(), vec![rec("b", 2)]);
+    let err = records.write(&rec("../x", 3)).unwrap_err().to_string();
+    assert!(err.contains("not a valid file name"), "{err}");
+}
+
+#[test]
+fn damaged_records_still_name_their_job_and_temporaries_go() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("j9.json"), "{\"job_id\": \"j9\", ").unwrap();
+    fs::write(tmp.path().join(".j8.json.tmp"), "{").unwrap();
+    let records = Records::new(tmp.path().to_path_buf());
+    let list = records.list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0].job_id.as_str(), list[0].kind.as_str()), ("j9", ""));
+    assert!(!tmp.path().join(".j8.json.tmp").exists());
+    let missing = Records::new(tmp.path().join("nope"));
+    assert!(missing.list().unwrap().is_empty());
+}
+
+#[test]
+fn a_recorded_result_round_trips_to_the_same_finish_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let records = Records::new(tmp.path().to_path_buf());
+    let req = FinishJobRequest {
+        job_id: "imp".into(),
+        outcome: JobOutcome::Succeeded as i32,
+        error: String::new(),
+        has_state: false,
+        state: Vec::new(),
+        variables: vec![TemplateVariable {
+            name: "region".into(),
+            description: "where".into(),
+            r#type: "string".into(),
+            default_json: "\"eu\"".into(),
+            sensitive: true,
+            required: false,
+        }],
+        log_count: 12,
+    };
+    let mut record = rec("imp", 1);
+    record.finished = Some(Finished::of(&req));
+    records.write(&record).unwrap();
+    let text = fs::read_to_string(tmp.path().join("imp.json")).unwrap();
+    assert!(text.contains("\"outcome\": \"succeeded\""), "{text}");
+    let back = records.list().unwrap().remove(0);
+    assert_eq!(back, record);
+    assert_eq!(back.finished.unwrap().request("imp", None, 12), req);
+
+    // A record from before outcomes were kept reads as an interrupted job.
+    fs::write(
+        tmp.path().join("old.json"),
+        r#"{"job_id": "old", "kind": "workspace_build", "started_at_ms": 0, "work_dir": ""}"#,
+    )
+    .unwrap();
+    let old = records.list().unwrap().remove(0);
+    assert_eq!((old.job_id.as_str(), old.finished), ("old", None));
+
+    let canceled = Finished {
+        outcome: "canceled".into(),
+        error: "interrupted".into(),
+        variables: Vec::new(),
+    };
+    let req = canceled.request("j", Some(b"{}".to_vec()), 3);
+    assert_eq!(
+        (
+            req.outcome,
+            req.has_state,
+            req.error.as_str(),
+            req.log_count
+        ),
+        (JobOutcome::Canceled as i32, true, "interrupted", 3)
+    );
+}
