@@ -128,7 +128,7 @@ async fn start(args: provisionerd::config::StartArgs) -> u8 {
                 match shutdown.request(req) {
                     Stage::Draining => tracing::info!(
                         signal = name,
-                        "drain requested: finishing the running job, taking no more"
+                        "drain requested: taking no more jobs; a running job is finished first"
                     ),
                     Stage::Canceling => tracing::warn!(
                         signal = name,

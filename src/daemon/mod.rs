@@ -12,7 +12,7 @@
 //! | `logship`    | UpdateJob shipping, heartbeat, job lease; `batch` its policy  |
 //! | `backlog`    | unconfirmed log lines: memory, then the `spool` file          |
 //! | `record`     | a record per running job, for a restarted daemon              |
-//! | `orphans`    | killing processes a killed daemon left in the work root       |
+//! | `orphans`    | stopping (SIGINT, grace, SIGKILL) what a killed daemon left   |
 //! | `recover`    | reporting the jobs a killed daemon never reported             |
 //!
 //! Shutdown: `drain` is watched only by the acquire loop (no new work; wait

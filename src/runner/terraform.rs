@@ -185,11 +185,13 @@ impl Terraform<'_> {
             }
             other => Stopped::Failed(format!("terraform {name}: {other}")),
         })?;
-        if exit.interrupted {
-            let how = if exit.killed {
-                "killed after grace"
-            } else {
-                "interrupted"
+        if exit.interrupted || exit.killed {
+            let how = match (exit.killed, self.cfg.force_kill.is_cancelled()) {
+                (false, _) => "interrupted",
+                // An operator cut the grace short: say so, the state may
+                // be missing what terraform had not written yet.
+                (true, true) => "killed (stop forced before the grace ran out)",
+                (true, false) => "killed after grace",
             };
             return Err(Stopped::Canceled(format!("canceled: terraform {how}")));
         }

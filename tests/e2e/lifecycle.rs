@@ -291,7 +291,14 @@ async fn a_signal_during_a_cancel_kills_at_once_reports_and_exits_2() {
         sent.elapsed()
     );
     let done = s.coord.job(&import).await;
-    assert_eq!(done.status, "canceled", "the result was still reported");
+    assert_eq!(
+        (done.status.as_str(), done.error.as_str()),
+        (
+            "canceled",
+            "canceled: terraform killed (stop forced before the grace ran out)"
+        ),
+        "the result was still reported, saying the grace was cut short"
+    );
     assert_no_orphans(&s.jobs_dir()).await;
     s.coord.stop().await;
 }
