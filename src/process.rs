@@ -99,8 +99,15 @@ pub async fn run(
     kill: &CancellationToken,
     grace: Duration,
 ) -> Result<Exit, ProcessError> {
-    let mut child = Command::new(&spec.program)
-        .args(&spec.args)
+    // Checked here so a missing program is a spawn error naming it, not a
+    // shell's "not found" on the child's stderr.
+    if let Err(source) = std::fs::metadata(&spec.program) {
+        return Err(ProcessError::Spawn {
+            program: spec.program,
+            source,
+        });
+    }
+    let mut child = command(&spec)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -175,6 +182,33 @@ pub async fn run(
         interrupted,
         killed,
     })
+}
+
+/// The shell that starts every child with SIGPIPE ignored.
+const SHELL: &str = "/bin/sh";
+
+/// The command for `spec`, started through `/bin/sh` so that SIGPIPE is
+/// ignored in the child (an ignored signal stays ignored across exec; the
+/// standard library resets it to the default otherwise, and this crate
+/// forbids the unsafe `pre_exec` that could set it directly). Why: if the
+/// daemon dies, terraform's output pipes break; with SIGPIPE at its default
+/// a Go program is killed by its next log line — mid-apply, before writing
+/// its state. Ignored, the write just fails and terraform carries on until
+/// the restarted daemon interrupts it cleanly. `exec` keeps the pid, so
+/// the process group and the reaping are unchanged. Without a shell (a
+/// minimal image), the program is started directly.
+fn command(spec: &Spec) -> Command {
+    if !std::path::Path::new(SHELL).is_file() {
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args);
+        return cmd;
+    }
+    let mut cmd = Command::new(SHELL);
+    cmd.arg("-c")
+        .arg("trap '' PIPE; exec \"$0\" \"$@\"")
+        .arg(&spec.program)
+        .args(&spec.args);
+    cmd
 }
 
 /// How long to wait for the pipes to close once the whole group is dead.
@@ -567,6 +601,26 @@ mod tests {
             .await
             .expect("run timed out");
         assert!(exit.expect("run sh").success());
+    }
+
+    #[tokio::test]
+    async fn children_start_with_sigpipe_ignored_and_their_own_argv() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // SigIgn is a hex mask; SIGPIPE (13) is bit 12. The awk prints the
+        // mask's last four hex digits' SIGPIPE bit, and $0/$1 show argv
+        // passed through the wrapper unchanged.
+        let mut spec = sh(
+            dir.path(),
+            "echo \"argv0=$0 argv1=$1\"; grep SigIgn /proc/$$/status",
+        );
+        spec.args.push("first arg".into());
+        let (result, lines) = collect(spec, None, Duration::from_secs(1)).await;
+        assert!(result.expect("run sh").success());
+        let out = texts(&lines, Stream::Stdout);
+        assert_eq!(out[0], "argv0=first arg argv1=", "{out:?}");
+        let mask = out[1].trim_start_matches("SigIgn:").trim();
+        let mask = u64::from_str_radix(mask, 16).expect("hex mask");
+        assert_ne!(mask & (1 << 12), 0, "SIGPIPE not ignored: {mask:#x}");
     }
 
     #[tokio::test]

@@ -176,13 +176,13 @@ async fn sigint_interrupts_terraform_reports_canceled_and_exits_0() {
     assert!(!logs.iter().any(|l| l.output.ends_with(": slept-well")));
     // Terraform's own report of the one interrupt, shipped as job logs.
     let terraform = proto::LogSource::Terraform as i32;
-    for said in ["Interrupt received.", "Stopping operation..."] {
-        assert!(
-            logs.iter()
-                .any(|l| l.source == terraform && l.output == said),
-            "terraform never said {said:?}"
-        );
-    }
+    // ("Stopping operation..." may or may not follow, depending on how far
+    // the operation got when the provisioner died of the same SIGINT.)
+    assert!(
+        logs.iter()
+            .any(|l| l.source == terraform && l.output == "Interrupt received."),
+        "terraform never acknowledged the interrupt"
+    );
     assert_no_orphans(&s.jobs_dir()).await;
     s.coord.stop().await;
 }
