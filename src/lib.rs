@@ -13,7 +13,7 @@
 //! | [`archive`]   | tar a template directory; extract one safely into a work dir   |
 //! | [`process`]   | the only place that spawns processes (process groups, signals) |
 //! | [`runner`]    | runs one job with terraform; no network, no signals            |
-//! | [`daemon`]    | `provisionerd start`: cache dir, session, acquire loop, logs   |
+//! | [`daemon`]    | `provisionerd start`: session, acquire loop, logs, recovery    |
 //! | [`coordinator`] | `provisionerd serve`: store, dispatcher, gRPC services       |
 //! | [`cli`]       | admin subcommands (keys, templates, workspaces, jobs, daemons) |
 
