@@ -65,6 +65,28 @@ pub fn matches(daemon: &Tags, job: &Tags) -> bool {
     job.iter().all(|(k, v)| daemon.get(k) == Some(v))
 }
 
+/// Why a daemon with `daemon` tags may not take a job with `job` tags, in
+/// words for an operator ("lacks is_prebuild=true"); `None` if it may.
+pub fn mismatch(daemon: &Tags, job: &Tags) -> Option<String> {
+    if job.is_empty() {
+        return (!daemon.is_empty()).then(|| {
+            format!(
+                "is tagged {}; an untagged job goes only to untagged daemons",
+                display(daemon)
+            )
+        });
+    }
+    let reasons: Vec<String> = job
+        .iter()
+        .filter_map(|(k, v)| match daemon.get(k) {
+            Some(have) if have == v => None,
+            Some(have) => Some(format!("has {k}={have}, the job wants {k}={v}")),
+            None => Some(format!("lacks {k}={v}")),
+        })
+        .collect();
+    (!reasons.is_empty()).then(|| reasons.join(", "))
+}
+
 /// `k=v,k=v` for displays.
 pub fn display(tags: &Tags) -> String {
     tags.iter()
@@ -101,6 +123,29 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mismatch_names_the_tag_that_keeps_a_daemon_out() {
+        let t = |pairs: &[&str]| parse_pairs(pairs).unwrap();
+        let job = t(&["is_prebuild=true", "region=eu"]);
+        assert_eq!(
+            mismatch(&t(&["is_prebuild=true", "region=eu", "x=y"]), &job),
+            None
+        );
+        assert_eq!(
+            mismatch(&t(&["region=us"]), &job).as_deref(),
+            Some("lacks is_prebuild=true, has region=us, the job wants region=eu")
+        );
+        assert_eq!(
+            mismatch(&t(&["pool=a"]), &Tags::new()).as_deref(),
+            Some("is tagged pool=a; an untagged job goes only to untagged daemons")
+        );
+        assert_eq!(mismatch(&Tags::new(), &Tags::new()), None);
+        // mismatch agrees with matches on every case above.
+        for (d, j) in [(t(&["region=us"]), job.clone()), (Tags::new(), Tags::new())] {
+            assert_eq!(mismatch(&d, &j).is_none(), matches(&d, &j));
+        }
+    }
 
     fn t(pairs: &[&str]) -> Tags {
         parse_pairs(pairs).unwrap()

@@ -341,28 +341,9 @@ async fn pending_hint(mut c: Client, job_id: String) {
     if job.status != "pending" {
         return;
     }
-    let Ok(daemons) = c.list_daemons(proto::ListDaemonsRequest {}).await else {
-        return;
-    };
-    let job_tags: crate::tags::Tags = job.tags.clone().into_iter().collect();
-    let able: Vec<String> = daemons
-        .into_inner()
-        .daemons
-        .into_iter()
-        .filter(|d| d.status != "offline")
-        .filter(|d| crate::tags::matches(&d.tags.clone().into_iter().collect(), &job_tags))
-        .map(|d| format!("{} ({})", d.name, d.status))
-        .collect();
-    if able.is_empty() {
-        eprintln!(
-            "Job {job_id} is pending: no connected daemon can take jobs tagged {}; start one with a key that has these tags.",
-            tags_text(&job.tags)
-        );
-    } else {
-        eprintln!(
-            "Job {job_id} is pending; daemons that can take it: {}",
-            able.join(", ")
-        );
+    eprintln!("Job {job_id} is pending:");
+    for line in &job.routing {
+        eprintln!("  {line}");
     }
 }
 

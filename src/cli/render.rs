@@ -60,6 +60,7 @@ pub fn job_json(j: &proto::Job) -> Value {
         "created_at": ms_to_rfc3339(j.created_at),
         "started_at": ms_to_rfc3339(j.started_at),
         "finished_at": ms_to_rfc3339(j.finished_at),
+        "routing": j.routing,
     })
 }
 

@@ -66,6 +66,9 @@ impl AdminApi {
             workspace: workspace.map(|w| w.name).unwrap_or_default(),
             transition: transition as i32,
             log_count: j.log_count,
+            // Filled in by GetJob for a pending job only: it costs a look
+            // at every daemon.
+            routing: Vec::new(),
         }
     }
 
@@ -427,7 +430,14 @@ impl Admin for AdminApi {
     ) -> Result<Response<proto::Job>, Status> {
         self.auth(&req)?;
         let job = self.hub.store.job(&req.into_inner().id)?;
-        Ok(Response::new(self.job_to_proto(job)))
+        let routing = if job.status == "pending" {
+            super::routing::explain(&job.tags, &self.hub.store.list_daemons()?)
+        } else {
+            Vec::new()
+        };
+        let mut job = self.job_to_proto(job);
+        job.routing = routing;
+        Ok(Response::new(job))
     }
 
     async fn cancel_job(

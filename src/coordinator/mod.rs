@@ -12,6 +12,7 @@ pub mod auth;
 pub mod daemon_api;
 pub mod dispatch;
 pub mod error;
+pub mod routing;
 pub mod store;
 
 use std::collections::HashMap;

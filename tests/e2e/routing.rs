@@ -95,3 +95,32 @@ async fn prebuild_pool_takes_only_prebuild_jobs() {
     d_gen.stop().await.unwrap();
     coord.stop().await;
 }
+
+#[tokio::test]
+async fn a_pending_job_says_which_tag_keeps_each_daemon_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let coord = Coord::start(&tmp.path().join("data")).await;
+    let key = coord.create_key("pool", &[("is_prebuild", "true")]).await;
+    let d = Daemon::start(&coord.url, &key, "pool-1", &tmp.path().join("c1"));
+    wait_connected(&coord, 1).await;
+    let dir = template(tmp.path(), "t", QUICK);
+    let import = coord.push("t", &dir, &[]).await;
+
+    let job = coord.job(&import).await;
+    assert_eq!(job.status, "pending");
+    assert_eq!(
+        job.routing,
+        vec![
+            "no connected daemon can take it; it needs a key with no tags (an untagged job goes only to untagged daemons)",
+            "daemon pool-1 is tagged is_prebuild=true; an untagged job goes only to untagged daemons",
+        ]
+    );
+    // Once a matching daemon is there, the job runs and the note is gone.
+    let general = coord.create_key("general", &[]).await;
+    let g = Daemon::start(&coord.url, &general, "general-1", &tmp.path().join("c2"));
+    let done = coord.wait_succeeded(&import).await;
+    assert!(done.routing.is_empty());
+    d.stop().await.unwrap();
+    g.stop().await.unwrap();
+    coord.stop().await;
+}
