@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use super::Hub;
 use super::auth;
 use super::error::{CoordError, Result};
-use super::store::{self, JobFilter, JobKind, JobRow, WorkspaceRow};
+use super::store::{self, JobFilter, JobKind, JobRow, NewBuild, WorkspaceRow};
 use crate::proto::admin_server::Admin;
 use crate::proto::{self, Transition};
 use crate::tags::{self, Tags};
@@ -268,10 +268,14 @@ impl Admin for AdminApi {
         check_template(&req.archive)
             .map_err(|e| CoordError::Invalid(format!("push template {:?}: {e}", req.name)))?;
         let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
-        let (version_id, job_id) =
-            self.hub
-                .store
-                .push_template(&req.name, &req.archive, &tags, &vars, DEFAULT_OWNER)?;
+        let (version_id, job_id) = self.hub.store.push_template(
+            &req.name,
+            &req.archive,
+            &tags,
+            &vars,
+            DEFAULT_OWNER,
+            None,
+        )?;
         self.hub.dispatcher.kick();
         Ok(Response::new(proto::PushTemplateResponse {
             template_version_id: version_id,
@@ -321,10 +325,14 @@ impl Admin for AdminApi {
         let version = self.hub.store.version(&version_id)?;
         let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
         self.check_variables(&version, &vars)?;
+        let build = NewBuild {
+            parameters: BTreeMap::new(),
+            tags: version.tags.clone(),
+        };
         let (workspace_id, job_id) = self
             .hub
             .store
-            .create_workspace(&req.name, &owner, &version, &vars, &owner)?;
+            .create_workspace(&req.name, &owner, &version, &vars, &owner, &build)?;
         self.hub.dispatcher.kick();
         Ok(Response::new(proto::BuildResponse {
             workspace_id,
@@ -359,10 +367,14 @@ impl Admin for AdminApi {
             ws.template_version_id.clone()
         };
         let version = self.hub.store.version(&version_id)?;
+        let build = NewBuild {
+            parameters: ws.parameters.clone(),
+            tags: version.tags.clone(),
+        };
         let job_id = self
             .hub
             .store
-            .enqueue_build(&ws, &version, transition, &ws.owner)?;
+            .enqueue_build(&ws, &version, transition, &ws.owner, &build)?;
         self.hub.dispatcher.kick();
         Ok(Response::new(proto::BuildResponse {
             workspace_id: ws.id,

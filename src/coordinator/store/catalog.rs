@@ -29,6 +29,8 @@ pub struct VersionRow {
     pub var_values: BTreeMap<String, String>,
     /// Set once the version's import succeeded.
     pub declared: Option<Vec<TemplateVariable>>,
+    /// `template::TemplateMeta` as JSON, read when the version was pushed.
+    pub meta_json: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +43,16 @@ pub struct WorkspaceRow {
     pub var_values: BTreeMap<String, String>,
     pub state: Option<Vec<u8>>,
     pub created_at: i64,
+    /// The parameter values of its latest build.
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// What a build is enqueued with: its parameter values and the tags that
+/// route it (evaluated for this build by the caller).
+#[derive(Debug, Clone, Default)]
+pub struct NewBuild {
+    pub parameters: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 /// Stored form of declared variables (the proto message is not serde).
@@ -83,6 +95,24 @@ fn declared_from_json(s: &str) -> Vec<TemplateVariable> {
         .collect()
 }
 
+/// Records a build's parameter values and the ones it replaces.
+fn set_build_parameters(
+    tx: &rusqlite::Transaction<'_>,
+    job_id: &str,
+    parameters: &BTreeMap<String, String>,
+    previous: &BTreeMap<String, String>,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE jobs SET parameters = ?2, previous_parameters = ?3 WHERE id = ?1",
+        params![
+            job_id,
+            serde_json::to_string(parameters)?,
+            serde_json::to_string(previous)?
+        ],
+    )?;
+    Ok(())
+}
+
 impl Store {
     /// Stores a new template version (creating the template on first push)
     /// and enqueues its import job. Returns (version id, job id).
@@ -93,6 +123,7 @@ impl Store {
         tags: &Tags,
         var_values: &BTreeMap<String, String>,
         initiator: &str,
+        meta_json: Option<&str>,
     ) -> Result<(String, String)> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -104,15 +135,16 @@ impl Store {
         )?;
         let version_id = new_id();
         tx.execute(
-            "INSERT INTO template_versions(id, template, archive, tags, var_values, declared, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
+            "INSERT INTO template_versions(id, template, archive, tags, var_values, declared, created_at, meta)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)",
             params![
                 version_id,
                 name,
                 archive,
                 tags_to_json(tags)?,
                 serde_json::to_string(var_values)?,
-                now
+                now,
+                meta_json
             ],
         )?;
         let job_id = insert_job(
@@ -160,7 +192,7 @@ impl Store {
     pub fn version(&self, id: &str) -> Result<VersionRow> {
         self.conn()
             .query_row(
-                "SELECT id, template, tags, var_values, declared FROM template_versions WHERE id = ?1",
+                "SELECT id, template, tags, var_values, declared, meta FROM template_versions WHERE id = ?1",
                 [id],
                 |r| {
                     Ok(VersionRow {
@@ -172,6 +204,7 @@ impl Store {
                         declared: r
                             .get::<_, Option<String>>(4)?
                             .map(|s| declared_from_json(&s)),
+                        meta_json: r.get(5)?,
                     })
                 },
             )
@@ -196,6 +229,7 @@ impl Store {
         version: &VersionRow,
         var_values: &BTreeMap<String, String>,
         initiator: &str,
+        build: &NewBuild,
     ) -> Result<(String, String)> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -211,8 +245,8 @@ impl Store {
         }
         let id = new_id();
         tx.execute(
-            "INSERT INTO workspaces(id, name, owner, template, template_version_id, var_values, state, deleted, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7)",
+            "INSERT INTO workspaces(id, name, owner, template, template_version_id, var_values, state, deleted, created_at, parameters)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?8)",
             params![
                 id,
                 name,
@@ -220,7 +254,8 @@ impl Store {
                 version.template,
                 version.id,
                 serde_json::to_string(var_values)?,
-                now_ms()
+                now_ms(),
+                serde_json::to_string(&build.parameters)?
             ],
         )?;
         let job_id = insert_job(
@@ -228,11 +263,12 @@ impl Store {
             &NewJob {
                 kind: JobKind::WorkspaceBuild(crate::proto::Transition::Start),
                 initiator: initiator.to_string(),
-                tags: version.tags.clone(),
+                tags: build.tags.clone(),
                 template_version_id: version.id.clone(),
                 workspace_id: Some(id.clone()),
             },
         )?;
+        set_build_parameters(&tx, &job_id, &build.parameters, &BTreeMap::new())?;
         tx.commit()?;
         Ok((id, job_id))
     }
@@ -245,6 +281,7 @@ impl Store {
         version: &VersionRow,
         transition: crate::proto::Transition,
         initiator: &str,
+        build: &NewBuild,
     ) -> Result<String> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -263,19 +300,20 @@ impl Store {
             )));
         }
         tx.execute(
-            "UPDATE workspaces SET template_version_id = ?2 WHERE id = ?1",
-            params![ws.id, version.id],
+            "UPDATE workspaces SET template_version_id = ?2, parameters = ?3 WHERE id = ?1",
+            params![ws.id, version.id, serde_json::to_string(&build.parameters)?],
         )?;
         let job_id = insert_job(
             &tx,
             &NewJob {
                 kind: JobKind::WorkspaceBuild(transition),
                 initiator: initiator.to_string(),
-                tags: version.tags.clone(),
+                tags: build.tags.clone(),
                 template_version_id: version.id.clone(),
                 workspace_id: Some(ws.id.clone()),
             },
         )?;
+        set_build_parameters(&tx, &job_id, &build.parameters, &ws.parameters)?;
         tx.commit()?;
         Ok(job_id)
     }
@@ -283,7 +321,8 @@ impl Store {
     fn workspace_where(&self, cond: &str, arg: &str) -> Result<Vec<WorkspaceRow>> {
         let conn = self.conn();
         let sql = format!(
-            "SELECT id, name, owner, template, template_version_id, var_values, state, created_at
+            "SELECT id, name, owner, template, template_version_id, var_values, state, created_at,
+                    parameters
              FROM workspaces WHERE {cond} ORDER BY name"
         );
         let mut stmt = conn.prepare(&sql)?;
@@ -297,6 +336,10 @@ impl Store {
                 var_values: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
                 state: r.get(6)?,
                 created_at: r.get(7)?,
+                parameters: r
+                    .get::<_, Option<String>>(8)?
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

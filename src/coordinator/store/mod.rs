@@ -22,7 +22,7 @@ use crate::coordinator::error::{CoordError, Result};
 use crate::tags::Tags;
 
 pub use cancel::Canceled;
-pub use catalog::{TemplateRow, VersionRow, WorkspaceRow};
+pub use catalog::{NewBuild, TemplateRow, VersionRow, WorkspaceRow};
 pub use daemons::{DaemonRow, KeyRow, Report};
 pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, Offer};
 
@@ -192,6 +192,14 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // A lost job's late state that could not be applied (a newer build of
     // the workspace exists), kept for an operator.
     ("jobs", "late_state", "BLOB"),
+    // Template metadata read at push (parameters, workspace tags, presets,
+    // README) as JSON; NULL for versions pushed before it existed.
+    ("template_versions", "meta", "TEXT"),
+    // Parameter values (JSON objects): a workspace's current ones, and each
+    // build's own and the ones it replaced (CODER_PARAMETER_PREVIOUS_*).
+    ("workspaces", "parameters", "TEXT"),
+    ("jobs", "parameters", "TEXT"),
+    ("jobs", "previous_parameters", "TEXT"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {

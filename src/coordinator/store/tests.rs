@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 
 use super::cancel::CANCELED_BY_OPERATOR;
-use super::{DaemonRow, KeyRow, Report, Store};
+use super::{DaemonRow, KeyRow, NewBuild, Report, Store};
 use crate::coordinator::error::CoordError;
 use crate::proto::{self, DaemonState, JobOutcome};
 use crate::tags::Tags;
@@ -33,7 +33,14 @@ impl Fixture {
     fn job(&self) -> String {
         let (_, job) = self
             .store
-            .push_template("t", b"archive", &Tags::new(), &BTreeMap::new(), "alice")
+            .push_template(
+                "t",
+                b"archive",
+                &Tags::new(),
+                &BTreeMap::new(),
+                "alice",
+                None,
+            )
             .unwrap();
         job
     }
@@ -260,12 +267,26 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
     let f = fixture();
     let (version, _import) = f
         .store
-        .push_template("w", b"archive", &Tags::new(), &BTreeMap::new(), "alice")
+        .push_template(
+            "w",
+            b"archive",
+            &Tags::new(),
+            &BTreeMap::new(),
+            "alice",
+            None,
+        )
         .unwrap();
     let version = f.store.version(&version).unwrap();
     let (ws, job) = f
         .store
-        .create_workspace("ws", "alice", &version, &BTreeMap::new(), "alice")
+        .create_workspace(
+            "ws",
+            "alice",
+            &version,
+            &BTreeMap::new(),
+            "alice",
+            &NewBuild::default(),
+        )
         .unwrap();
     let d = f.daemon("d1");
     // The import is older: claim until the build is ours.
@@ -316,12 +337,26 @@ fn a_late_state_never_overwrites_a_newer_builds() {
     let f = fixture();
     let (version, _) = f
         .store
-        .push_template("w", b"archive", &Tags::new(), &BTreeMap::new(), "alice")
+        .push_template(
+            "w",
+            b"archive",
+            &Tags::new(),
+            &BTreeMap::new(),
+            "alice",
+            None,
+        )
         .unwrap();
     let version = f.store.version(&version).unwrap();
     let (ws, job) = f
         .store
-        .create_workspace("ws", "alice", &version, &BTreeMap::new(), "alice")
+        .create_workspace(
+            "ws",
+            "alice",
+            &version,
+            &BTreeMap::new(),
+            "alice",
+            &NewBuild::default(),
+        )
         .unwrap();
     let d = f.daemon("d1");
     while f.store.claim(&d, &Tags::new()).unwrap().unwrap().job_id != job {}
@@ -330,7 +365,13 @@ fn a_late_state_never_overwrites_a_newer_builds() {
     // Someone builds again after the failure.
     let row = f.store.workspace_by_id(&ws).unwrap();
     f.store
-        .enqueue_build(&row, &version, proto::Transition::Stop, "alice")
+        .enqueue_build(
+            &row,
+            &version,
+            proto::Transition::Stop,
+            "alice",
+            &NewBuild::default(),
+        )
         .unwrap();
 
     let mut late = finish(&job, JobOutcome::Succeeded);
