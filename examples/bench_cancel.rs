@@ -168,7 +168,7 @@ async fn main() -> Result<()> {
                 name: format!("w{i}"),
                 template: "t".into(),
                 owner: "bench".into(),
-                variables: Default::default(),
+                ..Default::default()
             })
             .await?
             .into_inner()

@@ -294,6 +294,15 @@ pub enum TemplatesCmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Show what a template's newest version declares: variables,
+    /// parameters, workspace tag expressions, presets and README.
+    Show {
+        name: String,
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// List templates, their active versions and variables.
     List {
         #[command(flatten)]
@@ -316,6 +325,13 @@ pub enum WorkspacesCmd {
         /// Template variable `name=value` (repeatable).
         #[arg(long = "var")]
         vars: Vec<String>,
+        /// Template parameter (`coder_parameter`) `name=value` (repeatable).
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// Apply a `coder_workspace_preset` by name; `--param` may then only
+        /// set parameters the preset does not.
+        #[arg(long)]
+        preset: Option<String>,
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
@@ -347,6 +363,10 @@ pub enum WorkspacesCmd {
 #[derive(Debug, Args)]
 pub struct BuildArgs {
     pub name: String,
+    /// Change a parameter for this build, `name=value` (repeatable; start
+    /// only — stop and delete keep the workspace's values).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
     /// Stream the build's logs; exit non-zero if it fails.
     #[arg(long)]
     pub wait: bool,

@@ -4,6 +4,7 @@
 mod cancel;
 mod client;
 pub mod render;
+mod template_show;
 
 use std::collections::HashMap;
 
@@ -141,6 +142,10 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
                 println!("{}", resp.job_id);
             }
         }
+        TemplatesCmd::Show { name, out, admin } => {
+            let mut c = client(&admin).await?;
+            template_show::show(&mut c, &name, out.output).await?;
+        }
         TemplatesCmd::List { out, admin } => {
             let ts = client(&admin)
                 .await?
@@ -180,10 +185,13 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
             template,
             owner,
             vars,
+            params,
+            preset,
             wait,
             admin,
         } => {
             let variables = pairs("--var", &vars)?;
+            let parameters = pairs("--param", &params)?;
             let mut c = client(&admin).await?;
             let resp = c
                 .create_workspace(proto::CreateWorkspaceRequest {
@@ -191,6 +199,8 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
                     template,
                     owner: owner.unwrap_or_default(),
                     variables,
+                    parameters,
+                    preset: preset.unwrap_or_default(),
                 })
                 .await?
                 .into_inner();
@@ -267,11 +277,13 @@ fn print_workspace(w: &proto::Workspace, output: Output) {
 }
 
 async fn build(a: BuildArgs, transition: Transition) -> Result<(), CliError> {
+    let parameters = pairs("--param", &a.params)?;
     let mut c = client(&a.admin).await?;
     let resp = c
         .build_workspace(proto::BuildWorkspaceRequest {
             name: a.name.clone(),
             transition: transition as i32,
+            parameters,
         })
         .await?
         .into_inner();

@@ -302,6 +302,22 @@ impl Admin for AdminApi {
         }))
     }
 
+    async fn get_template(
+        &self,
+        req: Request<proto::GetTemplateRequest>,
+    ) -> Result<Response<proto::TemplateDetail>, Status> {
+        self.auth(&req)?;
+        let name = req.into_inner().name;
+        let template = self.hub.store.template(&name)?;
+        let latest = self.hub.store.latest_version(&name)?;
+        Ok(Response::new(proto::TemplateDetail {
+            name,
+            active_version_id: template.active_version_id.unwrap_or_default(),
+            latest_version_id: latest.id,
+            meta_json: latest.meta_json.unwrap_or_default(),
+        }))
+    }
+
     async fn create_workspace(
         &self,
         req: Request<proto::CreateWorkspaceRequest>,

@@ -179,6 +179,7 @@ impl Coord {
                 template: template.into(),
                 owner: owner.into(),
                 variables,
+                ..Default::default()
             })
             .await
             .expect("create workspace")
@@ -192,6 +193,7 @@ impl Coord {
             .build_workspace(proto::BuildWorkspaceRequest {
                 name: name.into(),
                 transition: t as i32,
+                ..Default::default()
             })
             .await
             .expect("build workspace")

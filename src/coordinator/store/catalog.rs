@@ -189,6 +189,21 @@ impl Store {
             .ok_or_else(|| not_found("template", name))
     }
 
+    /// The newest version pushed for a template (whatever its import did).
+    pub fn latest_version(&self, template: &str) -> Result<VersionRow> {
+        let id: String = self
+            .conn()
+            .query_row(
+                "SELECT id FROM template_versions WHERE template = ?1
+                 ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                [template],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| not_found("template", template))?;
+        self.version(&id)
+    }
+
     pub fn version(&self, id: &str) -> Result<VersionRow> {
         self.conn()
             .query_row(
