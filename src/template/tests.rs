@@ -1,7 +1,9 @@
-//! Parsing whole templates: every block kind, and the errors
+//! Parsing whole templates: the example, every block kind, and the errors
 //! Coder would refuse a template version for.
 
+use std::collections::BTreeMap;
 use std::fs;
+use std::path::Path;
 
 use super::*;
 
@@ -23,6 +25,93 @@ pub(super) fn refused(text: &str) -> String {
     parse_one(text)
         .expect_err("template must be refused")
         .to_string()
+}
+
+fn example_dir() -> &'static Path {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/templates/coder-prebuilds"
+    ))
+}
+
+fn build(owner: &str, meta: &TemplateMeta) -> BuildContext {
+    BuildContext {
+        owner_name: owner.into(),
+        workspace_name: "dev".into(),
+        workspace_id: "7d1c".into(),
+        transition: "start".into(),
+        template_name: "coder-prebuilds".into(),
+        variables: BTreeMap::new(),
+        parameters: resolve_parameters(meta, Some("Frankfurt, 4 cores"), &BTreeMap::new(), None)
+            .expect("preset parameters resolve"),
+    }
+}
+
+#[test]
+fn example_template_parses_and_routes_prebuilds() {
+    let meta = parse_dir(example_dir()).expect("example parses");
+    let names: Vec<&str> = meta.parameters.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["region", "cpus", "dotfiles_repo"]);
+    let region = &meta.parameters[0];
+    assert_eq!(region.options.len(), 3);
+    assert!(!region.mutable && !region.required);
+    assert_eq!(region.at, "main.tf:29");
+    assert_eq!(meta.parameters[1].default.as_deref(), Some("2"));
+    assert_eq!(
+        meta.variables[0].default_json.as_deref(),
+        Some("\"ubuntu:24.04\"")
+    );
+
+    let preset = &meta.presets[0];
+    assert!(preset.default);
+    assert_eq!(preset.parameters["cpus"], "4");
+    let prebuilds = preset.prebuilds.as_ref().expect("prebuilds");
+    assert_eq!(prebuilds.instances, 3);
+    assert_eq!(prebuilds.ttl_seconds, Some(86400));
+    let scheduling = prebuilds.scheduling.as_ref().expect("scheduling");
+    assert_eq!(scheduling.timezone, "Europe/Berlin");
+    assert_eq!(scheduling.schedules[0].cron, "* 8-18 * * 1-5");
+    assert_eq!(scheduling.schedules[1].instances, 1);
+    assert!(
+        meta.readme
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("# coder-prebuilds")
+    );
+
+    let tag = &meta.workspace_tags[0];
+    assert_eq!(tag.key, "is_prebuild");
+    assert_eq!(tag.expr, "\"true\"");
+    assert!(
+        tag.count
+            .as_deref()
+            .unwrap_or("")
+            .contains("\"prebuilds\" ? 1 : 0")
+    );
+
+    let prebuild = build_tags(&meta, &build("prebuilds", &meta)).expect("prebuild tags");
+    assert_eq!(
+        prebuild,
+        crate::tags::parse_pairs(&["is_prebuild=true"]).unwrap()
+    );
+    let person = build_tags(&meta, &build("alice", &meta)).expect("person tags");
+    assert!(person.is_empty(), "{person:?}");
+    assert!(
+        import_tags(&meta, &BTreeMap::new())
+            .expect("import tags")
+            .is_empty()
+    );
+}
+
+#[test]
+fn archive_reads_like_the_directory() {
+    let tar = crate::archive::tar_dir(example_dir()).expect("tar example");
+    assert_eq!(
+        parse_archive(&tar).expect("parse archive"),
+        parse_dir(example_dir()).expect("parse dir")
+    );
+    let err = parse_archive(b"not a tar archive at all").expect_err("garbage");
+    assert!(err.to_string().starts_with("parse template: "), "{err}");
 }
 
 #[test]
