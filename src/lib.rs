@@ -10,6 +10,8 @@
 //! | [`exit`]      | process exit codes and their meaning                           |
 //! | [`grpc`]      | shared gRPC pieces: message limit, URL rule, credentials        |
 //! | [`tags`]      | tag parsing, validation and the routing (match) rule           |
+//! | [`template`]  | Coder-style templates without terraform: parameters, presets,  |
+//! |               | workspace tags evaluated per job, parameter resolution         |
 //! | [`archive`]   | tar a template directory; extract one safely into a work dir   |
 //! | [`process`]   | the only place that spawns processes (process groups, signals) |
 //! | [`runner`]    | runs one job with terraform; no network, no signals            |
@@ -28,6 +30,7 @@ pub mod process;
 pub mod proto;
 pub mod runner;
 pub mod tags;
+pub mod template;
 
 /// The version daemons report when they register.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,95 @@
+//! A template's files: which ones are read, their HCL syntax tree, and
+//! `file:line` positions for messages.
+
+use std::fs;
+use std::ops::Range;
+use std::path::Path;
+
+use hcl::edit::structure::Body;
+
+use super::TemplateError;
+
+/// One `.tf` file: its name (for messages) and text (for positions and the
+/// source text of expressions).
+pub(super) struct SourceFile {
+    pub name: String,
+    pub text: String,
+}
+
+pub(super) struct Files {
+    pub tf: Vec<SourceFile>,
+    pub readme: Option<String>,
+}
+
+/// Terraform reads only the root module's `*.tf` files, so subdirectories
+/// (modules, scripts) are not looked at. Files are sorted so that
+/// declaration order, and so messages, do not depend on the file system.
+pub(super) fn read_dir(dir: &Path) -> Result<Files, TemplateError> {
+    let list = |source| TemplateError::List {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mut tf = Vec::new();
+    let mut readme = None;
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir).map_err(list)? {
+        let entry = entry.map_err(list)?;
+        if entry.file_type().map_err(list)?.is_file() {
+            entries.push(entry.path());
+        }
+    }
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_name()
+            .unwrap_or(path.as_os_str())
+            .to_string_lossy()
+            .into_owned();
+        let read = |source| TemplateError::Read {
+            file: name.clone(),
+            source,
+        };
+        if name == "README.md" {
+            // A README is documentation: a stray invalid byte should not
+            // refuse the template.
+            let bytes = fs::read(&path).map_err(read)?;
+            readme = Some(String::from_utf8_lossy(&bytes).into_owned());
+        } else if path.extension().is_some_and(|ext| ext == "tf") {
+            let text = fs::read_to_string(&path).map_err(read)?;
+            tf.push(SourceFile { name, text });
+        }
+    }
+    Ok(Files { tf, readme })
+}
+
+impl SourceFile {
+    /// `file:line` of a byte span; just the file when the span is unknown.
+    pub fn at(&self, span: Option<Range<usize>>) -> String {
+        match span {
+            Some(span) => format!("{}:{}", self.name, self.line_of(span.start)),
+            None => self.name.clone(),
+        }
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        1 + self.text.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+    }
+
+    /// The source text of a span, as written.
+    pub fn slice(&self, span: Option<Range<usize>>) -> Option<&str> {
+        span.and_then(|span| self.text.get(span)).map(str::trim)
+    }
+
+    /// The syntax tree, which keeps the byte spans that hcl-rs's own
+    /// `Body` drops.
+    pub fn parse(&self) -> Result<Body, TemplateError> {
+        hcl::edit::parser::parse_body(&self.text).map_err(|err| TemplateError::Syntax {
+            at: format!("{}:{}", self.name, err.location().line()),
+            message: err.message().to_string(),
+        })
+    }
+}
