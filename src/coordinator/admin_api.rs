@@ -13,7 +13,8 @@ use tonic::{Request, Response, Status};
 use super::Hub;
 use super::auth;
 use super::error::{CoordError, Result};
-use super::store::{self, JobFilter, JobKind, JobRow, NewBuild, WorkspaceRow};
+use super::store::{self, JobFilter, JobKind, JobRow, WorkspaceRow};
+use super::templates;
 use crate::proto::admin_server::Admin;
 use crate::proto::{self, Transition};
 use crate::tags::{self, Tags};
@@ -268,13 +269,21 @@ impl Admin for AdminApi {
         check_template(&req.archive)
             .map_err(|e| CoordError::Invalid(format!("push template {:?}: {e}", req.name)))?;
         let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
+        // Read without terraform: a template whose parameters, presets or
+        // tags are wrong is refused now, with the file and line.
+        let meta = templates::read(&req.name, &req.archive)?;
+        let import_tags = templates::import_tags(&req.name, &meta, &vars, &tags)?;
+        let meta_json = templates::meta_json(&meta)?;
         let (version_id, job_id) = self.hub.store.push_template(
             &req.name,
             &req.archive,
             &tags,
             &vars,
             DEFAULT_OWNER,
-            None,
+            &store::NewImport {
+                meta_json: Some(meta_json),
+                tags: import_tags,
+            },
         )?;
         self.hub.dispatcher.kick();
         Ok(Response::new(proto::PushTemplateResponse {
@@ -341,14 +350,31 @@ impl Admin for AdminApi {
         let version = self.hub.store.version(&version_id)?;
         let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
         self.check_variables(&version, &vars)?;
-        let build = NewBuild {
-            parameters: BTreeMap::new(),
-            tags: version.tags.clone(),
-        };
-        let (workspace_id, job_id) = self
-            .hub
-            .store
-            .create_workspace(&req.name, &owner, &version, &vars, &owner, &build)?;
+        let workspace_id = store::new_id();
+        let mut variables = version.var_values.clone();
+        variables.extend(vars.clone());
+        let given: BTreeMap<String, String> = req.parameters.into_iter().collect();
+        let action = format!("create workspace {:?}", req.name);
+        let build = templates::plan(&templates::Plan {
+            action: &action,
+            workspace_name: &req.name,
+            workspace_id: &workspace_id,
+            owner: &owner,
+            transition: Transition::Start,
+            version: &version,
+            variables: &variables,
+            given: &given,
+            preset: (!req.preset.is_empty()).then_some(req.preset.as_str()),
+            previous: None,
+        })?;
+        let (workspace_id, job_id) = self.hub.store.create_workspace(
+            &workspace_id,
+            &req.name,
+            &owner,
+            &version,
+            &vars,
+            &build,
+        )?;
         self.hub.dispatcher.kick();
         Ok(Response::new(proto::BuildResponse {
             workspace_id,
@@ -383,10 +409,8 @@ impl Admin for AdminApi {
             ws.template_version_id.clone()
         };
         let version = self.hub.store.version(&version_id)?;
-        let build = NewBuild {
-            parameters: ws.parameters.clone(),
-            tags: version.tags.clone(),
-        };
+        let given: BTreeMap<String, String> = req.parameters.into_iter().collect();
+        let build = templates::plan_existing(&ws, &version, transition, &given)?;
         let job_id = self
             .hub
             .store

@@ -14,6 +14,7 @@ pub mod dispatch;
 pub mod error;
 pub mod routing;
 pub mod store;
+pub mod templates;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -47,6 +47,15 @@ pub struct WorkspaceRow {
     pub parameters: BTreeMap<String, String>,
 }
 
+/// What a pushed version's import is enqueued with: the metadata read from
+/// its files, and the import job's tags (the version's own plus the
+/// template's workspace tags at their defaults).
+#[derive(Debug, Clone, Default)]
+pub struct NewImport {
+    pub meta_json: Option<String>,
+    pub tags: Tags,
+}
+
 /// What a build is enqueued with: its parameter values and the tags that
 /// route it (evaluated for this build by the caller).
 #[derive(Debug, Clone, Default)]
@@ -115,7 +124,9 @@ fn set_build_parameters(
 
 impl Store {
     /// Stores a new template version (creating the template on first push)
-    /// and enqueues its import job. Returns (version id, job id).
+    /// and enqueues its import job. `tags` are the version's own (given at
+    /// push; every build of it carries them).
+    /// Returns (version id, job id).
     pub fn push_template(
         &self,
         name: &str,
@@ -123,7 +134,7 @@ impl Store {
         tags: &Tags,
         var_values: &BTreeMap<String, String>,
         initiator: &str,
-        meta_json: Option<&str>,
+        import: &NewImport,
     ) -> Result<(String, String)> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -144,7 +155,7 @@ impl Store {
                 tags_to_json(tags)?,
                 serde_json::to_string(var_values)?,
                 now,
-                meta_json
+                import.meta_json
             ],
         )?;
         let job_id = insert_job(
@@ -152,7 +163,7 @@ impl Store {
             &NewJob {
                 kind: JobKind::TemplateImport,
                 initiator: initiator.to_string(),
-                tags: tags.clone(),
+                tags: import.tags.clone(),
                 template_version_id: version_id.clone(),
                 workspace_id: None,
             },
@@ -235,15 +246,15 @@ impl Store {
         )?)
     }
 
-    /// Creates a workspace and enqueues its first build (transition start).
-    /// Returns (workspace id, job id).
+    /// Creates workspace `id` and enqueues its first build (transition
+    /// start), initiated by its owner. Returns (workspace id, job id).
     pub fn create_workspace(
         &self,
+        id: &str,
         name: &str,
         owner: &str,
         version: &VersionRow,
         var_values: &BTreeMap<String, String>,
-        initiator: &str,
         build: &NewBuild,
     ) -> Result<(String, String)> {
         let mut conn = self.conn();
@@ -258,7 +269,6 @@ impl Store {
                 "create workspace {name:?}: a workspace with that name exists"
             )));
         }
-        let id = new_id();
         tx.execute(
             "INSERT INTO workspaces(id, name, owner, template, template_version_id, var_values, state, deleted, created_at, parameters)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?8)",
@@ -277,15 +287,15 @@ impl Store {
             &tx,
             &NewJob {
                 kind: JobKind::WorkspaceBuild(crate::proto::Transition::Start),
-                initiator: initiator.to_string(),
+                initiator: owner.to_string(),
                 tags: build.tags.clone(),
                 template_version_id: version.id.clone(),
-                workspace_id: Some(id.clone()),
+                workspace_id: Some(id.to_string()),
             },
         )?;
         set_build_parameters(&tx, &job_id, &build.parameters, &BTreeMap::new())?;
         tx.commit()?;
-        Ok((id, job_id))
+        Ok((id.to_string(), job_id))
     }
 
     /// Enqueues a build of an existing workspace. `version` is the version

@@ -22,7 +22,7 @@ use crate::coordinator::error::{CoordError, Result};
 use crate::tags::Tags;
 
 pub use cancel::Canceled;
-pub use catalog::{NewBuild, TemplateRow, VersionRow, WorkspaceRow};
+pub use catalog::{NewBuild, NewImport, TemplateRow, VersionRow, WorkspaceRow};
 pub use daemons::{DaemonRow, KeyRow, Report};
 pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, Offer};
 
@@ -233,7 +233,7 @@ pub(crate) fn tags_from_json(s: &str) -> Tags {
     serde_json::from_str(s).unwrap_or_default()
 }
 
-fn new_id() -> String {
+pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 
 use super::cancel::CANCELED_BY_OPERATOR;
-use super::{DaemonRow, KeyRow, NewBuild, Report, Store};
+use super::{DaemonRow, KeyRow, NewBuild, NewImport, Report, Store};
 use crate::coordinator::error::CoordError;
 use crate::proto::{self, DaemonState, JobOutcome};
 use crate::tags::Tags;
@@ -39,7 +39,7 @@ impl Fixture {
                 &Tags::new(),
                 &BTreeMap::new(),
                 "alice",
-                None,
+                &NewImport::default(),
             )
             .unwrap();
         job
@@ -273,18 +273,18 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
             &Tags::new(),
             &BTreeMap::new(),
             "alice",
-            None,
+            &NewImport::default(),
         )
         .unwrap();
     let version = f.store.version(&version).unwrap();
     let (ws, job) = f
         .store
         .create_workspace(
+            "ws-id",
             "ws",
             "alice",
             &version,
             &BTreeMap::new(),
-            "alice",
             &NewBuild::default(),
         )
         .unwrap();
@@ -343,18 +343,18 @@ fn a_late_state_never_overwrites_a_newer_builds() {
             &Tags::new(),
             &BTreeMap::new(),
             "alice",
-            None,
+            &NewImport::default(),
         )
         .unwrap();
     let version = f.store.version(&version).unwrap();
     let (ws, job) = f
         .store
         .create_workspace(
+            "ws-id",
             "ws",
             "alice",
             &version,
             &BTreeMap::new(),
-            "alice",
             &NewBuild::default(),
         )
         .unwrap();

@@ -1,0 +1,147 @@
+//! Where template metadata meets the job queue: reading a pushed version's
+//! parameters, workspace tags and presets (no terraform needed), and, per
+//! build, resolving its parameter values and evaluating the tags that route
+//! it. The coordinator decides routing; the daemon never does.
+
+use std::collections::BTreeMap;
+
+use super::error::CoordError;
+use super::store::{NewBuild, VersionRow, WorkspaceRow};
+use crate::proto::Transition;
+use crate::tags::Tags;
+use crate::template::{self, BuildContext, TemplateMeta};
+
+/// Reads a pushed archive. A template that does not parse, or whose
+/// parameters, presets or schedules are invalid, is refused at push.
+pub fn read(name: &str, archive: &[u8]) -> Result<TemplateMeta, CoordError> {
+    template::parse_archive(archive)
+        .map_err(|e| CoordError::Invalid(format!("push template {name:?}: {e}")))
+}
+
+/// The import job's tags: the template's workspace tags evaluated with
+/// variable and parameter defaults, then the explicit `--provisioner-tag`s
+/// (which win).
+pub fn import_tags(
+    name: &str,
+    meta: &TemplateMeta,
+    variables: &BTreeMap<String, String>,
+    explicit: &Tags,
+) -> Result<Tags, CoordError> {
+    let mut tags = template::import_tags(meta, variables)
+        .map_err(|e| CoordError::Invalid(format!("push template {name:?}: {e}")))?;
+    tags.extend(explicit.clone());
+    Ok(tags)
+}
+
+pub fn meta_json(meta: &TemplateMeta) -> Result<String, CoordError> {
+    serde_json::to_string(meta)
+        .map_err(|e| CoordError::Internal(format!("store template metadata: {e}")))
+}
+
+/// The metadata stored with a version; `None` for versions pushed before
+/// metadata was read (they have no parameters, and route by version tags).
+pub fn meta_of(version: &VersionRow) -> Result<Option<TemplateMeta>, CoordError> {
+    version
+        .meta_json
+        .as_deref()
+        .map(|s| {
+            serde_json::from_str(s).map_err(|e| {
+                CoordError::Internal(format!(
+                    "read template version {} metadata: {e}",
+                    version.id
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// One build to plan.
+pub struct Plan<'a> {
+    pub action: &'a str,
+    pub workspace_name: &'a str,
+    pub workspace_id: &'a str,
+    pub owner: &'a str,
+    pub transition: Transition,
+    pub version: &'a VersionRow,
+    pub variables: &'a BTreeMap<String, String>,
+    /// Values the caller set (only start builds may set any).
+    pub given: &'a BTreeMap<String, String>,
+    pub preset: Option<&'a str>,
+    /// The workspace's current values (none for its first build).
+    pub previous: Option<&'a BTreeMap<String, String>>,
+}
+
+/// Resolves the build's parameters and evaluates its tags: the version's
+/// static tags (`--provisioner-tag` at push) plus the workspace tags
+/// evaluated for this build, owner and parameters.
+pub fn plan(p: &Plan<'_>) -> Result<NewBuild, CoordError> {
+    let invalid = |e: template::TemplateError| CoordError::Invalid(format!("{}: {e}", p.action));
+    if p.transition != Transition::Start && !p.given.is_empty() {
+        return Err(CoordError::Invalid(format!(
+            "{}: parameters can only change on a start build; stop and delete keep the workspace's values",
+            p.action
+        )));
+    }
+    let Some(meta) = meta_of(p.version)? else {
+        if !p.given.is_empty() || p.preset.is_some() {
+            return Err(CoordError::Invalid(format!(
+                "{}: template version {} declares no parameters or presets",
+                p.action, p.version.id
+            )));
+        }
+        return Ok(NewBuild {
+            parameters: BTreeMap::new(),
+            tags: p.version.tags.clone(),
+        });
+    };
+    let parameters = if p.transition == Transition::Start {
+        template::resolve_parameters(&meta, p.preset, p.given, p.previous).map_err(invalid)?
+    } else {
+        p.previous.cloned().unwrap_or_default()
+    };
+    let ctx = BuildContext {
+        owner_name: p.owner.to_string(),
+        workspace_name: p.workspace_name.to_string(),
+        workspace_id: p.workspace_id.to_string(),
+        transition: transition_word(p.transition).to_string(),
+        template_name: p.version.template.clone(),
+        variables: p.variables.clone(),
+        parameters: parameters.clone(),
+    };
+    let mut tags = template::build_tags(&meta, &ctx).map_err(invalid)?;
+    // Tags given at push are the operator's word: they win.
+    tags.extend(p.version.tags.clone());
+    Ok(NewBuild { parameters, tags })
+}
+
+/// Plans a build of an existing workspace.
+pub fn plan_existing(
+    ws: &WorkspaceRow,
+    version: &VersionRow,
+    transition: Transition,
+    given: &BTreeMap<String, String>,
+) -> Result<NewBuild, CoordError> {
+    let mut variables = version.var_values.clone();
+    variables.extend(ws.var_values.clone());
+    let action = format!("build workspace {:?}", ws.name);
+    plan(&Plan {
+        action: &action,
+        workspace_name: &ws.name,
+        workspace_id: &ws.id,
+        owner: &ws.owner,
+        transition,
+        version,
+        variables: &variables,
+        given,
+        preset: None,
+        previous: Some(&ws.parameters),
+    })
+}
+
+fn transition_word(t: Transition) -> &'static str {
+    match t {
+        Transition::Stop => "stop",
+        Transition::Destroy => "delete",
+        _ => "start",
+    }
+}
