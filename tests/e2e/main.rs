@@ -10,6 +10,7 @@ mod faults;
 mod lifecycle;
 mod queue;
 mod routing;
+mod templates;
 mod workspace;
 
 use std::path::Path;
