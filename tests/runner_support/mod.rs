@@ -119,6 +119,8 @@ fn job(id: &str, kind: JobKind, archive: Vec<u8>, variables: Vec<Variable>) -> J
         template_version_id: "tv-1".into(),
         initiator: "alice".into(),
         variables,
+        parameters: Vec::new(),
+        previous_parameters: Vec::new(),
     }
 }
 
