@@ -1,7 +1,9 @@
 //! `coder_workspace_tags` and `coder_workspace_preset`: Coder reads both from
-//! the template before terraform runs (routing tags, presets, prebuild
-//! pools). During a plan they only have to be accepted and hand their
-//! settings back, which is all the real provider does with them too.
+//! the template's source before terraform runs (routing tags, presets,
+//! prebuild pools), so in a plan they only have to be accepted and hand
+//! their settings back. The real provider also checks a preset's cron and
+//! timezone; here that is left to provisionerd's template parser, which
+//! reads them where they matter.
 
 use std::collections::BTreeMap;
 
