@@ -1,7 +1,7 @@
 //! Conversions between the wire types of a job and the runner's.
 
 use crate::proto::{self, FinishJobRequest, JobOffer, JobOutcome, JobType};
-use crate::runner::{self, Build, JobKind, Outcome, Transition, Variable};
+use crate::runner::{self, Build, JobKind, Outcome, Parameter, Transition, Variable};
 
 /// The runner's job for an offer; an error (an offer this daemon cannot
 /// run) becomes the job's failure message.
@@ -40,6 +40,14 @@ pub(super) fn job_from_offer(offer: JobOffer) -> Result<runner::Job, String> {
             ));
         }
     };
+    let parameters = |wire: Vec<proto::Parameter>| -> Vec<Parameter> {
+        wire.into_iter()
+            .map(|p| Parameter {
+                name: p.name,
+                value: p.value,
+            })
+            .collect()
+    };
     Ok(runner::Job {
         id: offer.job_id,
         kind,
@@ -56,6 +64,8 @@ pub(super) fn job_from_offer(offer: JobOffer) -> Result<runner::Job, String> {
                 sensitive: v.sensitive,
             })
             .collect(),
+        parameters: parameters(offer.parameters),
+        previous_parameters: parameters(offer.previous_parameters),
     })
 }
 
@@ -121,6 +131,14 @@ mod tests {
                 sensitive: true,
             }],
             workspace_build: build,
+            parameters: vec![proto::Parameter {
+                name: "region".into(),
+                value: "us".into(),
+            }],
+            previous_parameters: vec![proto::Parameter {
+                name: "region".into(),
+                value: "eu".into(),
+            }],
             ..Default::default()
         }
     }
@@ -141,6 +159,12 @@ mod tests {
             ..Default::default()
         };
         let job = job_from_offer(offer(JobType::WorkspaceBuild, Some(build))).unwrap();
+        let param = |name: &str, value: &str| Parameter {
+            name: name.into(),
+            value: value.into(),
+        };
+        assert_eq!(job.parameters, vec![param("region", "us")]);
+        assert_eq!(job.previous_parameters, vec![param("region", "eu")]);
         let JobKind::WorkspaceBuild(b) = job.kind else {
             panic!("not a build")
         };

@@ -14,8 +14,8 @@ use std::path::{Component, Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-use super::terraform::{self, Cmd, Stopped, Terraform};
-use super::{Job, JobKind, Level, Logs, Outcome, RunnerConfig, Transition, vars};
+use super::terraform::{Cmd, Stopped, Terraform};
+use super::{Job, JobKind, Level, Logs, Outcome, RunnerConfig, Transition, env, vars};
 use crate::archive::{self, ArchiveError};
 
 const SETUP: &str = "Setting up";
@@ -157,7 +157,7 @@ async fn run_in(
     let tf = Terraform {
         cfg,
         dir,
-        env: terraform::environment(daemon_env, cfg, &job),
+        env: env::environment(daemon_env, cfg, &job),
         logs,
         cancel,
     };

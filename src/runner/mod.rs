@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod env;
 mod execute;
 mod logparse;
 mod terraform;
@@ -86,6 +87,13 @@ pub struct Job {
     pub initiator: String,
     /// Template variable values, passed to terraform as `-var`.
     pub variables: Vec<Variable>,
+    /// `coder_parameter` values, passed to terraform (and so to Coder's
+    /// provider) as `CODER_PARAMETER_<sha256 hex of the name>`. The
+    /// coordinator sends them with workspace builds.
+    pub parameters: Vec<Parameter>,
+    /// The workspace's previous build's values, as
+    /// `CODER_PARAMETER_PREVIOUS_<sha256 hex of the name>`.
+    pub previous_parameters: Vec<Parameter>,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +127,13 @@ pub struct Variable {
     pub name: String,
     pub value: String,
     pub sensitive: bool,
+}
+
+/// A build parameter's value (`data "coder_parameter"` in the template).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parameter {
+    pub name: String,
+    pub value: String,
 }
 
 /// A template variable declaration read from the template's `.tf` files.

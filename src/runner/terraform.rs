@@ -1,16 +1,13 @@
-//! Running terraform commands: their arguments, the environment terraform
-//! gets, and turning one command's output and exit into log lines and a
-//! result.
+//! Running terraform commands: their arguments, and turning one command's
+//! output and exit into log lines and a result.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Job, JobKind, Level, Logs, RunnerConfig, Source, Transition, Variable, logparse};
+use super::{Level, Logs, RunnerConfig, Source, Variable, logparse};
 use crate::process::{self, Line, ProcessError, Spec, Stream};
 
 /// The plan file `plan` writes and `apply` reads, relative to the work dir.
@@ -86,59 +83,6 @@ impl Cmd<'_> {
 pub(super) enum Stopped {
     Failed(String),
     Canceled(String),
-}
-
-/// terraform's environment: the daemon's own, minus the daemon's settings
-/// (`PROVISIONERD_*`, which may hold credentials) and any `CODER_*` that
-/// would shadow the contract variables, plus automation settings and, for
-/// builds, the `CODER_WORKSPACE_*` variables templates read.
-pub(super) fn environment(
-    daemon_env: Vec<(OsString, OsString)>,
-    cfg: &RunnerConfig,
-    job: &Job,
-) -> Vec<(OsString, OsString)> {
-    let mut env: BTreeMap<OsString, OsString> = daemon_env
-        .into_iter()
-        .filter(|(key, _)| {
-            let key = key.as_bytes();
-            !key.starts_with(b"PROVISIONERD_") && !key.starts_with(b"CODER_")
-        })
-        .collect();
-    let mut set = |key: &str, value: OsString| {
-        env.insert(key.into(), value);
-    };
-    set("TF_IN_AUTOMATION", "1".into());
-    set("CHECKPOINT_DISABLE", "1".into());
-    set("TF_INPUT", "0".into());
-    set(
-        "TF_PLUGIN_CACHE_DIR",
-        cfg.plugin_cache_dir.clone().into_os_string(),
-    );
-    if let JobKind::WorkspaceBuild(build) = &job.kind {
-        let transition = match build.transition {
-            Transition::Start => "start",
-            Transition::Stop => "stop",
-            Transition::Destroy => "destroy",
-        };
-        set("CODER_WORKSPACE_NAME", build.workspace_name.clone().into());
-        set("CODER_WORKSPACE_OWNER", build.owner.clone().into());
-        set("CODER_WORKSPACE_OWNER_NAME", build.owner.clone().into());
-        set("CODER_WORKSPACE_ID", build.workspace_id.clone().into());
-        set("CODER_WORKSPACE_TRANSITION", transition.into());
-        set(
-            "CODER_WORKSPACE_TEMPLATE_NAME",
-            job.template_name.clone().into(),
-        );
-        set(
-            "CODER_WORKSPACE_TEMPLATE_VERSION",
-            job.template_version_id.clone().into(),
-        );
-        set("CODER_WORKSPACE_BUILD_ID", build.build_id.clone().into());
-        if build.owner == "prebuilds" {
-            set("CODER_WORKSPACE_IS_PREBUILD", "true".into());
-        }
-    }
-    env.into_iter().collect()
 }
 
 /// Runs terraform commands in one work dir.

@@ -33,6 +33,22 @@ pub fn terraform() -> PathBuf {
     path
 }
 
+/// The CLI config that serves the stand-in coder provider from its mirror:
+/// `PROVISIONERD_TEST_TF_CLI_CONFIG`, else the project-local install.
+pub fn coder_cli_config() -> PathBuf {
+    let path = std::env::var_os("PROVISIONERD_TEST_TF_CLI_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/coder-provider.tfrc")
+        });
+    assert!(
+        path.is_file(),
+        "coder provider CLI config not found at {}: run scripts/install-coder-provider.sh (or set PROVISIONERD_TEST_TF_CLI_CONFIG)",
+        path.display()
+    );
+    path
+}
+
 pub struct Harness {
     pub root: tempfile::TempDir,
     pub cfg: RunnerConfig,
@@ -61,6 +77,15 @@ impl Harness {
             .collect();
         env.push(("TF_CLI_CONFIG_FILE".into(), tfrc.into()));
         Harness { root, cfg, env }
+    }
+
+    /// A harness whose daemon environment points terraform at `tfrc`, as an
+    /// operator's `TF_CLI_CONFIG_FILE` would.
+    pub fn with_cli_config(tfrc: PathBuf) -> Harness {
+        let mut h = Harness::new();
+        h.env.retain(|(k, _)| k != "TF_CLI_CONFIG_FILE");
+        h.env.push(("TF_CLI_CONFIG_FILE".into(), tfrc.into()));
+        h
     }
 
     /// Runs `job`, returning its outcome and every log line it sent.
@@ -119,6 +144,8 @@ fn job(id: &str, kind: JobKind, archive: Vec<u8>, variables: Vec<Variable>) -> J
         template_version_id: "tv-1".into(),
         initiator: "alice".into(),
         variables,
+        parameters: Vec::new(),
+        previous_parameters: Vec::new(),
     }
 }
 

@@ -272,6 +272,9 @@ impl Store {
             template_version_id: version.id,
             variables,
             workspace_build: build,
+            // Parameter values are not stored yet.
+            parameters: Vec::new(),
+            previous_parameters: Vec::new(),
         })
     }
 

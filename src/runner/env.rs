@@ -1,0 +1,89 @@
+//! terraform's environment: the daemon's own, minus its settings, plus
+//! automation settings and the variables Coder's provider reads (the
+//! environment contract: workspace, owner, template, build, parameters).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+
+use sha2::{Digest, Sha256};
+
+use super::{Job, JobKind, RunnerConfig, Transition};
+
+/// The owner Coder's prebuilt workspaces belong to until someone claims
+/// them.
+const PREBUILDS_OWNER: &str = "prebuilds";
+
+/// The daemon's environment without its own settings (`PROVISIONERD_*`,
+/// which may hold credentials) and without any `CODER_*` (credentials of a
+/// Coder deployment, or stale values that would shadow the contract
+/// variables). Everything else reaches terraform unchanged, including the
+/// operator's `TF_CLI_CONFIG_FILE` (e.g. a provider mirror).
+///
+/// Then automation settings and, for workspace builds, Coder's
+/// `CODER_WORKSPACE_*` variables, and for every parameter a job carries
+/// `CODER_PARAMETER_<sha256 hex of the name>` (the previous build's value
+/// in `CODER_PARAMETER_PREVIOUS_<…>`).
+pub(super) fn environment(
+    daemon_env: Vec<(OsString, OsString)>,
+    cfg: &RunnerConfig,
+    job: &Job,
+) -> Vec<(OsString, OsString)> {
+    let mut env: BTreeMap<OsString, OsString> = daemon_env
+        .into_iter()
+        .filter(|(key, _)| {
+            let key = key.as_bytes();
+            !key.starts_with(b"PROVISIONERD_") && !key.starts_with(b"CODER_")
+        })
+        .collect();
+    let mut set = |key: &str, value: &str| {
+        env.insert(key.into(), value.into());
+    };
+    set("TF_IN_AUTOMATION", "1");
+    set("CHECKPOINT_DISABLE", "1");
+    set("TF_INPUT", "0");
+    if let JobKind::WorkspaceBuild(build) = &job.kind {
+        let transition = match build.transition {
+            Transition::Start => "start",
+            Transition::Stop => "stop",
+            Transition::Destroy => "destroy",
+        };
+        set("CODER_WORKSPACE_NAME", &build.workspace_name);
+        set("CODER_WORKSPACE_ID", &build.workspace_id);
+        // Coder passes the user name here and the display name in
+        // _OWNER_NAME; a build knows only the user name, so both get it.
+        set("CODER_WORKSPACE_OWNER", &build.owner);
+        set("CODER_WORKSPACE_OWNER_NAME", &build.owner);
+        set("CODER_WORKSPACE_TRANSITION", transition);
+        set("CODER_WORKSPACE_TEMPLATE_NAME", &job.template_name);
+        set("CODER_WORKSPACE_TEMPLATE_VERSION", &job.template_version_id);
+        set("CODER_WORKSPACE_BUILD_ID", &build.build_id);
+        if build.owner == PREBUILDS_OWNER {
+            set("CODER_WORKSPACE_IS_PREBUILD", "true");
+        }
+    }
+    for param in &job.parameters {
+        set(
+            &parameter_var("CODER_PARAMETER_", &param.name),
+            &param.value,
+        );
+    }
+    for param in &job.previous_parameters {
+        let key = parameter_var("CODER_PARAMETER_PREVIOUS_", &param.name);
+        set(&key, &param.value);
+    }
+    env.insert(
+        "TF_PLUGIN_CACHE_DIR".into(),
+        cfg.plugin_cache_dir.clone().into_os_string(),
+    );
+    env.into_iter().collect()
+}
+
+/// `prefix` + the lowercase hex sha256 of `name`: any parameter name, even
+/// one with spaces or dashes, becomes a valid variable name.
+fn parameter_var(prefix: &str, name: &str) -> String {
+    format!("{prefix}{}", hex::encode(Sha256::digest(name.as_bytes())))
+}
+
+#[cfg(test)]
+mod tests;
