@@ -138,10 +138,13 @@ pub fn plan_existing(
     })
 }
 
+/// As terraform sees it in `data.coder_workspace.me.transition` (Coder's
+/// transition enum, lowercased: the same word CODER_WORKSPACE_TRANSITION
+/// carries).
 fn transition_word(t: Transition) -> &'static str {
     match t {
         Transition::Stop => "stop",
-        Transition::Destroy => "delete",
+        Transition::Destroy => "destroy",
         _ => "start",
     }
 }

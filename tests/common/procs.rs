@@ -127,6 +127,19 @@ pub async fn serve(data_dir: &Path, listen: &str, lease: &str) -> (Proc, String,
 /// `provisionerd start` with `extra` flags; the project's terraform and a
 /// 10s cancel grace unless `extra` sets them.
 pub fn start(url: &str, key: &str, name: &str, cache_dir: &Path, extra: &[&str]) -> Proc {
+    start_with_env(url, key, name, cache_dir, extra, &[])
+}
+
+/// [`start`] with more environment variables for the daemon (and so for
+/// its terraform, e.g. `TF_CLI_CONFIG_FILE`).
+pub fn start_with_env(
+    url: &str,
+    key: &str,
+    name: &str,
+    cache_dir: &Path,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> Proc {
     let tf = super::terraform();
     let cache = cache_dir.to_str().unwrap();
     let mut args = vec!["start", "--url", url, "--name", name, "--cache-dir", cache];
@@ -138,7 +151,9 @@ pub fn start(url: &str, key: &str, name: &str, cache_dir: &Path, extra: &[&str])
     }
     args.extend(extra);
     let log = cache_dir.with_extension("daemon.log");
-    Proc::spawn(&args, &[("PROVISIONERD_KEY", key)], &log)
+    let mut all = vec![("PROVISIONERD_KEY", key)];
+    all.extend_from_slice(envs);
+    Proc::spawn(&args, &all, &log)
 }
 
 /// Live processes whose working directory is under `dir`. A daemon's job

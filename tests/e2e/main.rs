@@ -8,6 +8,7 @@ mod cancel;
 mod cli;
 mod faults;
 mod lifecycle;
+mod prebuilds;
 mod queue;
 mod routing;
 mod templates;

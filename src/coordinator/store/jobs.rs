@@ -261,6 +261,7 @@ impl Store {
             JobKind::TemplateImport => proto::JobType::TemplateImport,
             JobKind::WorkspaceBuild(_) => proto::JobType::WorkspaceBuild,
         };
+        let (parameters, previous_parameters) = self.build_parameters(&job.id)?;
         Ok(Offer {
             job_id: job.id,
             r#type: ty as i32,
@@ -272,10 +273,33 @@ impl Store {
             template_version_id: version.id,
             variables,
             workspace_build: build,
-            // Parameter values are not stored yet.
-            parameters: Vec::new(),
-            previous_parameters: Vec::new(),
+            parameters,
+            previous_parameters,
         })
+    }
+
+    /// A build's parameter values and the ones it replaced, for terraform's
+    /// CODER_PARAMETER_* variables (none for imports).
+    fn build_parameters(
+        &self,
+        job_id: &str,
+    ) -> Result<(Vec<proto::Parameter>, Vec<proto::Parameter>)> {
+        let (now, before): (Option<String>, Option<String>) = self.conn().query_row(
+            "SELECT parameters, previous_parameters FROM jobs WHERE id = ?1",
+            [job_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let list = |json: Option<String>| -> Result<Vec<proto::Parameter>> {
+            let map: std::collections::BTreeMap<String, String> = match json {
+                Some(s) => serde_json::from_str(&s)?,
+                None => Default::default(),
+            };
+            Ok(map
+                .into_iter()
+                .map(|(name, value)| proto::Parameter { name, value })
+                .collect())
+        };
+        Ok((list(now)?, list(before)?))
     }
 
     /// The daemon acknowledged an offer: it owns the job from now on.
