@@ -137,6 +137,42 @@ async fn prebuilds_land_on_the_prebuild_pool_and_people_elsewhere() {
         Some("\"us-east\"")
     );
 
+    // A later start changes a mutable parameter; the immutable region and a
+    // shrinking (monotonic increasing) cpus are refused.
+    let start = |params: &[(&str, &str)]| {
+        let parameters: HashMap<String, String> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let coord = &coord;
+        async move {
+            coord
+                .admin()
+                .await
+                .build_workspace(proto::BuildWorkspaceRequest {
+                    name: "alice-1".into(),
+                    transition: proto::Transition::Start as i32,
+                    parameters,
+                })
+                .await
+                .map(|r| r.into_inner().job_id)
+        }
+    };
+    coord
+        .wait_succeeded(&start(&[("cpus", "8")]).await.unwrap())
+        .await;
+    // (The provisioner ran at create only; the state shows the new value.)
+    let ws = coord.workspace("alice-1").await.unwrap();
+    assert_eq!(ws.outputs.get("cpus").map(String::as_str), Some("\"8\""));
+    assert_eq!(
+        ws.outputs.get("region").map(String::as_str),
+        Some("\"us-east\"")
+    );
+    let moved = start(&[("region", "eu-west")]).await.unwrap_err();
+    assert!(moved.message().contains("region"), "{}", moved.message());
+    let shrunk = start(&[("cpus", "2")]).await.unwrap_err();
+    assert!(shrunk.message().contains("cpus"), "{}", shrunk.message());
+
     // Bad values are refused before any job exists.
     let bad = create(&coord, "bad", "alice", "", &[("cpus", "99")])
         .await
