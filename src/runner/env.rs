@@ -54,6 +54,21 @@ pub(super) fn environment(
         // _OWNER_NAME; a build knows only the user name, so both get it.
         set("CODER_WORKSPACE_OWNER", &build.owner);
         set("CODER_WORKSPACE_OWNER_NAME", &build.owner);
+        // Stable ids: without them Coder's provider makes up a fresh owner
+        // id every run, and templates that name or label resources with it
+        // would replace those resources on every build.
+        set(
+            "CODER_WORKSPACE_OWNER_ID",
+            &stable_id("owner", &build.owner),
+        );
+        set(
+            "CODER_WORKSPACE_TEMPLATE_ID",
+            &stable_id("template", &job.template_name),
+        );
+        // What provisionerd does not track: empty lists rather than unset
+        // (the provider parses them as JSON).
+        set("CODER_WORKSPACE_OWNER_GROUPS", "[]");
+        set("CODER_WORKSPACE_OWNER_RBAC_ROLES", "[]");
         set("CODER_WORKSPACE_TRANSITION", transition);
         set("CODER_WORKSPACE_TEMPLATE_NAME", &job.template_name);
         set("CODER_WORKSPACE_TEMPLATE_VERSION", &job.template_version_id);
@@ -77,6 +92,18 @@ pub(super) fn environment(
         cfg.plugin_cache_dir.clone().into_os_string(),
     );
     env.into_iter().collect()
+}
+
+/// A UUID that is the same for the same `kind` and `name` on every build
+/// and every daemon (derived from a sha256; shaped as a UUID because the
+/// provider's attributes are UUIDs).
+fn stable_id(kind: &str, name: &str) -> String {
+    let digest = Sha256::digest(format!("provisionerd/{kind}/{name}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// `prefix` + the lowercase hex sha256 of `name`: any parameter name, even

@@ -91,7 +91,9 @@ impl<'a> Reader<'a> {
         };
         let at = self.attr_at(attr);
         let expr = hcl::Expression::from(attr.value.clone());
-        match expr.evaluate(ctx) {
+        let result = super::value::no_panic(|| expr.evaluate(ctx))
+            .map_err(|problem| self.fail(&at, format!("{}: {problem}", self.name(key))))?;
+        match result {
             Ok(value) => Ok(Some((value, at))),
             Err(err) => Err(self.fail(
                 &at,

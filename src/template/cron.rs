@@ -72,8 +72,10 @@ fn bits(text: &str, f: &Field) -> Result<(u64, bool), String> {
                 let step: u32 = step
                     .parse()
                     .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| bad(format!("step {step:?} is not a positive number")))?;
+                    .filter(|s| *s > 0 && *s <= f.max)
+                    .ok_or_else(|| {
+                        bad(format!("step {step:?} is not a number from 1 to {}", f.max))
+                    })?;
                 (range, Some(step))
             }
             None => (part, None),
@@ -92,10 +94,11 @@ fn bits(text: &str, f: &Field) -> Result<(u64, bool), String> {
         if start > end {
             return Err(bad(format!("range {range:?} runs backwards")));
         }
-        let mut v = start;
-        while v <= end {
+        // Stepping in u64 from values ≤ 59: no overflow whatever the step.
+        let mut v = u64::from(start);
+        while v <= u64::from(end) {
             set |= 1 << v;
-            v += step.unwrap_or(1);
+            v += u64::from(step.unwrap_or(1));
         }
     }
     Ok((set, star))

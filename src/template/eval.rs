@@ -107,8 +107,10 @@ fn evaluate(meta: &TemplateMeta, inputs: &Inputs, text: &str) -> Result<Value, S
         Expression::from_str(text).map_err(|err| format!("`{text}` does not parse: {err}"))?;
     let refs = refs::collect(&expr, meta)?;
     let ctx = context(meta, inputs, &refs)?;
-    try_call::resolve(&mut expr, &ctx);
-    expr.evaluate(&ctx).map_err(|err| describe(&err))
+    crate::template::value::no_panic(|| {
+        try_call::resolve(&mut expr, &ctx);
+        expr.evaluate(&ctx).map_err(|err| describe(&err))
+    })?
 }
 
 /// hcl-rs's message, without its wrapper around function errors (ours
@@ -140,9 +142,17 @@ fn context(
                 let Some(decl) = meta.variables.iter().find(|v| &v.name == name) else {
                     continue;
                 };
-                let value =
-                    variable::value_of(decl, inputs.variables.get(name).map(String::as_str))
-                        .map_err(|why| format!("var.{name} has no value: {why}"))?;
+                let given = inputs.variables.get(name).map(String::as_str);
+                let value = match variable::value_of(decl, given) {
+                    Ok(value) => value,
+                    // At import a variable without a value reads as "" (as
+                    // Coder's parser does): the tag is left out, the push
+                    // is not refused.
+                    Err(_) if inputs.build.is_none() && given.is_none() => {
+                        Value::String(String::new())
+                    }
+                    Err(why) => return Err(format!("var.{name} has no value: {why}")),
+                };
                 vars.insert(name.clone(), value);
             }
             Ref::Param(label) => {
@@ -177,7 +187,11 @@ fn context(
 /// The provider's attributes for a build or an import.
 fn parameter(p: &Parameter, inputs: &Inputs) -> Result<Value, String> {
     let given = inputs.parameters.and_then(|values| values.get(&p.name));
-    let value = given.or(p.default.as_ref()).ok_or_else(|| {
+    // At import a required parameter reads as "" (Coder's parser does the
+    // same), so a template with one can still be pushed.
+    let at_import = String::new();
+    let fallback = inputs.build.is_none().then_some(&at_import);
+    let value = given.or(p.default.as_ref()).or(fallback).ok_or_else(|| {
         format!(
             "data.coder_parameter.{}.value: parameter {:?} has no default and no value was given",
             p.label, p.name

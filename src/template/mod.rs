@@ -199,7 +199,7 @@ pub struct BuildContext {
     pub owner_name: String,
     pub workspace_name: String,
     pub workspace_id: String,
-    /// `start`, `stop` or `delete`.
+    /// `start`, `stop` or `destroy` (Coder's transition, lowercased).
     pub transition: String,
     pub template_name: String,
     /// Template variable values (as given with `-var`).

@@ -54,12 +54,21 @@ pub(super) fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// Runs an hcl-rs evaluation, turning a panic into an error. hcl-rs does
+/// integer arithmetic unchecked (`1 % 0`, and in debug builds `/ 0` and
+/// overflow, panic), and a template is user input: it must get a clear
+/// refusal, never take a coordinator request down.
+pub(crate) fn no_panic<T>(eval: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(eval)).map_err(|_| {
+        "arithmetic that cannot be evaluated (division by zero or overflow)".to_string()
+    })
+}
+
 /// Evaluates an expression that may not reference anything or call
 /// functions: strings, numbers, bools, null, lists and objects of them,
 /// negation, templates without interpolation.
 pub(super) fn literal(expr: &Expression) -> Result<Value, String> {
-    expr.evaluate(&Context::new())
-        .map_err(|err| err.to_string())
+    no_panic(|| expr.evaluate(&Context::new()))?.map_err(|err| err.to_string())
 }
 
 /// A whole number from a number or a numeric string (Terraform converts

@@ -91,7 +91,17 @@ fn a_build_gets_exactly_the_contract_variables() {
         "CODER_WORKSPACE_ID=ws-1".into(),
         "CODER_WORKSPACE_NAME=dev".into(),
         "CODER_WORKSPACE_OWNER=alice".into(),
+        "CODER_WORKSPACE_OWNER_GROUPS=[]".into(),
+        format!(
+            "CODER_WORKSPACE_OWNER_ID={}",
+            super::stable_id("owner", "alice")
+        ),
         "CODER_WORKSPACE_OWNER_NAME=alice".into(),
+        "CODER_WORKSPACE_OWNER_RBAC_ROLES=[]".into(),
+        format!(
+            "CODER_WORKSPACE_TEMPLATE_ID={}",
+            super::stable_id("template", "docker")
+        ),
         "CODER_WORKSPACE_TEMPLATE_NAME=docker".into(),
         "CODER_WORKSPACE_TEMPLATE_VERSION=tv-7".into(),
         "CODER_WORKSPACE_TRANSITION=start".into(),
@@ -155,4 +165,13 @@ fn parameter_names_hash_to_lowercase_sha256_hex() {
         "P_e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
     assert_eq!(parameter_var("", "é").len(), 64);
+}
+
+#[test]
+fn owner_and_template_ids_are_stable_uuids_distinct_per_name() {
+    let a = super::stable_id("owner", "alice");
+    assert_eq!(a, super::stable_id("owner", "alice"), "same on every build");
+    assert_ne!(a, super::stable_id("owner", "bob"));
+    assert_ne!(a, super::stable_id("template", "alice"));
+    assert!(uuid::Uuid::parse_str(&a).is_ok(), "{a}");
 }

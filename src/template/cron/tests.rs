@@ -41,7 +41,7 @@ fn refuses_malformed_specs() {
         ("* * * 13 *", "month field \"13\": 13 is outside 1-12"),
         ("* * * * 7", "day-of-week field \"7\": 7 is outside 0-6"),
         ("* 18-8 * * *", "range \"18-8\" runs backwards"),
-        ("* */0 * * *", "step \"0\" is not a positive number"),
+        ("* */0 * * *", "step \"0\" is not a number from 1 to 23"),
         ("* x * * *", "\"x\" is not a number"),
         ("* 1,,2 * * *", "\"\" is not a number"),
         ("* * * foo *", "\"foo\" is not a number"),
@@ -79,4 +79,17 @@ fn day_fields_follow_crons_or_rule() {
     assert!(!overlaps("* 8 31 * *", "* 8 * 4 *"));
     assert!(overlaps("* 8 29 * *", "* 8 * 2 *"));
     assert!(!overlaps("* 8 30 2 *", "* 8 * * *"));
+}
+
+#[test]
+fn a_huge_step_is_refused_not_overflowed() {
+    let err = parse("* 1/4294967295 * * *").unwrap_err();
+    assert!(
+        err.contains("step \"4294967295\" is not a number from 1 to 23"),
+        "{err}"
+    );
+    let err = parse("* 1/99999999999 * * *").unwrap_err();
+    assert!(err.contains("is not a number from 1 to 23"), "{err}");
+    // A step as large as the field is fine: just the start.
+    assert!(parse("* 5/23 * * *").is_ok());
 }

@@ -253,16 +253,18 @@ fn references_only_terraform_knows_are_refused() {
 }
 
 #[test]
-fn a_parameter_without_value_fails_only_when_used() {
+fn a_parameter_without_value_reads_empty_at_import_and_fails_in_a_build() {
     let meta = template("    gpus = data.coder_parameter.gpus.value");
-    let err = import_tags(&meta, &BTreeMap::new())
-        .unwrap_err()
-        .to_string();
+    // At import (as in Coder's parser) it reads "", so the tag is left out.
+    assert_eq!(import_tags(&meta, &BTreeMap::new()).unwrap(), Tags::new());
+    assert_eq!(build_tags(&meta, &ctx("x")).unwrap()["gpus"], "2");
+    let mut unset = ctx("x");
+    unset.parameters.remove("gpus");
+    let err = build_tags(&meta, &unset).unwrap_err().to_string();
     assert!(
         err.contains("data.coder_parameter.gpus.value: parameter \"gpus\" has no default and no value was given"),
         "{err}"
     );
-    assert_eq!(build_tags(&meta, &ctx("x")).unwrap()["gpus"], "2");
     let meta = template("    disk = var.disk");
     let mut c = ctx("x");
     c.variables.insert("disk".into(), "lots".into());
@@ -290,4 +292,27 @@ fn try_takes_the_first_argument_that_evaluates() {
     let err = build_tags(&meta, &ctx("x")).unwrap_err().to_string();
     assert!(err.contains("try: no argument could be evaluated"), "{err}");
     assert!(err.contains("cannot convert \"y\" to a number"), "{err}");
+}
+
+#[test]
+fn arithmetic_that_panics_in_hcl_rs_is_an_error_not_a_crash() {
+    for expr in ["5 % 0", "18446744073709551615 + 1", "tostring(1 % 0)"] {
+        let meta = template(&format!("    \"k\" = {expr}"));
+        let err = build_tags(&meta, &ctx("alice")).unwrap_err().to_string();
+        assert!(
+            err.contains("division by zero or overflow"),
+            "{expr}: {err}"
+        );
+    }
+    // At push, through a variable default and a parameter default.
+    let err = parse_one("variable \"x\" {\n  default = 1 % 0\n}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("main.tf:2") && err.contains("1 % 0"), "{err}");
+    let err = parse_one(
+        "data \"coder_parameter\" \"p\" {\n  name = \"p\"\n  type = \"number\"\n  default = 7 % 0\n}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("main.tf:4"), "{err}");
 }
