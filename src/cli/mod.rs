@@ -475,6 +475,12 @@ fn print_job(j: &proto::Job, output: Output) {
         for (k, val) in obj {
             let s = match val {
                 serde_json::Value::String(s) => s.clone(),
+                // Lines (the routing explanation): one per line.
+                serde_json::Value::Array(lines) => lines
+                    .iter()
+                    .map(|l| l.as_str().map_or_else(|| l.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(&format!("\n{:21}", "")),
                 other => other.to_string(),
             };
             println!("{:<20} {s}", format!("{k}:"));

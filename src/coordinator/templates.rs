@@ -89,8 +89,10 @@ pub fn plan(p: &Plan<'_>) -> Result<NewBuild, CoordError> {
                 p.action, p.version.id
             )));
         }
+        // A version from before metadata was read: keep whatever values
+        // the workspace has (nothing can check or change them).
         return Ok(NewBuild {
-            parameters: BTreeMap::new(),
+            parameters: p.previous.cloned().unwrap_or_default(),
             tags: p.version.tags.clone(),
         });
     };
@@ -146,5 +148,71 @@ fn transition_word(t: Transition) -> &'static str {
         Transition::Stop => "stop",
         Transition::Destroy => "destroy",
         _ => "start",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(meta_json: Option<String>) -> VersionRow {
+        VersionRow {
+            id: "v1".into(),
+            template: "t".into(),
+            tags: crate::tags::parse_pairs(&["pool=a"]).unwrap(),
+            var_values: BTreeMap::new(),
+            declared: None,
+            meta_json,
+        }
+    }
+
+    fn plan_with(
+        v: &VersionRow,
+        owner: &str,
+        given: &BTreeMap<String, String>,
+        previous: Option<&BTreeMap<String, String>>,
+    ) -> Result<NewBuild, CoordError> {
+        plan(&Plan {
+            action: "build workspace \"w\"",
+            workspace_name: "w",
+            workspace_id: "w-id",
+            owner,
+            transition: Transition::Start,
+            version: v,
+            variables: &BTreeMap::new(),
+            given,
+            preset: None,
+            previous,
+        })
+    }
+
+    #[test]
+    fn a_version_without_metadata_keeps_the_workspaces_values_and_refuses_new_ones() {
+        let old = version(None);
+        let previous = BTreeMap::from([("region".to_string(), "eu".to_string())]);
+        let b = plan_with(&old, "alice", &BTreeMap::new(), Some(&previous)).unwrap();
+        assert_eq!(b.parameters, previous);
+        assert_eq!(b.tags, old.tags);
+        let err = plan_with(&old, "alice", &previous, None).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("declares no parameters or presets"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn workspace_tags_route_by_owner_and_push_tags_win() {
+        let meta = template::parse_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/templates/coder-prebuilds"),
+        )
+        .unwrap();
+        let v = version(Some(meta_json(&meta).unwrap()));
+        let pre = plan_with(&v, "prebuilds", &BTreeMap::new(), None).unwrap();
+        assert_eq!(crate::tags::display(&pre.tags), "is_prebuild=true,pool=a");
+        assert_eq!(pre.parameters["region"], "eu-west", "defaults apply");
+        let person = plan_with(&v, "alice", &BTreeMap::new(), None).unwrap();
+        assert_eq!(crate::tags::display(&person.tags), "pool=a");
     }
 }
