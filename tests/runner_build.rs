@@ -247,3 +247,45 @@ async fn terraform_gets_coder_variables_but_not_daemon_settings() {
             .any(|l| l.ends_with("(local-exec): CODER_WORKSPACE_IS_PREBUILD=true"))
     );
 }
+
+/// A template that leaks its sensitive variable: `nonsensitive()` in a
+/// provisioner's command, and a failing check quoting it.
+const LEAKY_TF: &str = r#"
+variable "token" {
+  type      = string
+  sensitive = true
+}
+resource "terraform_data" "ws" {
+  provisioner "local-exec" {
+    command = "echo token=${nonsensitive(var.token)}; echo also ${nonsensitive(var.token)} >&2; exit 3"
+  }
+}
+"#;
+
+#[tokio::test]
+async fn sensitive_values_never_leave_the_runner() {
+    let h = Harness::new();
+    let mut job = build_job(
+        template(&[("main.tf", LEAKY_TF)]),
+        Transition::Start,
+        Vec::new(),
+        "alice",
+    );
+    let secret = "hunter2-very-secret";
+    job.variables = vec![provisionerd::runner::Variable {
+        name: "token".into(),
+        value: secret.into(),
+        sensitive: true,
+    }];
+    let (outcome, logs) = h.run(job, CancellationToken::new()).await;
+    let Outcome::Failed { error, .. } = outcome else {
+        panic!("the provisioner exits 3: {outcome:?}")
+    };
+    assert!(!error.contains(secret), "{error}");
+    let lines = terraform_lines(&logs);
+    assert!(
+        lines.iter().any(|l| l.ends_with("token=*redacted*")),
+        "the echo is shipped, redacted: {lines:#?}"
+    );
+    assert!(logs.iter().all(|l| !l.output.contains(secret)));
+}

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 mod env;
 mod execute;
 mod logparse;
+pub mod redact;
 mod terraform;
 mod vars;
 
@@ -43,8 +44,24 @@ pub async fn run_with_env(
     cancel: CancellationToken,
     daemon_env: Vec<(OsString, OsString)>,
 ) -> Outcome {
-    let logs = Logs { tx: logs };
-    execute::execute(cfg, job, &logs, &cancel, daemon_env).await
+    let redactor = redact::Redactor::new(&job.variables);
+    let logs = Logs {
+        tx: logs,
+        redactor: redactor.clone(),
+    };
+    let outcome = execute::execute(cfg, job, &logs, &cancel, daemon_env).await;
+    // Errors quote terraform's diagnostics, which may quote a value.
+    match outcome {
+        Outcome::Failed { error, state } => Outcome::Failed {
+            error: redactor.apply(error),
+            state,
+        },
+        Outcome::Canceled { error, state } => Outcome::Canceled {
+            error: redactor.apply(error),
+            state,
+        },
+        ok => ok,
+    }
 }
 
 /// Where the runner's log lines go. Sending waits when the channel is full
@@ -52,6 +69,8 @@ pub async fn run_with_env(
 /// must still finish and report.
 struct Logs {
     tx: mpsc::Sender<LogEntry>,
+    /// Every line passes through it: nothing sensitive leaves the runner.
+    redactor: redact::Redactor,
 }
 
 impl Logs {
@@ -64,7 +83,7 @@ impl Logs {
             level,
             source,
             stage: stage.to_string(),
-            output: output.into(),
+            output: self.redactor.apply(output.into()),
         };
         let _ = self.tx.send(entry).await;
     }
