@@ -57,6 +57,39 @@ impl Fixture {
         all.into_iter().find(|d| d.name == name).unwrap()
     }
 
+    /// A workspace's first build, running on daemon `d1`: (its version,
+    /// workspace id, job id).
+    fn running_build(&self) -> (super::VersionRow, String, String) {
+        let (version, _import) = self
+            .store
+            .push_template(
+                "w",
+                b"archive",
+                &Tags::new(),
+                &BTreeMap::new(),
+                "alice",
+                &NewImport::default(),
+            )
+            .unwrap();
+        let version = self.store.version(&version).unwrap();
+        let (ws, job) = self
+            .store
+            .create_workspace(
+                "ws-id",
+                "ws",
+                "alice",
+                &version,
+                &BTreeMap::new(),
+                &NewBuild::default(),
+            )
+            .unwrap();
+        let d = self.daemon("d1");
+        // The import is older: claim until the build is ours.
+        while self.store.claim(&d, &Tags::new()).unwrap().unwrap().job_id != job {}
+        self.store.ack(&job, &d, "d1", "k").unwrap();
+        (version, ws, job)
+    }
+
     /// A job acknowledged by daemon `d1` (running).
     fn running_job(&self) -> (String, String) {
         let job = self.job();
@@ -265,33 +298,7 @@ fn database_from_before_daemon_states_gains_the_columns() {
 #[test]
 fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
     let f = fixture();
-    let (version, _import) = f
-        .store
-        .push_template(
-            "w",
-            b"archive",
-            &Tags::new(),
-            &BTreeMap::new(),
-            "alice",
-            &NewImport::default(),
-        )
-        .unwrap();
-    let version = f.store.version(&version).unwrap();
-    let (ws, job) = f
-        .store
-        .create_workspace(
-            "ws-id",
-            "ws",
-            "alice",
-            &version,
-            &BTreeMap::new(),
-            &NewBuild::default(),
-        )
-        .unwrap();
-    let d = f.daemon("d1");
-    // The import is older: claim until the build is ours.
-    while f.store.claim(&d, &Tags::new()).unwrap().unwrap().job_id != job {}
-    f.store.ack(&job, &d, "d1", "k").unwrap();
+    let (_, ws, job) = f.running_build();
 
     let reaped = f.store.fail_lost_jobs(super::now_ms() + 1).unwrap();
     assert!(reaped.contains(&job));
@@ -335,32 +342,7 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
 #[test]
 fn a_late_state_never_overwrites_a_newer_builds() {
     let f = fixture();
-    let (version, _) = f
-        .store
-        .push_template(
-            "w",
-            b"archive",
-            &Tags::new(),
-            &BTreeMap::new(),
-            "alice",
-            &NewImport::default(),
-        )
-        .unwrap();
-    let version = f.store.version(&version).unwrap();
-    let (ws, job) = f
-        .store
-        .create_workspace(
-            "ws-id",
-            "ws",
-            "alice",
-            &version,
-            &BTreeMap::new(),
-            &NewBuild::default(),
-        )
-        .unwrap();
-    let d = f.daemon("d1");
-    while f.store.claim(&d, &Tags::new()).unwrap().unwrap().job_id != job {}
-    f.store.ack(&job, &d, "d1", "k").unwrap();
+    let (version, ws, job) = f.running_build();
     f.store.fail_lost_jobs(super::now_ms() + 1).unwrap();
     // Someone builds again after the failure.
     let row = f.store.workspace_by_id(&ws).unwrap();
