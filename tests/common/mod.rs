@@ -4,6 +4,10 @@
 
 pub mod procs;
 
+#[path = "../tools/mod.rs"]
+mod tools;
+pub use tools::{coder_cli_config, terraform};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,21 +22,6 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The project's terraform: `PROVISIONERD_TEST_TERRAFORM` or the one
-/// scripts/install-terraform.sh puts under `.tools/`.
-pub fn terraform() -> PathBuf {
-    if let Some(p) = std::env::var_os("PROVISIONERD_TEST_TERRAFORM") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/terraform/bin/terraform");
-    assert!(
-        p.is_file(),
-        "terraform not found at {}: run scripts/install-terraform.sh first",
-        p.display()
-    );
-    p
-}
 
 pub fn examples_template() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/templates/basic")

@@ -3,28 +3,12 @@
 //! real terraform with the stand-in coder provider.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use provisionerd::proto;
 
 use crate::common::procs::{self, Proc};
-use crate::common::{Coord, wait_connected};
-
-/// The CLI config serving the stand-in coder provider (written by
-/// scripts/install-coder-provider.sh).
-fn coder_cli_config() -> PathBuf {
-    let path = std::env::var_os("PROVISIONERD_TEST_TF_CLI_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/coder-provider.tfrc")
-        });
-    assert!(
-        path.is_file(),
-        "coder provider CLI config not found at {}: run scripts/install-coder-provider.sh",
-        path.display()
-    );
-    path
-}
+use crate::common::{Coord, coder_cli_config, wait_connected};
 
 fn daemon(coord: &Coord, key: &str, name: &str, root: &Path) -> Proc {
     let tfrc = coder_cli_config();

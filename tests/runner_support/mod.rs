@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use provisionerd::archive;
@@ -14,40 +14,14 @@ use provisionerd::runner::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+#[path = "../tools/mod.rs"]
+mod tools;
+// Not every test binary that includes this harness needs both.
+#[allow(unused_imports)]
+pub use tools::{coder_cli_config, terraform};
+
 /// Longest a single runner call may take before the test fails.
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The terraform under test: `PROVISIONERD_TEST_TERRAFORM`, else the
-/// project-local install.
-pub fn terraform() -> PathBuf {
-    let path = std::env::var_os("PROVISIONERD_TEST_TERRAFORM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/terraform/bin/terraform")
-        });
-    assert!(
-        path.is_file(),
-        "terraform not found at {}: run scripts/install-terraform.sh (or set PROVISIONERD_TEST_TERRAFORM)",
-        path.display()
-    );
-    path
-}
-
-/// The CLI config that serves the stand-in coder provider from its mirror:
-/// `PROVISIONERD_TEST_TF_CLI_CONFIG`, else the project-local install.
-pub fn coder_cli_config() -> PathBuf {
-    let path = std::env::var_os("PROVISIONERD_TEST_TF_CLI_CONFIG")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/coder-provider.tfrc")
-        });
-    assert!(
-        path.is_file(),
-        "coder provider CLI config not found at {}: run scripts/install-coder-provider.sh (or set PROVISIONERD_TEST_TF_CLI_CONFIG)",
-        path.display()
-    );
-    path
-}
 
 pub struct Harness {
     pub root: tempfile::TempDir,

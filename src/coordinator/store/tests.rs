@@ -31,18 +31,21 @@ fn fixture() -> Fixture {
 impl Fixture {
     /// A pending, untagged template import job.
     fn job(&self) -> String {
-        let (_, job) = self
-            .store
+        self.push("t").1
+    }
+
+    /// Pushes template `name`: (version id, import job id).
+    fn push(&self, name: &str) -> (String, String) {
+        self.store
             .push_template(
-                "t",
+                name,
                 b"archive",
                 &Tags::new(),
                 &BTreeMap::new(),
                 "alice",
                 &NewImport::default(),
             )
-            .unwrap();
-        job
+            .unwrap()
     }
 
     fn daemon(&self, name: &str) -> String {
@@ -60,18 +63,7 @@ impl Fixture {
     /// A workspace's first build, running on daemon `d1`: (its version,
     /// workspace id, job id).
     fn running_build(&self) -> (super::VersionRow, String, String) {
-        let (version, _import) = self
-            .store
-            .push_template(
-                "w",
-                b"archive",
-                &Tags::new(),
-                &BTreeMap::new(),
-                "alice",
-                &NewImport::default(),
-            )
-            .unwrap();
-        let version = self.store.version(&version).unwrap();
+        let version = self.store.version(&self.push("w").0).unwrap();
         let (ws, job) = self
             .store
             .create_workspace(
