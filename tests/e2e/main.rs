@@ -4,12 +4,14 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod authz;
 mod cancel;
 mod cli;
 mod faults;
 mod lifecycle;
 mod prebuilds;
 mod queue;
+mod raw;
 mod routing;
 mod templates;
 mod workspace;

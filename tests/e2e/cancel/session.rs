@@ -4,103 +4,16 @@
 
 use std::time::Duration;
 
-use provisionerd::grpc::{Credentials, MAX_MESSAGE_BYTES};
 use provisionerd::proto::{
-    self, CoordinatorMessage, DaemonMessage, DaemonState, JobOutcome,
-    coordinator_message::Msg as Out, daemon_message::Msg as In,
-    provisioner_daemon_client::ProvisionerDaemonClient,
+    self, DaemonState, JobOutcome, coordinator_message::Msg as Out, daemon_message::Msg as In,
 };
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use tonic::codec::Streaming;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 use super::cancel;
 use crate::common::{Coord, TIMEOUT};
+use crate::raw::RawDaemon;
 use crate::{QUICK, template};
-
-type Client = ProvisionerDaemonClient<InterceptedService<Channel, Credentials>>;
-
-/// One daemon's session, driven message by message.
-struct RawDaemon {
-    name: String,
-    tx: mpsc::Sender<DaemonMessage>,
-    inbound: Streaming<CoordinatorMessage>,
-    /// For the unary calls (UpdateJob, FinishJob).
-    client: Client,
-    welcome: proto::Welcome,
-}
-
-impl RawDaemon {
-    async fn open(coord: &Coord, key: &str, name: &str, state: DaemonState) -> RawDaemon {
-        let channel = tokio::time::timeout(
-            TIMEOUT,
-            Channel::from_shared(coord.url.clone()).unwrap().connect(),
-        )
-        .await
-        .expect("connect: timed out")
-        .expect("connect");
-        let creds = Credentials::bearer(key)
-            .unwrap()
-            .with_daemon_name(name)
-            .unwrap();
-        let mut client = ProvisionerDaemonClient::with_interceptor(channel, creds)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let (tx, rx) = mpsc::channel(16);
-        let hello = In::Hello(proto::Hello {
-            name: name.into(),
-            version: "test".into(),
-            state: state as i32,
-            current_job_id: String::new(),
-        });
-        tx.send(DaemonMessage { msg: Some(hello) }).await.unwrap();
-        let inbound = tokio::time::timeout(TIMEOUT, client.session(ReceiverStream::new(rx)))
-            .await
-            .expect("open session: timed out")
-            .expect("open session")
-            .into_inner();
-        let mut d = RawDaemon {
-            name: name.into(),
-            tx,
-            inbound,
-            client,
-            welcome: proto::Welcome::default(),
-        };
-        match d.next().await {
-            Out::Welcome(w) => d.welcome = w,
-            other => panic!("expected Welcome, got {other:?}"),
-        }
-        d
-    }
-
-    async fn send(&self, msg: In) {
-        self.tx
-            .send(DaemonMessage { msg: Some(msg) })
-            .await
-            .unwrap();
-    }
-
-    /// The next pushed message.
-    async fn next(&mut self) -> Out {
-        let msg = tokio::time::timeout(TIMEOUT, self.inbound.message())
-            .await
-            .unwrap_or_else(|_| panic!("{}: nothing pushed within {TIMEOUT:?}", self.name))
-            .expect("session stream")
-            .expect("session still open");
-        msg.msg.expect("a message")
-    }
-
-    async fn update(&mut self, job: &str) -> Result<proto::UpdateJobResponse, tonic::Status> {
-        let req = proto::UpdateJobRequest {
-            job_id: job.into(),
-            logs: Vec::new(),
-        };
-        self.client.update_job(req).await.map(|r| r.into_inner())
-    }
-}
 
 /// Waits until `ListDaemons` shows daemon `name` with `status`; returns it.
 async fn wait_status(coord: &Coord, name: &str, status: &str) -> proto::Daemon {

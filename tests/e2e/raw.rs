@@ -1,0 +1,116 @@
+//! A daemon session driven by hand with the generated client, message by
+//! message: for tests that check exactly what the coordinator pushes,
+//! accepts and refuses.
+
+use provisionerd::grpc::{Credentials, MAX_MESSAGE_BYTES};
+use provisionerd::proto::{
+    self, CoordinatorMessage, DaemonMessage, DaemonState, coordinator_message::Msg as Out,
+    daemon_message::Msg as In, provisioner_daemon_client::ProvisionerDaemonClient,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::Streaming;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::common::{Coord, TIMEOUT};
+
+pub type Client = ProvisionerDaemonClient<InterceptedService<Channel, Credentials>>;
+
+/// One daemon's session, driven message by message.
+pub struct RawDaemon {
+    pub name: String,
+    tx: mpsc::Sender<DaemonMessage>,
+    pub inbound: Streaming<CoordinatorMessage>,
+    /// For the unary calls (UpdateJob, FinishJob).
+    pub client: Client,
+    pub welcome: proto::Welcome,
+}
+
+impl RawDaemon {
+    pub async fn open(coord: &Coord, key: &str, name: &str, state: DaemonState) -> RawDaemon {
+        let channel = tokio::time::timeout(
+            TIMEOUT,
+            Channel::from_shared(coord.url.clone()).unwrap().connect(),
+        )
+        .await
+        .expect("connect: timed out")
+        .expect("connect");
+        let creds = Credentials::bearer(key)
+            .unwrap()
+            .with_daemon_name(name)
+            .unwrap();
+        let mut client = ProvisionerDaemonClient::with_interceptor(channel, creds)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let (tx, rx) = mpsc::channel(16);
+        let hello = In::Hello(proto::Hello {
+            name: name.into(),
+            version: "test".into(),
+            state: state as i32,
+            current_job_id: String::new(),
+        });
+        tx.send(DaemonMessage { msg: Some(hello) }).await.unwrap();
+        let inbound = tokio::time::timeout(TIMEOUT, client.session(ReceiverStream::new(rx)))
+            .await
+            .expect("open session: timed out")
+            .expect("open session")
+            .into_inner();
+        let mut d = RawDaemon {
+            name: name.into(),
+            tx,
+            inbound,
+            client,
+            welcome: proto::Welcome::default(),
+        };
+        match d.next().await {
+            Out::Welcome(w) => d.welcome = w,
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        d
+    }
+
+    pub async fn send(&self, msg: In) {
+        self.tx
+            .send(DaemonMessage { msg: Some(msg) })
+            .await
+            .unwrap();
+    }
+
+    /// The next pushed message.
+    pub async fn next(&mut self) -> Out {
+        let msg = tokio::time::timeout(TIMEOUT, self.inbound.message())
+            .await
+            .unwrap_or_else(|_| panic!("{}: nothing pushed within {TIMEOUT:?}", self.name))
+            .expect("session stream")
+            .expect("session still open");
+        msg.msg.expect("a message")
+    }
+
+    pub async fn update(&mut self, job: &str) -> Result<proto::UpdateJobResponse, tonic::Status> {
+        let req = proto::UpdateJobRequest {
+            job_id: job.into(),
+            logs: Vec::new(),
+        };
+        self.client.update_job(req).await.map(|r| r.into_inner())
+    }
+}
+
+impl RawDaemon {
+    /// Takes the next job the coordinator offers: Acquire, the offer, AckJob
+    /// and the ownership confirmation. Returns the offer.
+    pub async fn claim(&mut self) -> proto::JobOffer {
+        self.send(In::Acquire(proto::Acquire {})).await;
+        let offer = match self.next().await {
+            Out::JobOffer(offer) => offer,
+            other => panic!("{}: expected an offer, got {other:?}", self.name),
+        };
+        self.send(In::AckJob(proto::AckJob {
+            job_id: offer.job_id.clone(),
+        }))
+        .await;
+        self.update(&offer.job_id)
+            .await
+            .unwrap_or_else(|e| panic!("{}: confirm {}: {e}", self.name, offer.job_id));
+        offer
+    }
+}
