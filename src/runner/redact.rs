@@ -2,7 +2,8 @@
 //! sensitive variables in its own plan output, but not in what a
 //! provisioner prints (`local-exec` echoing a token), nor in diagnostics
 //! quoting a value; every log line and error the runner hands out passes
-//! through here first.
+//! through here first. Encoded forms a script commonly prints (base64,
+//! JSON-escaped, URL-encoded) are hidden too, as GitHub Actions does.
 
 use super::Variable;
 
@@ -21,7 +22,7 @@ impl Redactor {
         let mut secrets: Vec<String> = variables
             .iter()
             .filter(|v| v.sensitive && !v.value.is_empty())
-            .map(|v| v.value.clone())
+            .flat_map(|v| encodings(&v.value))
             .collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
@@ -37,6 +38,30 @@ impl Redactor {
             .iter()
             .fold(text, |t, s| t.replace(s.as_str(), REDACTED))
     }
+}
+
+/// A value and the encodings of it worth hiding. Base64 of a very short
+/// value is left out: two or three characters would blank unrelated text.
+fn encodings(value: &str) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let mut all = vec![value.to_string()];
+    if value.len() >= 4 {
+        let padded = STANDARD.encode(value);
+        all.push(padded.trim_end_matches('=').to_string());
+        all.push(padded);
+        all.push(URL_SAFE_NO_PAD.encode(value));
+    }
+    let json = serde_json::to_string(value).unwrap_or_default();
+    if let Some(inner) = json.strip_prefix('"').and_then(|j| j.strip_suffix('"')) {
+        all.push(inner.to_string());
+    }
+    all.push(
+        percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+    );
+    all.retain(|s| !s.is_empty());
+    all
 }
 
 #[cfg(test)]
@@ -65,5 +90,24 @@ mod tests {
         );
         assert_eq!(r.apply("nothing secret".into()), "nothing secret");
         assert_eq!(Redactor::default().apply("s3cr3t".into()), "s3cr3t");
+    }
+
+    #[test]
+    fn encoded_forms_of_a_value_are_hidden_too() {
+        let secret = "p@ss w\"rd/+?";
+        let r = Redactor::new(&[var("token", secret, true)]);
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+        let json = serde_json::json!({ "token": secret }).to_string();
+        let pct = "p%40ss%20w%22rd%2F%2B%3F";
+        for shown in [b64.as_str(), url.as_str(), json.as_str(), pct] {
+            let out = r.apply(format!("echo {shown} done"));
+            assert!(out.contains(REDACTED), "{shown} not hidden: {out}");
+            assert!(!out.contains(secret) && !out.contains(shown), "{out}");
+        }
+        // Short values are matched as they are, never through base64.
+        let short = Redactor::new(&[var("pin", "ab", true)]);
+        assert_eq!(short.apply("YWI= ab".into()), "YWI= *redacted*");
     }
 }
