@@ -110,6 +110,14 @@ impl Connector {
                 }
                 Err(st) => st,
             };
+            // Like a refused key, an untrusted certificate never fixes
+            // itself.
+            if let Some(hint) = crate::grpc::tls::refusal_hint(&rpc::describe(&err)) {
+                return Err(DaemonError::TlsRefused {
+                    url: self.url.clone(),
+                    message: format!("{}; {hint}", rpc::describe(&err)),
+                });
+            }
             let wait = backoff.next_delay();
             tracing::warn!(
                 url = %self.url,
