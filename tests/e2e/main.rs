@@ -11,7 +11,9 @@ mod lifecycle;
 mod prebuilds;
 mod queue;
 mod routing;
+mod secrets;
 mod templates;
+mod tls;
 mod workspace;
 
 use std::path::Path;
