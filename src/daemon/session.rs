@@ -122,6 +122,7 @@ impl Connector {
             tracing::warn!(
                 url = %self.url,
                 error = %rpc::describe(&err),
+                hint = crate::grpc::tls::closed_hint(&self.url, &rpc::describe(&err)),
                 retry_in = ?wait,
                 "connect to coordinator failed; retrying"
             );

@@ -311,5 +311,18 @@ pub fn refusal_hint(error_text: &str) -> Option<&'static str> {
     }
 }
 
+/// For a retried failure: an https:// connection closed without a reason
+/// may be a coordinator requiring client certificates whose alert was lost
+/// in the race with the close (TLS 1.3 checks the client's certificate
+/// after the client considers the handshake done). Empty otherwise.
+pub fn closed_hint(url: &str, error_text: &str) -> &'static str {
+    if url.starts_with("https://") && error_text.contains("connection closed") {
+        "if the coordinator requires client certificates (mTLS), check \
+         --tls-client-cert and --tls-client-key"
+    } else {
+        ""
+    }
+}
+
 #[cfg(test)]
 mod tests;
