@@ -112,6 +112,7 @@ async fn main() -> Result<()> {
         listen: "127.0.0.1:0".parse()?,
         data_dir: tmp.path().join("data"),
         job_lease: Duration::from_secs(60),
+        tls: None,
     })
     .await?;
     let url = format!("http://{}", coordinator.local_addr());
@@ -138,7 +139,8 @@ async fn main() -> Result<()> {
     let daemon = tokio::spawn(daemon::run(
         DaemonConfig {
             url,
-            key,
+            key: key.as_str().into(),
+            tls: Default::default(),
             name: "bench".into(),
             cache_dir: tmp.path().join("cache"),
             terraform_path: terraform()?,

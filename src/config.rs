@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::coordinator::ServeConfig;
 use crate::daemon::DaemonConfig;
+use crate::grpc::Secret;
+use crate::grpc::tls::{ClientTls, ServerTls};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,7 +65,8 @@ Exit codes:
   2   stop forced by a signal during cancel (terraform killed without grace)
   64  bad configuration
   73  the cache dir is locked by another daemon
-  77  the coordinator refused the provisioner key";
+  77  the coordinator refused the provisioner key, or TLS authentication
+      failed (its certificate is not trusted, or it refused ours)";
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 30s or 5m: {e}"))
@@ -80,10 +83,41 @@ pub struct ServeArgs {
     /// A running job whose daemon sends no update for this long is failed.
     #[arg(long, env = "PROVISIONERD_JOB_LEASE", default_value = "60s", value_parser = parse_duration)]
     pub job_lease: Duration,
+    /// Serve TLS with this PEM certificate (chain); needs --tls-key.
+    #[arg(long, env = "PROVISIONERD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "PROVISIONERD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (mTLS).
+    #[arg(long, env = "PROVISIONERD_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Serve plain HTTP/2 on a non-loopback --listen address (e.g. behind a
+    /// proxy that terminates TLS); keys and tokens then travel unencrypted
+    /// up to it.
+    #[arg(long, env = "PROVISIONERD_INSECURE")]
+    pub insecure: bool,
 }
 
 impl ServeArgs {
     pub fn validate(self) -> Result<ServeConfig, String> {
+        let tls = ServerTls::load(
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_client_ca.as_deref(),
+        )
+        .map_err(|e| e.to_string())?;
+        if tls.is_some() && self.insecure {
+            return Err("--insecure: given with --tls-cert; pick one".into());
+        }
+        if tls.is_none() && !self.insecure && !self.listen.ip().is_loopback() {
+            return Err(format!(
+                "--listen {}: plain HTTP/2 on a non-loopback address sends keys and tokens \
+                 unencrypted; pass --tls-cert and --tls-key, or --insecure if a proxy \
+                 terminates TLS",
+                self.listen
+            ));
+        }
         if self.job_lease < Duration::from_secs(1) {
             return Err(format!(
                 "--job-lease {:?}: must be at least 1s",
@@ -94,6 +128,7 @@ impl ServeArgs {
             listen: self.listen,
             data_dir: self.data_dir,
             job_lease: self.job_lease,
+            tls,
         })
     }
 }
@@ -103,9 +138,15 @@ pub struct StartArgs {
     /// Coordinator URL.
     #[arg(long, env = "PROVISIONERD_URL")]
     pub url: String,
-    /// Provisioner key secret (from `provisionerd keys create`).
+    /// Provisioner key secret (from `provisionerd keys create`); visible
+    /// in the process list, so prefer --key-file.
     #[arg(long, env = "PROVISIONERD_KEY", hide_env_values = true)]
-    pub key: String,
+    pub key: Option<Secret>,
+    /// Read the provisioner key from this file (trimmed; chmod 600 it).
+    #[arg(long, env = "PROVISIONERD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
     /// Daemon name shown by `daemons list` [default: host name].
     #[arg(long, env = "PROVISIONERD_NAME")]
     pub name: Option<String>,
@@ -147,9 +188,24 @@ pub enum OnSigterm {
 impl StartArgs {
     pub fn validate(self) -> Result<DaemonConfig, String> {
         crate::grpc::check_url(&self.url).map_err(|e| format!("--url {e}"))?;
-        if self.key.trim().is_empty() {
-            return Err("--key: must not be empty".into());
-        }
+        let key = match (self.key, &self.key_file) {
+            (Some(_), Some(_)) => {
+                return Err("--key and --key-file (or PROVISIONERD_KEY and \
+                     PROVISIONERD_KEY_FILE): give only one"
+                    .into());
+            }
+            (None, None) => {
+                return Err(
+                    "no provisioner key: pass --key-file PATH, or --key / PROVISIONERD_KEY".into(),
+                );
+            }
+            (Some(key), None) if key.is_empty() => {
+                return Err("--key: must not be empty".into());
+            }
+            (Some(key), None) => key,
+            (None, Some(path)) => Secret::from_file("--key-file", path)?,
+        };
+        let tls = self.tls.load(&self.url)?;
         let name = match self.name {
             Some(n) => n,
             None => nix::unistd::gethostname()
@@ -197,7 +253,8 @@ impl StartArgs {
         }
         Ok(DaemonConfig {
             url: self.url.trim_end_matches('/').to_string(),
-            key: self.key.trim().to_string(),
+            key,
+            tls,
             name,
             cache_dir,
             terraform_path,
@@ -227,10 +284,42 @@ pub struct AdminArgs {
     /// Admin token (written to DATA_DIR/admin-token on the coordinator's
     /// first start); wins over --token-file.
     #[arg(long, env = "PROVISIONERD_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Read the admin token from this file.
+    pub token: Option<Secret>,
+    /// Read the admin token from this file (trimmed).
     #[arg(long, env = "PROVISIONERD_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+}
+
+// TLS flags of the clients (daemon and admin CLI); they need an https://
+// URL. Without --tls-ca the system's root certificates are trusted.
+#[derive(Debug, Args, Clone)]
+pub struct ClientTlsArgs {
+    /// Trust only this PEM CA for the coordinator's certificate
+    /// [default: the system's roots].
+    #[arg(long, env = "PROVISIONERD_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Present this PEM client certificate (for a coordinator with
+    /// --tls-client-ca); needs --tls-client-key.
+    #[arg(long, env = "PROVISIONERD_TLS_CLIENT_CERT")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-client-cert.
+    #[arg(long, env = "PROVISIONERD_TLS_CLIENT_KEY")]
+    pub tls_client_key: Option<PathBuf>,
+}
+
+impl ClientTlsArgs {
+    /// Reads and checks the files for connections to `url`.
+    pub fn load(&self, url: &str) -> Result<ClientTls, String> {
+        ClientTls::load(
+            url,
+            self.tls_ca.as_deref(),
+            self.tls_client_cert.as_deref(),
+            self.tls_client_key.as_deref(),
+        )
+        .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]

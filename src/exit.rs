@@ -11,7 +11,9 @@ pub const FATAL: u8 = 1;
 pub const CONFIG: u8 = 64;
 /// The cache directory is locked by another daemon (sysexits EX_CANTCREAT).
 pub const CACHE_DIR_LOCKED: u8 = 73;
-/// The coordinator refused the credentials (sysexits EX_NOPERM).
+/// The coordinator refused the credentials, or TLS authentication failed
+/// either way: its certificate is not trusted, or it refused ours
+/// (sysexits EX_NOPERM).
 pub const AUTH_REFUSED: u8 = 77;
 /// The operator forced the stop (a further signal while canceling):
 /// terraform's process group was killed without its grace period, and its

@@ -39,6 +39,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// A running job whose daemon sends no update for this long is failed.
     pub job_lease: Duration,
+    /// Certificate, key and optional client CA; `None` serves plain HTTP/2.
+    pub tls: Option<crate::grpc::tls::ServerTls>,
 }
 
 /// Shared by both services.
@@ -139,7 +141,8 @@ impl Coordinator {
             .local_addr()
             .map_err(|e| CoordError::Internal(format!("listen on {}: {e}", cfg.listen)))?;
         let address_file = cfg.data_dir.join("address");
-        std::fs::write(&address_file, format!("http://{bound}\n"))
+        let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+        std::fs::write(&address_file, format!("{scheme}://{bound}\n"))
             .map_err(|e| CoordError::Internal(format!("write {}: {e}", address_file.display())))?;
         let stopping = CancellationToken::new();
         let dispatcher = Dispatcher::spawn(store.clone(), stopping.clone());
@@ -180,7 +183,24 @@ impl Coordinator {
         })
         .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
-        tracing::info!(%addr, "coordinator listening");
+        let mut server = tonic::transport::Server::builder();
+        match &self.cfg.tls {
+            Some(tls) => {
+                server = server.tls_config(tls.config()).map_err(|e| {
+                    CoordError::Internal(format!(
+                        "set up TLS on {addr}: {}",
+                        crate::grpc::error_chain(&e)
+                    ))
+                })?;
+            }
+            None => tracing::warn!("serving plain HTTP/2 without TLS; use --tls-cert/--tls-key"),
+        }
+        let tls = match &self.cfg.tls {
+            Some(t) if t.mutual() => "mutual (client certificates required)",
+            Some(_) => "on",
+            None => "off",
+        };
+        tracing::info!(%addr, tls, "coordinator listening");
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
         // Graceful shutdown waits for open streams; sessions only end when
         // told to.
@@ -190,7 +210,7 @@ impl Coordinator {
             stop_sessions.cancelled().await;
             stopping.cancel();
         });
-        let result = tonic::transport::Server::builder()
+        let result = server
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .add_service(daemon)
             .add_service(admin)

@@ -64,7 +64,9 @@ pub struct DaemonConfig {
     /// Coordinator URL, e.g. `http://127.0.0.1:7800`.
     pub url: String,
     /// Provisioner key secret (sent as `authorization: Bearer <key>`).
-    pub key: String,
+    pub key: crate::grpc::Secret,
+    /// Trust roots and client certificate for an https:// URL.
+    pub tls: crate::grpc::tls::ClientTls,
     /// Daemon name shown by `daemons list`.
     pub name: String,
     /// Per-daemon cache dir: lock file, plugin cache, job work dirs.
@@ -161,6 +163,10 @@ pub enum DaemonError {
     CacheDirLocked { dir: PathBuf, holder: String },
     #[error("connect to coordinator {url}: credentials refused: {message}")]
     AuthRefused { url: String, message: String },
+    /// TLS failed in a way retrying cannot fix (an untrusted certificate,
+    /// or the coordinator refused ours).
+    #[error("connect to coordinator {url}: TLS handshake failed: {message}")]
+    TlsRefused { url: String, message: String },
     #[error("{0}")]
     Fatal(String),
     /// The operator forced the stop (a signal during cancel): terraform's
@@ -174,7 +180,9 @@ impl DaemonError {
     pub fn exit_code(&self) -> u8 {
         match self {
             DaemonError::CacheDirLocked { .. } => crate::exit::CACHE_DIR_LOCKED,
-            DaemonError::AuthRefused { .. } => crate::exit::AUTH_REFUSED,
+            DaemonError::AuthRefused { .. } | DaemonError::TlsRefused { .. } => {
+                crate::exit::AUTH_REFUSED
+            }
             DaemonError::Fatal(_) => crate::exit::FATAL,
             DaemonError::Forced => crate::exit::FORCED,
         }

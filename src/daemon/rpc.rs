@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::{DaemonConfig, DaemonError};
@@ -31,13 +31,14 @@ const ACK_GRACE: Duration = Duration::from_secs(5);
 pub(super) fn client(cfg: &DaemonConfig) -> Result<Client, DaemonError> {
     grpc::check_url(&cfg.url)
         .map_err(|e| DaemonError::Fatal(format!("connect to coordinator {e}")))?;
-    let endpoint = Endpoint::from_shared(cfg.url.clone())
-        .map_err(|e| DaemonError::Fatal(format!("parse coordinator URL {}: {e}", cfg.url)))?
+    grpc::tls::warn_if_plain(&cfg.url, "provisioner key");
+    let endpoint = grpc::tls::endpoint(&cfg.url, &cfg.tls)
+        .map_err(|e| DaemonError::Fatal(format!("connect to coordinator: {e}")))?
         .connect_timeout(CONNECT_TIMEOUT)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true);
-    let credentials = Credentials::bearer(&cfg.key)
+    let credentials = Credentials::bearer(cfg.key.expose())
         .and_then(|c| c.with_daemon_name(&cfg.name))
         .map_err(|e| DaemonError::Fatal(format!("read provisioner key: {e}")))?;
     Ok(
@@ -113,11 +114,13 @@ mod tests {
         assert_eq!(classify(&down, Duration::from_secs(3600)), Verdict::Retry);
     }
 
-    #[test]
-    fn only_https_is_refused_up_front() {
+    // A runtime: the channel's connector lives on it.
+    #[tokio::test]
+    async fn only_bad_schemes_and_keys_are_refused_up_front() {
         let cfg = DaemonConfig {
-            url: "https://coord:7800".into(),
+            url: "ftp://coord:7800".into(),
             key: "k".into(),
+            tls: Default::default(),
             name: "d".into(),
             cache_dir: "/tmp/x".into(),
             terraform_path: "/bin/true".into(),
@@ -125,7 +128,12 @@ mod tests {
             drain_timeout: None,
         };
         let err = client(&cfg).err().unwrap().to_string();
-        assert!(err.contains("must start with http://"), "{err}");
+        assert!(err.contains("must start with https:// or http://"), "{err}");
+        let https = DaemonConfig {
+            url: "https://coord:7800".into(),
+            ..cfg.clone()
+        };
+        assert!(client(&https).is_ok());
         let bad_key = DaemonConfig {
             url: "http://coord:7800".into(),
             key: "a\nb".into(),

@@ -110,10 +110,19 @@ impl Connector {
                 }
                 Err(st) => st,
             };
+            // Like a refused key, an untrusted certificate never fixes
+            // itself.
+            if let Some(hint) = crate::grpc::tls::refusal_hint(&rpc::describe(&err)) {
+                return Err(DaemonError::TlsRefused {
+                    url: self.url.clone(),
+                    message: format!("{}; {hint}", rpc::describe(&err)),
+                });
+            }
             let wait = backoff.next_delay();
             tracing::warn!(
                 url = %self.url,
                 error = %rpc::describe(&err),
+                hint = crate::grpc::tls::closed_hint(&self.url, &rpc::describe(&err)),
                 retry_in = ?wait,
                 "connect to coordinator failed; retrying"
             );

@@ -56,6 +56,7 @@ impl Coord {
             listen,
             data_dir: data_dir.to_path_buf(),
             job_lease,
+            tls: None,
         };
         let coordinator = Coordinator::bind(cfg).await.expect("bind coordinator");
         let url = format!("http://{}", coordinator.local_addr());
@@ -288,7 +289,8 @@ impl Daemon {
     pub fn config(url: &str, key: &str, name: &str, cache_dir: &Path) -> DaemonConfig {
         DaemonConfig {
             url: url.to_string(),
-            key: key.to_string(),
+            key: key.into(),
+            tls: Default::default(),
             name: name.to_string(),
             cache_dir: cache_dir.to_path_buf(),
             terraform_path: terraform(),

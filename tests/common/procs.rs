@@ -85,24 +85,32 @@ impl Proc {
 /// `provisionerd serve` on `listen` (e.g. "127.0.0.1:0"); returns the
 /// process, its URL and the admin token once it listens.
 pub async fn serve(data_dir: &Path, listen: &str, lease: &str) -> (Proc, String, String) {
+    serve_with(data_dir, listen, lease, &[]).await
+}
+
+/// [`serve`] with `extra` flags (e.g. `--tls-cert`).
+pub async fn serve_with(
+    data_dir: &Path,
+    listen: &str,
+    lease: &str,
+    extra: &[&str],
+) -> (Proc, String, String) {
     std::fs::create_dir_all(data_dir).unwrap();
     let address = data_dir.join("address");
     let _ = std::fs::remove_file(&address);
     let log = data_dir.with_extension(format!("serve-{}.log", std::process::id()));
     let data = data_dir.to_str().unwrap();
-    let p = Proc::spawn(
-        &[
-            "serve",
-            "--data-dir",
-            data,
-            "--listen",
-            listen,
-            "--job-lease",
-            lease,
-        ],
-        &[],
-        &log,
-    );
+    let mut args = vec![
+        "serve",
+        "--data-dir",
+        data,
+        "--listen",
+        listen,
+        "--job-lease",
+        lease,
+    ];
+    args.extend(extra);
+    let p = Proc::spawn(&args, &[], &log);
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     let url = loop {
         if let Ok(s) = std::fs::read_to_string(&address)

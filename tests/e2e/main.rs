@@ -13,7 +13,9 @@ mod prebuilds;
 mod queue;
 mod raw;
 mod routing;
+mod secrets;
 mod templates;
+mod tls;
 mod workspace;
 
 use std::path::Path;

@@ -1,5 +1,11 @@
 //! gRPC pieces every side shares: the message size limit, the URL rule,
-//! the credentials interceptor and how transport errors are described.
+//! the credentials interceptor and how transport errors are described;
+//! TLS in [`tls`], secrets that never print in [`secret`].
+
+pub mod secret;
+pub mod tls;
+
+pub use secret::Secret;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::{Request, Status};
@@ -12,14 +18,12 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// identifies which jobs the caller may touch.
 pub const DAEMON_NAME_HEADER: &str = "x-provisionerd-daemon";
 
-/// Coordinator URLs are plain `http://` until TLS lands.
+/// Coordinator URLs are `https://` (TLS, see [`tls`]) or plain `http://`.
 pub fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("http://") {
+    if url.starts_with("https://") || url.starts_with("http://") {
         Ok(())
     } else {
-        Err(format!(
-            "{url:?}: must start with http:// (TLS is not supported yet)"
-        ))
+        Err(format!("{url:?}: must start with https:// or http://"))
     }
 }
 
