@@ -8,13 +8,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::Hub;
 use super::auth;
 use super::error::{CoordError, Result};
 use super::store::{self, JobFilter, JobKind, JobRow, WorkspaceRow};
 use super::templates;
+use super::transfer;
 use crate::proto::admin_server::Admin;
 use crate::proto::{self, Transition};
 use crate::tags::{self, Tags};
@@ -260,23 +261,26 @@ impl Admin for AdminApi {
 
     async fn push_template(
         &self,
-        req: Request<proto::PushTemplateRequest>,
+        req: Request<Streaming<proto::PushTemplatePart>>,
     ) -> Result<Response<proto::PushTemplateResponse>, Status> {
         self.auth(&req)?;
-        let req = req.into_inner();
+        // Counted as the chunks arrive: an archive over the limit is refused
+        // before the rest is read, and nothing is stored unless it is whole.
+        let (req, archive) =
+            transfer::read_push(req.into_inner(), crate::grpc::MAX_ARCHIVE_BYTES).await?;
         check_name("template", &req.name)?;
         let tags = check_tags(&req.provisioner_tags)?;
-        check_template(&req.archive)
+        check_template(&archive)
             .map_err(|e| CoordError::Invalid(format!("push template {:?}: {e}", req.name)))?;
         let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
         // Read without terraform: a template whose parameters, presets or
         // tags are wrong is refused now, with the file and line.
-        let meta = templates::read(&req.name, &req.archive)?;
+        let meta = templates::read(&req.name, &archive)?;
         let import_tags = templates::import_tags(&req.name, &meta, &vars, &tags)?;
         let meta_json = templates::meta_json(&meta)?;
         let (version_id, job_id) = self.hub.store.push_template(
             &req.name,
-            &req.archive,
+            &archive,
             &tags,
             &vars,
             DEFAULT_OWNER,

@@ -165,13 +165,15 @@ async fn cancel_is_pushed_to_the_daemon_running_the_job() {
     assert_eq!(cancel(&coord, &job).await.unwrap().status, "canceling");
     assert!(matches!(d.next().await, Out::CancelJob(c) if c.job_id == job));
 
+    let header = proto::FinishJobRequest {
+        job_id: job.clone(),
+        outcome: JobOutcome::Canceled as i32,
+        error: "canceled: terraform interrupted".into(),
+        ..Default::default()
+    };
+    let parts = provisionerd::chunk::finish_job_parts(header, None);
     d.client
-        .finish_job(proto::FinishJobRequest {
-            job_id: job.clone(),
-            outcome: JobOutcome::Canceled as i32,
-            error: "canceled: terraform interrupted".into(),
-            ..Default::default()
-        })
+        .finish_job(tokio_stream::iter(parts))
         .await
         .unwrap();
     let done = coord.job(&job).await;
