@@ -7,6 +7,7 @@ mod common;
 mod cancel;
 mod cli;
 mod faults;
+mod large;
 mod lifecycle;
 mod prebuilds;
 mod queue;
