@@ -4,7 +4,7 @@
 //! anything. Also the chunks GetJobInput streams back.
 
 use tokio_stream::StreamExt;
-use tonic::Streaming;
+use tonic::{Code, Streaming};
 
 use super::error::{CoordError, Result};
 use crate::chunk::{self, Assembly, ChunkError};
@@ -15,10 +15,14 @@ use crate::proto::{
 };
 
 /// A stream's next message; a broken stream is an abort (nothing stored,
-/// the sender retries), its end is `None`.
+/// the sender retries), its end is `None`. A message over the size limit
+/// is the sender's error, not worth a retry.
 async fn next<T>(action: &str, stream: &mut Streaming<T>) -> Result<Option<T>> {
     match stream.next().await {
         Some(Ok(m)) => Ok(Some(m)),
+        Some(Err(st)) if matches!(st.code(), Code::OutOfRange | Code::ResourceExhausted) => {
+            Err(CoordError::Invalid(format!("{action}: {}", st.message())))
+        }
         Some(Err(st)) => Err(CoordError::Aborted(format!(
             "{action}: the request stream broke: {}",
             st.message()

@@ -54,7 +54,9 @@ async fn a_20_mib_state_round_trips_in_chunks() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = template(tmp.path(), "big", BIG);
     // A 5 MiB file beside main.tf: the archive itself spans chunks too.
-    let blob: Vec<u8> = (0..5u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let blob: Vec<u8> = (0..5u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(dir.join("blob.bin"), blob).unwrap();
     let (coord, d) = stack(tmp.path(), "big", &dir).await;
 
@@ -81,7 +83,10 @@ async fn a_20_mib_state_round_trips_in_chunks() {
 
     let delete = coord.build("ws", Transition::Destroy).await;
     coord.wait_succeeded(&delete).await;
-    assert!(coord.workspace("ws").await.is_err(), "the workspace is gone");
+    assert!(
+        coord.workspace("ws").await.is_err(),
+        "the workspace is gone"
+    );
     d.stop().await.unwrap();
     coord.stop().await;
 }

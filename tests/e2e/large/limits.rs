@@ -47,7 +47,9 @@ async fn push_raw(coord: &Coord, parts: Vec<PushTemplatePart>) -> Result<String,
             .await
             .map(|r| r.into_inner().job_id)
     };
-    tokio::time::timeout(TIMEOUT, call).await.expect("push answered in time")
+    tokio::time::timeout(TIMEOUT, call)
+        .await
+        .expect("push answered in time")
 }
 
 fn refused(r: Result<impl std::fmt::Debug, tonic::Status>, code: Code, needle: &str) {
@@ -86,13 +88,39 @@ async fn oversized_or_inconsistent_pushes_store_nothing() {
     if let Some(PushPart::Header(h)) = &mut short[0].part {
         h.archive_size += 10;
     }
-    let expected = format!("is {} bytes, expected {}", archive.len(), archive.len() + 10);
-    refused(push_raw(&coord, short).await, Code::InvalidArgument, &expected);
+    let expected = format!(
+        "is {} bytes, expected {}",
+        archive.len(),
+        archive.len() + 10
+    );
+    refused(
+        push_raw(&coord, short).await,
+        Code::InvalidArgument,
+        &expected,
+    );
     let mut corrupt = push_template_parts(push_header("t"), &archive);
     if let Some(PushPart::Header(h)) = &mut corrupt[0].part {
         h.archive_sha256 = sha256_hex(b"something else");
     }
-    refused(push_raw(&coord, corrupt).await, Code::InvalidArgument, "sha256");
+    refused(
+        push_raw(&coord, corrupt).await,
+        Code::InvalidArgument,
+        "sha256",
+    );
+    // One chunk over the message limit: refused by gRPC, nothing read.
+    let mut oversized = push_template_parts(push_header("t"), &archive);
+    oversized.truncate(1);
+    oversized.push(PushTemplatePart {
+        part: Some(PushPart::Archive(noise(MAX_MESSAGE_BYTES + 1))),
+    });
+    // The coordinator answers INVALID_ARGUMENT, but may reset the stream
+    // while the client is still sending the chunk, which then sees only
+    // the reset: either way the push fails and nothing is stored.
+    let st = push_raw(&coord, oversized).await.unwrap_err();
+    assert!(
+        matches!(st.code(), Code::InvalidArgument | Code::Internal),
+        "{st:?}"
+    );
     // Chunks without a header first.
     let headless = push_template_parts(push_header("t"), &archive)[1..].to_vec();
     refused(
@@ -110,6 +138,15 @@ async fn oversized_or_inconsistent_pushes_store_nothing() {
         .templates;
     assert!(templates.is_empty(), "nothing stored: {templates:?}");
 
+    // Metadata GetTemplate could not return in one message: refused.
+    std::fs::write(dir.join("README.md"), "# big\n".repeat(400_000)).unwrap();
+    let with_readme = provisionerd::archive::tar_dir(&dir).unwrap();
+    refused(
+        push_raw(&coord, push_template_parts(push_header("t"), &with_readme)).await,
+        Code::InvalidArgument,
+        "its metadata (variables, parameters, presets, README) is",
+    );
+    std::fs::remove_file(dir.join("README.md")).unwrap();
     // An archive of several chunks (a 6 MiB file beside main.tf) is taken.
     std::fs::write(dir.join("blob.bin"), noise(6 << 20)).unwrap();
     let archive = provisionerd::archive::tar_dir(&dir).unwrap();
@@ -163,7 +200,11 @@ async fn job_input_and_finish_refusals_store_nothing() {
     assert_eq!(sha256_hex(&archive), offer.template_archive_sha256);
     assert!(state.is_empty(), "first build: no state");
     let other = raw::client(&coord, &key, "other").await;
-    refused(fetch(&other, &job).await, Code::PermissionDenied, "not owned");
+    refused(
+        fetch(&other, &job).await,
+        Code::PermissionDenied,
+        "not owned",
+    );
     refused(fetch(&d.client, "no-such-job").await, Code::NotFound, "");
 
     let header = FinishJobRequest {
