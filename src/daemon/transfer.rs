@@ -126,3 +126,36 @@ pub(super) async fn fetch_input(
     let state = state.finish().map_err(mismatch)?;
     Ok((archive, state))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_mismatch_names_the_blob_and_both_sizes() {
+        let e = FetchError::Mismatch(ChunkError::Size {
+            what: "state",
+            got: 10,
+            expected: 20,
+        });
+        assert_eq!(
+            e.to_string(),
+            "fetch job input: state is 10 bytes, expected 20"
+        );
+        let e = FetchError::Rpc(Status::permission_denied("job j is not owned"));
+        assert!(
+            e.to_string()
+                .starts_with("fetch job input: PermissionDenied"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn transfers_get_more_time_per_byte() {
+        assert_eq!(limit_for(0), rpc::RPC_TIMEOUT);
+        assert_eq!(
+            limit_for(256 << 20),
+            rpc::RPC_TIMEOUT + Duration::from_secs(256)
+        );
+    }
+}

@@ -62,7 +62,8 @@ async fn a_20_mib_state_round_trips_in_chunks() {
 
     // Create: terraform's 22 MB state comes back in a chunked FinishJob.
     let create = coord.create_workspace("ws", "big", "alice", &[]).await;
-    coord.wait_succeeded(&create).await;
+    let job = coord.wait_succeeded(&create).await;
+    eprintln!("create: {} ms", job.finished_at - job.started_at);
     let state = stored_state(&coord, "ws").expect("the state is stored");
     assert!(state.len() >= 20 << 20, "state is {} bytes", state.len());
     let (id, input_len) = big_resource(&state);
@@ -70,7 +71,8 @@ async fn a_20_mib_state_round_trips_in_chunks() {
     // Start again: the daemon fetches the 22 MB state in chunks; terraform
     // sees its resource and changes nothing.
     let start = coord.build("ws", Transition::Start).await;
-    coord.wait_succeeded(&start).await;
+    let job = coord.wait_succeeded(&start).await;
+    eprintln!("start again: {} ms", job.finished_at - job.started_at);
     let again = stored_state(&coord, "ws").expect("the state is kept");
     assert_eq!(big_resource(&again), (id, input_len), "the same resource");
     let logs = coord.logs(&start).await;
