@@ -152,12 +152,14 @@ async fn main() -> Result<()> {
     let dir = tmp.path().join("t");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("main.tf"), TEMPLATE)?;
+    let header = proto::PushTemplateRequest {
+        name: "t".into(),
+        ..Default::default()
+    };
+    let parts =
+        provisionerd::chunk::push_template_parts(header, &provisionerd::archive::tar_dir(&dir)?);
     let import = admin
-        .push_template(proto::PushTemplateRequest {
-            name: "t".into(),
-            archive: provisionerd::archive::tar_dir(&dir)?,
-            ..Default::default()
-        })
+        .push_template(tokio_stream::iter(parts))
         .await?
         .into_inner()
         .job_id;

@@ -8,7 +8,8 @@
 //! | [`proto`]     | generated gRPC types (`proto/provisionerd.proto`)              |
 //! | [`config`]    | the one clap definition of every command, flag and env var     |
 //! | [`exit`]      | process exit codes and their meaning                           |
-//! | [`grpc`]      | shared gRPC pieces: message limit, URL rule, credentials        |
+//! | [`grpc`]      | shared gRPC pieces: size limits, URL rule, credentials         |
+//! | [`chunk`]     | blobs over one message: chunks, size and sha256 checks         |
 //! | [`tags`]      | tag parsing, validation and the routing (match) rule           |
 //! | [`template`]  | Coder-style templates without terraform: parameters, presets,  |
 //! |               | workspace tags evaluated per job, parameter resolution         |
@@ -20,6 +21,7 @@
 //! | [`cli`]       | admin subcommands (keys, templates, workspaces, jobs, daemons) |
 
 pub mod archive;
+pub mod chunk;
 pub mod cli;
 pub mod config;
 pub mod coordinator;

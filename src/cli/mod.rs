@@ -123,13 +123,16 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
             let archive = crate::archive::tar_dir(&dir)
                 .map_err(|e| CliError::Usage(format!("push template {name:?}: {e}")))?;
             let mut c = client(&admin).await?;
+            let header = proto::PushTemplateRequest {
+                name: name.clone(),
+                provisioner_tags,
+                variables,
+                ..Default::default()
+            };
+            // In chunks: an archive may be larger than one message.
+            let parts = crate::chunk::push_template_parts(header, &archive);
             let resp = c
-                .push_template(proto::PushTemplateRequest {
-                    name: name.clone(),
-                    archive,
-                    provisioner_tags,
-                    variables,
-                })
+                .push_template(tokio_stream::iter(parts))
                 .await?
                 .into_inner();
             eprintln!(

@@ -8,13 +8,14 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::Hub;
 use super::auth;
 use super::error::{CoordError, Result};
 use super::store::{self, JobFilter, JobKind, JobRow, WorkspaceRow};
 use super::templates;
+use super::transfer;
 use crate::proto::admin_server::Admin;
 use crate::proto::{self, Transition};
 use crate::tags::{self, Tags};
@@ -183,8 +184,18 @@ fn check_template(archive: &[u8]) -> std::result::Result<(), String> {
     }
 }
 
+/// Largest output value (its JSON) a Workspace message carries: outputs
+/// are for people and scripts to read, and a huge one would push the
+/// message, and every ListWorkspaces, over the message limit.
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// Largest template metadata (variables, parameters, presets, README as
+/// JSON) a push may have: GetTemplate returns it in one message.
+pub const MAX_META_BYTES: usize = 1024 * 1024;
+
 /// Outputs of a terraform state (v4 JSON), name → JSON value; sensitive
-/// outputs are masked.
+/// outputs are masked, and values over [`MAX_OUTPUT_BYTES`] replaced by a
+/// note saying so (the state itself keeps them).
 pub fn state_outputs(state: Option<&[u8]>) -> std::collections::HashMap<String, String> {
     let mut out = std::collections::HashMap::new();
     let Some(state) = state else { return out };
@@ -197,6 +208,14 @@ pub fn state_outputs(state: Option<&[u8]>) -> std::collections::HashMap<String, 
                 "\"*sensitive*\"".to_string()
             } else {
                 o.get("value").map(|v| v.to_string()).unwrap_or_default()
+            };
+            let value = if value.len() > MAX_OUTPUT_BYTES {
+                format!(
+                    "\"*omitted: {} bytes, over the {MAX_OUTPUT_BYTES}-byte limit for outputs shown*\"",
+                    value.len()
+                )
+            } else {
+                value
             };
             out.insert(name.clone(), value);
         }
@@ -260,23 +279,35 @@ impl Admin for AdminApi {
 
     async fn push_template(
         &self,
-        req: Request<proto::PushTemplateRequest>,
+        req: Request<Streaming<proto::PushTemplatePart>>,
     ) -> Result<Response<proto::PushTemplateResponse>, Status> {
         self.auth(&req)?;
-        let req = req.into_inner();
+        // Counted as the chunks arrive: an archive over the limit is refused
+        // before the rest is read, and nothing is stored unless it is whole.
+        let (req, archive) =
+            transfer::read_push(req.into_inner(), crate::grpc::MAX_ARCHIVE_BYTES).await?;
         check_name("template", &req.name)?;
         let tags = check_tags(&req.provisioner_tags)?;
-        check_template(&req.archive)
+        check_template(&archive)
             .map_err(|e| CoordError::Invalid(format!("push template {:?}: {e}", req.name)))?;
         let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
         // Read without terraform: a template whose parameters, presets or
         // tags are wrong is refused now, with the file and line.
-        let meta = templates::read(&req.name, &req.archive)?;
+        let meta = templates::read(&req.name, &archive)?;
         let import_tags = templates::import_tags(&req.name, &meta, &vars, &tags)?;
         let meta_json = templates::meta_json(&meta)?;
+        if meta_json.len() > MAX_META_BYTES {
+            return Err(CoordError::Invalid(format!(
+                "push template {:?}: its metadata (variables, parameters, presets, README) \
+                 is {} bytes, over the limit of {MAX_META_BYTES} bytes",
+                req.name,
+                meta_json.len()
+            ))
+            .into());
+        }
         let (version_id, job_id) = self.hub.store.push_template(
             &req.name,
-            &req.archive,
+            &archive,
             &tags,
             &vars,
             DEFAULT_OWNER,
@@ -618,5 +649,34 @@ async fn follow_logs(
         if tx.is_closed() || hub.stopping.is_cancelled() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_over_the_limit_are_replaced_by_a_note() {
+        let big = "x".repeat(MAX_OUTPUT_BYTES);
+        let state = serde_json::json!({
+            "outputs": {
+                "small": {"value": "hi"},
+                "big": {"value": big},
+                "secret": {"value": "pw", "sensitive": true},
+            }
+        });
+        let out = state_outputs(Some(state.to_string().as_bytes()));
+        assert_eq!(out["small"], "\"hi\"");
+        assert_eq!(out["secret"], "\"*sensitive*\"");
+        let note = format!(
+            "\"*omitted: {} bytes, over the {MAX_OUTPUT_BYTES}-byte limit for outputs shown*\"",
+            MAX_OUTPUT_BYTES + 2
+        );
+        assert_eq!(out["big"], note);
+        assert!(
+            serde_json::from_str::<String>(&out["big"]).is_ok(),
+            "still JSON"
+        );
     }
 }

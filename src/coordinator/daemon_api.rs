@@ -13,6 +13,7 @@ use super::Hub;
 use super::auth;
 use super::error::CoordError;
 use super::store::{KeyRow, Report};
+use super::transfer;
 use crate::proto::provisioner_daemon_server::ProvisionerDaemon;
 use crate::proto::{
     self, CoordinatorMessage, DaemonMessage, coordinator_message::Msg as Out,
@@ -155,13 +156,30 @@ impl ProvisionerDaemon for DaemonApi {
         }))
     }
 
+    type GetJobInputStream =
+        Pin<Box<dyn Stream<Item = Result<proto::JobInputChunk, Status>> + Send>>;
+
+    async fn get_job_input(
+        &self,
+        req: Request<proto::GetJobInputRequest>,
+    ) -> Result<Response<Self::GetJobInputStream>, Status> {
+        let (key, name) = self.caller(&req)?;
+        let job_id = req.into_inner().job_id;
+        let (archive, state) = self.hub.store.job_input(&job_id, &name, &key.name)?;
+        tracing::info!(job = %job_id, daemon = %name, archive = archive.len(), state = state.len(), "job input fetched");
+        let chunks = transfer::input_chunks(archive, state).map(Ok);
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
     async fn finish_job(
         &self,
-        req: Request<proto::FinishJobRequest>,
+        req: Request<Streaming<proto::FinishJobPart>>,
     ) -> Result<Response<proto::FinishJobResponse>, Status> {
         let (key, name) = self.caller(&req)?;
-        let req = req.into_inner();
-        self.hub.store.finish(&name, &key.name, &req)?;
+        // The whole state is read and checked before anything is stored.
+        let (req, state) =
+            transfer::read_finish(req.into_inner(), crate::grpc::MAX_STATE_BYTES).await?;
+        self.hub.store.finish(&name, &key.name, &req, &state)?;
         let outcome = proto::JobOutcome::try_from(req.outcome)
             .map(|o| o.as_str_name())
             .unwrap_or("unknown");

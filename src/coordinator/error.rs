@@ -17,6 +17,10 @@ pub enum CoordError {
     PermissionDenied(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// A request stream broke before it was complete; nothing was stored,
+    /// and the whole stream may be sent again.
+    #[error("{0}")]
+    Aborted(String),
     #[error("store: {0}")]
     Store(#[from] rusqlite::Error),
     #[error("store: {0}")]
@@ -36,6 +40,7 @@ impl From<CoordError> for Status {
             CoordError::FailedPrecondition(_) => Code::FailedPrecondition,
             CoordError::PermissionDenied(_) => Code::PermissionDenied,
             CoordError::Unauthenticated(_) => Code::Unauthenticated,
+            CoordError::Aborted(_) => Code::Aborted,
             CoordError::Store(_) | CoordError::Encoding(_) | CoordError::Internal(_) => {
                 // Internals are logged here, once, with their detail.
                 tracing::error!(error = %e, "internal error");

@@ -15,6 +15,7 @@ pub mod error;
 pub mod routing;
 pub mod store;
 pub mod templates;
+pub mod transfer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

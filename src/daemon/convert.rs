@@ -1,11 +1,17 @@
 //! Conversions between the wire types of a job and the runner's.
 
+use super::transfer::Report;
 use crate::proto::{self, FinishJobRequest, JobOffer, JobOutcome, JobType};
 use crate::runner::{self, Build, JobKind, Outcome, Parameter, Transition, Variable};
 
-/// The runner's job for an offer; an error (an offer this daemon cannot
-/// run) becomes the job's failure message.
-pub(super) fn job_from_offer(offer: JobOffer) -> Result<runner::Job, String> {
+/// The runner's job for an offer and the input fetched for it (checked
+/// against the offer); an error (an offer this daemon cannot run) becomes
+/// the job's failure message.
+pub(super) fn job_from_offer(
+    offer: JobOffer,
+    template_archive: Vec<u8>,
+    state: Vec<u8>,
+) -> Result<runner::Job, String> {
     let id = &offer.job_id;
     let kind = match JobType::try_from(offer.r#type) {
         Ok(JobType::TemplateImport) => JobKind::TemplateImport,
@@ -29,7 +35,7 @@ pub(super) fn job_from_offer(offer: JobOffer) -> Result<runner::Job, String> {
                 workspace_name: b.workspace_name,
                 owner: b.owner,
                 transition,
-                state: b.state,
+                state,
                 build_id: b.build_id,
             })
         }
@@ -51,7 +57,7 @@ pub(super) fn job_from_offer(offer: JobOffer) -> Result<runner::Job, String> {
     Ok(runner::Job {
         id: offer.job_id,
         kind,
-        template_archive: offer.template_archive,
+        template_archive,
         template_name: offer.template_name,
         template_version_id: offer.template_version_id,
         initiator: offer.initiator,
@@ -69,7 +75,7 @@ pub(super) fn job_from_offer(offer: JobOffer) -> Result<runner::Job, String> {
     })
 }
 
-pub(super) fn finish_request(job_id: &str, outcome: Outcome, log_count: u64) -> FinishJobRequest {
+pub(super) fn finish_request(job_id: &str, outcome: Outcome, log_count: u64) -> Report {
     let (outcome, error, state, variables) = match outcome {
         Outcome::Succeeded { state, variables } => {
             (JobOutcome::Succeeded, String::new(), state, variables)
@@ -77,12 +83,11 @@ pub(super) fn finish_request(job_id: &str, outcome: Outcome, log_count: u64) -> 
         Outcome::Failed { error, state } => (JobOutcome::Failed, error, state, Vec::new()),
         Outcome::Canceled { error, state } => (JobOutcome::Canceled, error, state, Vec::new()),
     };
-    FinishJobRequest {
+    let header = FinishJobRequest {
         job_id: job_id.to_string(),
         outcome: outcome as i32,
         error,
         has_state: state.is_some(),
-        state: state.unwrap_or_default(),
         variables: variables
             .into_iter()
             .map(|v| proto::TemplateVariable {
@@ -95,7 +100,9 @@ pub(super) fn finish_request(job_id: &str, outcome: Outcome, log_count: u64) -> 
             })
             .collect(),
         log_count,
-    }
+        ..Default::default()
+    };
+    Report { header, state }
 }
 
 pub(super) fn job_type_name(ty: i32) -> &'static str {
@@ -145,7 +152,13 @@ mod tests {
 
     #[test]
     fn offers_convert_to_runner_jobs() {
-        let job = job_from_offer(offer(JobType::TemplateImport, None)).unwrap();
+        let job = job_from_offer(
+            offer(JobType::TemplateImport, None),
+            b"tar".to_vec(),
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(job.template_archive, b"tar");
         assert!(matches!(job.kind, JobKind::TemplateImport));
         assert_eq!(
             (job.variables[0].name.as_str(), job.variables[0].sensitive),
@@ -155,10 +168,14 @@ mod tests {
         let build = WorkspaceBuild {
             workspace_name: "ws".into(),
             transition: proto::Transition::Destroy as i32,
-            state: b"{}".to_vec(),
             ..Default::default()
         };
-        let job = job_from_offer(offer(JobType::WorkspaceBuild, Some(build))).unwrap();
+        let job = job_from_offer(
+            offer(JobType::WorkspaceBuild, Some(build)),
+            Vec::new(),
+            b"{}".to_vec(),
+        )
+        .unwrap();
         let param = |name: &str, value: &str| Parameter {
             name: name.into(),
             value: value.into(),
@@ -173,9 +190,9 @@ mod tests {
             (Transition::Destroy, "ws", &b"{}"[..])
         );
 
-        let err = job_from_offer(offer(JobType::WorkspaceBuild, None)).unwrap_err();
+        let err = job_from_offer(offer(JobType::WorkspaceBuild, None), vec![], vec![]).unwrap_err();
         assert!(err.starts_with("run job j1:"), "{err}");
-        let err = job_from_offer(offer(JobType::Unspecified, None)).unwrap_err();
+        let err = job_from_offer(offer(JobType::Unspecified, None), vec![], vec![]).unwrap_err();
         assert!(err.contains("unsupported job type 0"), "{err}");
     }
 
@@ -197,7 +214,7 @@ mod tests {
                 sensitive: true,
             },
         ];
-        let req = finish_request(
+        let Report { header: req, state } = finish_request(
             "j1",
             Outcome::Succeeded {
                 state: None,
@@ -205,6 +222,7 @@ mod tests {
             },
             7,
         );
+        assert_eq!(state, None);
         assert_eq!(
             (req.outcome, req.has_state, req.log_count),
             (JobOutcome::Succeeded as i32, false, 7)
@@ -216,7 +234,7 @@ mod tests {
                 && req.variables[1].r#type == "number"
         );
 
-        let req = finish_request(
+        let Report { header: req, state } = finish_request(
             "j1",
             Outcome::Canceled {
                 error: "canceled".into(),
@@ -228,10 +246,15 @@ mod tests {
             (
                 req.outcome,
                 req.has_state,
-                req.state.as_slice(),
+                state.as_deref(),
                 req.error.as_str()
             ),
-            (JobOutcome::Canceled as i32, true, &b"s"[..], "canceled")
+            (
+                JobOutcome::Canceled as i32,
+                true,
+                Some(&b"s"[..]),
+                "canceled"
+            )
         );
     }
 }

@@ -4,9 +4,11 @@
 //! | submodule | what it holds                                               |
 //! |-----------|-------------------------------------------------------------|
 //! | `confirm` | the unary confirmation that the job is ours                 |
+//! | `input`   | fetching the job's archive and state before the runner runs |
 //! | `report`  | FinishJob, the report budget, what a give-up keeps on disk  |
 
 mod confirm;
+mod input;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -72,8 +74,13 @@ pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationT
     tokio::pin!(deadline);
     let mut progress = Progress::new(ctx.spool_dir.clone(), &job_id);
 
+    let job = match input::fetch(ctx, &offer, &job_cancel, started).await {
+        Ok((archive, state)) => job_from_offer(offer, archive, state)
+            .map_err(|error| Outcome::Failed { error, state: None }),
+        Err(outcome) => Err(outcome),
+    };
     // `rest`: lines the runner sent that shipping never took.
-    let (outcome, shipped, rest) = match job_from_offer(offer) {
+    let (outcome, shipped, rest) = match job {
         Ok(job) => {
             let (tx, mut rx) = mpsc::channel(LOG_CHANNEL_CAPACITY);
             let cfg = ctx.runner.clone();
@@ -110,7 +117,7 @@ pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationT
                 let keep = matches!(shipped, Err(Undelivered::GaveUp(_)));
                 while let Some(entry) = rx.recv().await {
                     if keep {
-                        rest.push(logship::log_line(entry));
+                        rest.extend(logship::log_lines(entry));
                     }
                 }
             }
@@ -120,9 +127,9 @@ pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationT
             });
             (outcome, shipped, rest)
         }
-        Err(error) => {
+        Err(outcome) => {
             runner_done.cancel();
-            (Outcome::Failed { error, state: None }, Ok(0), Vec::new())
+            (outcome, Ok(0), Vec::new())
         }
     };
     let outcome = match progress.lease_expired {

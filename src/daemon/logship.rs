@@ -24,6 +24,7 @@ use super::backoff::Backoff;
 use super::batch::BatchPolicy;
 use super::rpc::{self, Client, Verdict};
 use super::spool::SpoolError;
+use crate::grpc::MAX_LOG_LINE_BYTES;
 use crate::proto::{LogLevel, LogLine, LogSource, UpdateJobRequest, UpdateJobResponse};
 use crate::runner::{Level, LogEntry, Source};
 
@@ -210,12 +211,14 @@ impl Shipper<'_> {
     /// Adds one runner line to the backlog. A spool write failure keeps the
     /// line and pauses reading: the runner waits, nothing is lost.
     fn take(&self, backlog: &mut Backlog, entry: LogEntry) {
-        if let Err(e) = backlog.push(log_line(entry), Instant::now()) {
-            tracing::warn!(
-                job_id = self.job_id,
-                error = %e,
-                "spool job logs to disk failed; terraform's output waits for the coordinator"
-            );
+        for line in log_lines(entry) {
+            if let Err(e) = backlog.push(line, Instant::now()) {
+                tracing::warn!(
+                    job_id = self.job_id,
+                    error = %e,
+                    "spool job logs to disk failed; terraform's output waits for the coordinator"
+                );
+            }
         }
     }
 
@@ -247,8 +250,34 @@ async fn poll_in_flight(f: &mut Option<InFlight>) -> Result<UpdateJobResponse, S
     }
 }
 
-/// The wire form of a runner line; `seq` is assigned by the batcher.
-pub(super) fn log_line(e: LogEntry) -> LogLine {
+/// The wire form of a runner line; `seq` is assigned by the batcher. A
+/// line longer than [`MAX_LOG_LINE_BYTES`] (one huge terraform output
+/// line) becomes several continuation lines, split at character
+/// boundaries, so every UpdateJob batch fits in a message and nothing is
+/// truncated or dropped.
+pub(super) fn log_lines(e: LogEntry) -> Vec<LogLine> {
+    let line = log_line(e);
+    if line.output.len() <= MAX_LOG_LINE_BYTES {
+        return vec![line];
+    }
+    let mut pieces = Vec::new();
+    let mut rest = line.output.as_str();
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(MAX_LOG_LINE_BYTES);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (head, tail) = rest.split_at(cut);
+        pieces.push(LogLine {
+            output: head.to_string(),
+            ..line.clone()
+        });
+        rest = tail;
+    }
+    pieces
+}
+
+fn log_line(e: LogEntry) -> LogLine {
     let level = match e.level {
         Level::Trace => LogLevel::Trace,
         Level::Debug => LogLevel::Debug,

@@ -9,6 +9,7 @@
 //! | `acquire`    | the state-owning loop: Acquire, offers, drain, pushes         |
 //! | `job`        | one job: runner task, log shipping, FinishJob                 |
 //! | `convert`    | offer → runner job, runner outcome → FinishJob                |
+//! | `transfer`   | GetJobInput fetch and FinishJob stream, sizes and sha256s     |
 //! | `logship`    | UpdateJob shipping, heartbeat, job lease; `batch` its policy  |
 //! | `backlog`    | unconfirmed log lines: memory, then the `spool` file          |
 //! | `record`     | a record per running job, for a restarted daemon              |
@@ -34,6 +35,7 @@ mod recover;
 mod rpc;
 mod session;
 mod spool;
+mod transfer;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::transfer::Report;
 use crate::proto::{FinishJobRequest, JobOutcome, TemplateVariable};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,23 +82,17 @@ impl Finished {
 
     /// The FinishJob that reports this result. An outcome this daemon does
     /// not know (a damaged record) reports the job failed.
-    pub(super) fn request(
-        &self,
-        job_id: &str,
-        state: Option<Vec<u8>>,
-        log_count: u64,
-    ) -> FinishJobRequest {
+    pub(super) fn request(&self, job_id: &str, state: Option<Vec<u8>>, log_count: u64) -> Report {
         let outcome = match self.outcome.as_str() {
             "succeeded" => JobOutcome::Succeeded,
             "canceled" => JobOutcome::Canceled,
             _ => JobOutcome::Failed,
         };
-        FinishJobRequest {
+        let header = FinishJobRequest {
             job_id: job_id.to_string(),
             outcome: outcome as i32,
             error: self.error.clone(),
             has_state: state.is_some(),
-            state: state.unwrap_or_default(),
             variables: self
                 .variables
                 .iter()
@@ -111,7 +106,9 @@ impl Finished {
                 })
                 .collect(),
             log_count,
-        }
+            ..Default::default()
+        };
+        Report { header, state }
     }
 }
 

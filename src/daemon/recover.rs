@@ -21,6 +21,7 @@ use super::backoff::Backoff;
 use super::record::Records;
 use super::rpc::{self, Client, Verdict};
 use super::spool;
+use super::transfer::{self, Report};
 use crate::proto::{FinishJobRequest, JobOutcome, LogLevel, LogLine, LogSource, UpdateJobRequest};
 pub(super) use collect::{Unfinished, collect};
 
@@ -166,7 +167,7 @@ async fn attempt(
     if restart_line.is_none() {
         stored = ship_spool(client, job_id, spool_dir, stored).await?;
     }
-    let req = match &job.record.finished {
+    let report = match &job.record.finished {
         // The job ended; only its report was missing.
         Some(finished) => finished.request(job_id, job.state.clone(), stored),
         None => {
@@ -174,18 +175,20 @@ async fn attempt(
             if stored < line.seq {
                 stored = update(client, job_id, vec![line.clone()]).await?;
             }
-            FinishJobRequest {
-                job_id: job_id.clone(),
-                outcome: JobOutcome::Failed as i32,
-                error: RESTART_ERROR.to_string(),
-                has_state: job.state.is_some(),
-                state: job.state.clone().unwrap_or_default(),
-                variables: Vec::new(),
-                log_count: stored,
+            Report {
+                header: FinishJobRequest {
+                    job_id: job_id.clone(),
+                    outcome: JobOutcome::Failed as i32,
+                    error: RESTART_ERROR.to_string(),
+                    has_state: job.state.is_some(),
+                    log_count: stored,
+                    ..Default::default()
+                },
+                state: job.state.clone(),
             }
         }
     };
-    rpc::bounded(client.clone().finish_job(req)).await?;
+    transfer::send_finish(client, &report).await?;
     Ok(stored)
 }
 

@@ -16,8 +16,9 @@ pub(super) type Client = ProvisionerDaemonClient<InterceptedService<Channel, Cre
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
-/// A unary RPC that has not answered by then is treated as lost and retried
-/// (FinishJob may carry a large state, hence the generous bound).
+/// A unary RPC that has not answered by then is treated as lost and retried.
+/// Streamed transfers (job input, FinishJob) get more per byte
+/// (`transfer`).
 pub(super) const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 /// The ack travels on the session stream, UpdateJob/FinishJob on their own
 /// HTTP/2 streams, so the coordinator may see our first UpdateJob before

@@ -137,18 +137,30 @@ impl Coord {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.admin()
-            .await
-            .push_template(proto::PushTemplateRequest {
-                name: name.into(),
-                archive,
-                provisioner_tags,
-                variables: HashMap::new(),
-            })
+        let header = proto::PushTemplateRequest {
+            name: name.into(),
+            provisioner_tags,
+            variables: HashMap::new(),
+            ..Default::default()
+        };
+        self.push_archive(header, &archive)
             .await
             .expect("push template")
-            .into_inner()
-            .job_id
+    }
+
+    /// Pushes `archive` in chunks under `header` (its size and hash filled
+    /// in); returns the import job id or the coordinator's refusal.
+    pub async fn push_archive(
+        &self,
+        header: proto::PushTemplateRequest,
+        archive: &[u8],
+    ) -> Result<String, tonic::Status> {
+        let parts = provisionerd::chunk::push_template_parts(header, archive);
+        self.admin()
+            .await
+            .push_template(tokio_stream::iter(parts))
+            .await
+            .map(|r| r.into_inner().job_id)
     }
 
     pub async fn create_workspace(

@@ -15,7 +15,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::common::{Coord, Daemon, TIMEOUT, wait_connected};
-use crate::raw::RawDaemon;
+use crate::raw::{self, RawDaemon};
 use crate::{QUICK, template};
 
 async fn channel(coord: &Coord) -> Channel {
@@ -143,14 +143,14 @@ async fn a_daemon_cannot_touch_a_job_it_does_not_own() {
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{err}");
         assert!(err.message().contains(&job), "names the job: {err}");
-        let err = client
-            .finish_job(proto::FinishJobRequest {
-                job_id: job.clone(),
-                outcome: JobOutcome::Failed as i32,
-                error: "forged failure".into(),
-                log_count: 2,
-                ..Default::default()
-            })
+        let forged = proto::FinishJobRequest {
+            job_id: job.clone(),
+            outcome: JobOutcome::Failed as i32,
+            error: "forged failure".into(),
+            log_count: 2,
+            ..Default::default()
+        };
+        let err = raw::finish(&mut client, forged, Some(b"{\"forged\": true}"))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{err}");
@@ -170,16 +170,13 @@ async fn a_daemon_cannot_touch_a_job_it_does_not_own() {
         .collect();
     assert_eq!(outputs, ["the owner's line"]);
 
-    owner
-        .client
-        .finish_job(proto::FinishJobRequest {
-            job_id: job.clone(),
-            outcome: JobOutcome::Succeeded as i32,
-            log_count: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let report = proto::FinishJobRequest {
+        job_id: job.clone(),
+        outcome: JobOutcome::Succeeded as i32,
+        log_count: 1,
+        ..Default::default()
+    };
+    owner.finish(report, None).await.unwrap();
     let done = coord.job(&job).await;
     assert_eq!(
         (done.status.as_str(), done.error.as_str()),
@@ -290,21 +287,23 @@ async fn malformed_input_is_refused_before_anything_is_stored() {
         assert!(err.message().contains(want), "{req:?}: {err}");
     }
 
+    let archive = provisionerd::archive::tar_dir(&template(tmp.path(), "t", QUICK)).unwrap();
     let push = |name: &str| proto::PushTemplateRequest {
         name: name.into(),
-        archive: provisionerd::archive::tar_dir(&template(tmp.path(), "t", QUICK)).unwrap(),
         ..Default::default()
     };
-    let err = admin.push_template(push("../evil")).await.unwrap_err();
+    let err = coord
+        .push_archive(push("../evil"), &archive)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     assert!(err.message().contains("template name \"../evil\""), "{err}");
     let mut bad_tag = push("t");
     bad_tag.provisioner_tags = tags("a b", "c");
-    let err = admin.push_template(bad_tag).await.unwrap_err();
+    let err = coord.push_archive(bad_tag, &archive).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
-    let mut not_tar = push("t");
-    not_tar.archive = b"definitely not a tar archive".repeat(40);
-    let err = admin.push_template(not_tar).await.unwrap_err();
+    let not_tar = b"definitely not a tar archive".repeat(40);
+    let err = coord.push_archive(push("t"), &not_tar).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
 
     let ws = |name: &str, owner: &str| proto::CreateWorkspaceRequest {

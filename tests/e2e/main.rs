@@ -8,6 +8,7 @@ mod authz;
 mod cancel;
 mod cli;
 mod faults;
+mod large;
 mod lifecycle;
 mod prebuilds;
 mod queue;

@@ -72,18 +72,11 @@ async fn prebuilds_land_on_the_prebuild_pool_and_people_elsewhere() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/templates/coder-prebuilds"),
     )
     .unwrap();
-    let import = coord
-        .admin()
-        .await
-        .push_template(proto::PushTemplateRequest {
-            name: "cp".into(),
-            archive,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .job_id;
+    let header = proto::PushTemplateRequest {
+        name: "cp".into(),
+        ..Default::default()
+    };
+    let import = coord.push_archive(header, &archive).await.unwrap();
     let import = coord.wait_succeeded(&import).await;
     assert_eq!(import.daemon, "general-1", "imports are untagged");
 

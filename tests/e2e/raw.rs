@@ -15,6 +15,23 @@ use tonic::transport::Channel;
 
 use crate::common::{Coord, TIMEOUT};
 
+/// A daemon client named `name`, with tonic's default limits (a test may
+/// send what it likes, even an oversized message).
+pub async fn client(coord: &Coord, key: &str, name: &str) -> Client {
+    let channel = tokio::time::timeout(
+        TIMEOUT,
+        Channel::from_shared(coord.url.clone()).unwrap().connect(),
+    )
+    .await
+    .expect("connect: timed out")
+    .expect("connect");
+    let creds = Credentials::bearer(key)
+        .unwrap()
+        .with_daemon_name(name)
+        .unwrap();
+    ProvisionerDaemonClient::with_interceptor(channel, creds)
+}
+
 pub type Client = ProvisionerDaemonClient<InterceptedService<Channel, Credentials>>;
 
 /// One daemon's session, driven message by message.
@@ -29,18 +46,8 @@ pub struct RawDaemon {
 
 impl RawDaemon {
     pub async fn open(coord: &Coord, key: &str, name: &str, state: DaemonState) -> RawDaemon {
-        let channel = tokio::time::timeout(
-            TIMEOUT,
-            Channel::from_shared(coord.url.clone()).unwrap().connect(),
-        )
-        .await
-        .expect("connect: timed out")
-        .expect("connect");
-        let creds = Credentials::bearer(key)
-            .unwrap()
-            .with_daemon_name(name)
-            .unwrap();
-        let mut client = ProvisionerDaemonClient::with_interceptor(channel, creds)
+        let mut client = client(coord, key, name)
+            .await
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let (tx, rx) = mpsc::channel(16);
         let hello = In::Hello(proto::Hello {
@@ -113,4 +120,26 @@ impl RawDaemon {
             .unwrap_or_else(|e| panic!("{}: confirm {}: {e}", self.name, offer.job_id));
         offer
     }
+
+    /// FinishJob: the header, then the state in chunks.
+    pub async fn finish(
+        &mut self,
+        header: proto::FinishJobRequest,
+        state: Option<&[u8]>,
+    ) -> Result<(), tonic::Status> {
+        finish(&mut self.client, header, state).await
+    }
+}
+
+/// FinishJob on any client: the header, then the state in chunks.
+pub async fn finish(
+    client: &mut Client,
+    header: proto::FinishJobRequest,
+    state: Option<&[u8]>,
+) -> Result<(), tonic::Status> {
+    let parts = provisionerd::chunk::finish_job_parts(header, state);
+    client
+        .finish_job(tokio_stream::iter(parts))
+        .await
+        .map(|_| ())
 }

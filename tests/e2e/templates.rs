@@ -13,16 +13,13 @@ fn coder_prebuilds() -> std::path::PathBuf {
 }
 
 async fn push(coord: &Coord, name: &str, dir: &Path) -> Result<String, tonic::Status> {
+    let header = proto::PushTemplateRequest {
+        name: name.into(),
+        ..Default::default()
+    };
     coord
-        .admin()
+        .push_archive(header, &provisionerd::archive::tar_dir(dir).unwrap())
         .await
-        .push_template(proto::PushTemplateRequest {
-            name: name.into(),
-            archive: provisionerd::archive::tar_dir(dir).unwrap(),
-            ..Default::default()
-        })
-        .await
-        .map(|r| r.into_inner().job_id)
 }
 
 #[tokio::test]

@@ -244,8 +244,9 @@ impl Store {
                 workspace_name: ws.name,
                 owner: ws.owner,
                 transition: transition as i32,
-                state: ws.state.unwrap_or_default(),
                 build_id: job.id.clone(),
+                state_size: ws.state.as_ref().map_or(0, |s| s.len() as u64),
+                state_sha256: crate::chunk::sha256_hex(ws.state.as_deref().unwrap_or_default()),
             });
         }
         let declared = version.declared.unwrap_or_default();
@@ -268,7 +269,8 @@ impl Store {
             created_at: job.created_at,
             initiator: job.initiator,
             tags: job.tags.into_iter().collect(),
-            template_archive: archive,
+            template_archive_size: archive.len() as u64,
+            template_archive_sha256: crate::chunk::sha256_hex(&archive),
             template_name: version.template,
             template_version_id: version.id,
             variables,
@@ -300,6 +302,32 @@ impl Store {
                 .collect())
         };
         Ok((list(now)?, list(before)?))
+    }
+
+    /// The blobs of a job its daemon fetches after confirming it: the
+    /// template archive and, for a build, the workspace's state (empty for
+    /// the first build). Only for the daemon that owns the unfinished job.
+    pub fn job_input(
+        &self,
+        job_id: &str,
+        daemon_name: &str,
+        key_name: &str,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let job = self.owned("fetch job input", job_id, daemon_name, key_name)?;
+        if job.is_finished() {
+            return Err(CoordError::FailedPrecondition(format!(
+                "fetch job input {job_id}: it has already {}",
+                job.status
+            )));
+        }
+        let archive = self.version_archive(&job.template_version_id)?;
+        let state = match (job.kind, &job.workspace_id) {
+            (JobKind::WorkspaceBuild(_), Some(ws)) => {
+                self.workspace_by_id(ws)?.state.unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        Ok((archive, state))
     }
 
     /// The daemon acknowledged an offer: it owns the job from now on.
@@ -459,13 +487,16 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Ends a job with the daemon's result. Repeating the same result is
-    /// acknowledged again (the daemon may have lost our first answer).
+    /// Ends a job with the daemon's result and, when `req.has_state`, the
+    /// state it streamed (already checked against the header's size and
+    /// hash). Repeating the same result is acknowledged again (the daemon
+    /// may have lost our first answer).
     pub fn finish(
         &self,
         daemon_name: &str,
         key_name: &str,
         req: &proto::FinishJobRequest,
+        state: &[u8],
     ) -> Result<()> {
         let job = self.owned("finish job", &req.job_id, daemon_name, key_name)?;
         let status = match JobOutcome::try_from(req.outcome) {
@@ -480,7 +511,7 @@ impl Store {
             }
         };
         if job.lost {
-            return self.finish_lost(&job, status, req);
+            return self.finish_lost(&job, status, req, state);
         }
         if job.is_finished() {
             if job.status == status {
@@ -514,7 +545,7 @@ impl Store {
             drop(conn);
             let job = self.job(&req.job_id)?;
             if job.lost {
-                return self.finish_lost(&job, status, req);
+                return self.finish_lost(&job, status, req, state);
             }
             return Err(CoordError::FailedPrecondition(format!(
                 "finish job {}: it has already {}",
@@ -542,7 +573,7 @@ impl Store {
                 if req.has_state {
                     tx.execute(
                         "UPDATE workspaces SET state = ?2 WHERE id = ?1",
-                        params![ws, req.state],
+                        params![ws, state],
                     )?;
                 }
                 if transition == Transition::Destroy && status == "succeeded" {
@@ -559,7 +590,13 @@ impl Store {
     /// (it was reported so, and nobody must rely on a different ending),
     /// but the state terraform wrote is stored and the error says how the
     /// run really ended. Repeats are acknowledged again.
-    fn finish_lost(&self, job: &JobRow, status: &str, req: &proto::FinishJobRequest) -> Result<()> {
+    fn finish_lost(
+        &self,
+        job: &JobRow,
+        status: &str,
+        req: &proto::FinishJobRequest,
+        state: &[u8],
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let took: i64 = tx.query_row("SELECT lost FROM jobs WHERE id = ?1", [&job.id], |r| {
@@ -594,12 +631,12 @@ impl Store {
             if newest.as_deref() == Some(job.id.as_str()) {
                 tx.execute(
                     "UPDATE workspaces SET state = ?2 WHERE id = ?1",
-                    params![ws, req.state],
+                    params![ws, state],
                 )?;
             } else {
                 tx.execute(
                     "UPDATE jobs SET late_state = ?2 WHERE id = ?1",
-                    params![job.id, req.state],
+                    params![job.id, state],
                 )?;
                 error
                     .push_str("; its state was kept on the job, not applied: a later build exists");

@@ -159,7 +159,7 @@ fn running_job_goes_canceling_then_ends_as_the_daemon_reports() {
 
     // Terraform finished before the interrupt: that outcome stands.
     f.store
-        .finish("d1", "k", &finish(&job, JobOutcome::Succeeded))
+        .finish("d1", "k", &finish(&job, JobOutcome::Succeeded), &[])
         .unwrap();
     assert_eq!(f.store.job(&job).unwrap().status, "succeeded");
     let late = f.store.cancel_job(&job).unwrap_err();
@@ -177,7 +177,7 @@ fn canceling_job_reported_canceled_ends_canceled() {
     f.store.cancel_job(&job).unwrap();
     let mut req = finish(&job, JobOutcome::Canceled);
     req.error = "canceled: terraform interrupted".into();
-    f.store.finish("d1", "k", &req).unwrap();
+    f.store.finish("d1", "k", &req, &[]).unwrap();
     let j = f.store.job(&job).unwrap();
     assert_eq!(j.status, "canceled");
     assert_eq!(j.error.as_deref(), Some("canceled: terraform interrupted"));
@@ -310,10 +310,10 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
     let mut late = finish(&job, JobOutcome::Canceled);
     late.error = "canceled: terraform interrupted".into();
     late.has_state = true;
-    late.state = b"{\"version\":4}".to_vec();
     late.log_count = 1;
-    f.store.finish("d1", "k", &late).unwrap();
-    f.store.finish("d1", "k", &late).unwrap();
+    let state = b"{\"version\":4}";
+    f.store.finish("d1", "k", &late, state).unwrap();
+    f.store.finish("d1", "k", &late, state).unwrap();
 
     let done = f.store.job(&job).unwrap();
     assert_eq!(done.status, "failed", "a reaped job stays failed");
@@ -324,10 +324,10 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
              later: canceled (canceled: terraform interrupted)"
         )
     );
-    let state = f.store.workspace_by_id(&ws).unwrap().state;
-    assert_eq!(state.as_deref(), Some(&b"{\"version\":4}"[..]));
+    let stored = f.store.workspace_by_id(&ws).unwrap().state;
+    assert_eq!(stored.as_deref(), Some(&b"{\"version\":4}"[..]));
     // Someone else's job it is not.
-    let other = f.store.finish("d2", "k", &late).unwrap_err();
+    let other = f.store.finish("d2", "k", &late, state).unwrap_err();
     assert!(matches!(other, CoordError::PermissionDenied(_)), "{other}");
 }
 
@@ -350,8 +350,7 @@ fn a_late_state_never_overwrites_a_newer_builds() {
 
     let mut late = finish(&job, JobOutcome::Succeeded);
     late.has_state = true;
-    late.state = b"{\"serial\":1}".to_vec();
-    f.store.finish("d1", "k", &late).unwrap();
+    f.store.finish("d1", "k", &late, b"{\"serial\":1}").unwrap();
     assert_eq!(f.store.workspace_by_id(&ws).unwrap().state, None);
     let error = f.store.job(&job).unwrap().error.unwrap();
     assert!(

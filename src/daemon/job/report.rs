@@ -11,7 +11,8 @@ use crate::daemon::backlog::Backlog;
 use crate::daemon::backoff::Backoff;
 use crate::daemon::record::{Finished, JobRecord, Records};
 use crate::daemon::rpc::{self, Client, Verdict};
-use crate::proto::{FinishJobRequest, LogLine};
+use crate::daemon::transfer::{self, Report};
+use crate::proto::LogLine;
 use crate::runner::Outcome;
 
 /// The report budget once the operator forced the stop: they asked for it
@@ -64,16 +65,17 @@ pub(super) fn gave_up(action: &str, budget: Duration) -> Undelivered {
 }
 
 /// FinishJob, retried on transport errors (the coordinator acknowledges a
-/// repeated result again). An error is a refusal.
+/// repeated result again; each retry streams the whole state anew). An
+/// error is a refusal.
 pub(super) async fn finish(
     client: &Client,
-    req: &FinishJobRequest,
+    report: &Report,
     started: Instant,
 ) -> Result<(), Undelivered> {
+    let req = &report.header;
     let mut backoff = Backoff::new();
     loop {
-        let mut c = client.clone();
-        let st = match rpc::bounded(c.finish_job(req.clone())).await {
+        let st = match transfer::send_finish(client, report).await {
             Ok(_) => return Ok(()),
             Err(st) => st,
         };
@@ -102,11 +104,12 @@ pub(super) async fn finish(
 pub(super) fn give_up(
     records: &Records,
     mut record: JobRecord,
-    req: &FinishJobRequest,
+    report: &Report,
     outcome: &str,
     lines: Option<(Backlog, Vec<LogLine>)>,
     why: &str,
 ) {
+    let req = &report.header;
     let job_id = req.job_id.as_str();
     tracing::error!(
         job_id,
@@ -130,8 +133,8 @@ pub(super) fn give_up(
         }
     }
     // The work dir is gone: keep the state beside the record.
-    if req.has_state
-        && let Err(e) = records.save_state(job_id, &req.state)
+    if let Some(state) = &report.state
+        && let Err(e) = records.save_state(job_id, state)
     {
         tracing::error!(job_id, error = %e, "terraform state of an unreported job lost");
     }

@@ -177,11 +177,15 @@ fn a_given_up_job_keeps_its_lines_state_and_outcome_for_the_next_start() {
         .expect("the outcome is kept");
     let again = finished.request("j1", jobs[0].state.clone(), 7);
     assert_eq!(
-        (again.outcome, again.error.as_str(), again.state.as_slice()),
+        (
+            again.header.outcome,
+            again.header.error.as_str(),
+            again.state.as_deref()
+        ),
         (
             JobOutcome::Canceled as i32,
             "terraform was interrupted",
-            &b"{\"serial\": 3}"[..]
+            Some(&b"{\"serial\": 3}"[..])
         )
     );
     let mut r = spool::Reader::open(&spool::path(&spool_dir, "j1"))

@@ -152,6 +152,54 @@ fn runner_lines_map_to_wire_enums() {
     );
 }
 
+#[test]
+fn a_huge_output_line_becomes_continuation_lines_that_fit_in_a_message() {
+    use crate::daemon::batch::{BatchPolicy, Batcher};
+    use prost::Message;
+    // 10 MiB of output on one line, with 3-byte characters so a cut may
+    // land inside one: it is split at a character boundary, never cut.
+    let output: String = "€abcdefgh".repeat(10 * 1024 * 1024 / 11);
+    let lines = log_lines(LogEntry {
+        created_at_ms: 7,
+        level: Level::Info,
+        source: Source::Terraform,
+        stage: "Applying".into(),
+        output: output.clone(),
+    });
+    assert!(lines.len() > 150, "{} lines", lines.len());
+    assert!(lines.iter().all(|l| l.output.len() <= MAX_LOG_LINE_BYTES));
+    assert!(
+        lines
+            .iter()
+            .all(|l| (l.stage.as_str(), l.created_at) == ("Applying", 7))
+    );
+    let joined: String = lines.iter().map(|l| l.output.as_str()).collect();
+    assert_eq!(joined, output, "nothing truncated or dropped");
+
+    // Every UpdateJob the batcher makes of them fits in one message.
+    let mut batcher = Batcher::new(BatchPolicy::default());
+    let now = Instant::now();
+    for l in lines {
+        batcher.push(l, now);
+    }
+    let mut sent = 0;
+    while !batcher.is_empty() {
+        let batch = batcher.batch();
+        let last = batch.last().unwrap().seq;
+        let req = UpdateJobRequest {
+            job_id: "j1".into(),
+            logs: batch,
+        };
+        assert!(req.encoded_len() < crate::grpc::MAX_MESSAGE_BYTES / 4);
+        batcher.ack(last);
+        sent = last;
+    }
+    assert_eq!(sent, batcher.numbered());
+
+    // A short line stays one line.
+    assert_eq!(log_lines(entry(1)).len(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn lines_of_an_abandoned_shipping_stay_with_the_caller() {
     let client = unreachable();

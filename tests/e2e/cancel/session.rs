@@ -78,15 +78,13 @@ async fn cancel_is_pushed_to_the_daemon_running_the_job() {
     assert_eq!(cancel(&coord, &job).await.unwrap().status, "canceling");
     assert!(matches!(d.next().await, Out::CancelJob(c) if c.job_id == job));
 
-    d.client
-        .finish_job(proto::FinishJobRequest {
-            job_id: job.clone(),
-            outcome: JobOutcome::Canceled as i32,
-            error: "canceled: terraform interrupted".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let header = proto::FinishJobRequest {
+        job_id: job.clone(),
+        outcome: JobOutcome::Canceled as i32,
+        error: "canceled: terraform interrupted".into(),
+        ..Default::default()
+    };
+    d.finish(header, None).await.unwrap();
     let done = coord.job(&job).await;
     assert_eq!(done.status, "canceled");
     assert_eq!(done.error, "canceled: terraform interrupted");

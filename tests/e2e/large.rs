@@ -1,0 +1,103 @@
+//! Blobs larger than one gRPC message: a 20 MiB terraform state makes the
+//! whole trip with real terraform (stored from a chunked FinishJob, fetched
+//! back in chunks by the next build), and oversized or inconsistent
+//! transfers are refused without storing anything (`limits`, driven with a
+//! raw client).
+
+mod limits;
+
+use std::path::Path;
+
+use provisionerd::proto::Transition;
+
+use crate::common::{Coord, stack};
+use crate::template;
+
+/// One `terraform_data` whose input is 220 000 × 50 characters (11 MB);
+/// its state holds it twice (input and output): about 22 MB.
+const BIG: &str = r#"
+resource "terraform_data" "big" {
+  input = join("", [for i in range(1000) : join("", [for j in range(220) : "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"])])
+}
+"#;
+
+/// The state the coordinator stores for a live workspace, read from its
+/// database.
+pub fn stored_state(coord: &Coord, workspace: &str) -> Option<Vec<u8>> {
+    let db = rusqlite::Connection::open_with_flags(
+        coord.data_dir.join("provisionerd.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open the coordinator's database");
+    db.query_row(
+        "SELECT state FROM workspaces WHERE name = ?1 AND deleted = 0",
+        [workspace],
+        |r| r.get(0),
+    )
+    .expect("read workspace state")
+}
+
+/// The id terraform gave `terraform_data.big`, and the length of its input.
+fn big_resource(state: &[u8]) -> (String, usize) {
+    let v: serde_json::Value = serde_json::from_slice(state).expect("state is JSON");
+    let attrs = &v["resources"][0]["instances"][0]["attributes"];
+    (
+        attrs["id"].as_str().expect("an id").to_string(),
+        // `input` is dynamic: stored as {"value": …, "type": …}.
+        attrs["input"]["value"].as_str().expect("an input").len(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_20_mib_state_round_trips_in_chunks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = template(tmp.path(), "big", BIG);
+    // A 5 MiB file beside main.tf: the archive itself spans chunks too.
+    let blob: Vec<u8> = (0..5u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.join("blob.bin"), blob).unwrap();
+    let (coord, d) = stack(tmp.path(), "big", &dir).await;
+
+    // Create: terraform's 22 MB state comes back in a chunked FinishJob.
+    let create = coord.create_workspace("ws", "big", "alice", &[]).await;
+    let job = coord.wait_succeeded(&create).await;
+    eprintln!("create: {} ms", job.finished_at - job.started_at);
+    let state = stored_state(&coord, "ws").expect("the state is stored");
+    assert!(state.len() >= 20 << 20, "state is {} bytes", state.len());
+    let (id, input_len) = big_resource(&state);
+    assert_eq!(input_len, 11_000_000);
+    // Start again: the daemon fetches the 22 MB state in chunks; terraform
+    // sees its resource and changes nothing.
+    let start = coord.build("ws", Transition::Start).await;
+    let job = coord.wait_succeeded(&start).await;
+    eprintln!("start again: {} ms", job.finished_at - job.started_at);
+    let again = stored_state(&coord, "ws").expect("the state is kept");
+    assert_eq!(big_resource(&again), (id, input_len), "the same resource");
+    let logs = coord.logs(&start).await;
+    let text: Vec<&str> = logs.iter().map(|l| l.output.as_str()).collect();
+    assert!(
+        text.iter()
+            .any(|l| l.contains("0 to add, 0 to change, 0 to destroy")),
+        "the plan changes nothing: {text:#?}"
+    );
+
+    let delete = coord.build("ws", Transition::Destroy).await;
+    coord.wait_succeeded(&delete).await;
+    assert!(
+        coord.workspace("ws").await.is_err(),
+        "the workspace is gone"
+    );
+    d.stop().await.unwrap();
+    coord.stop().await;
+}
+
+/// A coordinator with an untagged key, template `t` imported by a daemon
+/// that is gone again, so jobs wait for a raw client to take them.
+pub async fn quiet_stack(root: &Path) -> (Coord, String) {
+    let dir = template(root, "t", crate::QUICK);
+    let (coord, d) = stack(root, "t", &dir).await;
+    d.stop().await.unwrap();
+    let key = coord.create_key("raw", &[]).await;
+    (coord, key)
+}
