@@ -172,7 +172,7 @@ pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationT
     let label = outcome_name(&outcome);
     let req = finish_request(&job_id, outcome, log_count);
     let reported = tokio::select! {
-        r = report::finish(&ctx.client, &req, started) => r,
+        r = report::finish(&ctx.client, &ctx.records, &req, started) => r,
         budget = &mut deadline => Err(report::gave_up("report job result", budget)),
     };
     match reported {

@@ -179,6 +179,26 @@ impl Records {
         })
     }
 
+    /// Keeps a state the coordinator refused (over its size limit) where
+    /// nothing removes it: `<cache>/refused-states/<job_id>.tfstate`, for
+    /// an operator to store by hand. Returns the path.
+    pub(super) fn keep_refused_state(
+        &self,
+        job_id: &str,
+        state: &[u8],
+    ) -> Result<PathBuf, RecordError> {
+        let dir = self.dir.with_file_name("refused-states");
+        let path = dir.join(format!("{job_id}.tfstate"));
+        let io = |source| RecordError::Io {
+            action: "keep the refused state of",
+            path: path.clone(),
+            source,
+        };
+        fs::create_dir_all(&dir).map_err(io)?;
+        write_atomic(&path, state).map_err(|(_, source)| io(source))?;
+        Ok(path)
+    }
+
     /// Removes job `job_id`'s record and kept state; missing ones are fine.
     pub(super) fn remove(&self, job_id: &str) -> Result<(), RecordError> {
         for path in [self.state_path(job_id), self.path(job_id)] {
