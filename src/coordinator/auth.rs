@@ -81,3 +81,21 @@ pub fn check_key(store: &Store, md: &MetadataMap) -> Result<KeyRow> {
         CoordError::Unauthenticated("provisioner key refused: unknown or deleted key".into())
     })
 }
+
+/// With mutual TLS, every request must come with a client certificate (the
+/// handshake has already checked that any certificate presented is signed
+/// by the client CA). An interceptor on both services.
+pub fn client_cert(
+    req: tonic::Request<()>,
+    required: bool,
+) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+    if required && req.peer_certs().is_none_or(|certs| certs.is_empty()) {
+        return Err(CoordError::Unauthenticated(
+            "client certificate required: this coordinator takes only clients with a \
+             certificate its client CA signed; pass --tls-client-cert and --tls-client-key"
+                .into(),
+        )
+        .into());
+    }
+    Ok(req)
+}

@@ -27,6 +27,8 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use tonic::service::interceptor::InterceptedService;
+
 use crate::proto::admin_server::AdminServer;
 use crate::proto::provisioner_daemon_server::ProvisionerDaemonServer;
 use daemon_api::SessionHandle;
@@ -184,6 +186,10 @@ impl Coordinator {
         })
         .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
+        let mutual = self.cfg.tls.as_ref().is_some_and(|t| t.mutual());
+        let gate = move |req| auth::client_cert(req, mutual);
+        let daemon = InterceptedService::new(daemon, gate);
+        let admin = InterceptedService::new(admin, gate);
         let mut server = tonic::transport::Server::builder();
         match &self.cfg.tls {
             Some(tls) => {

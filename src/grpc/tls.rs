@@ -151,8 +151,15 @@ impl ServerTls {
             self.key.bytes.clone(),
         ));
         match &self.client_ca {
-            // Required, not optional: a client CA means mTLS.
-            Some(ca) => config.client_ca_root(Certificate::from_pem(ca.bytes.clone())),
+            // A certificate, if presented, must be signed by the client CA
+            // (checked in the handshake). Its absence is refused after the
+            // handshake, per request (`coordinator::auth::client_cert`):
+            // with TLS 1.3 a handshake alert races the connection close and
+            // clients often see only "connection closed"; a gRPC status
+            // always arrives and says what to fix.
+            Some(ca) => config
+                .client_ca_root(Certificate::from_pem(ca.bytes.clone()))
+                .client_auth_optional(true),
             None => config,
         }
     }
