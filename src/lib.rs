@@ -19,6 +19,7 @@
 //! | [`daemon`]    | `provisionerd start`: session, acquire loop, logs, recovery    |
 //! | [`coordinator`] | `provisionerd serve`: store, dispatcher, gRPC services       |
 //! | [`cli`]       | admin subcommands (keys, templates, workspaces, jobs, daemons) |
+//! | [`health`]    | the operations endpoint: /metrics, /healthz, /readyz, /drain   |
 
 pub mod archive;
 pub mod chunk;
@@ -28,6 +29,7 @@ pub mod coordinator;
 pub mod daemon;
 pub mod exit;
 pub mod grpc;
+pub mod health;
 pub mod process;
 pub mod proto;
 pub mod runner;
