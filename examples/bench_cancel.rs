@@ -112,6 +112,7 @@ async fn main() -> Result<()> {
         listen: "127.0.0.1:0".parse()?,
         data_dir: tmp.path().join("data"),
         job_lease: Duration::from_secs(60),
+        archive_limits: Default::default(),
     })
     .await?;
     let url = format!("http://{}", coordinator.local_addr());
@@ -144,6 +145,7 @@ async fn main() -> Result<()> {
             terraform_path: terraform()?,
             cancel_grace: Duration::from_secs(10),
             drain_timeout: None,
+            archive_limits: Default::default(),
         },
         shutdown.clone(),
     ));

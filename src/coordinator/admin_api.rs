@@ -15,6 +15,7 @@ use super::auth;
 use super::error::{CoordError, Result};
 use super::store::{self, JobFilter, JobKind, JobRow, WorkspaceRow};
 use super::templates;
+use crate::archive;
 use crate::proto::admin_server::Admin;
 use crate::proto::{self, Transition};
 use crate::tags::{self, Tags};
@@ -24,6 +25,8 @@ pub const DEFAULT_OWNER: &str = "admin";
 
 pub struct AdminApi {
     pub hub: Arc<Hub>,
+    /// Bounds a pushed template archive must stay within.
+    pub archive_limits: archive::Limits,
 }
 
 fn check_name(what: &str, name: &str) -> Result<()> {
@@ -162,9 +165,11 @@ impl AdminApi {
     }
 }
 
-/// A pushed archive must be a readable tar with at least one `.tf` file at
-/// its root; anything else could never import.
-fn check_template(archive: &[u8]) -> std::result::Result<(), String> {
+/// A pushed archive must pass the daemon's own extraction checks within
+/// `limits` (its size first, before anything is parsed or stored) and hold
+/// at least one `.tf` file at its root; anything else could never import.
+fn check_template(archive: &[u8], limits: &archive::Limits) -> std::result::Result<(), String> {
+    archive::check(archive, limits).map_err(|e| e.to_string())?;
     let mut ar = tar::Archive::new(archive);
     let mut has_tf = false;
     for entry in ar.entries().map_err(|e| format!("read archive: {e}"))? {
@@ -266,12 +271,12 @@ impl Admin for AdminApi {
         let req = req.into_inner();
         check_name("template", &req.name)?;
         let tags = check_tags(&req.provisioner_tags)?;
-        check_template(&req.archive)
+        check_template(&req.archive, &self.archive_limits)
             .map_err(|e| CoordError::Invalid(format!("push template {:?}: {e}", req.name)))?;
         let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
         // Read without terraform: a template whose parameters, presets or
         // tags are wrong is refused now, with the file and line.
-        let meta = templates::read(&req.name, &req.archive)?;
+        let meta = templates::read(&req.name, &req.archive, &self.archive_limits)?;
         let import_tags = templates::import_tags(&req.name, &meta, &vars, &tags)?;
         let meta_json = templates::meta_json(&meta)?;
         let (version_id, job_id) = self.hub.store.push_template(

@@ -39,6 +39,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// A running job whose daemon sends no update for this long is failed.
     pub job_lease: Duration,
+    /// Bounds a pushed template archive must stay within.
+    pub archive_limits: crate::archive::Limits,
 }
 
 /// Shared by both services.
@@ -177,6 +179,7 @@ impl Coordinator {
         .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
         let admin = AdminServer::new(admin_api::AdminApi {
             hub: self.hub.clone(),
+            archive_limits: self.cfg.archive_limits,
         })
         .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);

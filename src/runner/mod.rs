@@ -229,4 +229,6 @@ pub struct RunnerConfig {
     /// killed at once, whatever is left of `cancel_grace`. Per daemon, not
     /// per job, hence here rather than beside each job's cancel token.
     pub force_kill: CancellationToken,
+    /// Bounds on the template archive a job brings.
+    pub archive_limits: crate::archive::Limits,
 }
