@@ -128,6 +128,12 @@ pub enum EntryProblem {
     NulInName,
     #[error("has a name that is not valid UTF-8")]
     NotUtf8,
+    #[error("has {what} of {len} bytes, over the {max}-byte limit")]
+    NameTooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("is {depth} levels deep, over the --max-path-depth limit of {max}")]
     TooDeep { depth: u64, max: u64 },
     #[error("is entry number {count}, over the --max-entries limit of {max}")]
@@ -165,6 +171,8 @@ pub enum LinkProblem {
     NotUtf8,
     #[error("is an absolute path")]
     Absolute,
+    #[error("is over {} bytes", walk::MAX_PATH_BYTES)]
+    TooLong,
     #[error("resolves outside the work dir")]
     Escapes,
     #[error("goes through more than {} symlinks (a loop?)", walk::MAX_LINK_HOPS)]

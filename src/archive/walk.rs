@@ -15,6 +15,11 @@ use super::{Action, ArchiveError, EntryProblem, Limits, LinkProblem, Size, Stats
 
 /// Symlinks followed while resolving one target; Linux gives up at 40 too.
 pub const MAX_LINK_HOPS: u32 = 40;
+/// Longest file name (one component), as on Linux file systems: longer
+/// names could pass `check` and then fail in `extract`.
+pub const MAX_NAME_BYTES: usize = 255;
+/// Longest entry path; the work dir's own path must still fit in PATH_MAX.
+pub const MAX_PATH_BYTES: usize = 1024;
 
 /// Where accepted entries go. `rel` is a plain relative path (only normal
 /// components); parents are always announced with `dir` first.
@@ -192,9 +197,17 @@ impl Walk<'_> {
         }
         let text =
             std::str::from_utf8(raw).map_err(|_| self.refuse(name, EntryProblem::NotUtf8))?;
+        let too_long = |what, len, max| EntryProblem::NameTooLong { what, len, max };
+        if text.len() > MAX_PATH_BYTES {
+            return Err(self.refuse(name, too_long("a path", text.len(), MAX_PATH_BYTES)));
+        }
         let mut rel = PathBuf::new();
         for component in Path::new(text).components() {
             match component {
+                Component::Normal(part) if part.len() > MAX_NAME_BYTES => {
+                    let problem = too_long("a name", part.len(), MAX_NAME_BYTES);
+                    return Err(self.refuse(name, problem));
+                }
                 Component::Normal(part) => rel.push(part),
                 Component::CurDir => {}
                 // Even `a/../b`: a template never needs it, and a `..` that
@@ -298,6 +311,9 @@ impl Walk<'_> {
         }
         if raw.contains(&0) {
             return Err(bad(LinkProblem::Nul));
+        }
+        if raw.len() > MAX_PATH_BYTES {
+            return Err(bad(LinkProblem::TooLong));
         }
         let text = std::str::from_utf8(&raw).map_err(|_| bad(LinkProblem::NotUtf8))?;
         let target = PathBuf::from(text);

@@ -8,7 +8,7 @@ use crate::common::{Coord, Daemon, TIMEOUT, examples_template, terraform, wait_c
 const BIN: &str = env!("CARGO_BIN_EXE_provisionerd");
 
 /// Runs the binary to completion, killed if it outlives the test timeout.
-async fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub(crate) async fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = tokio::process::Command::new(BIN);
     cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
     for (k, v) in envs {
@@ -20,7 +20,7 @@ async fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
         .expect("run provisionerd")
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
