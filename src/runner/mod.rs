@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 mod env;
 mod execute;
-mod logparse;
+pub mod logparse; // public for the fuzz target (fuzz/)
 pub mod redact;
 mod terraform;
 mod vars;
