@@ -92,11 +92,15 @@ fn fix_checksums(data: &[u8]) -> Vec<u8> {
 
 fn declared_size(field: &[u8]) -> u64 {
     if field[0] & 0x80 != 0 {
-        return field[4..].iter().fold(0u64, |n, &b| (n << 8) | u64::from(b));
+        return field[4..]
+            .iter()
+            .fold(0u64, |n, &b| (n << 8) | u64::from(b));
     }
     field
         .iter()
         .skip_while(|&&b| b == b' ' || b == 0)
         .take_while(|b| (b'0'..=b'7').contains(b))
-        .fold(0u64, |n, &b| n.saturating_mul(8).saturating_add(u64::from(b - b'0')))
+        .fold(0u64, |n, &b| {
+            n.saturating_mul(8).saturating_add(u64::from(b - b'0'))
+        })
 }
