@@ -113,6 +113,8 @@ async fn main() -> Result<()> {
         data_dir: tmp.path().join("data"),
         job_lease: Duration::from_secs(60),
         tls: None,
+        archive_limits: Default::default(),
+        max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
     })
     .await?;
     let url = format!("http://{}", coordinator.local_addr());
@@ -146,6 +148,7 @@ async fn main() -> Result<()> {
             terraform_path: terraform()?,
             cancel_grace: Duration::from_secs(10),
             drain_timeout: None,
+            archive_limits: Default::default(),
         },
         shutdown.clone(),
     ));

@@ -97,6 +97,13 @@ pub struct ServeArgs {
     /// up to it.
     #[arg(long, env = "PROVISIONERD_INSECURE")]
     pub insecure: bool,
+    /// Largest terraform state a daemon may return (e.g. 256MiB); a larger
+    /// one is refused, and the daemon keeps it on disk and reports the job
+    /// failed.
+    #[arg(long, env = "PROVISIONERD_MAX_STATE_BYTES", default_value = "256MiB", value_parser = crate::archive::parse_size)]
+    pub max_state_bytes: u64,
+    #[command(flatten)]
+    pub archive: ArchiveLimitArgs,
 }
 
 impl ServeArgs {
@@ -118,6 +125,9 @@ impl ServeArgs {
                 self.listen
             ));
         }
+        if self.max_state_bytes == 0 {
+            return Err("--max-state-bytes: must be more than 0".into());
+        }
         if self.job_lease < Duration::from_secs(1) {
             return Err(format!(
                 "--job-lease {:?}: must be at least 1s",
@@ -129,6 +139,8 @@ impl ServeArgs {
             data_dir: self.data_dir,
             job_lease: self.job_lease,
             tls,
+            max_state_bytes: self.max_state_bytes,
+            archive_limits: self.archive.validate()?,
         })
     }
 }
@@ -174,6 +186,8 @@ pub struct StartArgs {
     /// terminationGracePeriodSeconds) [default: unlimited].
     #[arg(long, env = "PROVISIONERD_DRAIN_TIMEOUT", value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub archive: ArchiveLimitArgs,
 }
 
 /// What SIGTERM means to a daemon.
@@ -260,6 +274,51 @@ impl StartArgs {
             terraform_path,
             cancel_grace: self.cancel_grace,
             drain_timeout: self.drain_timeout,
+            archive_limits: self.archive.validate()?,
+        })
+    }
+}
+
+// Template archive bounds, shared by `serve` (checked at push) and `start`
+// (checked again before extracting). Sizes are human: 10MiB, 512KiB, 4096.
+#[derive(Debug, Args)]
+pub struct ArchiveLimitArgs {
+    /// Largest template archive (the tar as pushed or received).
+    #[arg(long, env = "PROVISIONERD_MAX_ARCHIVE_BYTES", default_value = "50MiB", value_parser = crate::archive::parse_size)]
+    pub max_archive_bytes: u64,
+    /// Largest single file in a template archive.
+    #[arg(long, env = "PROVISIONERD_MAX_FILE_BYTES", default_value = "10MiB", value_parser = crate::archive::parse_size)]
+    pub max_file_bytes: u64,
+    /// Largest total of file data in a template archive.
+    #[arg(long, env = "PROVISIONERD_MAX_TOTAL_BYTES", default_value = "100MiB", value_parser = crate::archive::parse_size)]
+    pub max_total_bytes: u64,
+    /// Most entries (files, directories, symlinks) in a template archive.
+    #[arg(long, env = "PROVISIONERD_MAX_ENTRIES", default_value_t = 10_000)]
+    pub max_entries: u64,
+    /// Most path components of one template archive entry.
+    #[arg(long, env = "PROVISIONERD_MAX_PATH_DEPTH", default_value_t = 32)]
+    pub max_path_depth: u64,
+}
+
+impl ArchiveLimitArgs {
+    pub fn validate(&self) -> Result<crate::archive::Limits, String> {
+        for (flag, value) in [
+            ("--max-archive-bytes", self.max_archive_bytes),
+            ("--max-file-bytes", self.max_file_bytes),
+            ("--max-total-bytes", self.max_total_bytes),
+            ("--max-entries", self.max_entries),
+            ("--max-path-depth", self.max_path_depth),
+        ] {
+            if value == 0 {
+                return Err(format!("{flag} 0: must be at least 1"));
+            }
+        }
+        Ok(crate::archive::Limits {
+            max_archive_bytes: self.max_archive_bytes,
+            max_file_bytes: self.max_file_bytes,
+            max_total_bytes: self.max_total_bytes,
+            max_entries: self.max_entries,
+            max_path_depth: self.max_path_depth,
         })
     }
 }

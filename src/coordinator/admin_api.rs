@@ -16,6 +16,7 @@ use super::error::{CoordError, Result};
 use super::store::{self, JobFilter, JobKind, JobRow, WorkspaceRow};
 use super::templates;
 use super::transfer;
+use crate::archive;
 use crate::proto::admin_server::Admin;
 use crate::proto::{self, Transition};
 use crate::tags::{self, Tags};
@@ -25,6 +26,8 @@ pub const DEFAULT_OWNER: &str = "admin";
 
 pub struct AdminApi {
     pub hub: Arc<Hub>,
+    /// Bounds a pushed template archive must stay within.
+    pub archive_limits: archive::Limits,
 }
 
 fn check_name(what: &str, name: &str) -> Result<()> {
@@ -163,9 +166,11 @@ impl AdminApi {
     }
 }
 
-/// A pushed archive must be a readable tar with at least one `.tf` file at
-/// its root; anything else could never import.
-fn check_template(archive: &[u8]) -> std::result::Result<(), String> {
+/// A pushed archive must pass the daemon's own extraction checks within
+/// `limits` (its size first, before anything is parsed or stored) and hold
+/// at least one `.tf` file at its root; anything else could never import.
+fn check_template(archive: &[u8], limits: &archive::Limits) -> std::result::Result<(), String> {
+    archive::check(archive, limits).map_err(|e| e.to_string())?;
     let mut ar = tar::Archive::new(archive);
     let mut has_tf = false;
     for entry in ar.entries().map_err(|e| format!("read archive: {e}"))? {
@@ -285,15 +290,15 @@ impl Admin for AdminApi {
         // Counted as the chunks arrive: an archive over the limit is refused
         // before the rest is read, and nothing is stored unless it is whole.
         let (req, archive) =
-            transfer::read_push(req.into_inner(), crate::grpc::MAX_ARCHIVE_BYTES).await?;
+            transfer::read_push(req.into_inner(), self.archive_limits.max_archive_bytes).await?;
         check_name("template", &req.name)?;
         let tags = check_tags(&req.provisioner_tags)?;
-        check_template(&archive)
+        check_template(&archive, &self.archive_limits)
             .map_err(|e| CoordError::Invalid(format!("push template {:?}: {e}", req.name)))?;
         let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
         // Read without terraform: a template whose parameters, presets or
         // tags are wrong is refused now, with the file and line.
-        let meta = templates::read(&req.name, &archive)?;
+        let meta = templates::read(&req.name, &archive, &self.archive_limits)?;
         let import_tags = templates::import_tags(&req.name, &meta, &vars, &tags)?;
         let meta_json = templates::meta_json(&meta)?;
         if meta_json.len() > MAX_META_BYTES {

@@ -24,6 +24,8 @@ type Outbound = mpsc::Sender<Result<CoordinatorMessage, Status>>;
 
 pub struct DaemonApi {
     pub hub: Arc<Hub>,
+    /// `--max-state-bytes`.
+    pub max_state_bytes: u64,
 }
 
 /// A connected daemon, as the hub tracks it for pushes and disconnects.
@@ -177,8 +179,7 @@ impl ProvisionerDaemon for DaemonApi {
     ) -> Result<Response<proto::FinishJobResponse>, Status> {
         let (key, name) = self.caller(&req)?;
         // The whole state is read and checked before anything is stored.
-        let (req, state) =
-            transfer::read_finish(req.into_inner(), crate::grpc::MAX_STATE_BYTES).await?;
+        let (req, state) = transfer::read_finish(req.into_inner(), self.max_state_bytes).await?;
         self.hub.store.finish(&name, &key.name, &req, &state)?;
         let outcome = proto::JobOutcome::try_from(req.outcome)
             .map(|o| o.as_str_name())

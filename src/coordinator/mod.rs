@@ -44,7 +44,14 @@ pub struct ServeConfig {
     pub job_lease: Duration,
     /// Certificate, key and optional client CA; `None` serves plain HTTP/2.
     pub tls: Option<crate::grpc::tls::ServerTls>,
+    /// Bounds a pushed template archive must stay within.
+    pub archive_limits: crate::archive::Limits,
+    /// Largest terraform state taken from a daemon.
+    pub max_state_bytes: u64,
 }
+
+/// `--max-state-bytes` unless set.
+pub const DEFAULT_MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Shared by both services.
 pub struct Hub {
@@ -178,11 +185,13 @@ impl Coordinator {
         self.hub.dispatcher.kick();
         let daemon = ProvisionerDaemonServer::new(daemon_api::DaemonApi {
             hub: self.hub.clone(),
+            max_state_bytes: self.cfg.max_state_bytes,
         })
         .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
         let admin = AdminServer::new(admin_api::AdminApi {
             hub: self.hub.clone(),
+            archive_limits: self.cfg.archive_limits,
         })
         .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);

@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 
 use super::error::CoordError;
 use super::store::{NewBuild, VersionRow, WorkspaceRow};
+use crate::archive::Limits;
 use crate::proto::Transition;
 use crate::tags::Tags;
 use crate::template::{self, BuildContext, TemplateMeta};
 
 /// Reads a pushed archive. A template that does not parse, or whose
 /// parameters, presets or schedules are invalid, is refused at push.
-pub fn read(name: &str, archive: &[u8]) -> Result<TemplateMeta, CoordError> {
-    template::parse_archive(archive)
+pub fn read(name: &str, archive: &[u8], limits: &Limits) -> Result<TemplateMeta, CoordError> {
+    template::parse_archive(archive, limits)
         .map_err(|e| CoordError::Invalid(format!("push template {name:?}: {e}")))
 }
 

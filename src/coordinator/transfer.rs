@@ -35,6 +35,17 @@ fn refused(action: &str, e: ChunkError) -> CoordError {
     CoordError::Invalid(format!("{action}: {e}"))
 }
 
+/// Over the limit: the message names the flag that sets it.
+fn over(action: &str, flag: &str, e: ChunkError) -> CoordError {
+    match e {
+        ChunkError::TooLarge { what, size, limit } => CoordError::Invalid(format!(
+            "{action}: {what} is {size} bytes, over the {flag} limit of {}",
+            crate::archive::Size(limit)
+        )),
+        other => refused(action, other),
+    }
+}
+
 /// FinishJob's header and state (empty when it has none), whole and
 /// checked. A state over `limit` is refused as soon as it is announced or
 /// exceeded, without reading the rest.
@@ -54,10 +65,12 @@ pub async fn read_finish(
     };
     let action = format!("finish job {}", header.job_id);
     let mut state = Assembly::new("state", header.state_size, &header.state_sha256, limit)
-        .map_err(|e| refused(&action, e))?;
+        .map_err(|e| over(&action, "--max-state-bytes", e))?;
     while let Some(part) = next(&action, &mut stream).await? {
         match part.part {
-            Some(FinishPart::State(c)) => state.push(&c).map_err(|e| refused(&action, e))?,
+            Some(FinishPart::State(c)) => state
+                .push(&c)
+                .map_err(|e| over(&action, "--max-state-bytes", e))?,
             _ => {
                 return Err(CoordError::Invalid(format!(
                     "{action}: only state chunks may follow the header"
@@ -97,10 +110,12 @@ pub async fn read_push(
         &header.archive_sha256,
         limit,
     )
-    .map_err(|e| refused(&action, e))?;
+    .map_err(|e| over(&action, "--max-archive-bytes", e))?;
     while let Some(part) = next(&action, &mut stream).await? {
         match part.part {
-            Some(PushPart::Archive(c)) => archive.push(&c).map_err(|e| refused(&action, e))?,
+            Some(PushPart::Archive(c)) => archive
+                .push(&c)
+                .map_err(|e| over(&action, "--max-archive-bytes", e))?,
             _ => {
                 return Err(CoordError::Invalid(format!(
                     "{action}: only archive chunks may follow the header"

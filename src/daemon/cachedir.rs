@@ -16,6 +16,7 @@ use super::DaemonError;
 use super::orphans;
 use super::record::Records;
 use super::recover::{self, Unfinished};
+use crate::archive::Limits;
 use crate::runner::RunnerConfig;
 
 const LOCK_FILE: &str = "daemon.lock";
@@ -157,9 +158,11 @@ impl CacheDir {
         terraform_path: &Path,
         cancel_grace: Duration,
         force_kill: CancellationToken,
+        archive_limits: Limits,
     ) -> RunnerConfig {
         RunnerConfig {
             force_kill,
+            archive_limits,
             terraform_path: terraform_path.to_path_buf(),
             work_root: self.jobs_dir(),
             plugin_cache_dir: self.plugins_dir(),

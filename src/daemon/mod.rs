@@ -80,6 +80,8 @@ pub struct DaemonConfig {
     /// enough that the cancel grace and the final report fit inside it.
     /// `None`: a drain waits for the job however long it takes.
     pub drain_timeout: Option<Duration>,
+    /// Bounds on the template archives of jobs.
+    pub archive_limits: crate::archive::Limits,
 }
 
 /// Shutdown triggers passed in from `main` (the library installs no signal
@@ -245,6 +247,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonErro
                 &cfg.terraform_path,
                 cfg.cancel_grace,
                 shutdown.kill.clone(),
+                cfg.archive_limits,
             ),
             tracker: tracker.clone(),
             cancel: shutdown.cancel.clone(),

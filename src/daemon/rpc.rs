@@ -127,6 +127,7 @@ mod tests {
             terraform_path: "/bin/true".into(),
             cancel_grace: Duration::from_secs(1),
             drain_timeout: None,
+            archive_limits: Default::default(),
         };
         let err = client(&cfg).err().unwrap().to_string();
         assert!(err.contains("must start with https:// or http://"), "{err}");

@@ -19,12 +19,6 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// leaving room for the message's own fields.
 pub const CHUNK_BYTES: usize = 1024 * 1024;
 
-/// Largest terraform state the coordinator stores from a FinishJob.
-pub const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
-
-/// Largest template archive the coordinator takes from a push.
-pub const MAX_ARCHIVE_BYTES: u64 = 50 * 1024 * 1024;
-
 /// Longest log line shipped in one `LogLine`: longer terraform output is
 /// split into continuation lines, so a batch of lines always fits in a
 /// message.

@@ -229,10 +229,8 @@ async fn set_up(
     dir: &Path,
 ) -> Result<Vec<super::TemplateVariable>, SetupError> {
     let dest = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        archive::extract(&archive, &dest, &archive::Limits::default())
-    })
-    .await??;
+    let limits = cfg.archive_limits;
+    tokio::task::spawn_blocking(move || archive::extract(&archive, &dest, &limits)).await??;
     if let JobKind::WorkspaceBuild(build) = &job.kind {
         let path = dir.join(STATE_FILE);
         // The coordinator's state is the only truth for a build; a state

@@ -11,7 +11,7 @@ use crate::process::Stream;
 /// The log lines one output line becomes, and the summary of an error it
 /// reported (kept to explain a non-zero exit).
 #[derive(Debug, Default, PartialEq)]
-pub(super) struct Parsed {
+pub struct Parsed {
     pub lines: Vec<(Level, String)>,
     pub error: Option<String>,
 }
@@ -49,7 +49,7 @@ struct Position {
 
 /// A stdout line of a `-json` command. Anything that is not a UI message
 /// (a provider printing raw text, a panic) is kept as-is at Info.
-pub(super) fn json_line(line: &str) -> Parsed {
+pub fn json_line(line: &str) -> Parsed {
     let Ok(msg) = serde_json::from_str::<UiMessage>(line) else {
         return plain_line(Stream::Stdout, line);
     };

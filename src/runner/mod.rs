@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 mod env;
 mod execute;
-mod logparse;
+pub mod logparse; // public for the fuzz target (fuzz/)
 pub mod redact;
 mod terraform;
 mod vars;
@@ -229,4 +229,6 @@ pub struct RunnerConfig {
     /// killed at once, whatever is left of `cancel_grace`. Per daemon, not
     /// per job, hence here rather than beside each job's cancel token.
     pub force_kill: CancellationToken,
+    /// Bounds on the template archive a job brings.
+    pub archive_limits: crate::archive::Limits,
 }

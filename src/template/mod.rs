@@ -215,11 +215,14 @@ pub fn parse_dir(dir: &Path) -> Result<TemplateMeta, TemplateError> {
     parse::parse(&files.tf, files.readme)
 }
 
-/// [`parse_dir`] for a template archive (a tar, as pushed).
-pub fn parse_archive(tar_bytes: &[u8]) -> Result<TemplateMeta, TemplateError> {
+/// [`parse_dir`] for a template archive (a tar, as pushed), extracted
+/// within `limits`.
+pub fn parse_archive(
+    tar_bytes: &[u8],
+    limits: &crate::archive::Limits,
+) -> Result<TemplateMeta, TemplateError> {
     let dir = tempfile::tempdir().map_err(TemplateError::TempDir)?;
-    crate::archive::extract(tar_bytes, dir.path(), &crate::archive::Limits::default())
-        .map_err(TemplateError::Extract)?;
+    crate::archive::extract(tar_bytes, dir.path(), limits).map_err(TemplateError::Extract)?;
     parse_dir(dir.path())
 }
 

@@ -33,9 +33,12 @@ pub(super) fn read_dir(dir: &Path) -> Result<Files, TemplateError> {
     let mut readme = None;
     let mut entries = Vec::new();
     for entry in fs::read_dir(dir).map_err(list)? {
-        let entry = entry.map_err(list)?;
-        if entry.file_type().map_err(list)?.is_file() {
-            entries.push(entry.path());
+        let path = entry.map_err(list)?.path();
+        // Followed like terraform follows it: an archive's symlinks are
+        // checked to stay inside the template. A dangling one is skipped
+        // here; terraform names it when it runs.
+        if fs::metadata(&path).is_ok_and(|meta| meta.is_file()) {
+            entries.push(path);
         }
     }
     entries.sort();

@@ -107,10 +107,10 @@ fn example_template_parses_and_routes_prebuilds() {
 fn archive_reads_like_the_directory() {
     let tar = crate::archive::tar_dir(example_dir()).expect("tar example");
     assert_eq!(
-        parse_archive(&tar).expect("parse archive"),
+        parse_archive(&tar, &Default::default()).expect("parse archive"),
         parse_dir(example_dir()).expect("parse dir")
     );
-    let err = parse_archive(b"not a tar archive at all").expect_err("garbage");
+    let err = parse_archive(b"not a tar archive at all", &Default::default()).expect_err("garbage");
     assert!(err.to_string().starts_with("parse template: "), "{err}");
 }
 

@@ -52,12 +52,35 @@ impl Coord {
         listen: std::net::SocketAddr,
         job_lease: Duration,
     ) -> Coord {
-        let cfg = ServeConfig {
+        Self::start_config(ServeConfig {
             listen,
             data_dir: data_dir.to_path_buf(),
             job_lease,
             tls: None,
-        };
+            archive_limits: Default::default(),
+            max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
+        })
+        .await
+    }
+
+    /// Starts with archive limits of the test's choosing.
+    pub async fn start_with_limits(
+        data_dir: &Path,
+        limits: provisionerd::archive::Limits,
+    ) -> Coord {
+        Self::start_config(ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.to_path_buf(),
+            job_lease: Duration::from_secs(60),
+            tls: None,
+            archive_limits: limits,
+            max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
+        })
+        .await
+    }
+
+    pub async fn start_config(cfg: ServeConfig) -> Coord {
+        let data_dir = cfg.data_dir.clone();
         let coordinator = Coordinator::bind(cfg).await.expect("bind coordinator");
         let url = format!("http://{}", coordinator.local_addr());
         let shutdown = CancellationToken::new();
@@ -308,6 +331,7 @@ impl Daemon {
             terraform_path: terraform(),
             cancel_grace: Duration::from_secs(10),
             drain_timeout: None,
+            archive_limits: Default::default(),
         }
     }
 

@@ -101,3 +101,57 @@ pub async fn quiet_stack(root: &Path) -> (Coord, String) {
     let key = coord.create_key("raw", &[]).await;
     (coord, key)
 }
+
+/// A state over `--max-state-bytes` is refused; the daemon keeps it in its
+/// cache dir and reports the job failed, naming the file — the job ends,
+/// the workspace keeps its previous state, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_state_over_the_limit_is_kept_by_the_daemon_and_the_job_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let coord = Coord::start_config(provisionerd::coordinator::ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: tmp.path().join("data"),
+        job_lease: std::time::Duration::from_secs(60),
+        tls: None,
+        archive_limits: Default::default(),
+        max_state_bytes: 64 * 1024,
+    })
+    .await;
+    let key = coord.create_key("k", &[]).await;
+    let cache = tmp.path().join("c1");
+    let d = crate::common::Daemon::start(&coord.url, &key, "d1", &cache);
+    let body = r#"
+resource "terraform_data" "big" {
+  input = join("", [for i in range(40) : join("", [for j in range(50) : "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"])])
+}
+"#;
+    let dir = template(tmp.path(), "big", body);
+    coord
+        .wait_succeeded(&coord.push("big", &dir, &[]).await)
+        .await;
+
+    let create = coord.create_workspace("ws", "big", "alice", &[]).await;
+    let job = coord.wait_job(&create).await;
+    assert_eq!(job.status, "failed", "{job:?}");
+    assert!(
+        job.error
+            .contains("over the --max-state-bytes limit of 64KiB"),
+        "{}",
+        job.error
+    );
+    let kept = cache
+        .join("refused-states")
+        .join(format!("{create}.tfstate"));
+    assert!(
+        job.error
+            .contains(&format!("the daemon kept it at {}", kept.display())),
+        "{}",
+        job.error
+    );
+    let state = std::fs::read(&kept).expect("the refused state is kept");
+    let (_, input_len) = big_resource(&state);
+    assert_eq!(input_len, 100_000, "the whole state");
+    assert_eq!(stored_state(&coord, "ws"), None, "nothing stored");
+    d.stop().await.unwrap();
+    coord.stop().await;
+}

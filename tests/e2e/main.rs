@@ -4,6 +4,13 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+// The runner harness, for handing archives to the runner directly; it
+// brings its own copy of `tools` (as `common` does), which is harmless.
+#[allow(clippy::duplicate_mod)]
+#[path = "../runner_support/mod.rs"]
+mod runner_support;
+
+mod archives;
 mod authz;
 mod cancel;
 mod cli;

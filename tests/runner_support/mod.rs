@@ -45,6 +45,7 @@ impl Harness {
             plugin_cache_dir: root.path().join("plugins"),
             cancel_grace: Duration::from_secs(3),
             force_kill: CancellationToken::new(),
+            archive_limits: Default::default(),
         };
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(k, _)| k != "TF_CLI_CONFIG_FILE")

@@ -64,6 +64,7 @@ async fn leftover_job_dirs_are_removed_and_runner_config_points_inside() {
         Path::new("/usr/bin/terraform"),
         Duration::from_secs(3),
         CancellationToken::new(),
+        Default::default(),
     );
     assert_eq!(rc.work_root, tmp.path().join("jobs"));
     assert_eq!(rc.plugin_cache_dir, tmp.path().join("plugins"));

@@ -29,6 +29,7 @@ fn ctx(client: Client, dir: &Path) -> JobCtx {
             plugin_cache_dir: dir.join("plugins"),
             cancel_grace: Duration::from_secs(1),
             force_kill: CancellationToken::new(),
+            archive_limits: Default::default(),
         },
         tracker: TaskTracker::new(),
         cancel: CancellationToken::new(),

@@ -18,6 +18,7 @@ fn cfg() -> RunnerConfig {
         plugin_cache_dir: PathBuf::from("/cache/plugins"),
         cancel_grace: Duration::from_secs(1),
         force_kill: CancellationToken::new(),
+        archive_limits: Default::default(),
     }
 }
 

@@ -3,8 +3,10 @@
 //! FinishJob states over the limit or not matching theirs, job input for a
 //! daemon that does not own the job, and any single message over 4 MiB.
 
+use provisionerd::archive::{Limits, Size};
 use provisionerd::chunk::{self, finish_job_parts, push_template_parts, sha256_hex};
-use provisionerd::grpc::{MAX_ARCHIVE_BYTES, MAX_MESSAGE_BYTES, MAX_STATE_BYTES};
+use provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES as MAX_STATE_BYTES;
+use provisionerd::grpc::MAX_MESSAGE_BYTES;
 use provisionerd::proto::{
     self, FinishJobPart, FinishJobRequest, JobOutcome, PushTemplatePart, PushTemplateRequest,
     finish_job_part::Part as FinishPart, job_input_chunk::Chunk,
@@ -66,8 +68,12 @@ async fn oversized_or_inconsistent_pushes_store_nothing() {
     let archive = provisionerd::archive::tar_dir(&dir).unwrap();
 
     // Over the limit: refused once announced, however honest the sender.
-    let huge = noise(MAX_ARCHIVE_BYTES as usize + 1);
-    let limit = format!("over the limit of {MAX_ARCHIVE_BYTES} bytes");
+    let max_archive = Limits::default().max_archive_bytes;
+    let huge = noise(max_archive as usize + 1);
+    let limit = format!(
+        "over the --max-archive-bytes limit of {}",
+        Size(max_archive)
+    );
     refused(
         push_raw(&coord, push_template_parts(push_header("t"), &huge)).await,
         Code::InvalidArgument,
@@ -221,7 +227,10 @@ async fn job_input_and_finish_refusals_store_nothing() {
         }
         parts
     };
-    let limit = format!("over the limit of {MAX_STATE_BYTES} bytes");
+    let limit = format!(
+        "over the --max-state-bytes limit of {}",
+        Size(MAX_STATE_BYTES)
+    );
     refused(
         finish_raw(&d.client, with(|h| h.state_size = MAX_STATE_BYTES + 1)).await,
         Code::InvalidArgument,

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs each cargo-fuzz target (fuzz/) for SECONDS (default 30), seeded from
+# the checked-in corpus in fuzz/corpus/<target>; fails on the first crash,
+# leaving the input in fuzz/artifacts/<target>/. cargo-fuzz is installed
+# into .tools/cargo-fuzz; stable Rust runs it with RUSTC_BOOTSTRAP=1.
+#
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${1:-30}
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+    targets=(archive_extract template_parse logparse)
+fi
+
+root=.tools/cargo-fuzz
+version=0.13.2
+if ! "$root/bin/cargo-fuzz" --version 2>/dev/null | grep -q "$version"; then
+    echo "--- installing cargo-fuzz $version into $root"
+    cargo install cargo-fuzz --locked --version "$version" --root "$root"
+fi
+export PATH="$PWD/$root/bin:$PATH"
+export RUSTC_BOOTSTRAP=1
+
+# Inputs found while fuzzing go to a scratch corpus, so the checked-in
+# seeds stay a few small files.
+for target in "${targets[@]}"; do
+    echo "--- fuzz $target for ${seconds}s"
+    scratch=fuzz/target/corpus/$target
+    mkdir -p "$scratch"
+    cargo fuzz run --fuzz-dir fuzz "$target" "$scratch" "fuzz/corpus/$target" -- \
+        -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1
+done
