@@ -289,3 +289,61 @@ async fn sensitive_values_never_leave_the_runner() {
     );
     assert!(logs.iter().all(|l| !l.output.contains(secret)));
 }
+
+/// Sensitive values reach terraform through a 0600 var file, not `-var`
+/// (whose argv any local user can read): exactly, whatever their
+/// characters, and typed as their declaration says.
+#[tokio::test]
+async fn sensitive_values_reach_terraform_exactly_through_a_var_file() {
+    let tf = r#"
+variable "token" {
+  type      = string
+  sensitive = true
+}
+variable "ports" {
+  type      = list(number)
+  sensitive = true
+}
+variable "region" {
+  type = string
+}
+resource "terraform_data" "ws" {
+  input = {
+    token  = nonsensitive(var.token)
+    ports  = nonsensitive(var.ports)
+    region = var.region
+  }
+}
+"#;
+    let h = Harness::new();
+    let mut job = build_job(
+        template(&[("main.tf", tf)]),
+        Transition::Start,
+        Vec::new(),
+        "alice",
+    );
+    let secret = "a\"b\\c ${not.interpolated} %{ if x } \n$x";
+    let var = |name: &str, value: &str, sensitive| provisionerd::runner::Variable {
+        name: name.into(),
+        value: value.into(),
+        sensitive,
+    };
+    job.variables = vec![
+        var("token", secret, true),
+        var("ports", "[80, 443]", true),
+        var("region", "eu-west", false),
+    ];
+    let (outcome, logs) = h.run(job, CancellationToken::new()).await;
+    let Outcome::Succeeded {
+        state: Some(state), ..
+    } = outcome
+    else {
+        panic!("{outcome:?}\n{logs:#?}")
+    };
+    let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    let input = &state["resources"][0]["instances"][0]["attributes"]["input"]["value"];
+    assert_eq!(input["token"], secret);
+    assert_eq!(input["ports"], serde_json::json!([80, 443]));
+    assert_eq!(input["region"], "eu-west");
+    assert!(logs.iter().all(|l| !l.output.contains(secret)));
+}

@@ -80,7 +80,7 @@ pub(super) async fn report_all(
         let job_id = job.record.job_id.clone();
         let outcome = tokio::select! {
             () = stop.cancelled() => None,
-            r = tokio::time::timeout_at(deadline, report(client, &job, spool_dir)) => r.ok(),
+            r = tokio::time::timeout_at(deadline, report(client, &job, records, spool_dir)) => r.ok(),
         };
         match outcome {
             Some(Ok(log_count)) => match &job.record.finished {
@@ -132,13 +132,18 @@ pub(super) async fn report_all(
 
 /// Reports one job, retrying transport errors; `Err` is a refusal (never
 /// `Failure::Retry`).
-async fn report(client: &Client, job: &Unfinished, spool_dir: &Path) -> Result<u64, Failure> {
+async fn report(
+    client: &Client,
+    job: &Unfinished,
+    records: &Records,
+    spool_dir: &Path,
+) -> Result<u64, Failure> {
     let mut backoff = Backoff::new();
     // Numbered once: a retry after a lost answer resends the same line, and
     // the coordinator's seq dedup keeps it once.
     let mut restart_line = None;
     loop {
-        match attempt(client, job, spool_dir, &mut restart_line).await {
+        match attempt(client, job, records, spool_dir, &mut restart_line).await {
             Ok(n) => return Ok(n),
             Err(Failure::Retry(error)) => {
                 let wait = backoff.next_delay();
@@ -158,6 +163,7 @@ async fn report(client: &Client, job: &Unfinished, spool_dir: &Path) -> Result<u
 async fn attempt(
     client: &Client,
     job: &Unfinished,
+    records: &Records,
     spool_dir: &Path,
     restart_line: &mut Option<LogLine>,
 ) -> Result<u64, Failure> {
@@ -188,7 +194,7 @@ async fn attempt(
             }
         }
     };
-    transfer::send_finish(client, &report).await?;
+    transfer::finish_keeping_state(client, records, &report).await?;
     Ok(stored)
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::Status;
 
+use super::record::Records;
 use super::rpc::{self, Client};
 use crate::chunk::{self, Assembly, ChunkError};
 use crate::proto::{FinishJobRequest, GetJobInputRequest, JobOffer, job_input_chunk::Chunk};
@@ -43,6 +44,60 @@ pub(super) async fn send_finish(client: &Client, report: &Report) -> Result<(), 
             "finish job: no answer within {}s",
             limit_for(size).as_secs()
         ))),
+    }
+}
+
+/// FinishJob through [`send_finish`]; a state the coordinator refuses as
+/// invalid (over its `--max-state-bytes`) is kept in
+/// `CACHE/refused-states/<job>.tfstate` and the job is reported failed
+/// without it, the error naming the file — so the job ends and the state
+/// is not lost. If the state cannot be kept, the answer is a retryable
+/// error: the caller keeps the state with the job's record.
+pub(super) async fn finish_keeping_state(
+    client: &Client,
+    records: &Records,
+    report: &Report,
+) -> Result<(), Status> {
+    let refusal = match send_finish(client, report).await {
+        Err(st) if st.code() == tonic::Code::InvalidArgument && report.state.is_some() => st,
+        other => return other,
+    };
+    let job_id = &report.header.job_id;
+    let state = report.state.as_deref().unwrap_or_default();
+    let kept = records.keep_refused_state(job_id, state).map_err(|e| {
+        Status::unavailable(format!(
+            "finish job {job_id}: the coordinator refused the state ({}) and keeping it \
+             failed: {e}",
+            refusal.message()
+        ))
+    })?;
+    tracing::error!(
+        job_id,
+        error = %rpc::describe(&refusal),
+        kept = %kept.display(),
+        "terraform state refused by the coordinator; kept on disk, job reported failed"
+    );
+    send_finish(client, &without_state(report, &refusal, &kept)).await
+}
+
+/// `report` as a failure without its state, saying where the state is.
+fn without_state(report: &Report, refusal: &Status, kept: &std::path::Path) -> Report {
+    let mut header = report.header.clone();
+    let why = format!(
+        "the coordinator refused the terraform state ({}); the daemon kept it at {}",
+        refusal.message(),
+        kept.display()
+    );
+    header.error = if header.error.is_empty() {
+        why
+    } else {
+        format!("{}; {why}", header.error)
+    };
+    header.outcome = crate::proto::JobOutcome::Failed as i32;
+    header.has_state = false;
+    Report {
+        header,
+        state: None,
     }
 }
 

@@ -15,7 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::terraform::{Cmd, Stopped, Terraform};
-use super::{Job, JobKind, Level, Logs, Outcome, RunnerConfig, Transition, env, vars};
+use super::{Job, JobKind, Level, Logs, Outcome, RunnerConfig, Transition, env, varfile, vars};
 use crate::archive::{self, ArchiveError};
 
 const SETUP: &str = "Setting up";
@@ -153,6 +153,13 @@ async fn run_in(
     if let Err(msg) = vars::check_values(what, &declared, &job.variables) {
         return fail(logs, SETUP, msg, None).await;
     }
+    let var_file = match varfile::write(dir, &declared, &job.variables) {
+        Ok(file) => file,
+        Err(e) => {
+            let msg = format!("write the sensitive variables' var file: {e}");
+            return fail(logs, SETUP, msg, None).await;
+        }
+    };
 
     let tf = Terraform {
         cfg,
@@ -171,6 +178,7 @@ async fn run_in(
             }
             let plan = Cmd::Plan {
                 vars: &job.variables,
+                var_file: var_file.as_deref(),
                 refresh: false,
                 destroy: false,
             };
@@ -186,6 +194,7 @@ async fn run_in(
     };
     let plan = Cmd::Plan {
         vars: &job.variables,
+        var_file: var_file.as_deref(),
         refresh: true,
         destroy: build.transition == Transition::Destroy,
     };

@@ -16,6 +16,7 @@ mod execute;
 pub mod logparse; // public for the fuzz target (fuzz/)
 pub mod redact;
 mod terraform;
+mod varfile;
 mod vars;
 
 pub use vars::{VarsError, template_variables};

@@ -20,7 +20,10 @@ pub(super) enum Cmd<'a> {
     Init,
     Validate,
     Plan {
+        /// Passed as `-var`, except the sensitive ones: those are in
+        /// `var_file` (see `varfile`).
         vars: &'a [Variable],
+        var_file: Option<&'a Path>,
         refresh: bool,
         destroy: bool,
     },
@@ -59,6 +62,7 @@ impl Cmd<'_> {
         args.extend(flags.iter().map(|f| f.to_string()));
         if let Cmd::Plan {
             vars,
+            var_file,
             refresh,
             destroy,
         } = self
@@ -70,9 +74,12 @@ impl Cmd<'_> {
             if *destroy {
                 args.push("-destroy".into());
             }
-            for var in *vars {
+            for var in vars.iter().filter(|v| !v.sensitive) {
                 args.push("-var".into());
                 args.push(format!("{}={}", var.name, var.value));
+            }
+            if let Some(file) = var_file {
+                args.push(format!("-var-file={}", file.display()));
             }
         }
         args.into_iter().map(OsString::from).collect()
@@ -188,5 +195,44 @@ impl Terraform<'_> {
                 self.logs.send(level, Source::Terraform, stage, text).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sensitive_values_stay_off_the_command_line() {
+        let vars = [
+            Variable {
+                name: "region".into(),
+                value: "eu".into(),
+                sensitive: false,
+            },
+            Variable {
+                name: "token".into(),
+                value: "s3cret".into(),
+                sensitive: true,
+            },
+        ];
+        let file = Path::new("/work/.provisionerd-sensitive.tfvars");
+        let plan = Cmd::Plan {
+            vars: &vars,
+            var_file: Some(file),
+            refresh: true,
+            destroy: false,
+        };
+        let args: Vec<String> = plan
+            .args()
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.contains(&"region=eu".to_string()), "{args:?}");
+        assert!(
+            args.contains(&format!("-var-file={}", file.display())),
+            "{args:?}"
+        );
+        assert!(args.iter().all(|a| !a.contains("s3cret")), "{args:?}");
     }
 }

@@ -53,8 +53,11 @@ pub fn template_variables(dir: &Path) -> Result<Vec<TemplateVariable>, VarsError
     for entry in fs::read_dir(dir).map_err(list)? {
         let entry = entry.map_err(list)?;
         let path = entry.path();
+        // Symlinks followed, as terraform and the coordinator's parser
+        // follow them: a variable declared in a linked file must not lose
+        // its `sensitive` flag here.
         if path.extension().is_some_and(|ext| ext == "tf")
-            && entry.file_type().map_err(list)?.is_file()
+            && fs::metadata(&path).is_ok_and(|meta| meta.is_file())
         {
             files.push(path);
         }

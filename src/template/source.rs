@@ -42,7 +42,15 @@ pub(super) fn read_dir(dir: &Path) -> Result<Files, TemplateError> {
         }
     }
     entries.sort();
+    // Each file is read once, however many links point at it: 10 000 links
+    // to one 10 MiB file must not make the coordinator read 100 GB (the
+    // archive's limits bound only the distinct files). Terraform refuses
+    // the duplicate declarations itself when the import runs.
+    let mut seen = std::collections::HashSet::new();
     for path in entries {
+        if !seen.insert(fs::canonicalize(&path).unwrap_or_else(|_| path.clone())) {
+            continue;
+        }
         let name = path
             .file_name()
             .unwrap_or(path.as_os_str())

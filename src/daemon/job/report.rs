@@ -66,69 +66,36 @@ pub(super) fn gave_up(action: &str, budget: Duration) -> Undelivered {
 
 /// FinishJob, retried on transport errors (the coordinator acknowledges a
 /// repeated result again; each retry streams the whole state anew). An
-/// error is a refusal — except a state the coordinator will not take (over
-/// its size limit): that state is kept on disk and the job is reported
-/// failed without it, saying where it is, so the job ends and nothing is
-/// lost.
+/// error is a refusal; a refused state is kept on disk
+/// ([`transfer::finish_keeping_state`]).
 pub(super) async fn finish(
     client: &Client,
     records: &Records,
     report: &Report,
     started: Instant,
 ) -> Result<(), Undelivered> {
-    let mut report = std::borrow::Cow::Borrowed(report);
+    let req = &report.header;
     let mut backoff = Backoff::new();
     loop {
-        let st = match transfer::send_finish(client, &report).await {
+        let st = match transfer::finish_keeping_state(client, records, report).await {
             Ok(_) => return Ok(()),
             Err(st) => st,
         };
-        let job_id = report.header.job_id.clone();
-        if st.code() == tonic::Code::InvalidArgument
-            && let Some(state) = &report.state
-        {
-            report = std::borrow::Cow::Owned(without_state(records, &report, state, &st));
-            tracing::error!(job_id, error = %rpc::describe(&st), "terraform state refused");
-            continue;
-        }
         if rpc::classify(&st, started.elapsed()) == Verdict::Refused {
             return Err(Undelivered::Refused(format!(
-                "finish job {job_id}: coordinator refused: {}",
+                "finish job {}: coordinator refused: {}",
+                req.job_id,
                 rpc::describe(&st)
             )));
         }
         let wait = backoff.next_delay();
         tracing::warn!(
-            job_id,
+            job_id = req.job_id,
             error = %rpc::describe(&st),
             retry_in = ?wait,
             "report job result failed; retrying"
         );
         tokio::time::sleep(wait).await;
-    }
-}
-
-/// `report` as a failure without its state, which is kept on disk.
-fn without_state(records: &Records, report: &Report, state: &[u8], st: &tonic::Status) -> Report {
-    let mut header = report.header.clone();
-    let kept = match records.keep_refused_state(&header.job_id, state) {
-        Ok(path) => format!("the daemon kept it at {}", path.display()),
-        Err(e) => format!("and it could not be kept: {e}"),
-    };
-    let refusal = format!(
-        "the coordinator refused the terraform state ({}); {kept}",
-        st.message()
-    );
-    header.error = if header.error.is_empty() {
-        refusal
-    } else {
-        format!("{}; {refusal}", header.error)
-    };
-    header.outcome = crate::proto::JobOutcome::Failed as i32;
-    header.has_state = false;
-    Report {
-        header,
-        state: None,
     }
 }
 
