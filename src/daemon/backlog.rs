@@ -11,6 +11,7 @@
 //! copy ends. The spool is removed once memory is empty and it has no
 //! unread records.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use tokio::time::Instant;
@@ -28,7 +29,10 @@ pub(super) struct Backlog {
     spool_broken: bool,
     /// A numbered line that failed to reach the spool. Until it is in
     /// memory no more lines are taken: the runner waits instead.
-    held: Option<LogLine>,
+    /// Lines not yet in memory or the spool after a spool write failed, in
+    /// order: at most the pieces of one runner entry (a long line split in
+    /// 64 KiB pieces), since no entry is read while any is held.
+    held: VecDeque<LogLine>,
 }
 
 impl Backlog {
@@ -39,20 +43,26 @@ impl Backlog {
             job_id: job_id.to_string(),
             spool: None,
             spool_broken: false,
-            held: None,
+            held: VecDeque::new(),
         }
     }
 
     /// Whether another line may be pushed (false only after a spool write
     /// failed, until memory has room again).
     pub(super) fn accepting(&self) -> bool {
-        self.held.is_none()
+        self.held.is_empty()
     }
 
     /// Takes the next line of the job. An error means the spool could not
     /// be written: the line is kept, but no more are taken until memory has
     /// room for it.
     pub(super) fn push(&mut self, line: LogLine, now: Instant) -> Result<(), SpoolError> {
+        if !self.held.is_empty() {
+            // Behind held lines: numbered now, kept in order after them.
+            let line = self.batcher.number(line);
+            self.held.push_back(line);
+            return Ok(());
+        }
         if self.spool.is_none() && !self.batcher.is_full() {
             self.batcher.push(line, now);
             return Ok(());
@@ -67,7 +77,7 @@ impl Backlog {
             Ok(()) => self.refill(now),
             Err(e) => {
                 self.spool_broken = self.spool.is_some();
-                self.held = Some(line);
+                self.held.push_back(line);
                 e.map_or(Ok(()), Err)
             }
         }
@@ -104,14 +114,14 @@ impl Backlog {
                 && let Some(line) = spool.next()?
             {
                 self.batcher.hold(line, now);
-            } else if let Some(line) = self.held.take() {
+            } else if let Some(line) = self.held.pop_front() {
                 self.batcher.hold(line, now);
             } else {
                 break;
             }
         }
         let drained = self.spool.as_ref().is_some_and(|s| s.unread() == 0);
-        if drained && self.held.is_none() && (self.batcher.is_empty() || self.spool_broken) {
+        if drained && self.held.is_empty() && (self.batcher.is_empty() || self.spool_broken) {
             self.spool_broken = false;
             if let Some(spool) = self.spool.take() {
                 spool.remove()?;
@@ -139,7 +149,7 @@ impl Backlog {
                 out.append(&line)?;
             }
         }
-        if let Some(line) = self.held.take() {
+        for line in self.held.drain(..) {
             out.append(&line)?;
         }
         for line in rest {
@@ -151,7 +161,7 @@ impl Backlog {
     /// Nothing is waiting for confirmation, in memory or on disk.
     pub(super) fn is_empty(&self) -> bool {
         self.batcher.is_empty()
-            && self.held.is_none()
+            && self.held.is_empty()
             && self.spool.as_ref().is_none_or(|s| s.unread() == 0)
     }
 

@@ -22,7 +22,7 @@ impl Redactor {
         let mut secrets: Vec<String> = variables
             .iter()
             .filter(|v| v.sensitive && !v.value.is_empty())
-            .flat_map(|v| encodings(&v.value))
+            .flat_map(|v| encodings(&v.value).into_iter().chain(lines_of(&v.value)))
             .collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
@@ -38,6 +38,21 @@ impl Redactor {
             .iter()
             .fold(text, |t, s| t.replace(s.as_str(), REDACTED))
     }
+}
+
+/// The lines of a multi-line value (a PEM key): log lines are redacted one
+/// at a time, so the whole value never appears in one of them. Very short
+/// lines are left alone, as they would blank unrelated text.
+fn lines_of(value: &str) -> Vec<String> {
+    if !value.contains('\n') {
+        return Vec::new();
+    }
+    value
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.len() >= 4)
+        .map(str::to_string)
+        .collect()
 }
 
 /// A value and the encodings of it worth hiding. Base64 of a very short
@@ -109,5 +124,14 @@ mod tests {
         // Short values are matched as they are, never through base64.
         let short = Redactor::new(&[var("pin", "ab", true)]);
         assert_eq!(short.apply("YWI= ab".into()), "YWI= *redacted*");
+    }
+
+    #[test]
+    fn each_line_of_a_multi_line_value_is_hidden() {
+        let key = "-----BEGIN KEY-----\nMIIEvQIBADANBgkq\nab\n-----END KEY-----";
+        let r = Redactor::new(&[var("key", key, true)]);
+        assert_eq!(r.apply("  MIIEvQIBADANBgkq  ".into()), "  *redacted*  ");
+        assert_eq!(r.apply("-----END KEY-----".into()), "*redacted*");
+        assert_eq!(r.apply("ab cd".into()), "ab cd", "short lines are left");
     }
 }
