@@ -26,6 +26,8 @@ impl Proc {
             .args(args)
             .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
+            // Tests read the text format; one that wants JSON passes --log-format.
+            .env("PROVISIONERD_LOG_FORMAT", "text")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
