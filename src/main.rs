@@ -160,6 +160,20 @@ async fn start(args: provisionerd::config::StartArgs) -> u8 {
             }
         });
     }
+    // As PID 1 (a container without an init) orphans are re-parented to
+    // us and must be reaped. Signals need nothing more: the kernel drops
+    // only those PID 1 has no handler for, and ours are installed above.
+    if std::process::id() == 1 {
+        let Ok(mut sig) = signal(SignalKind::child()) else {
+            return fail(exit::FATAL, "install signal handler");
+        };
+        tracing::info!("running as PID 1: reaping orphaned processes");
+        tokio::spawn(async move {
+            while sig.recv().await.is_some() {
+                provisionerd::process::reap_orphans();
+            }
+        });
+    }
     match daemon::run(cfg, shutdown).await {
         Ok(()) => exit::OK,
         Err(e) => fail(e.exit_code(), e),
