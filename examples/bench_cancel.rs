@@ -149,6 +149,7 @@ async fn main() -> Result<()> {
             cancel_grace: Duration::from_secs(10),
             drain_timeout: None,
             archive_limits: Default::default(),
+            ops: Default::default(),
         },
         shutdown.clone(),
     ));

@@ -21,8 +21,20 @@ use crate::grpc::tls::{ClientTls, ServerTls};
     about = "Terraform provisioner daemon with tag routing, and its coordinator"
 )]
 pub struct Cli {
+    /// Log format on stderr [default: text on a terminal, else json].
+    #[arg(long, env = "PROVISIONERD_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,10 +70,15 @@ Signals:
   A second signal escalates: during a drain it cancels; during a cancel it
   kills terraform's process group at once, reports, and exits 2.
   With --drain-timeout, a drain that runs too long becomes a cancel by itself.
+  POST /drain on --metrics-address drains like SIGHUP but never escalates.
+
+Lifetime (for autoscalers):
+  --max-jobs N      after the Nth job is reported: drain, exit 0
+  --idle-timeout D  after D without a job (never during one): drain, exit 0
 
 Exit codes:
-  0   clean exit (drained or canceled)
-  1   fatal error
+  0   clean exit (drained or canceled, --max-jobs or --idle-timeout reached)
+  1   fatal error (e.g. the --metrics-address port is taken)
   2   stop forced by a signal during cancel (terraform killed without grace)
   64  bad configuration
   73  the cache dir is locked by another daemon
@@ -188,6 +205,18 @@ pub struct StartArgs {
     pub drain_timeout: Option<Duration>,
     #[command(flatten)]
     pub archive: ArchiveLimitArgs,
+    /// Serve /metrics (Prometheus), /healthz, /readyz and POST /drain
+    /// (loopback callers only) on this address, e.g. 0.0.0.0:9464; port 0
+    /// picks a free port, logged at start [default: off].
+    #[arg(long, env = "PROVISIONERD_METRICS_ADDRESS")]
+    pub metrics_address: Option<SocketAddr>,
+    /// Drain and exit 0 after this many jobs (for autoscalers; 0: unlimited).
+    #[arg(long, env = "PROVISIONERD_MAX_JOBS", default_value_t = 0)]
+    pub max_jobs: u64,
+    /// Drain and exit 0 after this long without a job; the clock restarts
+    /// after each job and never runs during one (0s: never) [default: never].
+    #[arg(long, env = "PROVISIONERD_IDLE_TIMEOUT", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
 }
 
 /// What SIGTERM means to a daemon.
@@ -275,6 +304,11 @@ impl StartArgs {
             cancel_grace: self.cancel_grace,
             drain_timeout: self.drain_timeout,
             archive_limits: self.archive.validate()?,
+            ops: crate::daemon::OpsConfig {
+                metrics_address: self.metrics_address,
+                max_jobs: (self.max_jobs > 0).then_some(self.max_jobs),
+                idle_timeout: self.idle_timeout.filter(|d| !d.is_zero()),
+            },
         })
     }
 }

@@ -8,7 +8,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use clap::Parser;
-use provisionerd::config::{Cli, Command, OnSigterm};
+use provisionerd::config::{Cli, Command, LogFormat, OnSigterm};
 use provisionerd::daemon::{Request, Shutdown, Stage};
 use provisionerd::{cli, coordinator, daemon, exit};
 use tokio::signal::unix::{SignalKind, signal};
@@ -27,20 +27,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn".into());
-    let output = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        // A closed stderr (a pipe whose reader went away) must not take the
-        // daemon down: by default tracing reports a failed write with
-        // eprintln!, which panics on that same broken stderr.
-        .log_internal_errors(false)
-        // Colour only for people: logs collected from a pipe stay plain.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(output)
-        .init();
+    init_tracing(cli.log_format);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -48,6 +35,36 @@ fn main() -> ExitCode {
         }
     };
     ExitCode::from(rt.block_on(run(cli.command)))
+}
+
+/// Logs to stderr: text for people (a terminal), JSON for collectors
+/// (anything else), unless `--log-format` says.
+fn init_tracing(format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,h2=warn,tower=warn,hyper=warn".into());
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let format = format.unwrap_or(if tty {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    });
+    let output = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        // A closed stderr (a pipe whose reader went away) must not take the
+        // daemon down: by default tracing reports a failed write with
+        // eprintln!, which panics on that same broken stderr.
+        .log_internal_errors(false)
+        // Colour only for people: logs collected from a pipe stay plain.
+        .with_ansi(tty);
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry.with(output).init(),
+        // Event fields at the top level; the innermost span's fields (a
+        // job's `job_id` and `daemon`) under "span".
+        LogFormat::Json => registry
+            .with(output.json().flatten_event(true).with_span_list(false))
+            .init(),
+    }
 }
 
 fn fail(code: u8, msg: impl std::fmt::Display) -> u8 {
@@ -140,6 +157,20 @@ async fn start(args: provisionerd::config::StartArgs) -> u8 {
                     ),
                     Stage::Running => {}
                 }
+            }
+        });
+    }
+    // As PID 1 (a container without an init) orphans are re-parented to
+    // us and must be reaped. Signals need nothing more: the kernel drops
+    // only those PID 1 has no handler for, and ours are installed above.
+    if std::process::id() == 1 {
+        let Ok(mut sig) = signal(SignalKind::child()) else {
+            return fail(exit::FATAL, "install signal handler");
+        };
+        tracing::info!("running as PID 1: reaping orphaned processes");
+        tokio::spawn(async move {
+            while sig.recv().await.is_some() {
+                provisionerd::process::reap_orphans();
             }
         });
     }

@@ -23,6 +23,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod reap;
+pub use reap::reap_orphans;
+
 /// Longest line handed out; longer lines are split so that a child printing
 /// without newlines cannot make us buffer without bound.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::job::{self, JobCtx};
 use super::link::{Link, LinkEvent};
@@ -24,8 +25,50 @@ pub(super) struct Daemon {
     /// How long a drain may wait for the job before canceling it (the
     /// drain timeout less the cancel grace and the report budget).
     pub drain_escalation: Option<Duration>,
+    /// The whole drain's limit (`--drain-timeout`), for the metric of the
+    /// seconds left.
+    pub drain_timeout: Option<Duration>,
     /// When this loop first saw the drain.
     pub drained_at: Option<Instant>,
+    pub lifetime: Lifetime,
+}
+
+/// The lifetime policy for autoscalers: drain and exit 0 after `max_jobs`
+/// jobs, or after `idle_timeout` without one. Both are plain drains, so
+/// the coordinator sees the same state reports as for SIGHUP.
+pub(super) struct Lifetime {
+    max_jobs: Option<u64>,
+    jobs_run: u64,
+    idle_timeout: Option<Duration>,
+    /// Since when the daemon has had no job (start, or the last job's end).
+    idle_since: Instant,
+}
+
+impl Lifetime {
+    pub(super) fn new(max_jobs: Option<u64>, idle_timeout: Option<Duration>) -> Self {
+        Lifetime {
+            max_jobs,
+            jobs_run: 0,
+            idle_timeout,
+            idle_since: Instant::now(),
+        }
+    }
+
+    /// When the idle timeout fires, if there is one.
+    fn idle_deadline(&self) -> Option<Instant> {
+        self.idle_timeout
+            .and_then(|t| self.idle_since.checked_add(t))
+    }
+
+    /// A job was run (or turned out not to be ours, `ran` false): the idle
+    /// clock restarts either way. Returns true when that was the last job.
+    fn job_done(&mut self, ran: bool) -> bool {
+        self.idle_since = Instant::now();
+        if ran {
+            self.jobs_run += 1;
+        }
+        self.max_jobs.is_some_and(|max| self.jobs_run >= max)
+    }
 }
 
 impl Daemon {
@@ -39,6 +82,10 @@ impl Daemon {
                 self.link.ensure();
                 let event = tokio::select! {
                     () = self.shutdown.drain.cancelled() => return Ok(()),
+                    () = sleep_until(self.lifetime.idle_deadline()) => {
+                        self.idle_timed_out();
+                        return Ok(());
+                    }
                     ev = self.link.next() => ev,
                 };
                 match event {
@@ -56,7 +103,16 @@ impl Daemon {
                 continue;
             }
             if let Some(offer) = self.wait_for_offer().await? {
-                self.take(offer).await?;
+                let job_id = offer.job_id.clone();
+                let span = tracing::info_span!("job", job_id, daemon = %self.jobs.name);
+                let ran = self.take(offer).instrument(span).await?;
+                if self.lifetime.job_done(ran) {
+                    tracing::info!(
+                        max_jobs = self.lifetime.jobs_run,
+                        "--max-jobs reached: draining and exiting 0"
+                    );
+                    self.shutdown.drain.cancel();
+                }
             }
         }
     }
@@ -67,9 +123,16 @@ impl Daemon {
         loop {
             let event = tokio::select! {
                 () = self.shutdown.drain.cancelled() => {
-                    self.drained_at = Some(Instant::now());
+                    let now = Instant::now();
+                    self.drained_at = Some(now);
+                    self.jobs.metrics.drain_deadline(self.drain_timeout.and_then(|t| now.checked_add(t)));
                     self.withdraw().await;
                     return Ok(None);
+                }
+                () = sleep_until(self.lifetime.idle_deadline()) => {
+                    // The drain branch takes the Acquire back next round.
+                    self.idle_timed_out();
+                    continue;
                 }
                 ev = self.link.next() => ev,
             };
@@ -87,6 +150,17 @@ impl Daemon {
                 LinkEvent::Connected | LinkEvent::Stopped => return Ok(None),
             }
         }
+    }
+
+    fn idle_timed_out(&mut self) {
+        let idle = self.lifetime.idle_timeout.unwrap_or_default();
+        tracing::info!(
+            idle_timeout = %humantime::format_duration(idle),
+            "--idle-timeout: no job for {}; draining and exiting 0",
+            humantime::format_duration(idle)
+        );
+        self.lifetime.idle_timeout = None;
+        self.shutdown.drain.cancel();
     }
 
     /// Takes back our Acquire on drain: the coordinator answers
@@ -135,8 +209,9 @@ impl Daemon {
 
     /// Acknowledges and runs one job, meanwhile routing the coordinator's
     /// pushes and keeping (or rebuilding) the session. A fatal session error
-    /// during the job is returned after the job was reported.
-    async fn take(&mut self, offer: JobOffer) -> Result<(), DaemonError> {
+    /// during the job is returned after the job was reported. `Ok(true)`:
+    /// the job was ours and ran (whatever its outcome).
+    async fn take(&mut self, offer: JobOffer) -> Result<bool, DaemonError> {
         let job_id = offer.job_id.clone();
         let ack = Out::AckJob(AckJob {
             job_id: job_id.clone(),
@@ -148,14 +223,16 @@ impl Daemon {
                 reason,
                 "acknowledge job offer: session lost; job left to the coordinator"
             );
-            return Ok(());
+            return Ok(false);
         }
         let Daemon {
             link,
             jobs,
             shutdown,
             drain_escalation,
+            drain_timeout,
             drained_at,
+            lifetime: _,
         } = self;
         link.report(DaemonState::Busy, &job_id);
         let job_cancel: CancellationToken = shutdown.cancel.child_token();
@@ -171,7 +248,7 @@ impl Daemon {
                 // Cancel before drain: a cancel also fires drain (its child),
                 // and the daemon must not claim to drain when it cancels.
                 biased;
-                () = &mut job => return fatal.map_or(Ok(()), Err),
+                ran = &mut job => return fatal.map_or(Ok(ran), Err),
                 () = shutdown.cancel.cancelled(), if !cancel_noted => {
                     cancel_noted = true;
                     link.report(DaemonState::Canceling, &job_id);
@@ -183,6 +260,7 @@ impl Daemon {
                     let since = *drained_at.get_or_insert_with(Instant::now);
                     // A deadline too far to represent is no deadline.
                     escalate_at = drain_escalation.and_then(|d| since.checked_add(d));
+                    jobs.metrics.drain_deadline(drain_timeout.and_then(|d| since.checked_add(d)));
                     if !cancel_noted {
                         link.report(DaemonState::Draining, &job_id);
                         tracing::info!(job_id, "draining: waiting for job {job_id}");

@@ -167,6 +167,7 @@ impl CacheDir {
             work_root: self.jobs_dir(),
             plugin_cache_dir: self.plugins_dir(),
             cancel_grace,
+            observer: Default::default(),
         }
     }
 }

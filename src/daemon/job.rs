@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use super::convert::{finish_request, job_from_offer, job_type_name, outcome_name};
 use super::logship::{self, Progress, ShipError, Shipper};
+use super::metrics::Metrics;
 use super::record::{JobRecord, Records};
 use super::rpc::Client;
 use super::spool;
@@ -49,13 +50,30 @@ pub(super) struct JobCtx {
     pub records: Records,
     /// Where log lines beyond the in-memory bound are spooled.
     pub spool_dir: PathBuf,
+    /// The daemon's name (in every job's log span).
+    pub name: String,
+    pub metrics: Metrics,
 }
 
 /// Runs `offer` to the end and reports it. `job_cancel` interrupts the
 /// runner (operator cancel or daemon shutdown); it is a child of
-/// `ctx.cancel`.
-pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationToken) {
+/// `ctx.cancel`. Returns whether the job was ours (and so ran).
+pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationToken) -> bool {
     let started = Instant::now();
+    let kind = job_type_name(offer.r#type);
+    ctx.metrics.job_started();
+    let outcome = run_offer(ctx, offer, job_cancel, started).await;
+    ctx.metrics.job_ended(kind, outcome, started.elapsed());
+    outcome.is_some()
+}
+
+/// [`run`]; returns the outcome's name, `None` when the job was not ours.
+async fn run_offer(
+    ctx: &JobCtx,
+    offer: JobOffer,
+    job_cancel: CancellationToken,
+    started: Instant,
+) -> Option<&'static str> {
     let job_id = offer.job_id.clone();
     let kind = job_type_name(offer.r#type);
     tracing::info!(
@@ -66,7 +84,7 @@ pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationT
         "job started"
     );
     if !confirm::ownership(ctx, &job_id, &job_cancel).await {
-        return;
+        return None;
     }
     let record = write_record(ctx, &job_id, kind);
     let runner_done = CancellationToken::new();
@@ -96,6 +114,7 @@ pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationT
                 job_cancel: &job_cancel,
                 started,
                 lease_ms: &ctx.lease_ms,
+                metrics: ctx.metrics.clone(),
             };
             let shipped = tokio::select! {
                 r = shipper.ship(&mut rx, &mut progress) => r.map_err(|e| match e {
@@ -157,8 +176,9 @@ pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationT
                 "job finished; the coordinator no longer takes its logs or result: \
                  giving up on it, its spooled logs are dropped"
             );
+            let label = outcome_name(&outcome);
             forget(ctx, &job_id);
-            return;
+            return Some(label);
         }
         Err(Undelivered::GaveUp(error)) => {
             let label = outcome_name(&outcome);
@@ -166,7 +186,7 @@ pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationT
             let req = finish_request(&job_id, outcome, log_count);
             let lines = Some((progress.backlog, rest));
             report::give_up(&ctx.records, record, &req, label, lines, &error);
-            return;
+            return Some(label);
         }
     };
     let label = outcome_name(&outcome);
@@ -186,7 +206,7 @@ pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationT
         Err(Undelivered::GaveUp(error)) => {
             // Every line was confirmed (or, after a spool error, is lost).
             report::give_up(&ctx.records, record, &req, label, None, &error);
-            return;
+            return Some(label);
         }
         Err(Undelivered::Refused(error) | Undelivered::Spool { error, .. }) => tracing::warn!(
             job_id,
@@ -196,6 +216,7 @@ pub(super) async fn run(ctx: &JobCtx, offer: JobOffer, job_cancel: CancellationT
         ),
     }
     forget(ctx, &job_id);
+    Some(label)
 }
 
 /// Writes the job's record and returns it. Without one, a `kill -9` of the

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::DaemonError;
 use super::backoff::Backoff;
+use super::ops::Ops;
 use super::session::{Connector, Inbound, Session};
 use crate::proto::coordinator_message::Msg;
 use crate::proto::{DaemonState, JobOffer, StateUpdate, daemon_message};
@@ -55,6 +56,10 @@ pub(super) struct Link {
     /// so whoever polls the link reconnects (a silent Down would pend
     /// forever).
     send_failed: Option<String>,
+    /// Readiness (connected or not) and metrics (state, reconnects).
+    ops: Ops,
+    /// Sessions opened so far; all but the first are reconnects.
+    sessions: u64,
 }
 
 impl Link {
@@ -63,6 +68,7 @@ impl Link {
         connector: Connector,
         halt: CancellationToken,
         reported: watch::Sender<StateUpdate>,
+        ops: Ops,
     ) -> Self {
         Link {
             connector,
@@ -72,12 +78,15 @@ impl Link {
             next_delay: Duration::ZERO,
             reported,
             send_failed: None,
+            ops,
+            sessions: 0,
         }
     }
 
     /// Tells the coordinator the daemon's state when it changed: now if a
     /// session is up, else in the next Hello.
     pub(super) fn report(&mut self, state: DaemonState, job_id: &str) {
+        self.ops.metrics.set_state(state);
         let update = StateUpdate {
             state: state as i32,
             current_job_id: job_id.to_string(),
@@ -143,6 +152,11 @@ impl Link {
                             session,
                             since: Instant::now(),
                         };
+                        self.ops.ready.set_connected(true);
+                        if self.sessions > 0 {
+                            self.ops.metrics.reconnected();
+                        }
+                        self.sessions += 1;
                         LinkEvent::Connected
                     }
                     Ok(Ok(None)) => LinkEvent::Stopped,
@@ -180,6 +194,7 @@ impl Link {
                 Duration::ZERO
             };
         }
+        self.ops.ready.set_connected(false);
         self.state = State::Down;
     }
 }

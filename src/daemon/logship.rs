@@ -22,6 +22,7 @@ use tonic::Status;
 use super::backlog::Backlog;
 use super::backoff::Backoff;
 use super::batch::BatchPolicy;
+use super::metrics::Metrics;
 use super::rpc::{self, Client, Verdict};
 use super::spool::SpoolError;
 use crate::grpc::MAX_LOG_LINE_BYTES;
@@ -46,6 +47,8 @@ pub(super) struct Shipper<'a> {
     pub started: Instant,
     /// The coordinator's job lease in milliseconds; 0 while unknown.
     pub lease_ms: &'a AtomicU64,
+    /// Lines and bytes the coordinator confirmed are counted here.
+    pub metrics: Metrics,
 }
 
 /// What shipping has done so far. The caller owns it, so that what is not
@@ -110,6 +113,11 @@ impl Shipper<'_> {
             lease_expired,
         } = progress;
         let mut in_flight: Option<InFlight> = None;
+        // (seq, output bytes) of the lines in flight, and the highest seq
+        // confirmed: what each answer newly confirms is counted once, even
+        // when a lost answer made us resend.
+        let mut sent: Vec<(u64, u64)> = Vec::new();
+        let mut confirmed = 0;
         let mut backoff = Backoff::new();
         let mut retry_at: Option<Instant> = None;
         let mut last_sent = Instant::now();
@@ -129,7 +137,12 @@ impl Shipper<'_> {
             if in_flight.is_none() && retry_at.is_none() {
                 let flushing = !open && !backlog.is_empty();
                 if flushing || backlog.due(now) || now >= heartbeat_at {
-                    in_flight = Some(self.send(backlog.batch()));
+                    let batch = backlog.batch();
+                    sent = batch
+                        .iter()
+                        .map(|l| (l.seq, l.output.len() as u64))
+                        .collect();
+                    in_flight = Some(self.send(batch));
                     last_sent = now;
                 }
             }
@@ -168,6 +181,12 @@ impl Shipper<'_> {
             in_flight = None;
             match answer {
                 Ok(r) => {
+                    let (lines, bytes) = sent
+                        .iter()
+                        .filter(|(seq, _)| *seq > confirmed && *seq <= r.stored_seq)
+                        .fold((0, 0), |(n, b), (_, len)| (n + 1, b + len));
+                    self.metrics.lines_shipped(lines, bytes);
+                    confirmed = confirmed.max(r.stored_seq);
                     backoff.reset();
                     last_ok = Instant::now();
                     backlog

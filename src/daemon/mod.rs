@@ -15,6 +15,8 @@
 //! | `record`     | a record per running job, for a restarted daemon              |
 //! | `orphans`    | stopping (SIGINT, grace, SIGKILL) what a killed daemon left   |
 //! | `recover`    | reporting the jobs a killed daemon never reported             |
+//! | `metrics`    | the Prometheus metric handles, the cache-size sampler         |
+//! | `ops`        | readiness and its probes, POST /drain, lifetime settings      |
 //!
 //! Shutdown: `drain` is watched only by the acquire loop (no new work; wait
 //! for the running job). `cancel` reaches the runner through each job's
@@ -29,6 +31,8 @@ mod convert;
 mod job;
 mod link;
 mod logship;
+mod metrics;
+mod ops;
 mod orphans;
 mod record;
 mod recover;
@@ -43,6 +47,9 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+pub use metrics::Metrics;
+pub use ops::OpsConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -82,6 +89,8 @@ pub struct DaemonConfig {
     pub drain_timeout: Option<Duration>,
     /// Bounds on the template archives of jobs.
     pub archive_limits: crate::archive::Limits,
+    /// The operations endpoint and the lifetime policy.
+    pub ops: OpsConfig,
 }
 
 /// Shutdown triggers passed in from `main` (the library installs no signal
@@ -197,8 +206,60 @@ impl DaemonError {
 /// only after every task it spawned has ended; the cache dir lock is
 /// released last.
 pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonError> {
+    let (metrics, registry) = Metrics::new(&cfg.name);
+    let ready = Arc::new(ops::Readiness::new(
+        &cfg.url,
+        cfg.cache_dir.clone(),
+        cfg.terraform_path.clone(),
+        shutdown.clone(),
+    ));
+    // The endpoint outlives the daemon's work: /healthz answers and /readyz
+    // says "draining" until the very end.
+    let ops_stop = CancellationToken::new();
+    let mut endpoint = None;
+    if let Some(addr) = cfg.ops.metrics_address {
+        let listener = crate::health::bind(addr)
+            .await
+            .map_err(|e| DaemonError::Fatal(e.to_string()))?;
+        if let Ok(bound) = listener.local_addr() {
+            tracing::info!(addr = %bound, "operations endpoint listening");
+        }
+        let r = ready.clone();
+        let ep = crate::health::Endpoint {
+            registry: Arc::new(registry),
+            ready: Arc::new(move || r.check()),
+            drain: Some(ops::drain_fn(shutdown.clone())),
+        };
+        endpoint = Some(tokio::spawn(crate::health::serve(
+            listener,
+            ep,
+            ops_stop.clone(),
+        )));
+    }
+    let ops = ops::Ops { metrics, ready };
+    let result = run_with(cfg, shutdown, ops, &ops_stop).await;
+    ops_stop.cancel();
+    if let Some(task) = endpoint {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    result
+}
+
+async fn run_with(
+    cfg: DaemonConfig,
+    shutdown: Shutdown,
+    ops: ops::Ops,
+    ops_stop: &CancellationToken,
+) -> Result<(), DaemonError> {
     cachedir::check_terraform(&cfg.terraform_path)?;
     let mut cache = cachedir::CacheDir::open(&cfg.cache_dir, &cfg.name, cfg.cancel_grace).await?;
+    ops.ready.set_locked();
+    tokio::spawn(ops.ready.clone().probe(ops_stop.clone()));
+    tokio::spawn(
+        ops.metrics
+            .clone()
+            .sample_cache_dir(cfg.cache_dir.clone(), ops_stop.clone()),
+    );
     let client = rpc::client(&cfg)?;
     tracing::info!(
         name = %cfg.name,
@@ -233,27 +294,33 @@ pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonErro
         state,
         lease_ms: lease_ms.clone(),
     };
+    let mut runner = cache.runner_config(
+        &cfg.terraform_path,
+        cfg.cancel_grace,
+        shutdown.kill.clone(),
+        cfg.archive_limits,
+    );
+    runner.observer = ops.metrics.terraform_observer();
     let drain_escalation = cfg
         .drain_timeout
         .map(|t| escalation_delay(t, cfg.cancel_grace));
     let kill = shutdown.kill.clone();
     let daemon = acquire::Daemon {
-        link: link::Link::new(connector, halt.clone(), reported),
+        link: link::Link::new(connector, halt.clone(), reported, ops.clone()),
         drain_escalation,
+        drain_timeout: cfg.drain_timeout,
         drained_at: None,
+        lifetime: acquire::Lifetime::new(cfg.ops.max_jobs, cfg.ops.idle_timeout),
         jobs: job::JobCtx {
             client,
-            runner: cache.runner_config(
-                &cfg.terraform_path,
-                cfg.cancel_grace,
-                shutdown.kill.clone(),
-                cfg.archive_limits,
-            ),
+            runner,
             tracker: tracker.clone(),
             cancel: shutdown.cancel.clone(),
             lease_ms,
             records: cache.records(),
             spool_dir: cache.spool_dir(),
+            name: cfg.name.clone(),
+            metrics: ops.metrics.clone(),
         },
         shutdown,
     };

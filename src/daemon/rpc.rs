@@ -128,6 +128,7 @@ mod tests {
             cancel_grace: Duration::from_secs(1),
             drain_timeout: None,
             archive_limits: Default::default(),
+            ops: Default::default(),
         };
         let err = client(&cfg).err().unwrap().to_string();
         assert!(err.contains("must start with https:// or http://"), "{err}");

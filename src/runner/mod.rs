@@ -232,4 +232,37 @@ pub struct RunnerConfig {
     pub force_kill: CancellationToken,
     /// Bounds on the template archive a job brings.
     pub archive_limits: crate::archive::Limits,
+    /// Told how long each terraform command took (the daemon's metrics).
+    pub observer: CommandObserver,
+}
+
+/// Called after each terraform command with its name (`init`, `validate`,
+/// `plan`, `apply`) and how long it ran, whatever its result. A plain
+/// callback keeps the runner free of metrics and network; the default
+/// observes nothing.
+#[derive(Clone, Default)]
+pub struct CommandObserver(Option<std::sync::Arc<ObserveFn>>);
+
+type ObserveFn = dyn Fn(&str, Duration) + Send + Sync;
+
+impl CommandObserver {
+    pub fn new(f: impl Fn(&str, Duration) + Send + Sync + 'static) -> Self {
+        CommandObserver(Some(std::sync::Arc::new(f)))
+    }
+
+    pub fn observe(&self, command: &str, took: Duration) {
+        if let Some(f) = &self.0 {
+            f(command, took);
+        }
+    }
+}
+
+impl std::fmt::Debug for CommandObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "CommandObserver(set)"
+        } else {
+            "CommandObserver(none)"
+        })
+    }
 }

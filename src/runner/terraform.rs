@@ -120,6 +120,7 @@ impl Terraform<'_> {
             env: self.env.clone(),
         };
         let (tx, rx) = mpsc::channel(LINE_BUFFER);
+        let began = std::time::Instant::now();
         let (result, last_error) = tokio::join!(
             process::run(
                 spec,
@@ -130,6 +131,7 @@ impl Terraform<'_> {
             ),
             self.forward(rx, stage, cmd.json())
         );
+        self.cfg.observer.observe(name, began.elapsed());
         let exit = result.map_err(|err| match err {
             ProcessError::Spawn { program, source } => {
                 Stopped::Failed(format!("run terraform at {}: {source}", program.display()))

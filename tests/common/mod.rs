@@ -332,6 +332,7 @@ impl Daemon {
             cancel_grace: Duration::from_secs(10),
             drain_timeout: None,
             archive_limits: Default::default(),
+            ops: Default::default(),
         }
     }
 

@@ -21,11 +21,18 @@ pub struct Proc {
 impl Proc {
     /// Starts `provisionerd ARGS` with stderr to `log`.
     pub fn spawn(args: &[&str], envs: &[(&str, &str)], log: &Path) -> Proc {
+        Self::spawn_program(env!("CARGO_BIN_EXE_provisionerd"), args, envs, log)
+    }
+
+    /// [`Proc::spawn`] of `program` (e.g. a wrapper that runs provisionerd).
+    pub fn spawn_program(program: &str, args: &[&str], envs: &[(&str, &str)], log: &Path) -> Proc {
         let file = std::fs::File::create(log).expect("create process log");
-        let child = Command::new(env!("CARGO_BIN_EXE_provisionerd"))
+        let child = Command::new(program)
             .args(args)
             .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
+            // Tests read the text format; one that wants JSON passes --log-format.
+            .env("PROVISIONERD_LOG_FORMAT", "text")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)

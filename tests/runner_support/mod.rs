@@ -46,6 +46,7 @@ impl Harness {
             cancel_grace: Duration::from_secs(3),
             force_kill: CancellationToken::new(),
             archive_limits: Default::default(),
+            observer: Default::default(),
         };
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(k, _)| k != "TF_CLI_CONFIG_FILE")

@@ -30,12 +30,15 @@ fn ctx(client: Client, dir: &Path) -> JobCtx {
             cancel_grace: Duration::from_secs(1),
             force_kill: CancellationToken::new(),
             archive_limits: Default::default(),
+            observer: Default::default(),
         },
         tracker: TaskTracker::new(),
         cancel: CancellationToken::new(),
         lease_ms: Arc::new(AtomicU64::new(0)),
         records: Records::new(dir.join("records")),
         spool_dir: dir.join("spool"),
+        name: "t".into(),
+        metrics: crate::daemon::Metrics::new("t").0,
     }
 }
 

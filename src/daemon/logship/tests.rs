@@ -23,6 +23,7 @@ fn shipper_for<'a>(
         job_cancel: cancel,
         started: Instant::now(),
         lease_ms,
+        metrics: crate::daemon::Metrics::new("t").0,
     }
 }
 

@@ -19,6 +19,7 @@ fn cfg() -> RunnerConfig {
         cancel_grace: Duration::from_secs(1),
         force_kill: CancellationToken::new(),
         archive_limits: Default::default(),
+        observer: Default::default(),
     }
 }
 

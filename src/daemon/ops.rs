@@ -1,0 +1,286 @@
+//! The daemon's side of the operations endpoint (`--metrics-address`):
+//! what "ready" means, the background probes that feed it, and what
+//! `POST /drain` does. The HTTP server itself is [`crate::health`].
+//!
+//! Readiness is read from flags its owners keep current, never computed
+//! per request: the link says whether a session is up, the probe task
+//! whether the cache dir takes a write and terraform runs, `Shutdown`
+//! whether the daemon drains.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::Metrics;
+use super::{Request, Shutdown, Stage};
+use crate::process::{self, Spec};
+
+/// How often the cache dir must take a write.
+const CACHE_PROBE_PERIOD: Duration = Duration::from_secs(15);
+/// How often `terraform version` must run (a binary replaced or removed
+/// under a running daemon shows up here).
+const TERRAFORM_PROBE_PERIOD: Duration = Duration::from_secs(300);
+/// Longest `terraform version` may take before it counts as not running.
+const TERRAFORM_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+const PROBE_FILE: &str = ".ready-probe";
+
+/// The daemon's operations settings (`--metrics-address`, `--max-jobs`,
+/// `--idle-timeout`).
+#[derive(Debug, Clone, Default)]
+pub struct OpsConfig {
+    /// Serve /metrics, /healthz, /readyz and POST /drain here; `None`: off.
+    pub metrics_address: Option<SocketAddr>,
+    /// Drain and exit 0 once this many jobs were run; `None`: unlimited.
+    pub max_jobs: Option<u64>,
+    /// Drain and exit 0 after this long idle; `None`: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// What the tasks that keep the daemon's operations view current share.
+#[derive(Clone)]
+pub(super) struct Ops {
+    pub metrics: Metrics,
+    pub ready: Arc<Readiness>,
+}
+
+/// The readiness flags, each written by one owner.
+pub(super) struct Readiness {
+    url: String,
+    cache_dir: PathBuf,
+    terraform: PathBuf,
+    shutdown: Shutdown,
+    /// A session is open (after Welcome); written by the link.
+    connected: AtomicBool,
+    /// The cache dir lock is held; written once by `daemon::run`.
+    locked: AtomicBool,
+    /// Why the last write probe failed (`None`: it worked).
+    cache_problem: Mutex<Option<String>>,
+    /// Why the last `terraform version` failed (`None`: it ran).
+    terraform_problem: Mutex<Option<String>>,
+}
+
+impl Readiness {
+    pub(super) fn new(
+        url: &str,
+        cache_dir: PathBuf,
+        terraform: PathBuf,
+        shutdown: Shutdown,
+    ) -> Self {
+        Readiness {
+            url: url.to_string(),
+            cache_dir,
+            terraform,
+            shutdown,
+            connected: AtomicBool::new(false),
+            locked: AtomicBool::new(false),
+            cache_problem: Mutex::new(Some("not checked yet".into())),
+            terraform_problem: Mutex::new(Some("not checked yet".into())),
+        }
+    }
+
+    pub(super) fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_locked(&self) {
+        self.locked.store(true, Ordering::Relaxed);
+    }
+
+    /// `Ok` when the daemon can take a job now; else every reason it cannot.
+    pub(super) fn check(&self) -> Result<(), Vec<String>> {
+        let mut why = Vec::new();
+        if !self.connected.load(Ordering::Relaxed) {
+            why.push(format!("not connected to the coordinator at {}", self.url));
+        }
+        match self.shutdown.stage() {
+            Stage::Running => {}
+            Stage::Draining => why.push("draining: taking no more jobs".into()),
+            Stage::Canceling | Stage::Killing => {
+                why.push("canceling: interrupting the job, then exiting".into());
+            }
+        }
+        let dir = self.cache_dir.display();
+        if !self.locked.load(Ordering::Relaxed) {
+            why.push(format!("cache dir {dir}: not locked yet"));
+        }
+        if let Some(p) = lock(&self.cache_problem).as_ref() {
+            why.push(format!("cache dir {dir}: not writable: {p}"));
+        }
+        if let Some(p) = lock(&self.terraform_problem).as_ref() {
+            why.push(format!(
+                "terraform {}: does not run: {p}",
+                self.terraform.display()
+            ));
+        }
+        if why.is_empty() { Ok(()) } else { Err(why) }
+    }
+
+    /// Runs the probes until `stop`: a write to the cache dir every
+    /// [`CACHE_PROBE_PERIOD`], `terraform version` at once and every
+    /// [`TERRAFORM_PROBE_PERIOD`].
+    pub(super) async fn probe(self: Arc<Self>, stop: CancellationToken) {
+        let mut cache = tokio::time::interval(CACHE_PROBE_PERIOD);
+        let mut terraform = tokio::time::interval(TERRAFORM_PROBE_PERIOD);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = cache.tick() => {
+                    let path = self.cache_dir.join(PROBE_FILE);
+                    let result = tokio::task::spawn_blocking(move || write_probe(&path)).await;
+                    let problem = match result {
+                        Ok(r) => r.err(),
+                        Err(e) => Some(format!("probe task failed: {e}")),
+                    };
+                    if let Some(p) = &problem {
+                        tracing::warn!(cache_dir = %self.cache_dir.display(), error = p, "cache dir write probe failed");
+                    }
+                    *lock(&self.cache_problem) = problem;
+                }
+                _ = terraform.tick() => {
+                    let problem = terraform_version(&self.terraform, &self.cache_dir, &stop).await.err();
+                    if let Some(p) = &problem {
+                        tracing::warn!(terraform = %self.terraform.display(), error = p, "terraform version check failed");
+                    }
+                    *lock(&self.terraform_problem) = problem;
+                }
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_probe(path: &std::path::Path) -> Result<(), String> {
+    std::fs::write(path, b"provisionerd readiness probe\n")
+        .and_then(|()| std::fs::remove_file(path))
+        .map_err(|e| format!("write {}: {e}", path.display()))
+}
+
+/// Runs `terraform version`; `Err` says why it did not succeed.
+async fn terraform_version(
+    terraform: &std::path::Path,
+    cwd: &std::path::Path,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let spec = Spec {
+        program: terraform.to_path_buf(),
+        args: vec!["version".into()],
+        cwd: cwd.to_path_buf(),
+        env: std::env::vars_os().collect(),
+    };
+    // Output is not needed: dropping the receiver discards it.
+    let (tx, _) = mpsc::channel(1);
+    let cancel = stop.child_token();
+    let timer = cancel.clone();
+    let timeout = tokio::spawn(async move {
+        tokio::time::sleep(TERRAFORM_PROBE_TIMEOUT).await;
+        timer.cancel();
+    });
+    let result = process::run(
+        spec,
+        tx,
+        &cancel,
+        &CancellationToken::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    timeout.abort();
+    let exit = result.map_err(|e| e.to_string())?;
+    if exit.interrupted {
+        return Err(format!(
+            "`terraform version` did not finish within {}s",
+            TERRAFORM_PROBE_TIMEOUT.as_secs()
+        ));
+    }
+    match (exit.code, exit.signal) {
+        (Some(0), _) => Ok(()),
+        (Some(code), _) => Err(format!("`terraform version` exited with code {code}")),
+        (None, Some(sig)) => Err(format!("`terraform version` was killed by signal {sig}")),
+        (None, None) => Err("`terraform version` ended without an exit status".into()),
+    }
+}
+
+/// What `POST /drain` does: the same drain as SIGHUP, through
+/// [`Shutdown::request`], but never an escalation — a second POST while
+/// draining (or canceling) changes nothing and says so. Signals escalate
+/// because a human repeating one means "faster"; a preStop hook retried by
+/// the kubelet must not cancel a job.
+pub(super) fn drain_fn(shutdown: Shutdown) -> Arc<crate::health::DrainFn> {
+    // Serializes POSTs, so two at once cannot both see "running" and the
+    // second escalate.
+    let gate = Mutex::new(());
+    Arc::new(move || {
+        let _held = lock(&gate);
+        match shutdown.stage() {
+            Stage::Running => {
+                shutdown.request(Request::Drain);
+                tracing::info!(
+                    source = "POST /drain",
+                    "drain requested: taking no more jobs; a running job is finished first"
+                );
+                "draining: taking no more jobs; a running job is finished first".into()
+            }
+            Stage::Draining => "already draining; nothing changed".into(),
+            Stage::Canceling | Stage::Killing => "already canceling; nothing changed".into(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_drain_post_never_escalates() {
+        let s = Shutdown::new();
+        let drain = drain_fn(s.clone());
+        assert!(drain().starts_with("draining"));
+        assert_eq!(s.stage(), Stage::Draining);
+        assert!(drain().starts_with("already draining"));
+        assert_eq!(s.stage(), Stage::Draining);
+        s.request(Request::Cancel);
+        assert!(drain().starts_with("already canceling"));
+        assert_eq!(s.stage(), Stage::Canceling);
+    }
+
+    #[tokio::test]
+    async fn readiness_lists_every_failing_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Shutdown::new();
+        let r = Readiness::new(
+            "http://c:1",
+            dir.path().into(),
+            "/nonexistent/terraform".into(),
+            s.clone(),
+        );
+        let why = r.check().unwrap_err().join("\n");
+        for want in [
+            "not connected to the coordinator at http://c:1",
+            "not locked yet",
+            "not writable: not checked yet",
+            "does not run: not checked yet",
+        ] {
+            assert!(why.contains(want), "{want:?} missing in {why}");
+        }
+        r.set_connected(true);
+        r.set_locked();
+        *lock(&r.cache_problem) = write_probe(&dir.path().join(PROBE_FILE)).err();
+        let stop = CancellationToken::new();
+        let tf = terraform_version(&r.terraform, dir.path(), &stop).await;
+        assert!(tf.unwrap_err().contains("/nonexistent/terraform"));
+        *lock(&r.terraform_problem) = None;
+        assert_eq!(r.check(), Ok(()));
+        s.request(Request::Drain);
+        assert_eq!(
+            r.check(),
+            Err(vec!["draining: taking no more jobs".to_string()])
+        );
+    }
+}
