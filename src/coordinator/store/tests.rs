@@ -72,6 +72,7 @@ impl Fixture {
                 "alice",
                 &version,
                 &BTreeMap::new(),
+                None,
                 &NewBuild::default(),
             )
             .unwrap();
