@@ -181,13 +181,17 @@ impl StoreCollector {
                 .map(|p| (pool(p), i64::from(p.running))),
         )
         .map_err(err("prebuilds"))?;
-        gauges(
-            &mut e,
-            "provisionerd_coordinator_prebuilds_paused",
-            "1 while prebuild reconciliation is paused.",
-            [(Vec::new(), i64::from(status.paused))],
-        )
-        .map_err(err("prebuilds"))
+        let paused = Gauge::<i64>::default();
+        paused.set(i64::from(status.paused));
+        let m = e
+            .encode_descriptor(
+                "provisionerd_coordinator_prebuilds_paused",
+                "1 while prebuild reconciliation is paused.",
+                None,
+                paused.metric_type(),
+            )
+            .map_err(err("prebuilds"))?;
+        paused.encode(m).map_err(err("prebuilds"))
     }
 }
 

@@ -58,7 +58,6 @@ pub fn create(hub: &Hub, req: &NewWorkspace<'_>) -> Result<(String, String)> {
         req.owner,
         &version,
         &req.variables,
-        req.preset,
         &build,
     )?;
     hub.dispatcher.kick();

@@ -65,6 +65,9 @@ pub struct NewImport {
 pub struct NewBuild {
     pub parameters: BTreeMap<String, String>,
     pub tags: Tags,
+    /// The preset a start build resolved from; a workspace's first build
+    /// records it on the workspace (prebuild pools are per preset).
+    pub preset: Option<String>,
 }
 
 /// Stored form of declared variables (the proto message is not serde).
@@ -258,7 +261,6 @@ impl Store {
         owner: &str,
         version: &VersionRow,
         var_values: &BTreeMap<String, String>,
-        preset: Option<&str>,
         build: &NewBuild,
     ) -> Result<(String, String)> {
         let mut conn = self.conn();
@@ -285,7 +287,7 @@ impl Store {
                 serde_json::to_string(var_values)?,
                 now_ms(),
                 serde_json::to_string(&build.parameters)?,
-                preset
+                build.preset
             ],
         )?;
         let job_id = insert_job(

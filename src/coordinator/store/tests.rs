@@ -72,7 +72,6 @@ impl Fixture {
                 "alice",
                 &version,
                 &BTreeMap::new(),
-                None,
                 &NewBuild::default(),
             )
             .unwrap();
@@ -358,4 +357,17 @@ fn a_late_state_never_overwrites_a_newer_builds() {
         error.ends_with("the daemon reported later: succeeded; its state was kept on the job, not applied: a later build exists"),
         "{error}"
     );
+}
+
+#[test]
+fn the_prebuild_pause_survives_reopening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(!store.prebuilds_paused().unwrap());
+    store.set_prebuilds_paused(true).unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.prebuilds_paused().unwrap());
+    store.set_prebuilds_paused(false).unwrap();
+    assert!(!store.prebuilds_paused().unwrap());
 }

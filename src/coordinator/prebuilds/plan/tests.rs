@@ -118,7 +118,7 @@ fn failing_pools_back_off_doubling_and_probe_one_at_a_time() {
     let a = assess(
         vec![slot(3)],
         &[],
-        &[history.clone()],
+        std::slice::from_ref(&history),
         100_000 + 119_999,
         MIN,
     );
