@@ -115,6 +115,8 @@ async fn main() -> Result<()> {
         tls: None,
         archive_limits: Default::default(),
         max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
+        metrics_address: None,
+        prebuild_reconcile_interval: None,
     })
     .await?;
     let url = format!("http://{}", coordinator.local_addr());

@@ -59,6 +59,9 @@ pub enum Command {
     /// List provisioner daemons.
     #[command(subcommand)]
     Daemons(DaemonsCmd),
+    /// Pause, resume and inspect prebuild reconciliation.
+    #[command(subcommand)]
+    Prebuilds(PrebuildsCmd),
 }
 
 const START_HELP: &str = "\
@@ -119,6 +122,13 @@ pub struct ServeArgs {
     /// failed.
     #[arg(long, env = "PROVISIONERD_MAX_STATE_BYTES", default_value = "256MiB", value_parser = crate::archive::parse_size)]
     pub max_state_bytes: u64,
+    /// Serve /metrics, /healthz and /readyz on this address (plain HTTP;
+    /// port 0 picks a free port, logged at start) [default: off].
+    #[arg(long, env = "PROVISIONERD_METRICS_ADDRESS")]
+    pub metrics_address: Option<SocketAddr>,
+    /// How often the prebuild reconciler runs (e.g. 15s); 0 turns it off.
+    #[arg(long, env = "PROVISIONERD_PREBUILD_RECONCILE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub prebuild_reconcile_interval: Duration,
     #[command(flatten)]
     pub archive: ArchiveLimitArgs,
 }
@@ -151,7 +161,15 @@ impl ServeArgs {
                 self.job_lease
             ));
         }
+        let reconcile = self.prebuild_reconcile_interval;
+        if !reconcile.is_zero() && reconcile < Duration::from_millis(100) {
+            return Err(format!(
+                "--prebuild-reconcile-interval {reconcile:?}: must be 0 (off) or at least 100ms"
+            ));
+        }
         Ok(ServeConfig {
+            metrics_address: self.metrics_address,
+            prebuild_reconcile_interval: (!reconcile.is_zero()).then_some(reconcile),
             listen: self.listen,
             data_dir: self.data_dir,
             job_lease: self.job_lease,
@@ -586,9 +604,15 @@ pub enum JobsCmd {
     /// Cancel a job: a pending job ends at once, a running one is
     /// interrupted by its daemon (terraform gets SIGINT) and ends canceled
     /// — or as it finished, if terraform got there first.
+    ///
+    /// Several ids cancel each in turn (each reported; the exit status is 1
+    /// if any failed); `-` reads ids from stdin (whitespace-separated), so
+    /// `jobs list --status pending --initiator prebuilds -o json | jq -r
+    /// '.[].id' | provisionerd jobs cancel -` clears the prebuild queue.
     Cancel {
-        /// Job id.
-        id: String,
+        /// Job ids, or `-` to read them from stdin.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
         /// Wait until the job has ended, then print it; exit 0 however it
         /// ended (its status tells).
         #[arg(long)]
@@ -615,6 +639,33 @@ pub enum DaemonsCmd {
     /// List daemons: tags, status (idle, busy, draining, canceling as the
     /// daemon reports it, or offline), current job.
     List {
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrebuildsCmd {
+    /// Stop the reconciler creating and deleting prebuilt workspaces (kept
+    /// across coordinator restarts) until `resume`.
+    Pause {
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Let the reconciler work again (it runs at once).
+    Resume {
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Whether reconciliation is paused, and per preset: desired, running,
+    /// in-flight creates, failures and backoff.
+    Status {
         #[command(flatten)]
         out: OutputArg,
         #[command(flatten)]

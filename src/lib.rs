@@ -17,8 +17,10 @@
 //! | [`process`]   | the only place that spawns processes (process groups, signals) |
 //! | [`runner`]    | runs one job with terraform; no network, no signals            |
 //! | [`daemon`]    | `provisionerd start`: session, acquire loop, logs, recovery    |
-//! | [`coordinator`] | `provisionerd serve`: store, dispatcher, gRPC services       |
-//! | [`cli`]       | admin subcommands (keys, templates, workspaces, jobs, daemons) |
+//! | [`coordinator`] | `provisionerd serve`: store, dispatcher, gRPC services,      |
+//! |               | prebuild reconciler, metrics and readiness                     |
+//! | [`cli`]       | admin subcommands (keys, templates, workspaces, jobs, daemons, |
+//! |               | prebuilds)                                                     |
 //! | [`health`]    | the operations endpoint: /metrics, /healthz, /readyz, /drain   |
 
 pub mod archive;

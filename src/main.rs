@@ -83,6 +83,7 @@ async fn run(command: Command) -> u8 {
         Command::Workspaces(c) => cli::workspaces(c).await,
         Command::Jobs(c) => cli::jobs(c).await,
         Command::Daemons(c) => cli::daemons(c).await,
+        Command::Prebuilds(c) => cli::prebuilds(c).await,
     };
     match admin {
         Ok(()) => exit::OK,

@@ -1,12 +1,12 @@
-//! `jobs cancel`: ask the coordinator to cancel a job, and optionally wait
-//! until it has ended.
+//! `jobs cancel`: ask the coordinator to cancel jobs (given, or read from
+//! stdin with `-`), and optionally wait until each has ended.
 
 use std::time::Duration;
 
 use tokio_stream::StreamExt;
 
 use super::client::Client;
-use super::{CliError, print_job};
+use super::{CliError, print_job, print_json};
 use crate::config::Output;
 use crate::proto;
 
@@ -17,15 +17,82 @@ fn is_finished(job: &proto::Job) -> bool {
     FINISHED.contains(&job.status.as_str())
 }
 
-/// Cancels job `id` and prints it (after it ended, with `wait`). Any final
-/// status exits 0: a job whose terraform finished before the interrupt
-/// reached it is reported as it ended, and the printed status says so.
-pub(super) async fn cancel(
+/// The ids to cancel: the arguments, with `-` replaced by the ids on
+/// stdin (whitespace-separated; blank lines ignored).
+fn expand(args: &[String], stdin: &mut dyn std::io::Read) -> Result<Vec<String>, CliError> {
+    let mut ids = Vec::new();
+    let mut read = false;
+    for a in args {
+        if a != "-" {
+            ids.push(a.clone());
+            continue;
+        }
+        if std::mem::replace(&mut read, true) {
+            return Err(CliError::Usage("jobs cancel: `-` given twice".into()));
+        }
+        let mut text = String::new();
+        stdin
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::Usage(format!("jobs cancel: read ids from stdin: {e}")))?;
+        ids.extend(text.split_whitespace().map(str::to_string));
+    }
+    Ok(ids)
+}
+
+/// Cancels every job named; each is reported, and a failure does not stop
+/// the others. A single id given as an argument prints that job (as
+/// before); several, or `-`, print a list (a JSON array with `-o json`).
+pub(super) async fn cancel_all(
     c: &mut Client,
-    id: &str,
+    args: &[String],
     wait: bool,
     output: Output,
 ) -> Result<(), CliError> {
+    let ids = expand(args, &mut std::io::stdin())?;
+    let single = args.len() == 1 && args[0] != "-";
+    if single {
+        let job = cancel(c, &ids[0], wait).await?;
+        print_job(&job, output);
+        return Ok(());
+    }
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for id in &ids {
+        match cancel(c, id, wait).await {
+            Ok(job) => done.push(job),
+            Err(e) => {
+                eprintln!("Job {id}: cancel failed: {e}");
+                failed.push(id.as_str());
+            }
+        }
+    }
+    if output == Output::Json {
+        print_json(&serde_json::json!(
+            done.iter().map(super::render::job_json).collect::<Vec<_>>()
+        ));
+    } else {
+        for job in &done {
+            print_job(job, output);
+            println!();
+        }
+    }
+    if failed.is_empty() {
+        eprintln!("{} job(s) canceled or canceling.", done.len());
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "jobs cancel: {} of {} failed: {}",
+            failed.len(),
+            ids.len(),
+            failed.join(", ")
+        )))
+    }
+}
+
+/// Cancels job `id` and returns it (after it ended, with `wait`). Any
+/// final status is success: a job whose terraform finished before the
+/// interrupt reached it is reported as it ended, and its status says so.
+async fn cancel(c: &mut Client, id: &str, wait: bool) -> Result<proto::Job, CliError> {
     let mut job = c
         .cancel_job(proto::CancelJobRequest { id: id.to_string() })
         .await?
@@ -44,8 +111,7 @@ pub(super) async fn cancel(
         "canceling" => {}
         other => eprintln!("Job {id} {other} before the cancel took effect."),
     }
-    print_job(&job, output);
-    Ok(())
+    Ok(job)
 }
 
 /// Waits until the job has ended. The coordinator's log follow ends the
@@ -75,4 +141,19 @@ async fn wait_ended(c: &mut Client, mut job: proto::Job) -> Result<proto::Job, C
         }
     }
     Ok(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dash_reads_ids_from_stdin_among_the_arguments() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut input = "a\n\n  b c\n".as_bytes();
+        let ids = expand(&args(&["x", "-", "y"]), &mut input).unwrap();
+        assert_eq!(ids, ["x", "a", "b", "c", "y"]);
+        let twice = expand(&args(&["-", "-"]), &mut "".as_bytes()).unwrap_err();
+        assert!(twice.to_string().contains("twice"), "{twice}");
+    }
 }

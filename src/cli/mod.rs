@@ -3,8 +3,11 @@
 
 mod cancel;
 mod client;
+mod prebuilds;
 pub mod render;
 mod template_show;
+
+pub use prebuilds::prebuilds;
 
 use std::collections::HashMap;
 
@@ -451,13 +454,13 @@ pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
             print_job(&j, out.output);
         }
         JobsCmd::Cancel {
-            id,
+            ids,
             wait,
             out,
             admin,
         } => {
             let mut c = client(&admin).await?;
-            cancel::cancel(&mut c, &id, wait, out.output).await?;
+            cancel::cancel_all(&mut c, &ids, wait, out.output).await?;
         }
         JobsCmd::Logs { id, follow, admin } => {
             let mut c = client(&admin).await?;

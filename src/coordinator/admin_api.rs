@@ -13,9 +13,11 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Hub;
 use super::auth;
 use super::error::{CoordError, Result};
+use super::prebuilds;
 use super::store::{self, JobFilter, JobKind, JobRow, WorkspaceRow};
 use super::templates;
 use super::transfer;
+use super::workspaces;
 use crate::archive;
 use crate::proto::admin_server::Admin;
 use crate::proto::{self, Transition};
@@ -102,67 +104,6 @@ impl AdminApi {
             created_at: w.created_at,
             variables: w.var_values.into_iter().collect(),
         })
-    }
-
-    /// Checks workspace variable values against what the template declares:
-    /// unknown names and missing required values are refused up front rather
-    /// than failing inside terraform later.
-    fn check_variables(
-        &self,
-        version: &store::VersionRow,
-        values: &BTreeMap<String, String>,
-    ) -> Result<()> {
-        let Some(declared) = &version.declared else {
-            return Ok(());
-        };
-        for name in values.keys() {
-            if !declared.iter().any(|d| &d.name == name) {
-                let known: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
-                return Err(CoordError::Invalid(format!(
-                    "variable {name:?}: template {:?} declares no such variable (declared: {})",
-                    version.template,
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                )));
-            }
-        }
-        // Simple types are checked here so a typo fails now, not in plan.
-        for d in declared {
-            let Some(value) = values.get(&d.name) else {
-                continue;
-            };
-            let ok = match d.r#type.as_str() {
-                "number" => value.trim().parse::<f64>().is_ok(),
-                "bool" => matches!(value.as_str(), "true" | "false"),
-                _ => true,
-            };
-            if !ok {
-                return Err(CoordError::Invalid(format!(
-                    "variable {:?}: {value:?} is not a {}",
-                    d.name, d.r#type
-                )));
-            }
-        }
-        let missing: Vec<&str> = declared
-            .iter()
-            .filter(|d| {
-                d.required
-                    && !values.contains_key(&d.name)
-                    && !version.var_values.contains_key(&d.name)
-            })
-            .map(|d| d.name.as_str())
-            .collect();
-        if !missing.is_empty() {
-            return Err(CoordError::Invalid(format!(
-                "template {:?} requires a value for: {} (pass --var NAME=VALUE)",
-                version.template,
-                missing.join(", ")
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -369,49 +310,22 @@ impl Admin for AdminApi {
     ) -> Result<Response<proto::BuildResponse>, Status> {
         self.auth(&req)?;
         let req = req.into_inner();
-        check_name("workspace", &req.name)?;
         let owner = if req.owner.is_empty() {
-            DEFAULT_OWNER.to_string()
+            DEFAULT_OWNER
         } else {
-            req.owner
+            req.owner.as_str()
         };
-        check_name("owner", &owner)?;
-        let template = self.hub.store.template(&req.template)?;
-        let version_id = template.active_version_id.ok_or_else(|| {
-            CoordError::FailedPrecondition(format!(
-                "create workspace {:?}: template {:?} has no successfully imported version yet (see `provisionerd jobs list`)",
-                req.name, req.template
-            ))
-        })?;
-        let version = self.hub.store.version(&version_id)?;
-        let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
-        self.check_variables(&version, &vars)?;
-        let workspace_id = store::new_id();
-        let mut variables = version.var_values.clone();
-        variables.extend(vars.clone());
-        let given: BTreeMap<String, String> = req.parameters.into_iter().collect();
-        let action = format!("create workspace {:?}", req.name);
-        let build = templates::plan(&templates::Plan {
-            action: &action,
-            workspace_name: &req.name,
-            workspace_id: &workspace_id,
-            owner: &owner,
-            transition: Transition::Start,
-            version: &version,
-            variables: &variables,
-            given: &given,
-            preset: (!req.preset.is_empty()).then_some(req.preset.as_str()),
-            previous: None,
-        })?;
-        let (workspace_id, job_id) = self.hub.store.create_workspace(
-            &workspace_id,
-            &req.name,
-            &owner,
-            &version,
-            &vars,
-            &build,
+        let (workspace_id, job_id) = workspaces::create(
+            &self.hub,
+            &workspaces::NewWorkspace {
+                name: &req.name,
+                template: &req.template,
+                owner,
+                variables: req.variables.into_iter().collect(),
+                parameters: req.parameters.into_iter().collect(),
+                preset: (!req.preset.is_empty()).then_some(req.preset.as_str()),
+            },
         )?;
-        self.hub.dispatcher.kick();
         Ok(Response::new(proto::BuildResponse {
             workspace_id,
             job_id,
@@ -433,25 +347,8 @@ impl Admin for AdminApi {
             }
         };
         let ws = self.hub.store.workspace(&req.name)?;
-        // Start moves the workspace to the template's active version; stop
-        // and destroy run with the version that built it.
-        let version_id = if transition == Transition::Start {
-            self.hub
-                .store
-                .template(&ws.template)?
-                .active_version_id
-                .unwrap_or_else(|| ws.template_version_id.clone())
-        } else {
-            ws.template_version_id.clone()
-        };
-        let version = self.hub.store.version(&version_id)?;
         let given: BTreeMap<String, String> = req.parameters.into_iter().collect();
-        let build = templates::plan_existing(&ws, &version, transition, &given)?;
-        let job_id = self
-            .hub
-            .store
-            .enqueue_build(&ws, &version, transition, &ws.owner, &build)?;
-        self.hub.dispatcher.kick();
+        let job_id = workspaces::build(&self.hub, &ws, transition, &given)?;
         Ok(Response::new(proto::BuildResponse {
             workspace_id: ws.id,
             job_id,
@@ -588,6 +485,30 @@ impl Admin for AdminApi {
                 })
                 .collect(),
         }))
+    }
+
+    async fn pause_prebuilds(
+        &self,
+        req: Request<proto::PausePrebuildsRequest>,
+    ) -> Result<Response<proto::PrebuildStatus>, Status> {
+        self.auth(&req)?;
+        Ok(Response::new(prebuilds::set_paused(&self.hub, true)?))
+    }
+
+    async fn resume_prebuilds(
+        &self,
+        req: Request<proto::ResumePrebuildsRequest>,
+    ) -> Result<Response<proto::PrebuildStatus>, Status> {
+        self.auth(&req)?;
+        Ok(Response::new(prebuilds::set_paused(&self.hub, false)?))
+    }
+
+    async fn get_prebuild_status(
+        &self,
+        req: Request<proto::GetPrebuildStatusRequest>,
+    ) -> Result<Response<proto::PrebuildStatus>, Status> {
+        self.auth(&req)?;
+        Ok(Response::new(prebuilds::status(&self.hub)?))
     }
 }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::store::Store;
+use prometheus_client::metrics::histogram::Histogram;
+
+use super::store::{Store, now_ms};
 use crate::proto::{CoordinatorMessage, coordinator_message::Msg};
 use crate::tags::Tags;
 
@@ -36,6 +38,8 @@ struct Waiter {
     daemon_id: String,
     tags: Tags,
     tx: mpsc::Sender<Result<CoordinatorMessage, tonic::Status>>,
+    /// When it started waiting (ms since epoch), for the dispatch latency.
+    since_ms: i64,
 }
 
 #[derive(Clone)]
@@ -45,9 +49,11 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// Starts the dispatcher task; it ends with `shutdown`.
-    pub fn spawn(store: Arc<Store>, shutdown: CancellationToken) -> Dispatcher {
+    /// `latency` observes, per offer, the time since the daemon waited
+    /// and the job was pending (the later of the two).
+    pub fn spawn(store: Arc<Store>, shutdown: CancellationToken, latency: Histogram) -> Dispatcher {
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(run(store, rx, shutdown));
+        tokio::spawn(run(store, rx, shutdown, latency));
         Dispatcher { tx }
     }
 
@@ -87,7 +93,12 @@ impl Dispatcher {
     }
 }
 
-async fn run(store: Arc<Store>, mut rx: mpsc::Receiver<Cmd>, shutdown: CancellationToken) {
+async fn run(
+    store: Arc<Store>,
+    mut rx: mpsc::Receiver<Cmd>,
+    shutdown: CancellationToken,
+    latency: Histogram,
+) {
     let mut waiting: Vec<Waiter> = Vec::new();
     let mut backstop = tokio::time::interval(BACKSTOP);
     loop {
@@ -98,7 +109,7 @@ async fn run(store: Arc<Store>, mut rx: mpsc::Receiver<Cmd>, shutdown: Cancellat
                 None => return,
                 Some(Cmd::Wait { daemon_id, tags, tx }) => {
                     waiting.retain(|w| w.daemon_id != daemon_id);
-                    waiting.push(Waiter { daemon_id, tags, tx });
+                    waiting.push(Waiter { daemon_id, tags, tx, since_ms: now_ms() });
                 }
                 Some(Cmd::Unwait { daemon_id, reply }) => {
                     let before = waiting.len();
@@ -109,12 +120,12 @@ async fn run(store: Arc<Store>, mut rx: mpsc::Receiver<Cmd>, shutdown: Cancellat
                 Some(Cmd::Kick) => {}
             }
         }
-        dispatch(&store, &mut waiting);
+        dispatch(&store, &mut waiting, &latency);
     }
 }
 
 /// Offers jobs to waiting daemons, longest-waiting daemon first.
-fn dispatch(store: &Store, waiting: &mut Vec<Waiter>) {
+fn dispatch(store: &Store, waiting: &mut Vec<Waiter>, latency: &Histogram) {
     let mut i = 0;
     while i < waiting.len() {
         let w = &waiting[i];
@@ -135,6 +146,8 @@ fn dispatch(store: &Store, waiting: &mut Vec<Waiter>) {
         };
         let w = waiting.remove(i);
         let job_id = offer.job_id.clone();
+        let matched_since = w.since_ms.max(offer.created_at);
+        latency.observe((now_ms() - matched_since).max(0) as f64 / 1000.0);
         tracing::info!(job = %job_id, daemon = %w.daemon_id, "offering job");
         let msg = CoordinatorMessage {
             msg: Some(Msg::JobOffer(offer)),

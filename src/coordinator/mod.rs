@@ -12,10 +12,13 @@ pub mod auth;
 pub mod daemon_api;
 pub mod dispatch;
 pub mod error;
+pub mod metrics;
+pub mod prebuilds;
 pub mod routing;
 pub mod store;
 pub mod templates;
 pub mod transfer;
+pub mod workspaces;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -48,6 +51,10 @@ pub struct ServeConfig {
     pub archive_limits: crate::archive::Limits,
     /// Largest terraform state taken from a daemon.
     pub max_state_bytes: u64,
+    /// `--metrics-address`: /metrics, /healthz, /readyz; `None`: off.
+    pub metrics_address: Option<SocketAddr>,
+    /// `--prebuild-reconcile-interval`; `None`: no prebuild reconciler.
+    pub prebuild_reconcile_interval: Option<Duration>,
 }
 
 /// `--max-state-bytes` unless set.
@@ -66,6 +73,14 @@ pub struct Hub {
     /// UNAVAILABLE so daemons reconnect to whoever serves next, instead of
     /// holding a stream to a process that no longer hands out work.
     pub stopping: CancellationToken,
+    /// The prebuild reconciler's shared state (interval, wake-up, errors).
+    pub prebuilds: prebuilds::Prebuilds,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hub")
+    }
 }
 
 impl Hub {
@@ -127,6 +142,9 @@ impl Hub {
 /// A bound, not yet serving coordinator.
 pub struct Coordinator {
     listener: TcpListener,
+    /// The operations endpoint's listener (`--metrics-address`).
+    ops: Option<TcpListener>,
+    dispatch_latency: prometheus_client::metrics::histogram::Histogram,
     hub: Arc<Hub>,
     cfg: ServeConfig,
 }
@@ -154,8 +172,18 @@ impl Coordinator {
         let scheme = if cfg.tls.is_some() { "https" } else { "http" };
         std::fs::write(&address_file, format!("{scheme}://{bound}\n"))
             .map_err(|e| CoordError::Internal(format!("write {}: {e}", address_file.display())))?;
+        let ops = match cfg.metrics_address {
+            Some(addr) => Some(
+                crate::health::bind(addr)
+                    .await
+                    .map_err(|e| CoordError::Internal(e.to_string()))?,
+            ),
+            None => None,
+        };
         let stopping = CancellationToken::new();
-        let dispatcher = Dispatcher::spawn(store.clone(), stopping.clone());
+        let dispatch_latency = metrics::dispatch_latency();
+        let dispatcher =
+            Dispatcher::spawn(store.clone(), stopping.clone(), dispatch_latency.clone());
         let (changes, _) = broadcast::channel(1024);
         let hub = Arc::new(Hub {
             store,
@@ -164,12 +192,24 @@ impl Coordinator {
             sessions: Mutex::new(HashMap::new()),
             job_lease: cfg.job_lease,
             stopping,
+            prebuilds: prebuilds::Prebuilds::new(cfg.prebuild_reconcile_interval),
         });
-        Ok(Coordinator { listener, hub, cfg })
+        Ok(Coordinator {
+            listener,
+            ops,
+            dispatch_latency,
+            hub,
+            cfg,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or(self.cfg.listen)
+    }
+
+    /// The operations endpoint's address, when `--metrics-address` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.ops.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` is cancelled.
@@ -183,6 +223,26 @@ impl Coordinator {
         // Jobs left pending by a previous run are offered as soon as
         // daemons wait.
         self.hub.dispatcher.kick();
+        if let Some(interval) = self.cfg.prebuild_reconcile_interval {
+            tokio::spawn(prebuilds::run(self.hub.clone(), interval, shutdown.clone()));
+        }
+        if let Some(listener) = self.ops {
+            let ops_addr = listener
+                .local_addr()
+                .map_err(|e| CoordError::Internal(format!("listen on --metrics-address: {e}")))?;
+            let ready = metrics::readiness(self.hub.clone(), shutdown.clone()).await;
+            let stopping = self.hub.stopping.clone();
+            let endpoint = crate::health::Endpoint {
+                registry: Arc::new(metrics::registry(
+                    self.hub.clone(),
+                    self.dispatch_latency.clone(),
+                )),
+                ready: Arc::new(move || ready.check(&stopping)),
+                drain: None,
+            };
+            tracing::info!(addr = %ops_addr, "operations endpoint listening");
+            tokio::spawn(crate::health::serve(listener, endpoint, shutdown.clone()));
+        }
         let daemon = ProvisionerDaemonServer::new(daemon_api::DaemonApi {
             hub: self.hub.clone(),
             max_state_bytes: self.cfg.max_state_bytes,

@@ -95,6 +95,7 @@ pub fn plan(p: &Plan<'_>) -> Result<NewBuild, CoordError> {
         return Ok(NewBuild {
             parameters: p.previous.cloned().unwrap_or_default(),
             tags: p.version.tags.clone(),
+            preset: None,
         });
     };
     let parameters = if p.transition == Transition::Start {
@@ -114,7 +115,11 @@ pub fn plan(p: &Plan<'_>) -> Result<NewBuild, CoordError> {
     let mut tags = template::build_tags(&meta, &ctx).map_err(invalid)?;
     // Tags given at push are the operator's word: they win.
     tags.extend(p.version.tags.clone());
-    Ok(NewBuild { parameters, tags })
+    Ok(NewBuild {
+        parameters,
+        tags,
+        preset: p.preset.map(str::to_string),
+    })
 }
 
 /// Plans a build of an existing workspace.

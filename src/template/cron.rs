@@ -154,5 +154,13 @@ pub(super) fn overlap(a: &Spec, b: &Spec) -> bool {
         })
 }
 
+impl Spec {
+    /// Whether the spec covers this hour (0-23) of this day: day of month
+    /// 1-31, month 1-12, weekday 0-6 with Sunday 0.
+    pub(super) fn covers(&self, hour: u32, dom: u32, month: u32, dow: u32) -> bool {
+        self.hours & (1 << hour) != 0 && self.months & (1 << month) != 0 && self.day(dom, dow)
+    }
+}
+
 #[cfg(test)]
 mod tests;

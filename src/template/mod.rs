@@ -177,6 +177,30 @@ pub struct Prebuilds {
     pub scheduling: Option<Scheduling>,
 }
 
+impl Prebuilds {
+    /// How many instances to keep at `now`: the count of the schedule
+    /// covering that hour in the scheduling time zone (schedules never
+    /// overlap), else the base `instances` — Coder's rule.
+    pub fn desired_at(&self, now: chrono::DateTime<chrono::Utc>) -> u32 {
+        use chrono::{Datelike, Timelike};
+        let Some(scheduling) = &self.scheduling else {
+            return self.instances;
+        };
+        // Both were checked when the template was pushed.
+        let Ok(tz) = scheduling.timezone.parse::<chrono_tz::Tz>() else {
+            return self.instances;
+        };
+        let local = now.with_timezone(&tz);
+        let (hour, dom, month) = (local.hour(), local.day(), local.month());
+        let dow = local.weekday().num_days_from_sunday();
+        scheduling
+            .schedules
+            .iter()
+            .find(|s| cron::parse(&s.cron).is_ok_and(|spec| spec.covers(hour, dom, month, dow)))
+            .map_or(self.instances, |s| s.instances)
+    }
+}
+
 /// `scheduling {}`: instance counts by time of week.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scheduling {

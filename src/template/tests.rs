@@ -208,3 +208,22 @@ fn blocks_declared_twice_are_refused() {
         "{msg}"
     );
 }
+
+#[test]
+fn prebuild_schedules_pick_the_instances_of_the_hour_in_their_time_zone() {
+    use chrono::TimeZone;
+    let meta = parse_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/templates/coder-prebuilds"),
+    )
+    .unwrap();
+    let p = meta.presets[0].prebuilds.clone().unwrap();
+    let tz = p.scheduling.as_ref().unwrap().timezone.clone();
+    let tz: chrono_tz::Tz = tz.parse().unwrap();
+    let at = |y, m, d, h| tz.with_ymd_and_hms(y, m, d, h, 30, 0).unwrap().to_utc();
+    // 2025-06-02 is a Monday, 2025-06-07 a Saturday, 2025-06-08 a Sunday.
+    assert_eq!(p.desired_at(at(2025, 6, 2, 10)), 5, "office hours");
+    assert_eq!(p.desired_at(at(2025, 6, 2, 22)), 3, "evening: base count");
+    assert_eq!(p.desired_at(at(2025, 6, 7, 9)), 1, "Saturday morning");
+    assert_eq!(p.desired_at(at(2025, 6, 8, 10)), 3, "Sunday: base count");
+}

@@ -59,6 +59,8 @@ impl Coord {
             tls: None,
             archive_limits: Default::default(),
             max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
+            metrics_address: None,
+            prebuild_reconcile_interval: None,
         })
         .await
     }
@@ -75,6 +77,8 @@ impl Coord {
             tls: None,
             archive_limits: limits,
             max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
+            metrics_address: None,
+            prebuild_reconcile_interval: None,
         })
         .await
     }

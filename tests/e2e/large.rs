@@ -115,6 +115,8 @@ async fn a_state_over_the_limit_is_kept_by_the_daemon_and_the_job_fails() {
         tls: None,
         archive_limits: Default::default(),
         max_state_bytes: 64 * 1024,
+        metrics_address: None,
+        prebuild_reconcile_interval: None,
     })
     .await;
     let key = coord.create_key("k", &[]).await;

@@ -17,6 +17,7 @@ mod cli;
 mod faults;
 mod large;
 mod lifecycle;
+mod ops_coordinator;
 mod ops_daemon;
 mod prebuilds;
 mod queue;

@@ -45,6 +45,9 @@ pub struct WorkspaceRow {
     pub created_at: i64,
     /// The parameter values of its latest build.
     pub parameters: BTreeMap<String, String>,
+    /// The preset it was created from, if any (prebuild pools are per
+    /// preset).
+    pub preset: Option<String>,
 }
 
 /// What a pushed version's import is enqueued with: the metadata read from
@@ -62,6 +65,9 @@ pub struct NewImport {
 pub struct NewBuild {
     pub parameters: BTreeMap<String, String>,
     pub tags: Tags,
+    /// The preset a start build resolved from; a workspace's first build
+    /// records it on the workspace (prebuild pools are per preset).
+    pub preset: Option<String>,
 }
 
 /// Stored form of declared variables (the proto message is not serde).
@@ -270,8 +276,8 @@ impl Store {
             )));
         }
         tx.execute(
-            "INSERT INTO workspaces(id, name, owner, template, template_version_id, var_values, state, deleted, created_at, parameters)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?8)",
+            "INSERT INTO workspaces(id, name, owner, template, template_version_id, var_values, state, deleted, created_at, parameters, preset)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?8, ?9)",
             params![
                 id,
                 name,
@@ -280,7 +286,8 @@ impl Store {
                 version.id,
                 serde_json::to_string(var_values)?,
                 now_ms(),
-                serde_json::to_string(&build.parameters)?
+                serde_json::to_string(&build.parameters)?,
+                build.preset
             ],
         )?;
         let job_id = insert_job(
@@ -343,11 +350,11 @@ impl Store {
         Ok(job_id)
     }
 
-    fn workspace_where(&self, cond: &str, arg: &str) -> Result<Vec<WorkspaceRow>> {
+    pub(super) fn workspace_where(&self, cond: &str, arg: &str) -> Result<Vec<WorkspaceRow>> {
         let conn = self.conn();
         let sql = format!(
             "SELECT id, name, owner, template, template_version_id, var_values, state, created_at,
-                    parameters
+                    parameters, preset
              FROM workspaces WHERE {cond} ORDER BY name"
         );
         let mut stmt = conn.prepare(&sql)?;
@@ -365,6 +372,7 @@ impl Store {
                     .get::<_, Option<String>>(8)?
                     .and_then(|s| serde_json::from_str(&s).ok())
                     .unwrap_or_default(),
+                preset: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

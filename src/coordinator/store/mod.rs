@@ -9,6 +9,7 @@ mod cancel;
 mod catalog;
 mod daemons;
 mod jobs;
+mod ops;
 #[cfg(test)]
 mod tests;
 
@@ -24,7 +25,8 @@ use crate::tags::Tags;
 pub use cancel::Canceled;
 pub use catalog::{NewBuild, NewImport, TemplateRow, VersionRow, WorkspaceRow};
 pub use daemons::{DaemonRow, KeyRow, Report};
-pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, Offer};
+pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, Offer, PREBUILDS_OWNER};
+pub use ops::{Histo, JobGauge, PrebuildWorkspace};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -200,6 +202,9 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("workspaces", "parameters", "TEXT"),
     ("jobs", "parameters", "TEXT"),
     ("jobs", "previous_parameters", "TEXT"),
+    // The preset a workspace was created from (prebuild pools are per
+    // preset); NULL: none, or created before it was recorded.
+    ("workspaces", "preset", "TEXT"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {

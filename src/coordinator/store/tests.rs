@@ -358,3 +358,16 @@ fn a_late_state_never_overwrites_a_newer_builds() {
         "{error}"
     );
 }
+
+#[test]
+fn the_prebuild_pause_survives_reopening_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(!store.prebuilds_paused().unwrap());
+    store.set_prebuilds_paused(true).unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.prebuilds_paused().unwrap());
+    store.set_prebuilds_paused(false).unwrap();
+    assert!(!store.prebuilds_paused().unwrap());
+}

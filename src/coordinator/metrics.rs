@@ -1,0 +1,292 @@
+//! The coordinator's `/metrics` and `/readyz`. Everything the store knows
+//! (queue depth, outcomes, durations, queue waits, daemons, prebuild
+//! pools) is read per scrape by one collector, so no call site updates a
+//! gauge; only the dispatch latency, which the store never sees, is a live
+//! histogram the dispatcher observes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use super::Hub;
+use super::store::Histo;
+
+/// Bucket bounds (seconds) for queue waits and dispatch latency.
+const WAIT_BOUNDS: [f64; 12] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+/// Bucket bounds (seconds) for job run times.
+const DURATION_BOUNDS: [f64; 10] = [
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+/// A new dispatch latency histogram (shared with the dispatcher).
+pub fn dispatch_latency() -> Histogram {
+    Histogram::new(WAIT_BOUNDS)
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug)]
+struct StoreCollector {
+    hub: Arc<Hub>,
+}
+
+fn gauges(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Labels, i64)>,
+) -> std::fmt::Result {
+    let family = Family::<Labels, Gauge>::default();
+    for (labels, v) in rows {
+        family.get_or_create(&labels).set(v);
+    }
+    let m = encoder.encode_descriptor(name, help, None, family.metric_type())?;
+    family.encode(m)
+}
+
+fn histograms(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    keys: &[&'static str],
+    rows: Vec<Histo>,
+) -> std::fmt::Result {
+    let mut m = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for h in rows {
+        let labels: Labels = keys.iter().copied().zip(h.labels).collect();
+        m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+            h.sum_seconds,
+            h.count,
+            &h.buckets,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+fn err(what: &'static str) -> impl Fn(std::fmt::Error) -> String {
+    move |x| format!("encode {what}: {x}")
+}
+
+impl StoreCollector {
+    fn collect(&self, mut e: DescriptorEncoder) -> Result<(), String> {
+        let store = &self.hub.store;
+        let jobs = store.job_gauges().map_err(|x| x.to_string())?;
+        gauges(
+            &mut e,
+            "provisionerd_coordinator_jobs",
+            "Unfinished jobs by status (pending, running, canceling), tag set and initiator (human or prebuild).",
+            jobs.into_iter().map(|g| {
+                let initiator = if g.prebuild { "prebuild" } else { "human" };
+                (
+                    vec![
+                        ("status", g.status),
+                        ("tags", g.tags),
+                        ("initiator", initiator.to_string()),
+                    ],
+                    g.count as i64,
+                )
+            }),
+        )
+        .map_err(err("jobs"))?;
+        let outcomes = store.job_outcomes().map_err(|x| x.to_string())?;
+        let family = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();
+        for (ty, outcome, n) in outcomes {
+            family
+                .get_or_create(&vec![("type", ty), ("outcome", outcome)])
+                .inc_by(n);
+        }
+        // Counters get `_total` appended by the encoder.
+        let m = e
+            .encode_descriptor(
+                "provisionerd_coordinator_job_outcomes",
+                "Finished jobs by type and outcome.",
+                None,
+                family.metric_type(),
+            )
+            .map_err(err("outcomes"))?;
+        family.encode(m).map_err(err("outcomes"))?;
+        let durations = store
+            .job_durations(&DURATION_BOUNDS)
+            .map_err(|x| x.to_string())?;
+        histograms(
+            &mut e,
+            "provisionerd_coordinator_job_duration_seconds",
+            "Run time (acknowledged to finished) of finished jobs, by type and outcome.",
+            &["type", "outcome"],
+            durations,
+        )
+        .map_err(err("durations"))?;
+        let waits = store.queue_waits(&WAIT_BOUNDS).map_err(|x| x.to_string())?;
+        histograms(
+            &mut e,
+            "provisionerd_coordinator_job_queue_wait_seconds",
+            "Time from a job's creation to a daemon acknowledging it, by initiator.",
+            &["initiator"],
+            waits,
+        )
+        .map_err(err("waits"))?;
+        let mut daemons: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        for d in store.list_daemons().map_err(|x| x.to_string())? {
+            let state = d.status();
+            if state != "offline" {
+                let key = (state.to_string(), crate::tags::display(&d.tags));
+                *daemons.entry(key).or_default() += 1;
+            }
+        }
+        gauges(
+            &mut e,
+            "provisionerd_coordinator_daemons",
+            "Connected daemons by reported state and tag set.",
+            daemons
+                .into_iter()
+                .map(|((state, tags), n)| (vec![("state", state), ("tags", tags)], n)),
+        )
+        .map_err(err("daemons"))?;
+        let status = super::prebuilds::status(&self.hub).map_err(|x| x.to_string())?;
+        let pool = |p: &crate::proto::PrebuildPreset| {
+            vec![
+                ("template", p.template.clone()),
+                ("preset", p.preset.clone()),
+            ]
+        };
+        gauges(
+            &mut e,
+            "provisionerd_coordinator_prebuilds_desired",
+            "Prebuilt workspaces wanted now per preset (schedule applied).",
+            status
+                .presets
+                .iter()
+                .map(|p| (pool(p), i64::from(p.desired))),
+        )
+        .map_err(err("prebuilds"))?;
+        gauges(
+            &mut e,
+            "provisionerd_coordinator_prebuilds_running",
+            "Prebuilt workspaces built and not expired per preset.",
+            status
+                .presets
+                .iter()
+                .map(|p| (pool(p), i64::from(p.running))),
+        )
+        .map_err(err("prebuilds"))?;
+        let paused = Gauge::<i64>::default();
+        paused.set(i64::from(status.paused));
+        let m = e
+            .encode_descriptor(
+                "provisionerd_coordinator_prebuilds_paused",
+                "1 while prebuild reconciliation is paused.",
+                None,
+                paused.metric_type(),
+            )
+            .map_err(err("prebuilds"))?;
+        paused.encode(m).map_err(err("prebuilds"))
+    }
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        // A store error must not hide the other metrics' families: the
+        // scrape fails (500 with the reason logged) rather than lie.
+        self.collect(encoder).map_err(|why| {
+            tracing::error!(error = %why, "metrics: read the store");
+            std::fmt::Error
+        })
+    }
+}
+
+/// The coordinator's registry.
+pub fn registry(hub: Arc<Hub>, dispatch_latency: Histogram) -> Registry {
+    let mut r = Registry::default();
+    r.register(
+        "provisionerd_coordinator_dispatch_latency_seconds",
+        "Time from a matching daemon waiting while a job is pending to the job's offer.",
+        dispatch_latency,
+    );
+    r.register_collector(Box::new(StoreCollector { hub }));
+    r
+}
+
+/// How often the write probe runs, and how long one may take.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Readiness: the store took a write recently, and the coordinator is not
+/// shutting down. The probe runs in the background, so `/readyz` never
+/// waits on the database lock.
+pub struct Readiness {
+    store_ok: AtomicBool,
+    last_error: std::sync::Mutex<String>,
+}
+
+impl Readiness {
+    pub fn check(&self, stopping: &CancellationToken) -> Result<(), Vec<String>> {
+        let mut why = Vec::new();
+        if !self.store_ok.load(Ordering::Relaxed) {
+            let e = self
+                .last_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default();
+            why.push(format!("store does not take writes: {e}"));
+        }
+        if stopping.is_cancelled() {
+            why.push("coordinator is shutting down".into());
+        }
+        if why.is_empty() { Ok(()) } else { Err(why) }
+    }
+}
+
+/// Starts the write probe; its first result is in before this returns.
+pub async fn readiness(hub: Arc<Hub>, shutdown: CancellationToken) -> Arc<Readiness> {
+    let r = Arc::new(Readiness {
+        store_ok: AtomicBool::new(false),
+        last_error: std::sync::Mutex::new("not probed yet".into()),
+    });
+    probe(&hub, &r).await;
+    let task = r.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(PROBE_EVERY) => {}
+            }
+            probe(&hub, &task).await;
+        }
+    });
+    r
+}
+
+async fn probe(hub: &Arc<Hub>, r: &Readiness) {
+    let store = hub.store.clone();
+    // The store is synchronous and may wait on its lock (or a busy
+    // database): off the runtime threads, with a deadline.
+    let write = tokio::task::spawn_blocking(move || store.probe_write());
+    let result = match tokio::time::timeout(PROBE_EVERY, write).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("probe task: {e}")),
+        Err(_) => Err(format!("a write took longer than {PROBE_EVERY:?}")),
+    };
+    match result {
+        Ok(()) => r.store_ok.store(true, Ordering::Relaxed),
+        Err(e) => {
+            if r.store_ok.swap(false, Ordering::Relaxed) {
+                tracing::error!(error = %e, "readiness: store write probe failed");
+            }
+            if let Ok(mut last) = r.last_error.lock() {
+                *last = e;
+            }
+        }
+    }
+}

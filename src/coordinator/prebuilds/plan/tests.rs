@@ -1,0 +1,146 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::coordinator::store::{JobRow, WorkspaceRow};
+
+const MIN: Duration = Duration::from_secs(60);
+
+fn slot(desired: u32) -> Slot {
+    Slot {
+        template: "t".into(),
+        version_id: "v2".into(),
+        preset: "p".into(),
+        desired,
+        ttl_seconds: None,
+    }
+}
+
+fn ws(
+    name: &str,
+    version: &str,
+    kind: Transition,
+    status: &str,
+    created_at: i64,
+) -> PrebuildWorkspace {
+    PrebuildWorkspace {
+        workspace: WorkspaceRow {
+            id: format!("{name}-id"),
+            name: name.into(),
+            owner: "prebuilds".into(),
+            template: "t".into(),
+            template_version_id: version.into(),
+            var_values: BTreeMap::new(),
+            state: None,
+            created_at,
+            parameters: BTreeMap::new(),
+            preset: Some("p".into()),
+        },
+        latest: Some(JobRow {
+            id: format!("{name}-job"),
+            kind: JobKind::WorkspaceBuild(kind),
+            status: status.into(),
+            initiator: "prebuilds".into(),
+            tags: Default::default(),
+            template_version_id: version.into(),
+            workspace_id: Some(format!("{name}-id")),
+            created_at,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            daemon_id: None,
+            daemon_name: None,
+            key_name: None,
+            log_count: 0,
+            lost: false,
+        }),
+    }
+}
+
+fn creates(a: &Assessment) -> usize {
+    a.actions
+        .iter()
+        .filter(|x| matches!(x, Action::Create { .. }))
+        .count()
+}
+
+fn destroyed(a: &Assessment) -> Vec<&str> {
+    a.actions
+        .iter()
+        .filter_map(|x| match x {
+            Action::Destroy { workspace, .. } => Some(workspace.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn creates_what_is_missing_counting_in_flight_ones_and_replaces_outdated_ones() {
+    let have = [
+        ws("a", "v2", Transition::Start, "succeeded", 1),
+        ws("b", "v2", Transition::Start, "running", 2),
+        ws("old", "v1", Transition::Start, "succeeded", 0),
+        ws("old-busy", "v1", Transition::Start, "pending", 0),
+        ws("parked", "v2", Transition::Stop, "succeeded", 0),
+        ws("going", "v2", Transition::Destroy, "running", 0),
+    ];
+    let a = assess(vec![slot(4)], &have, &[vec![]], 10, MIN);
+    assert_eq!(creates(&a), 2, "4 wanted, 1 running, 1 in flight");
+    assert_eq!(destroyed(&a), ["old"], "outdated; a busy one is let finish");
+    assert_eq!((a.pools[0].running, a.pools[0].in_flight), (1, 1));
+}
+
+#[test]
+fn extras_and_expired_ones_are_destroyed_newest_extra_first() {
+    let have = [
+        ws("a", "v2", Transition::Start, "succeeded", 1_000),
+        ws("b", "v2", Transition::Start, "succeeded", 2_000),
+        ws("c", "v2", Transition::Start, "succeeded", 3_000),
+    ];
+    let a = assess(vec![slot(1)], &have, &[vec![]], 4_000, MIN);
+    assert_eq!(destroyed(&a), ["c", "b"]);
+    assert_eq!(creates(&a), 0);
+    let mut s = slot(3);
+    s.ttl_seconds = Some(2);
+    let a = assess(vec![s], &have, &[vec![]], 4_000, MIN);
+    assert_eq!(destroyed(&a), ["a"], "older than 2s");
+    assert_eq!(creates(&a), 1, "expired ones are replaced");
+}
+
+#[test]
+fn failing_pools_back_off_doubling_and_probe_one_at_a_time() {
+    let failed = |at| ("failed".to_string(), Some(at));
+    let history = vec![
+        failed(100_000),
+        failed(50_000),
+        ("succeeded".into(), Some(1)),
+    ];
+    // Two failures: wait 2 intervals after the last one.
+    let a = assess(
+        vec![slot(3)],
+        &[],
+        std::slice::from_ref(&history),
+        100_000 + 119_999,
+        MIN,
+    );
+    assert_eq!(creates(&a), 0);
+    assert_eq!(a.pools[0].failures, 2);
+    assert_eq!(a.pools[0].backoff_until, 220_000);
+    let a = assess(vec![slot(3)], &[], &[history], 220_000, MIN);
+    assert_eq!(creates(&a), 1, "one probe, not three");
+    // A canceled create (the runbook) is not a failure.
+    let canceled = vec![
+        ("canceled".to_string(), Some(5)),
+        ("succeeded".into(), Some(1)),
+    ];
+    let a = assess(vec![slot(2)], &[], &[canceled], 6, MIN);
+    assert_eq!((creates(&a), a.pools[0].failures), (2, 0));
+    assert_eq!(backoff(MIN, 30), MAX_BACKOFF);
+}
+
+#[test]
+fn names_are_valid_and_recognisable() {
+    let n = workspace_name("cp", "Frankfurt, 4 cores", "a1b2c3");
+    assert_eq!(n, "prebuild-cp-frankfurt-4-cores-a1b2c3");
+    let long = workspace_name(&"T".repeat(80), &"é!".repeat(40), "zzzzzz");
+    assert!(crate::tags::valid_name(&long), "{long}");
+}

@@ -1,0 +1,146 @@
+//! The one code path that creates a workspace or enqueues a build of one:
+//! `Admin.CreateWorkspace`/`BuildWorkspace` and the prebuild reconciler
+//! both come through here, so a prebuild is built exactly as a person's
+//! workspace with owner `prebuilds` would be.
+
+use std::collections::BTreeMap;
+
+use super::Hub;
+use super::error::{CoordError, Result};
+use super::store::{self, VersionRow, WorkspaceRow};
+use super::templates;
+use crate::proto::Transition;
+use crate::tags;
+
+/// A workspace to create (its first build is a start).
+pub struct NewWorkspace<'a> {
+    pub name: &'a str,
+    pub template: &'a str,
+    pub owner: &'a str,
+    pub variables: BTreeMap<String, String>,
+    pub parameters: BTreeMap<String, String>,
+    pub preset: Option<&'a str>,
+}
+
+/// Creates the workspace with the template's active version and enqueues
+/// its first build. Returns (workspace id, job id).
+pub fn create(hub: &Hub, req: &NewWorkspace<'_>) -> Result<(String, String)> {
+    tags::check_name("workspace", req.name).map_err(CoordError::Invalid)?;
+    tags::check_name("owner", req.owner).map_err(CoordError::Invalid)?;
+    let template = hub.store.template(req.template)?;
+    let version_id = template.active_version_id.ok_or_else(|| {
+        CoordError::FailedPrecondition(format!(
+            "create workspace {:?}: template {:?} has no successfully imported version yet (see `provisionerd jobs list`)",
+            req.name, req.template
+        ))
+    })?;
+    let version = hub.store.version(&version_id)?;
+    check_variables(&version, &req.variables)?;
+    let workspace_id = store::new_id();
+    let mut variables = version.var_values.clone();
+    variables.extend(req.variables.clone());
+    let action = format!("create workspace {:?}", req.name);
+    let build = templates::plan(&templates::Plan {
+        action: &action,
+        workspace_name: req.name,
+        workspace_id: &workspace_id,
+        owner: req.owner,
+        transition: Transition::Start,
+        version: &version,
+        variables: &variables,
+        given: &req.parameters,
+        preset: req.preset,
+        previous: None,
+    })?;
+    let created = hub.store.create_workspace(
+        &workspace_id,
+        req.name,
+        req.owner,
+        &version,
+        &req.variables,
+        &build,
+    )?;
+    hub.dispatcher.kick();
+    Ok(created)
+}
+
+/// Enqueues a start, stop or destroy of an existing workspace, initiated
+/// by its owner. Start moves it to the template's active version; stop and
+/// destroy run with the version that built it. Returns the job id.
+pub fn build(
+    hub: &Hub,
+    ws: &WorkspaceRow,
+    transition: Transition,
+    given: &BTreeMap<String, String>,
+) -> Result<String> {
+    let version_id = if transition == Transition::Start {
+        hub.store
+            .template(&ws.template)?
+            .active_version_id
+            .unwrap_or_else(|| ws.template_version_id.clone())
+    } else {
+        ws.template_version_id.clone()
+    };
+    let version = hub.store.version(&version_id)?;
+    let build = templates::plan_existing(ws, &version, transition, given)?;
+    let job_id = hub
+        .store
+        .enqueue_build(ws, &version, transition, &ws.owner, &build)?;
+    hub.dispatcher.kick();
+    Ok(job_id)
+}
+
+/// Checks workspace variable values against what the template declares:
+/// unknown names and missing required values are refused up front rather
+/// than failing inside terraform later.
+fn check_variables(version: &VersionRow, values: &BTreeMap<String, String>) -> Result<()> {
+    let Some(declared) = &version.declared else {
+        return Ok(());
+    };
+    for name in values.keys() {
+        if !declared.iter().any(|d| &d.name == name) {
+            let known: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+            return Err(CoordError::Invalid(format!(
+                "variable {name:?}: template {:?} declares no such variable (declared: {})",
+                version.template,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+    }
+    // Simple types are checked here so a typo fails now, not in plan.
+    for d in declared {
+        let Some(value) = values.get(&d.name) else {
+            continue;
+        };
+        let ok = match d.r#type.as_str() {
+            "number" => value.trim().parse::<f64>().is_ok(),
+            "bool" => matches!(value.as_str(), "true" | "false"),
+            _ => true,
+        };
+        if !ok {
+            return Err(CoordError::Invalid(format!(
+                "variable {:?}: {value:?} is not a {}",
+                d.name, d.r#type
+            )));
+        }
+    }
+    let missing: Vec<&str> = declared
+        .iter()
+        .filter(|d| {
+            d.required && !values.contains_key(&d.name) && !version.var_values.contains_key(&d.name)
+        })
+        .map(|d| d.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(CoordError::Invalid(format!(
+            "template {:?} requires a value for: {} (pass --var NAME=VALUE)",
+            version.template,
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}

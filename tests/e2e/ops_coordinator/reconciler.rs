@@ -1,0 +1,141 @@
+//! The prebuild reconciler: fills a preset's pool, stops while paused,
+//! refills on resume, and backs off a pool whose creates fail.
+
+use std::time::Duration;
+
+use provisionerd::proto;
+
+use super::{cli, daemon, eventually, pool_template, prebuild_jobs, prebuilds, serve};
+use crate::common::wait_connected;
+
+const INTERVAL_MS: i64 = 300;
+
+fn ready(ws: &[proto::Workspace]) -> usize {
+    ws.iter()
+        .filter(|w| {
+            w.latest_job_status == "succeeded"
+                && w.latest_transition == proto::Transition::Start as i32
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_is_kept_full_and_a_pause_stops_it_until_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_serve, coord) = serve(tmp.path(), &["--prebuild-reconcile-interval", "300ms"]).await;
+    let general = coord.create_key("general", &[]).await;
+    let pool = coord.create_key("pool", &[("is_prebuild", "true")]).await;
+    let _g = daemon(&coord, &general, "general-1", tmp.path());
+    let _p = daemon(&coord, &pool, "pool-1", tmp.path());
+    wait_connected(&coord, 2).await;
+    let dir = pool_template(tmp.path(), "small", 2, "echo built");
+    let import = coord.push("small", &dir, &[]).await;
+    coord.wait_succeeded(&import).await;
+
+    eventually("two prebuilds built", || async {
+        ready(&prebuilds(&coord).await) == 2
+    })
+    .await;
+    let ws = prebuilds(&coord).await;
+    for w in &ws {
+        assert!(w.name.starts_with("prebuild-small-small-"), "{}", w.name);
+        let job = coord.job(&w.latest_job_id).await;
+        assert_eq!(job.daemon, "pool-1", "tagged is_prebuild=true");
+    }
+    let creates = prebuild_jobs(&coord).await.len();
+    assert_eq!(creates, 2, "no more creates than the pool needs");
+
+    let (code, _, err) = cli(&coord, &["prebuilds", "pause"], "").await;
+    assert_eq!(code, 0, "{err}");
+    let gone = &ws[0].name;
+    let destroy = coord.build(gone, proto::Transition::Destroy).await;
+    coord.wait_succeeded(&destroy).await;
+    // Ten intervals: nothing is recreated while paused.
+    tokio::time::sleep(Duration::from_millis(10 * INTERVAL_MS as u64)).await;
+    assert_eq!(prebuilds(&coord).await.len(), 1);
+    assert_eq!(
+        prebuild_jobs(&coord).await.len(),
+        creates + 1,
+        "only the destroy"
+    );
+    let (code, out, err) = cli(&coord, &["prebuilds", "status", "-o", "json"], "").await;
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["paused"], true, "{out}");
+    let preset = &status["presets"][0];
+    assert_eq!(
+        (preset["template"].as_str(), preset["preset"].as_str()),
+        (Some("small"), Some("small"))
+    );
+    assert_eq!(
+        (preset["desired"].as_u64(), preset["running"].as_u64()),
+        (Some(2), Some(1)),
+        "{out}"
+    );
+    assert_eq!(preset["in_flight"].as_u64(), Some(0), "{out}");
+
+    let (code, _, err) = cli(&coord, &["prebuilds", "resume"], "").await;
+    assert_eq!(code, 0, "{err}");
+    eventually("the pool refilled", || async {
+        ready(&prebuilds(&coord).await) == 2
+    })
+    .await;
+    assert!(prebuilds(&coord).await.iter().all(|w| w.name != *gone));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pool_backs_off_doubling_the_wait_between_creates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_serve, coord) = serve(tmp.path(), &["--prebuild-reconcile-interval", "300ms"]).await;
+    let general = coord.create_key("general", &[]).await;
+    let pool = coord.create_key("pool", &[("is_prebuild", "true")]).await;
+    let _g = daemon(&coord, &general, "general-1", tmp.path());
+    let _p = daemon(&coord, &pool, "pool-1", tmp.path());
+    wait_connected(&coord, 2).await;
+    let dir = pool_template(tmp.path(), "broken", 1, "echo failing; exit 1");
+    let import = coord.push("broken", &dir, &[]).await;
+    coord.wait_succeeded(&import).await;
+
+    let creates = |jobs: Vec<proto::Job>| -> Vec<proto::Job> {
+        jobs.into_iter()
+            .filter(|j| j.transition == proto::Transition::Start as i32)
+            .collect()
+    };
+    eventually("four failed creates", || async {
+        creates(prebuild_jobs(&coord).await)
+            .iter()
+            .filter(|j| j.status == "failed")
+            .count()
+            >= 4
+    })
+    .await;
+    let jobs = creates(prebuild_jobs(&coord).await);
+    // After the k-th consecutive failure the next create waits at least
+    // interval × 2^(k-1) from that failure.
+    for (k, pair) in jobs.windows(2).enumerate() {
+        let (failed, next) = (&pair[0], &pair[1]);
+        assert_eq!(failed.status, "failed", "{failed:?}");
+        let gap = next.created_at - failed.finished_at;
+        let wait = INTERVAL_MS << k;
+        assert!(
+            gap >= wait,
+            "create {} came {gap} ms after failure {}, backoff {wait} ms",
+            k + 2,
+            k + 1
+        );
+    }
+    let (_, out, _) = cli(&coord, &["prebuilds", "status", "-o", "json"], "").await;
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        status["presets"][0]["failures"].as_u64().unwrap() >= 3,
+        "{out}"
+    );
+    // Failed prebuilds are cleaned up (destroyed), never left to pile up.
+    eventually("failed prebuilds destroyed", || async {
+        prebuilds(&coord).await.iter().all(|w| {
+            w.latest_job_status != "failed"
+                || w.latest_transition != proto::Transition::Start as i32
+        })
+    })
+    .await;
+}
