@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Lints both Helm charts (`helm lint --strict`) with their defaults and with
-# every example values file, validates what they render against the
-# Kubernetes API schemas (`kubernetes-validate --strict`), and checks that
-# bad values are refused with a clear message. Installs its tools first.
+# Checks what users deploy with: lints both Helm charts (`helm lint
+# --strict`) with their defaults and with every example values file,
+# validates what they render against the Kubernetes API schemas
+# (`kubernetes-validate --strict`), checks that bad values are refused with
+# a clear message, and verifies the systemd units (`systemd-analyze
+# verify`, which must print nothing). Installs its tools first.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -56,4 +58,21 @@ refused "must be at least daemon.cancelGraceSeconds + 10" provisionerd \
 refused "coordinator.url" provisionerd --set key.existingSecret=k --set coordinator.url=ftp://x
 refused "keda.tags" provisionerd --set key.existingSecret=k --set keda.enabled=true
 refused "logFormat" provisionerd --set key.existingSecret=k --set daemon.logFormat=xml
-echo "charts: ok"
+
+# systemd units: verified with the binary path swapped for one that exists
+# (the unit names /usr/local/bin/provisionerd, installed by the operator).
+if ! command -v systemd-analyze >/dev/null; then
+  apt-get update -qq >&2 && apt-get install -y -qq systemd >&2
+fi
+for unit in examples/systemd/*.service; do
+  name=$(basename "$unit")
+  sed "s#/usr/local/bin/provisionerd#$(command -v true)#" "$unit" > "$tmp/$name"
+  out=$(systemd-analyze verify "$tmp/$name" 2>&1) || true
+  if [ -n "$out" ]; then
+    echo "$unit: systemd-analyze verify complained:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  echo "== $unit: ok"
+done
+echo "deploy checks: ok"
