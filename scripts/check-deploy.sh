@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Checks what users deploy with: lints both Helm charts (`helm lint
+# --strict`) with their defaults and with every example values file,
+# validates what they render against the Kubernetes API schemas
+# (`kubernetes-validate --strict`), checks that bad values are refused with
+# a clear message, and verifies the systemd units (`systemd-analyze
+# verify`, which must print nothing). Installs its tools first.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bin=$(scripts/install-k8s-tools.sh | tail -n1)
+helm=$bin/helm
+validate=$bin/kubernetes-validate
+k8s_version=1.30.0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# Helm keeps no state outside this run.
+export HELM_CACHE_HOME=$tmp/cache HELM_CONFIG_HOME=$tmp/config HELM_DATA_HOME=$tmp/data
+
+check() { # chart release [helm args…]
+  local chart=$1 release=$2
+  shift 2
+  echo "== $chart as $release $*"
+  "$helm" lint --strict "charts/$chart" "$@"
+  "$helm" template "$release" "charts/$chart" "$@" > "$tmp/out.yaml"
+  # CRD kinds (ServiceMonitor, ScaledObject) have no bundled schema: they
+  # are reported as warnings; everything else must pass strictly.
+  "$validate" --strict --quiet -k "$k8s_version" "$tmp/out.yaml"
+}
+
+refused() { # what-to-expect chart [helm args…]
+  local want=$1 chart=$2
+  shift 2
+  if "$helm" template t "charts/$chart" "$@" > "$tmp/bad.out" 2>&1; then
+    echo "charts/$chart $*: rendered, but should have been refused ($want)" >&2
+    exit 1
+  fi
+  grep -q -- "$want" "$tmp/bad.out" || {
+    echo "charts/$chart $*: refused without saying \"$want\":" >&2
+    cat "$tmp/bad.out" >&2
+    exit 1
+  }
+  echo "== refused as expected: $want"
+}
+
+check provisionerd-coordinator coordinator
+check provisionerd-coordinator coordinator -f examples/kubernetes/coordinator.yaml
+check provisionerd pool --set key.existingSecret=k
+check provisionerd prebuilds -f examples/kubernetes/prebuild-pool.yaml
+check provisionerd general -f examples/kubernetes/general-pool.yaml
+check provisionerd pool --set key.value=pdk_example --set cache.persistence.enabled=true \
+  --set coordinator.tls.clientCertSecret=client
+
+refused "set key.existingSecret" provisionerd
+refused "must be at least daemon.cancelGraceSeconds + 10" provisionerd \
+  --set key.existingSecret=k --set shutdown.terminationGracePeriodSeconds=60
+refused "coordinator.url" provisionerd --set key.existingSecret=k --set coordinator.url=ftp://x
+refused "keda.tags" provisionerd --set key.existingSecret=k --set keda.enabled=true
+refused "logFormat" provisionerd --set key.existingSecret=k --set daemon.logFormat=xml
+
+# systemd units: verified with the binary path swapped for one that exists
+# (the unit names /usr/local/bin/provisionerd, installed by the operator).
+if ! command -v systemd-analyze >/dev/null; then
+  apt-get update -qq >&2 && apt-get install -y -qq systemd >&2
+fi
+for unit in examples/systemd/*.service; do
+  name=$(basename "$unit")
+  sed "s#/usr/local/bin/provisionerd#$(command -v true)#" "$unit" > "$tmp/$name"
+  out=$(systemd-analyze verify "$tmp/$name" 2>&1) || true
+  if [ -n "$out" ]; then
+    echo "$unit: systemd-analyze verify complained:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  echo "== $unit: ok"
+done
+echo "deploy checks: ok"
