@@ -44,6 +44,17 @@ refused() { # what-to-expect chart [helm args…]
   echo "== refused as expected: $want"
 }
 
+# Every PROVISIONERD_* variable the charts, units and examples set must be
+# one the binary reads (src/config.rs): a typo would be silently ignored.
+known=$(grep -o 'env = "PROVISIONERD_[A-Z_]*"' src/config.rs | grep -o 'PROVISIONERD_[A-Z_]*' | sort -u)
+for var in $(grep -rhoE 'PROVISIONERD_[A-Z_]+' charts examples/systemd examples/kubernetes | sort -u); do
+  if ! grep -qx "$var" <<<"$known"; then
+    echo "$var is set by a chart, unit or example but read by no flag in src/config.rs" >&2
+    exit 1
+  fi
+done
+echo "== every PROVISIONERD_* variable deployed is a flag"
+
 check provisionerd-coordinator coordinator
 check provisionerd-coordinator coordinator -f examples/kubernetes/coordinator.yaml
 check provisionerd pool --set key.existingSecret=k
