@@ -178,8 +178,21 @@ impl ProvisionerDaemon for DaemonApi {
         req: Request<Streaming<proto::FinishJobPart>>,
     ) -> Result<Response<proto::FinishJobResponse>, Status> {
         let (key, name) = self.caller(&req)?;
-        // The whole state is read and checked before anything is stored.
-        let (req, state) = transfer::read_finish(req.into_inner(), self.max_state_bytes).await?;
+        // The caller must own the job before any chunk is read; the whole
+        // state is read and checked before anything is stored.
+        let store = &self.hub.store;
+        let job = std::sync::OnceLock::new();
+        let admit = |h: &proto::FinishJobRequest| {
+            let _ = job.set(h.job_id.clone());
+            store.reporting(&h.job_id, &name, &key.name)
+        };
+        // Each chunk renews the lease (a large state on a slow link).
+        let tick = || match job.get() {
+            Some(id) => store.reporting(id, &name, &key.name),
+            None => Ok(()),
+        };
+        let (req, state) =
+            transfer::read_finish(req.into_inner(), self.max_state_bytes, admit, tick).await?;
         self.hub.store.finish(&name, &key.name, &req, &state)?;
         let outcome = proto::JobOutcome::try_from(req.outcome)
             .map(|o| o.as_str_name())

@@ -3,6 +3,8 @@
 //! checked against the header's size and sha256 before the caller stores
 //! anything. Also the chunks GetJobInput streams back.
 
+use std::time::Duration;
+
 use tokio_stream::StreamExt;
 use tonic::{Code, Streaming};
 
@@ -14,11 +16,23 @@ use crate::proto::{
     push_template_part::Part as PushPart,
 };
 
-/// A stream's next message; a broken stream is an abort (nothing stored,
-/// the sender retries), its end is `None`. A message over the size limit
-/// is the sender's error, not worth a retry.
+/// Longest a client stream may stay silent between two parts: a stalled
+/// sender must not hold a stream (and the coordinator's shutdown) forever.
+const STREAM_IDLE: Duration = Duration::from_secs(60);
+
+/// A stream's next message; a broken or stalled stream is an abort
+/// (nothing stored, the sender retries), its end is `None`. A message over
+/// the size limit is the sender's error, not worth a retry.
 async fn next<T>(action: &str, stream: &mut Streaming<T>) -> Result<Option<T>> {
-    match stream.next().await {
+    let next = tokio::time::timeout(STREAM_IDLE, stream.next())
+        .await
+        .map_err(|_| {
+            CoordError::Aborted(format!(
+                "{action}: nothing arrived for {}s",
+                STREAM_IDLE.as_secs()
+            ))
+        })?;
+    match next {
         Some(Ok(m)) => Ok(Some(m)),
         Some(Err(st)) if matches!(st.code(), Code::OutOfRange | Code::ResourceExhausted) => {
             Err(CoordError::Invalid(format!("{action}: {}", st.message())))
@@ -46,85 +60,131 @@ fn over(action: &str, flag: &str, e: ChunkError) -> CoordError {
     }
 }
 
-/// FinishJob's header and state (empty when it has none), whole and
-/// checked. A state over `limit` is refused as soon as it is announced or
-/// exceeded, without reading the rest.
-pub async fn read_finish(
-    mut stream: Streaming<FinishJobPart>,
+/// A client-streamed upload: a header, then the chunks of one blob.
+trait Upload: Sized {
+    type Header;
+    /// What the call does ("finish job"), for messages.
+    const ACTION: &'static str;
+    /// The blob, for messages ("state").
+    const WHAT: &'static str;
+    /// The flag that bounds the blob.
+    const FLAG: &'static str;
+    fn into_part(self) -> Option<Part<Self::Header>>;
+    /// The action with its subject ("finish job J").
+    fn action(header: &Self::Header) -> String;
+    /// The blob's announced size and sha256.
+    fn announced(header: &Self::Header) -> (u64, &str);
+}
+
+enum Part<H> {
+    Header(H),
+    Chunk(Vec<u8>),
+}
+
+impl Upload for FinishJobPart {
+    type Header = FinishJobRequest;
+    const ACTION: &'static str = "finish job";
+    const WHAT: &'static str = "state";
+    const FLAG: &'static str = "--max-state-bytes";
+    fn into_part(self) -> Option<Part<FinishJobRequest>> {
+        match self.part? {
+            FinishPart::Header(h) => Some(Part::Header(h)),
+            FinishPart::State(c) => Some(Part::Chunk(c)),
+        }
+    }
+    fn action(h: &FinishJobRequest) -> String {
+        format!("finish job {}", h.job_id)
+    }
+    fn announced(h: &FinishJobRequest) -> (u64, &str) {
+        (h.state_size, &h.state_sha256)
+    }
+}
+
+impl Upload for PushTemplatePart {
+    type Header = PushTemplateRequest;
+    const ACTION: &'static str = "push template";
+    const WHAT: &'static str = "template archive";
+    const FLAG: &'static str = "--max-archive-bytes";
+    fn into_part(self) -> Option<Part<PushTemplateRequest>> {
+        match self.part? {
+            PushPart::Header(h) => Some(Part::Header(h)),
+            PushPart::Archive(c) => Some(Part::Chunk(c)),
+        }
+    }
+    fn action(h: &PushTemplateRequest) -> String {
+        format!("push template {:?}", h.name)
+    }
+    fn announced(h: &PushTemplateRequest) -> (u64, &str) {
+        (h.archive_size, &h.archive_sha256)
+    }
+}
+
+/// Reads an upload whole and checked: the header, which `admit` may refuse
+/// before a single chunk is read (who may send it), then the blob under
+/// `limit` — refused as soon as it is announced or exceeded — with `tick`
+/// after each chunk (a long upload is alive).
+async fn read_upload<U: Upload>(
+    mut stream: Streaming<U>,
     limit: u64,
-) -> Result<(FinishJobRequest, Vec<u8>)> {
-    let header = match next("finish job", &mut stream).await? {
-        Some(FinishJobPart {
-            part: Some(FinishPart::Header(h)),
-        }) => h,
+    admit: impl FnOnce(&U::Header) -> Result<()>,
+    mut tick: impl FnMut() -> Result<()>,
+) -> Result<(U::Header, Vec<u8>)> {
+    let header = match next(U::ACTION, &mut stream).await?.and_then(U::into_part) {
+        Some(Part::Header(h)) => h,
         _ => {
-            return Err(CoordError::Invalid(
-                "finish job: the first part must be the header".into(),
-            ));
+            return Err(CoordError::Invalid(format!(
+                "{}: the first part must be the header",
+                U::ACTION
+            )));
         }
     };
-    let action = format!("finish job {}", header.job_id);
-    let mut state = Assembly::new("state", header.state_size, &header.state_sha256, limit)
-        .map_err(|e| over(&action, "--max-state-bytes", e))?;
+    admit(&header)?;
+    let action = U::action(&header);
+    let (size, sha) = U::announced(&header);
+    let mut blob =
+        Assembly::new(U::WHAT, size, sha, limit).map_err(|e| over(&action, U::FLAG, e))?;
     while let Some(part) = next(&action, &mut stream).await? {
-        match part.part {
-            Some(FinishPart::State(c)) => state
-                .push(&c)
-                .map_err(|e| over(&action, "--max-state-bytes", e))?,
+        match part.into_part() {
+            Some(Part::Chunk(c)) => {
+                blob.push(&c).map_err(|e| over(&action, U::FLAG, e))?;
+                tick()?;
+            }
             _ => {
                 return Err(CoordError::Invalid(format!(
-                    "{action}: only state chunks may follow the header"
+                    "{action}: only {} chunks may follow the header",
+                    U::WHAT
                 )));
             }
         }
     }
-    let state = state.finish().map_err(|e| refused(&action, e))?;
+    let blob = blob.finish().map_err(|e| refused(&action, e))?;
+    Ok((header, blob))
+}
+
+/// FinishJob's header and state (empty when it has none), whole and
+/// checked; see [`read_upload`] for `admit` and `tick`.
+pub async fn read_finish(
+    stream: Streaming<FinishJobPart>,
+    limit: u64,
+    admit: impl FnOnce(&FinishJobRequest) -> Result<()>,
+    tick: impl FnMut() -> Result<()>,
+) -> Result<(FinishJobRequest, Vec<u8>)> {
+    let (header, state) = read_upload(stream, limit, admit, tick).await?;
     if !header.has_state && !state.is_empty() {
         return Err(CoordError::Invalid(format!(
-            "{action}: a state was sent but has_state is false"
+            "finish job {}: a state was sent but has_state is false",
+            header.job_id
         )));
     }
     Ok((header, state))
 }
 
-/// PushTemplate's header and archive, whole and checked. An archive over
-/// `limit` is refused as soon as it is announced or exceeded.
+/// PushTemplate's header and archive, whole and checked.
 pub async fn read_push(
-    mut stream: Streaming<PushTemplatePart>,
+    stream: Streaming<PushTemplatePart>,
     limit: u64,
 ) -> Result<(PushTemplateRequest, Vec<u8>)> {
-    let header = match next("push template", &mut stream).await? {
-        Some(PushTemplatePart {
-            part: Some(PushPart::Header(h)),
-        }) => h,
-        _ => {
-            return Err(CoordError::Invalid(
-                "push template: the first part must be the header".into(),
-            ));
-        }
-    };
-    let action = format!("push template {:?}", header.name);
-    let mut archive = Assembly::new(
-        "template archive",
-        header.archive_size,
-        &header.archive_sha256,
-        limit,
-    )
-    .map_err(|e| over(&action, "--max-archive-bytes", e))?;
-    while let Some(part) = next(&action, &mut stream).await? {
-        match part.part {
-            Some(PushPart::Archive(c)) => archive
-                .push(&c)
-                .map_err(|e| over(&action, "--max-archive-bytes", e))?,
-            _ => {
-                return Err(CoordError::Invalid(format!(
-                    "{action}: only archive chunks may follow the header"
-                )));
-            }
-        }
-    }
-    let archive = archive.finish().map_err(|e| refused(&action, e))?;
-    Ok((header, archive))
+    read_upload(stream, limit, |_| Ok(()), || Ok(())).await
 }
 
 /// GetJobInput's answer: the archive's chunks, then the state's.

@@ -320,6 +320,12 @@ impl Store {
                 job.status
             )));
         }
+        // The fetch counts as the daemon's first heartbeat: a slow one must
+        // not let the lease run out before terraform even starts.
+        self.conn().execute(
+            "UPDATE jobs SET updated_at = ?2 WHERE id = ?1",
+            params![job_id, now_ms()],
+        )?;
         let archive = self.version_archive(&job.template_version_id)?;
         let state = match (job.kind, &job.workspace_id) {
             (JobKind::WorkspaceBuild(_), Some(ws)) => {
@@ -328,6 +334,22 @@ impl Store {
             _ => Vec::new(),
         };
         Ok((archive, state))
+    }
+
+    /// A report on its way in (a FinishJob's header, then each chunk of its
+    /// state): the caller must own the job — checked before any chunk is
+    /// read, so nobody makes the coordinator buffer a state for a job that
+    /// is not theirs — and an unfinished job's lease is renewed, so a large
+    /// state on a slow link does not make it look lost.
+    pub fn reporting(&self, job_id: &str, daemon_name: &str, key_name: &str) -> Result<()> {
+        let job = self.owned("finish job", job_id, daemon_name, key_name)?;
+        if !job.is_finished() {
+            self.conn().execute(
+                "UPDATE jobs SET updated_at = ?2 WHERE id = ?1",
+                params![job_id, now_ms()],
+            )?;
+        }
+        Ok(())
     }
 
     /// The daemon acknowledged an offer: it owns the job from now on.
