@@ -9,6 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${1:-30}
+case $seconds in
+    '' | *[!0-9]*)
+        echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...]: $seconds is not a number of seconds" >&2
+        exit 64
+        ;;
+esac
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then

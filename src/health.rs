@@ -101,7 +101,21 @@ async fn readyz(State(ep): State<Endpoint>) -> Response {
 
 /// Only from the same host: the metrics address is often reachable by the
 /// whole cluster, and a drain takes a daemon out of its pool.
-async fn drain(ConnectInfo(peer): ConnectInfo<SocketAddr>, State(ep): State<Endpoint>) -> Response {
+/// Nor from a web page: a browser on the host could be made to POST here
+/// by any site it visits, and it always says where from (`Origin`); curl,
+/// scripts and preStop hooks do not.
+async fn drain(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+    State(ep): State<Endpoint>,
+) -> Response {
+    if headers.contains_key(header::ORIGIN) {
+        return (
+            StatusCode::FORBIDDEN,
+            "drain: not from a web page (the request has an Origin header)\n",
+        )
+            .into_response();
+    }
     if !peer.ip().is_loopback() {
         return (
             StatusCode::FORBIDDEN,

@@ -56,7 +56,7 @@ impl DaemonApi {
             .filter(|n| !n.is_empty())
             .ok_or_else(|| {
                 CoordError::Invalid(format!(
-                    "job call: missing the {} header naming the daemon",
+                    "daemon call: the {} header naming the calling daemon is missing",
                     crate::grpc::DAEMON_NAME_HEADER
                 ))
             })?

@@ -28,7 +28,7 @@ pub(super) struct Report {
 const SLOWEST_BYTES_PER_SEC: u64 = 1024 * 1024;
 
 fn limit_for(bytes: u64) -> Duration {
-    rpc::RPC_TIMEOUT + Duration::from_secs(bytes / SLOWEST_BYTES_PER_SEC)
+    rpc::RPC_TIMEOUT.saturating_add(Duration::from_secs(bytes / SLOWEST_BYTES_PER_SEC))
 }
 
 /// One FinishJob: the header, then the state's chunks; a retry calls this
@@ -142,7 +142,7 @@ pub(super) async fn fetch_input(
     )
     .map_err(mismatch)?;
     let mut state = Assembly::new("state", state_size, &state_sha, state_size).map_err(mismatch)?;
-    let limit = limit_for(offer.template_archive_size + state_size);
+    let limit = limit_for(offer.template_archive_size.saturating_add(state_size));
     let fetch = async {
         let mut c = client.clone();
         let req = GetJobInputRequest {

@@ -6,9 +6,13 @@ use super::*;
 
 /// A raw HTTP/1.0 request; the answer's status line and body.
 async fn call(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    call_with(addr, method, path, "").await
+}
+
+async fn call_with(addr: SocketAddr, method: &str, path: &str, headers: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    let req = format!("{method} {path} HTTP/1.0\r\nHost: x\r\n{headers}Content-Length: 0\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
@@ -59,6 +63,8 @@ async fn serves_metrics_health_readiness_and_drain() {
     ready.store(true, Ordering::SeqCst);
     assert_eq!(call(addr, "GET", "/readyz").await, (200, "ready\n".into()));
     assert_eq!(call(addr, "GET", "/drain").await.0, 405);
+    let from_page = call_with(addr, "POST", "/drain", "Origin: https://evil.example\r\n").await;
+    assert_eq!(from_page.0, 403, "{from_page:?}");
     assert_eq!(drains.load(Ordering::SeqCst), 0);
     assert_eq!(
         call(addr, "POST", "/drain").await,

@@ -27,6 +27,19 @@ pub(super) async fn fetch(
     started: Instant,
 ) -> Result<(Vec<u8>, Vec<u8>), Outcome> {
     let job_id = offer.job_id.as_str();
+    // The offer's sizes decide what is read into memory: bound them by this
+    // daemon's own limit before fetching anything.
+    let max = crate::archive::Size(ctx.runner.archive_limits.max_archive_bytes);
+    if offer.template_archive_size > max.0 {
+        return Err(Outcome::Failed {
+            error: format!(
+                "fetch job input: the template archive is {} bytes, over this daemon's \
+                 --max-archive-bytes limit of {max}",
+                offer.template_archive_size
+            ),
+            state: None,
+        });
+    }
     let deadline = Instant::now() + FETCH_WINDOW;
     let mut backoff = Backoff::new();
     loop {
