@@ -36,6 +36,13 @@ for target in "${targets[@]}"; do
     echo "--- fuzz $target for ${seconds}s"
     scratch=fuzz/target/corpus/$target
     mkdir -p "$scratch"
+    # The example templates seed the template parser too (copied in, so
+    # they live in one place in the repository).
+    if [ "$target" = template_parse ]; then
+        for example in examples/templates/*/main.tf; do
+            cp "$example" "$scratch/example-$(basename "$(dirname "$example")").tf"
+        done
+    fi
     cargo fuzz run --fuzz-dir fuzz "$target" "$scratch" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1

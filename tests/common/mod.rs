@@ -273,6 +273,22 @@ impl Coord {
         job
     }
 
+    /// The state the coordinator stores for a live workspace, read from its
+    /// database (what no API returns whole).
+    pub fn stored_state(&self, workspace: &str) -> Option<Vec<u8>> {
+        let db = rusqlite::Connection::open_with_flags(
+            self.data_dir.join("provisionerd.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the coordinator's database");
+        db.query_row(
+            "SELECT state FROM workspaces WHERE name = ?1 AND deleted = 0",
+            [workspace],
+            |r| r.get(0),
+        )
+        .expect("read workspace state")
+    }
+
     pub async fn logs(&self, id: &str) -> Vec<proto::LogLine> {
         use tokio_stream::StreamExt;
         let read = async {

@@ -145,6 +145,20 @@ pub fn start(url: &str, key: &str, name: &str, cache_dir: &Path, extra: &[&str])
     start_with_env(url, key, name, cache_dir, extra, &[])
 }
 
+/// A daemon named `name` (cache dir `root/name`) whose terraform can fetch
+/// the stand-in coder provider (`tests/coder-provider`).
+pub fn start_coder(url: &str, key: &str, name: &str, root: &Path) -> Proc {
+    let tfrc = super::coder_cli_config();
+    start_with_env(
+        url,
+        key,
+        name,
+        &root.join(name),
+        &[],
+        &[("TF_CLI_CONFIG_FILE", tfrc.to_str().unwrap())],
+    )
+}
+
 /// [`start`] with more environment variables for the daemon (and so for
 /// its terraform, e.g. `TF_CLI_CONFIG_FILE`).
 pub fn start_with_env(

@@ -57,21 +57,6 @@ async fn wait_for_log(coord: &Coord, job: &str, needle: &str) {
     }
 }
 
-/// The terraform state the coordinator holds for a live workspace.
-fn stored_state(coord: &Coord, workspace: &str) -> Option<Vec<u8>> {
-    let db = rusqlite::Connection::open_with_flags(
-        coord.data_dir.join("provisionerd.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open the coordinator's database");
-    db.query_row(
-        "SELECT state FROM workspaces WHERE name = ?1 AND deleted = 0",
-        [workspace],
-        |r| r.get(0),
-    )
-    .expect("read workspace state")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pending_job_is_canceled_at_once_and_never_offered() {
     let tmp = tempfile::tempdir().unwrap();
@@ -164,7 +149,9 @@ async fn running_job_is_interrupted_and_keeps_the_state_it_returned() {
 
     // The interrupted apply's state was returned and stored: the resource
     // it was creating, marked tainted.
-    let state = stored_state(&coord, "ws").expect("the daemon returned a state");
+    let state = coord
+        .stored_state("ws")
+        .expect("the daemon returned a state");
     let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
     assert_eq!(state["version"], 4);
     let resources = state["resources"].as_array().expect("resources");

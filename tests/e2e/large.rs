@@ -21,22 +21,6 @@ resource "terraform_data" "big" {
 }
 "#;
 
-/// The state the coordinator stores for a live workspace, read from its
-/// database.
-pub fn stored_state(coord: &Coord, workspace: &str) -> Option<Vec<u8>> {
-    let db = rusqlite::Connection::open_with_flags(
-        coord.data_dir.join("provisionerd.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open the coordinator's database");
-    db.query_row(
-        "SELECT state FROM workspaces WHERE name = ?1 AND deleted = 0",
-        [workspace],
-        |r| r.get(0),
-    )
-    .expect("read workspace state")
-}
-
 /// The id terraform gave `terraform_data.big`, and the length of its input.
 fn big_resource(state: &[u8]) -> (String, usize) {
     let v: serde_json::Value = serde_json::from_slice(state).expect("state is JSON");
@@ -63,7 +47,7 @@ async fn a_20_mib_state_round_trips_in_chunks() {
     let create = coord.create_workspace("ws", "big", "alice", &[]).await;
     let job = coord.wait_succeeded(&create).await;
     eprintln!("create: {} ms", job.finished_at - job.started_at);
-    let state = stored_state(&coord, "ws").expect("the state is stored");
+    let state = coord.stored_state("ws").expect("the state is stored");
     assert!(state.len() >= 20 << 20, "state is {} bytes", state.len());
     let (id, input_len) = big_resource(&state);
     assert_eq!(input_len, 11_000_000);
@@ -72,7 +56,7 @@ async fn a_20_mib_state_round_trips_in_chunks() {
     let start = coord.build("ws", Transition::Start).await;
     let job = coord.wait_succeeded(&start).await;
     eprintln!("start again: {} ms", job.finished_at - job.started_at);
-    let again = stored_state(&coord, "ws").expect("the state is kept");
+    let again = coord.stored_state("ws").expect("the state is kept");
     assert_eq!(big_resource(&again), (id, input_len), "the same resource");
     let logs = coord.logs(&start).await;
     let text: Vec<&str> = logs.iter().map(|l| l.output.as_str()).collect();
@@ -153,7 +137,7 @@ resource "terraform_data" "big" {
     let state = std::fs::read(&kept).expect("the refused state is kept");
     let (_, input_len) = big_resource(&state);
     assert_eq!(input_len, 100_000, "the whole state");
-    assert_eq!(stored_state(&coord, "ws"), None, "nothing stored");
+    assert_eq!(coord.stored_state("ws"), None, "nothing stored");
     d.stop().await.unwrap();
     coord.stop().await;
 }

@@ -14,7 +14,7 @@ use provisionerd::proto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::procs::{self, Proc};
-use crate::common::{Coord, TIMEOUT, coder_cli_config};
+use crate::common::{Coord, TIMEOUT};
 
 /// A template with one preset keeping `instances` prebuilds; prebuild jobs
 /// are tagged `is_prebuild=true` (the seed's conditional workspace tags);
@@ -67,15 +67,7 @@ pub async fn serve(root: &Path, extra: &[&str]) -> (Proc, Coord) {
 
 /// A daemon process that can fetch the stand-in coder provider.
 pub fn daemon(coord: &Coord, key: &str, name: &str, root: &Path) -> Proc {
-    let tfrc = coder_cli_config();
-    procs::start_with_env(
-        &coord.url,
-        key,
-        name,
-        &root.join(name),
-        &[],
-        &[("TF_CLI_CONFIG_FILE", tfrc.to_str().unwrap())],
-    )
+    procs::start_coder(&coord.url, key, name, root)
 }
 
 /// The operations endpoint's address, from the coordinator's log line.

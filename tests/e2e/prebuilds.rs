@@ -8,18 +8,10 @@ use std::path::Path;
 use provisionerd::proto;
 
 use crate::common::procs::{self, Proc};
-use crate::common::{Coord, coder_cli_config, wait_connected};
+use crate::common::{Coord, wait_connected};
 
 fn daemon(coord: &Coord, key: &str, name: &str, root: &Path) -> Proc {
-    let tfrc = coder_cli_config();
-    procs::start_with_env(
-        &coord.url,
-        key,
-        name,
-        &root.join(name),
-        &[],
-        &[("TF_CLI_CONFIG_FILE", tfrc.to_str().unwrap())],
-    )
+    procs::start_coder(&coord.url, key, name, root)
 }
 
 async fn create(

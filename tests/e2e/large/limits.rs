@@ -15,7 +15,7 @@ use provisionerd::proto::{
 use tokio_stream::StreamExt;
 use tonic::Code;
 
-use super::{quiet_stack, stored_state};
+use super::quiet_stack;
 use crate::common::{Coord, TIMEOUT};
 use crate::raw::{self, Client, RawDaemon};
 use crate::{QUICK, template};
@@ -252,7 +252,7 @@ async fn job_input_and_finish_refusals_store_nothing() {
         "sha256",
     );
     assert_eq!(coord.job(&job).await.status, "running", "nothing stored");
-    assert_eq!(stored_state(&coord, "ws"), None);
+    assert_eq!(coord.stored_state("ws"), None);
 
     // One message over 4 MiB is refused by gRPC itself.
     let line = proto::LogLine {
@@ -276,6 +276,6 @@ async fn job_input_and_finish_refusals_store_nothing() {
         .await
         .expect("a consistent finish is taken");
     assert_eq!(coord.job(&job).await.status, "succeeded");
-    assert_eq!(stored_state(&coord, "ws"), Some(state));
+    assert_eq!(coord.stored_state("ws"), Some(state));
     coord.stop().await;
 }
