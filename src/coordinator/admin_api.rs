@@ -234,12 +234,20 @@ impl Admin for AdminApi {
             transfer::read_push(req.into_inner(), self.archive_limits.max_archive_bytes).await?;
         check_name("template", &req.name)?;
         let tags = check_tags(&req.provisioner_tags)?;
-        check_template(&archive, &self.archive_limits)
-            .map_err(|e| CoordError::Invalid(format!("push template {:?}: {e}", req.name)))?;
+        // Checked and read without terraform: a template whose parameters,
+        // presets or tags are wrong is refused now, with the file and line.
+        // CPU work on a hostile archive (links to resolve, HCL to parse)
+        // runs off the async workers.
+        let (name, limits) = (req.name.clone(), self.archive_limits);
+        let (archive, meta) = tokio::task::spawn_blocking(move || {
+            check_template(&archive, &limits)
+                .map_err(|e| CoordError::Invalid(format!("push template {name:?}: {e}")))?;
+            let meta = templates::read(&name, &archive, &limits)?;
+            Ok::<_, CoordError>((archive, meta))
+        })
+        .await
+        .map_err(|e| CoordError::Internal(format!("push template {:?}: check: {e}", req.name)))??;
         let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
-        // Read without terraform: a template whose parameters, presets or
-        // tags are wrong is refused now, with the file and line.
-        let meta = templates::read(&req.name, &archive, &self.archive_limits)?;
         let import_tags = templates::import_tags(&req.name, &meta, &vars, &tags)?;
         let meta_json = templates::meta_json(&meta)?;
         if meta_json.len() > MAX_META_BYTES {

@@ -293,6 +293,7 @@ async fn run_with(
         tracker: tracker.clone(),
         state,
         lease_ms: lease_ms.clone(),
+        welcomed: Default::default(),
     };
     let mut runner = cache.runner_config(
         &cfg.terraform_path,

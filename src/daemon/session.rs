@@ -77,6 +77,11 @@ pub(super) struct Connector {
     /// Set from each Welcome: the coordinator's job lease in milliseconds
     /// (0: it did not say). Shared with the running job (`JobCtx`).
     pub(super) lease_ms: Arc<AtomicU64>,
+    /// Set on the first Welcome. A TLS failure that retrying cannot fix
+    /// ends the daemon only before it: later the same error is more likely
+    /// a proxy or a certificate rotation mid-rollout, and the running job
+    /// must not be abandoned for it.
+    pub(super) welcomed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Connector {
@@ -112,7 +117,8 @@ impl Connector {
             };
             // Like a refused key, an untrusted certificate never fixes
             // itself.
-            if let Some(hint) = crate::grpc::tls::refusal_hint(&rpc::describe(&err)) {
+            let hint = crate::grpc::tls::refusal_hint(&rpc::describe(&err));
+            if let Some(hint) = hint.filter(|_| !self.welcomed.load(Ordering::Relaxed)) {
                 return Err(DaemonError::TlsRefused {
                     url: self.url.clone(),
                     message: format!("{}; {hint}", rpc::describe(&err)),
@@ -122,7 +128,7 @@ impl Connector {
             tracing::warn!(
                 url = %self.url,
                 error = %rpc::describe(&err),
-                hint = crate::grpc::tls::closed_hint(&self.url, &rpc::describe(&err)),
+                hint = hint.unwrap_or(crate::grpc::tls::closed_hint(&self.url, &rpc::describe(&err))),
                 retry_in = ?wait,
                 "connect to coordinator failed; retrying"
             );
@@ -166,6 +172,7 @@ impl Connector {
             .map_err(|_| Status::deadline_exceeded("open session: no Welcome within 10s"))??;
         log_welcome(&welcome);
         self.lease_ms.store(welcome.job_lease_ms, Ordering::Relaxed);
+        self.welcomed.store(true, Ordering::Relaxed);
 
         let (in_tx, in_rx) = mpsc::channel(INBOUND_CAPACITY);
         let stop = CancellationToken::new();
