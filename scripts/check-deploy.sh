@@ -60,6 +60,7 @@ check provisionerd-coordinator coordinator -f examples/kubernetes/coordinator.ya
 check provisionerd pool --set key.existingSecret=k
 check provisionerd prebuilds -f examples/kubernetes/prebuild-pool.yaml
 check provisionerd general -f examples/kubernetes/general-pool.yaml
+check provisionerd pool --set key.existingSecret=k --set keda.enabled=true
 check provisionerd pool --set key.value=pdk_example --set cache.persistence.enabled=true \
   --set coordinator.tls.clientCertSecret=client
 
@@ -67,7 +68,7 @@ refused "set key.existingSecret" provisionerd
 refused "must be at least daemon.cancelGraceSeconds + 10" provisionerd \
   --set key.existingSecret=k --set shutdown.terminationGracePeriodSeconds=60
 refused "coordinator.url" provisionerd --set key.existingSecret=k --set coordinator.url=ftp://x
-refused "keda.tags" provisionerd --set key.existingSecret=k --set keda.enabled=true
+refused "daemon" provisionerd --set key.existingSecret=k --set daemon.maxJobs=1
 refused "logFormat" provisionerd --set key.existingSecret=k --set daemon.logFormat=xml
 
 # systemd units: verified with the binary path swapped for one that exists

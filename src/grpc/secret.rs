@@ -40,17 +40,19 @@ impl Secret {
     }
 }
 
-/// Group- or world-readable secrets are an easy leak (backups, other
-/// users); still accepted, since the operator may know better.
+/// World-readable secrets are an easy leak (backups, other users); still
+/// accepted, since the operator may know better. Group access is not
+/// warned about: Kubernetes secret volumes with an `fsGroup` are 0440, the
+/// group being the daemon's own.
 fn warn_if_shared(flag: &str, path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if mode & 0o007 != 0 {
             tracing::warn!(
                 file = %path.display(),
                 mode = format!("{mode:o}"),
-                "{flag}: the file is readable by other users; chmod 600 it"
+                "{flag}: the file is readable by every user; chmod 600 it"
             );
         }
     }

@@ -107,7 +107,7 @@ async fn key_file_is_read_trimmed_and_kept_out_of_the_job() {
     assert_hidden("the job log", &log, &[&key]);
     let daemon_log = d.log_text();
     assert!(
-        daemon_log.contains("readable by other users"),
+        daemon_log.contains("readable by every user"),
         "{daemon_log}"
     );
     assert_hidden("the daemon log", &daemon_log, &[&key]);
