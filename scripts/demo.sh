@@ -24,7 +24,10 @@ cleanup() {
   [ "$keep" = "--keep" ] && return
   # SIGHUP drains the daemon (it finishes any job, then exits 0); then the
   # coordinator stops on SIGTERM.
-  if [ -n "$daemon_pid" ]; then kill -HUP "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true; fi
+  if [ -n "$daemon_pid" ]; then
+    echo "==> draining the daemon (SIGHUP) and stopping the coordinator"
+    kill -HUP "$daemon_pid" 2>/dev/null || true; wait "$daemon_pid" 2>/dev/null || true
+  fi
   if [ -n "$coord_pid" ]; then kill -TERM "$coord_pid" 2>/dev/null || true; wait "$coord_pid" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
