@@ -73,11 +73,13 @@ Signals:
   A second signal escalates: during a drain it cancels; during a cancel it
   kills terraform's process group at once, reports, and exits 2.
   With --drain-timeout, a drain that runs too long becomes a cancel by itself.
-  POST /drain on --metrics-address drains like SIGHUP but never escalates.
+  POST /drain on --metrics-address drains like SIGHUP but never escalates,
+  and the first draining signal after it (the SIGTERM that follows a
+  preStop hook) keeps draining; a further signal escalates as usual.
 
 Lifetime (for autoscalers):
   --max-jobs N      after the Nth job is reported: drain, exit 0
-  --idle-timeout D  after D without a job (never during one): drain, exit 0
+  --idle-timeout D  after D connected without a job: drain, exit 0
 
 Exit codes:
   0   clean exit (drained or canceled, --max-jobs or --idle-timeout reached)
@@ -232,7 +234,8 @@ pub struct StartArgs {
     #[arg(long, env = "PROVISIONERD_MAX_JOBS", default_value_t = 0)]
     pub max_jobs: u64,
     /// Drain and exit 0 after this long without a job; the clock restarts
-    /// after each job and never runs during one (0s: never) [default: never].
+    /// after each job and never runs during one, nor while disconnected from
+    /// the coordinator (0s: never) [default: never].
     #[arg(long, env = "PROVISIONERD_IDLE_TIMEOUT", value_parser = parse_duration)]
     pub idle_timeout: Option<Duration>,
 }

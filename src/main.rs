@@ -101,9 +101,13 @@ async fn serve(args: provisionerd::config::ServeArgs) -> u8 {
         Err(e) => return fail(exit::FATAL, e),
     };
     let shutdown = CancellationToken::new();
-    for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
-        let Ok(mut sig) = signal(kind) else {
-            return fail(exit::FATAL, "install signal handler");
+    for (kind, name) in [
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::terminate(), "SIGTERM"),
+    ] {
+        let mut sig = match signal(kind) {
+            Ok(sig) => sig,
+            Err(e) => return fail(exit::FATAL, format!("install {name} handler: {e}")),
         };
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -137,8 +141,9 @@ async fn start(args: provisionerd::config::StartArgs) -> u8 {
         (SignalKind::interrupt(), "SIGINT", Request::Cancel),
     ];
     for (kind, name, req) in handlers {
-        let Ok(mut sig) = signal(kind) else {
-            return fail(exit::FATAL, "install signal handler");
+        let mut sig = match signal(kind) {
+            Ok(sig) => sig,
+            Err(e) => return fail(exit::FATAL, format!("install {name} handler: {e}")),
         };
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -165,8 +170,9 @@ async fn start(args: provisionerd::config::StartArgs) -> u8 {
     // us and must be reaped. Signals need nothing more: the kernel drops
     // only those PID 1 has no handler for, and ours are installed above.
     if std::process::id() == 1 {
-        let Ok(mut sig) = signal(SignalKind::child()) else {
-            return fail(exit::FATAL, "install signal handler");
+        let mut sig = match signal(SignalKind::child()) {
+            Ok(sig) => sig,
+            Err(e) => return fail(exit::FATAL, format!("install SIGCHLD handler: {e}")),
         };
         tracing::info!("running as PID 1: reaping orphaned processes");
         tokio::spawn(async move {

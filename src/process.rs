@@ -131,6 +131,7 @@ pub async fn run(
             source: io::Error::other("child has no pid right after spawn"),
         });
     };
+    tracing::debug!(program = %spec.program.display(), pid = pgid, "process started in its own group");
     let mut guard = GroupGuard {
         pgid: Pid::from_raw(pgid),
         armed: true,
@@ -349,22 +350,77 @@ pub fn group_alive(pgid: i32) -> bool {
         // Without /proc, trust the signal probe above.
         return true;
     };
-    let pgid = pgid.to_string();
-    entries.flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // Fields after the parenthesised command: state, ppid, pgrp, ...
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return false;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid
-    })
+    entries
+        .flatten()
+        .any(|entry| read_stat(&entry.path()).is_some_and(|st| !st.is_zombie() && st.pgrp == pgid))
+}
+
+/// What provisionerd reads of a process's `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// `R`, `S`, `Z`, ...
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+}
+
+impl ProcStat {
+    pub fn is_zombie(&self) -> bool {
+        self.state == 'Z'
+    }
+}
+
+/// Parses the text of `/proc/<pid>/stat`: "pid (comm) state ppid pgrp …".
+/// The command may hold spaces and parentheses, so fields are counted
+/// after the last `)`. `None`: not in that shape.
+pub fn parse_stat(stat: &str) -> Option<ProcStat> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let mut state = fields.next()?.chars();
+    let (Some(state), None) = (state.next(), state.next()) else {
+        return None;
+    };
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some(ProcStat { state, ppid, pgrp })
+}
+
+/// Reads and parses `<proc_dir>/stat` (`proc_dir` is `/proc/<pid>`);
+/// `None` if it cannot be read (the process is gone, or not ours to
+/// inspect) or parsed.
+pub fn read_stat(proc_dir: &std::path::Path) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(proc_dir.join("stat")).ok()?)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stat_fields_are_counted_after_the_last_parenthesis() {
+        let st = super::parse_stat("42 (my (odd) cmd) x) Z 1 40 40 0 -1 4194560").unwrap();
+        assert_eq!(
+            st,
+            super::ProcStat {
+                state: 'Z',
+                ppid: 1,
+                pgrp: 40
+            }
+        );
+        assert!(st.is_zombie());
+        let st = super::parse_stat("7 (terraform) S 3 7 7 0").unwrap();
+        assert_eq!((st.state, st.ppid, st.pgrp), ('S', 3, 7));
+        assert!(!st.is_zombie());
+        for bad in [
+            "",
+            "garbage",
+            "42 (sleep)",
+            "42 (sleep) Z 1",
+            "42 (sleep) Z x 40",
+            "42 (sleep) ZZ 1 40",
+        ] {
+            assert_eq!(super::parse_stat(bad), None, "{bad:?}");
+        }
+    }
+
     use super::*;
     use std::path::Path;
     use std::time::Instant;

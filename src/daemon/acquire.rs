@@ -36,12 +36,17 @@ pub(super) struct Daemon {
 /// The lifetime policy for autoscalers: drain and exit 0 after `max_jobs`
 /// jobs, or after `idle_timeout` without one. Both are plain drains, so
 /// the coordinator sees the same state reports as for SIGHUP.
+///
+/// Idle means connected and without work: the idle clock stops while the
+/// session is down (a coordinator outage must not make every daemon exit)
+/// and restarts when it is back.
 pub(super) struct Lifetime {
     max_jobs: Option<u64>,
     jobs_run: u64,
     idle_timeout: Option<Duration>,
-    /// Since when the daemon has had no job (start, or the last job's end).
-    idle_since: Instant,
+    /// Since when the daemon has been connected without a job (the
+    /// connection, or the last job's end); `None` while disconnected.
+    idle_since: Option<Instant>,
 }
 
 impl Lifetime {
@@ -50,20 +55,32 @@ impl Lifetime {
             max_jobs,
             jobs_run: 0,
             idle_timeout,
-            idle_since: Instant::now(),
+            idle_since: None,
         }
     }
 
-    /// When the idle timeout fires, if there is one.
+    /// The session is up (`true`) or down: a link coming up starts the idle
+    /// clock, one going down stops it.
+    fn connected(&mut self, up: bool) {
+        match (up, self.idle_since) {
+            (true, None) => self.idle_since = Some(Instant::now()),
+            (false, Some(_)) => self.idle_since = None,
+            _ => {}
+        }
+    }
+
+    /// When the idle timeout fires, if there is one and the daemon is
+    /// connected.
     fn idle_deadline(&self) -> Option<Instant> {
         self.idle_timeout
-            .and_then(|t| self.idle_since.checked_add(t))
+            .zip(self.idle_since)
+            .and_then(|(t, since)| since.checked_add(t))
     }
 
     /// A job was run (or turned out not to be ours, `ran` false): the idle
     /// clock restarts either way. Returns true when that was the last job.
     fn job_done(&mut self, ran: bool) -> bool {
-        self.idle_since = Instant::now();
+        self.idle_since = Some(Instant::now());
         if ran {
             self.jobs_run += 1;
         }
@@ -78,14 +95,12 @@ impl Daemon {
             if self.shutdown.drain.is_cancelled() {
                 return Ok(());
             }
+            self.lifetime.connected(self.link.is_up());
             if !self.link.is_up() {
                 self.link.ensure();
+                // No idle timeout here: the clock is stopped while down.
                 let event = tokio::select! {
                     () = self.shutdown.drain.cancelled() => return Ok(()),
-                    () = sleep_until(self.lifetime.idle_deadline()) => {
-                        self.idle_timed_out();
-                        return Ok(());
-                    }
                     ev = self.link.next() => ev,
                 };
                 match event {
@@ -144,10 +159,16 @@ impl Daemon {
                 LinkEvent::AcquireCanceled => {}
                 LinkEvent::Lost(reason) => {
                     tracing::warn!(reason, "session to coordinator lost; reconnecting");
+                    self.lifetime.connected(false);
                     return Ok(None);
                 }
                 LinkEvent::Fatal(e) => return Err(e),
-                LinkEvent::Connected | LinkEvent::Stopped => return Ok(None),
+                LinkEvent::Connected => {
+                    // A new session: the idle clock restarts with it.
+                    self.lifetime.connected(false);
+                    return Ok(None);
+                }
+                LinkEvent::Stopped => return Ok(None),
             }
         }
     }
@@ -316,5 +337,46 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_clock_stops_while_disconnected_and_restarts_on_reconnect() {
+        let d = Duration::from_secs(60);
+        let mut l = Lifetime::new(None, Some(d));
+        // Not connected yet: no deadline, however long it takes.
+        assert_eq!(l.idle_deadline(), None);
+        tokio::time::advance(d * 3).await;
+        assert_eq!(l.idle_deadline(), None);
+        l.connected(true);
+        let first = l.idle_deadline().expect("connected: the clock runs");
+        assert_eq!(first, Instant::now() + d);
+        // Still up: the clock is not restarted by every loop round.
+        tokio::time::advance(d / 2).await;
+        l.connected(true);
+        assert_eq!(l.idle_deadline(), Some(first));
+        // An outage longer than the timeout: no deadline while it lasts.
+        l.connected(false);
+        tokio::time::advance(d * 2).await;
+        assert_eq!(l.idle_deadline(), None);
+        // Back: a whole timeout from the reconnect.
+        l.connected(true);
+        assert_eq!(l.idle_deadline(), Some(Instant::now() + d));
+        // A job's end restarts it too.
+        tokio::time::advance(d / 2).await;
+        assert!(!l.job_done(true));
+        assert_eq!(l.idle_deadline(), Some(Instant::now() + d));
+    }
+
+    #[test]
+    fn no_idle_timeout_means_no_deadline() {
+        let mut l = Lifetime::new(Some(1), None);
+        l.connected(true);
+        assert_eq!(l.idle_deadline(), None);
+        assert!(l.job_done(true), "the first job was the last");
     }
 }

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::convert::{finish_request, job_from_offer, job_type_name, outcome_name};
 use super::logship::{self, Progress, ShipError, Shipper};
@@ -104,10 +105,15 @@ async fn run_offer(
             let cfg = ctx.runner.clone();
             let cancel = job_cancel.clone();
             let done = runner_done.clone().drop_guard();
-            let runner = ctx.tracker.spawn(async move {
-                let _done = done;
-                runner::run(&cfg, job, tx, cancel).await
-            });
+            // In the job's span: the runner's and the process module's
+            // lines carry the job id and the daemon name.
+            let runner = ctx.tracker.spawn(
+                async move {
+                    let _done = done;
+                    runner::run(&cfg, job, tx, cancel).await
+                }
+                .in_current_span(),
+            );
             let shipper = Shipper {
                 client: &ctx.client,
                 job_id: &job_id,

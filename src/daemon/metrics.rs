@@ -1,8 +1,10 @@
 //! The daemon's Prometheus metrics: one struct of handles, registered once
 //! into the registry `/metrics` serves and cloned into the tasks that update
 //! them (the acquire loop, the link, the log shipper, the job, the runner's
-//! command observer, the cache-size sampler). Handles are atomics: updating
-//! one never waits.
+//! command observer, the cache-size sampler). A plain counter or gauge is an
+//! atomic; a labelled `Family` finds its series under an `RwLock`, so an
+//! update may wait briefly: while another series is added, or, when it adds
+//! one, while a scrape encodes the family.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

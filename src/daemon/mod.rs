@@ -99,6 +99,10 @@ pub struct DaemonConfig {
 /// short, so it is only fired once `cancel` has been.
 #[derive(Debug, Clone)]
 pub struct Shutdown {
+    /// Serializes requests; true while the drain was started by
+    /// `POST /drain` and no signal has arrived since (see
+    /// [`Shutdown::request`]).
+    endpoint_drain: Arc<std::sync::Mutex<bool>>,
     /// Interrupt the running job, report it, exit.
     pub cancel: CancellationToken,
     /// Take no more jobs; finish the running one, report it, exit.
@@ -128,6 +132,7 @@ impl Shutdown {
         let cancel = CancellationToken::new();
         let drain = cancel.child_token();
         Shutdown {
+            endpoint_drain: Arc::new(std::sync::Mutex::new(false)),
             cancel,
             drain,
             kill: CancellationToken::new(),
@@ -148,20 +153,46 @@ impl Shutdown {
     }
 
     /// Applies an operator's request, escalating on repeats: the first
-    /// drain request drains, the first cancel request cancels; any request
-    /// while draining cancels, any request while canceling kills. Returns
-    /// the stage reached.
+    /// drain request drains, the first cancel request cancels; a request
+    /// while draining cancels, any request while canceling kills. One
+    /// exception: the first drain request after a drain started by
+    /// `POST /drain` ([`Shutdown::drain_from_endpoint`]) keeps draining —
+    /// a preStop hook or spot handler posts the drain, then the kubelet or
+    /// systemd sends SIGTERM, which must not cancel the job. A cancel
+    /// request always cancels. Returns the stage reached.
     pub fn request(&self, req: Request) -> Stage {
+        let mut endpoint_drain = lock(&self.endpoint_drain);
         match (self.stage(), req) {
             (Stage::Running, Request::Drain) => self.drain.cancel(),
+            (Stage::Draining, Request::Drain) if *endpoint_drain => {}
             (Stage::Running, Request::Cancel) | (Stage::Draining, _) => self.cancel.cancel(),
             (Stage::Canceling | Stage::Killing, _) => {
                 self.cancel.cancel();
                 self.kill.cancel();
             }
         }
+        *endpoint_drain = false;
         self.stage()
     }
+
+    /// What `POST /drain` does: drains if running, never escalates.
+    /// `Ok`: this call started the drain (and the next drain request by a
+    /// signal is absorbed); `Err`: the stage it found, left unchanged.
+    pub fn drain_from_endpoint(&self) -> Result<(), Stage> {
+        let mut endpoint_drain = lock(&self.endpoint_drain);
+        match self.stage() {
+            Stage::Running => {
+                self.drain.cancel();
+                *endpoint_drain = true;
+                Ok(())
+            }
+            stage => Err(stage),
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Default for Shutdown {
@@ -367,6 +398,38 @@ mod tests {
         // Too short to fit (only reachable without config validation): at once.
         assert_eq!(escalation_delay(s(5), s(60)), Duration::ZERO);
         assert_eq!(escalation_delay(s(5), Duration::MAX), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_signal_drain_after_an_endpoint_drain_keeps_draining_once() {
+        let s = Shutdown::new();
+        assert_eq!(s.drain_from_endpoint(), Ok(()));
+        assert_eq!(s.stage(), Stage::Draining);
+        // A second POST changes nothing and keeps the absorbed signal.
+        assert_eq!(s.drain_from_endpoint(), Err(Stage::Draining));
+        // The kubelet's SIGTERM after the preStop hook: still draining.
+        assert_eq!(s.request(Request::Drain), Stage::Draining);
+        assert!(!s.cancel.is_cancelled());
+        // A further one escalates as usual.
+        assert_eq!(s.request(Request::Drain), Stage::Canceling);
+        assert_eq!(s.request(Request::Drain), Stage::Killing);
+    }
+
+    #[test]
+    fn a_cancel_after_an_endpoint_drain_cancels_at_once() {
+        let s = Shutdown::new();
+        assert_eq!(s.drain_from_endpoint(), Ok(()));
+        assert_eq!(s.request(Request::Cancel), Stage::Canceling);
+        // The absorption is used up by any signal.
+        assert_eq!(s.request(Request::Drain), Stage::Killing);
+    }
+
+    #[test]
+    fn a_signal_drain_is_never_absorbed() {
+        let s = Shutdown::new();
+        assert_eq!(s.request(Request::Drain), Stage::Draining);
+        assert_eq!(s.drain_from_endpoint(), Err(Stage::Draining));
+        assert_eq!(s.request(Request::Drain), Stage::Canceling);
     }
 
     #[test]

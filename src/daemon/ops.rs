@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
-use super::{Request, Shutdown, Stage};
+use super::{Shutdown, Stage};
 use crate::process::{self, Spec};
 
 /// How often the cache dir must take a write.
@@ -163,18 +163,31 @@ fn write_probe(path: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("write {}: {e}", path.display()))
 }
 
+/// `terraform version` in `cwd`, with the environment a job's terraform
+/// gets: `daemon_env` without the daemon's own settings (its key among
+/// them), plus the automation settings.
+fn version_spec(
+    terraform: &std::path::Path,
+    cwd: &std::path::Path,
+    daemon_env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Spec {
+    Spec {
+        program: terraform.to_path_buf(),
+        args: vec!["version".into()],
+        cwd: cwd.to_path_buf(),
+        env: crate::runner::base_environment(daemon_env)
+            .into_iter()
+            .collect(),
+    }
+}
+
 /// Runs `terraform version`; `Err` says why it did not succeed.
 async fn terraform_version(
     terraform: &std::path::Path,
     cwd: &std::path::Path,
     stop: &CancellationToken,
 ) -> Result<(), String> {
-    let spec = Spec {
-        program: terraform.to_path_buf(),
-        args: vec!["version".into()],
-        cwd: cwd.to_path_buf(),
-        env: std::env::vars_os().collect(),
-    };
+    let spec = version_spec(terraform, cwd, std::env::vars_os());
     // Output is not needed: dropping the receiver discards it.
     let (tx, _) = mpsc::channel(1);
     let cancel = stop.child_token();
@@ -208,34 +221,29 @@ async fn terraform_version(
 }
 
 /// What `POST /drain` does: the same drain as SIGHUP, through
-/// [`Shutdown::request`], but never an escalation — a second POST while
-/// draining (or canceling) changes nothing and says so. Signals escalate
-/// because a human repeating one means "faster"; a preStop hook retried by
-/// the kubelet must not cancel a job.
+/// [`Shutdown::drain_from_endpoint`], but never an escalation — a second
+/// POST while draining (or canceling) changes nothing and says so. Signals
+/// escalate because a human repeating one means "faster"; a preStop hook
+/// retried by the kubelet must not cancel a job, nor must the SIGTERM that
+/// follows the hook (the first signal drain after this one is absorbed).
 pub(super) fn drain_fn(shutdown: Shutdown) -> Arc<crate::health::DrainFn> {
-    // Serializes POSTs, so two at once cannot both see "running" and the
-    // second escalate.
-    let gate = Mutex::new(());
-    Arc::new(move || {
-        let _held = lock(&gate);
-        match shutdown.stage() {
-            Stage::Running => {
-                shutdown.request(Request::Drain);
-                tracing::info!(
-                    source = "POST /drain",
-                    "drain requested: taking no more jobs; a running job is finished first"
-                );
-                "draining: taking no more jobs; a running job is finished first".into()
-            }
-            Stage::Draining => "already draining; nothing changed".into(),
-            Stage::Canceling | Stage::Killing => "already canceling; nothing changed".into(),
+    Arc::new(move || match shutdown.drain_from_endpoint() {
+        Ok(()) => {
+            tracing::info!(
+                source = "POST /drain",
+                "drain requested: taking no more jobs; a running job is finished first"
+            );
+            "draining: taking no more jobs; a running job is finished first".into()
         }
+        Err(Stage::Running | Stage::Draining) => "already draining; nothing changed".into(),
+        Err(Stage::Canceling | Stage::Killing) => "already canceling; nothing changed".into(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::Request;
 
     #[test]
     fn a_second_drain_post_never_escalates() {
@@ -248,6 +256,38 @@ mod tests {
         s.request(Request::Cancel);
         assert!(drain().starts_with("already canceling"));
         assert_eq!(s.stage(), Stage::Canceling);
+    }
+
+    #[test]
+    fn the_terraform_probe_gets_a_jobs_environment_without_the_daemon_key() {
+        let daemon_env = [
+            ("PROVISIONERD_KEY", "secret"),
+            ("CODER_AGENT_TOKEN", "t"),
+            ("PATH", "/usr/bin"),
+            ("TF_CLI_CONFIG_FILE", "/etc/tf.rc"),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        let spec = version_spec("/bin/terraform".as_ref(), "/c".as_ref(), daemon_env);
+        let env: Vec<(String, String)> = spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
+            .collect();
+        let has = |k: &str, v: &str| env.contains(&(k.to_string(), v.to_string()));
+        assert!(
+            has("PATH", "/usr/bin") && has("TF_CLI_CONFIG_FILE", "/etc/tf.rc"),
+            "{env:?}"
+        );
+        assert!(
+            has("CHECKPOINT_DISABLE", "1") && has("TF_IN_AUTOMATION", "1"),
+            "{env:?}"
+        );
+        assert!(
+            !env.iter()
+                .any(|(k, _)| k.starts_with("PROVISIONERD_") || k.starts_with("CODER_")),
+            "{env:?}"
+        );
+        assert_eq!(spec.args, ["version"]);
     }
 
     #[tokio::test]

@@ -178,18 +178,10 @@ pub(super) fn processes_under(root: &Path) -> Vec<Found> {
         if !cwd.starts_with(root) {
             continue;
         }
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // Fields after the parenthesised command: state, ppid, pgrp, ...
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if let (Some(&state), Some(Ok(pgid))) = (fields.first(), fields.get(2).map(|f| f.parse()))
-            && state != "Z"
+        if let Some(st) = crate::process::read_stat(&entry.path())
+            && !st.is_zombie()
         {
-            out.push(Found { pid, pgid });
+            out.push(Found { pid, pgid: st.pgrp });
         }
     }
     out

@@ -46,17 +46,8 @@ pub fn reap_orphans() -> usize {
 /// From `/proc/<pid>/stat`: a zombie child of `me` that is not the leader
 /// of its process group.
 fn is_orphan_zombie(stat: &str, me: u32, pid: i32) -> bool {
-    // "pid (comm) state ppid pgrp ...": comm may hold spaces and
-    // parentheses, so fields are counted after the last ')'.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return false;
-    };
-    let mut fields = rest.split_whitespace();
-    let (Some(state), Some(ppid), Some(pgrp)) = (fields.next(), fields.next(), fields.next())
-    else {
-        return false;
-    };
-    state == "Z" && ppid.parse() == Ok(me) && pgrp.parse() != Ok(pid)
+    super::parse_stat(stat)
+        .is_some_and(|st| st.is_zombie() && u32::try_from(st.ppid) == Ok(me) && st.pgrp != pid)
 }
 
 #[cfg(test)]

@@ -14,21 +14,17 @@ use super::{Job, JobKind, RunnerConfig, Transition};
 /// them.
 const PREBUILDS_OWNER: &str = "prebuilds";
 
-/// The daemon's environment without its own settings (`PROVISIONERD_*`,
-/// which may hold credentials) and without any `CODER_*` (credentials of a
-/// Coder deployment, or stale values that would shadow the contract
-/// variables). Everything else reaches terraform unchanged, including the
-/// operator's `TF_CLI_CONFIG_FILE` (e.g. a provider mirror).
-///
-/// Then automation settings and, for workspace builds, Coder's
-/// `CODER_WORKSPACE_*` variables, and for every parameter a job carries
-/// `CODER_PARAMETER_<sha256 hex of the name>` (the previous build's value
-/// in `CODER_PARAMETER_PREVIOUS_<…>`).
-pub(super) fn environment(
-    daemon_env: Vec<(OsString, OsString)>,
-    cfg: &RunnerConfig,
-    job: &Job,
-) -> Vec<(OsString, OsString)> {
+/// The environment every terraform command the daemon runs gets, a job's
+/// or a probe's: the daemon's own (`daemon_env`) without its settings
+/// (`PROVISIONERD_*`, which may hold credentials) and without any
+/// `CODER_*` (credentials of a Coder deployment, or stale values that
+/// would shadow the contract variables), plus the automation settings
+/// (`TF_IN_AUTOMATION`, `CHECKPOINT_DISABLE`, `TF_INPUT=0`). Everything
+/// else reaches terraform unchanged, including the operator's
+/// `TF_CLI_CONFIG_FILE` (e.g. a provider mirror).
+pub fn base_environment(
+    daemon_env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> BTreeMap<OsString, OsString> {
     let mut env: BTreeMap<OsString, OsString> = daemon_env
         .into_iter()
         .filter(|(key, _)| {
@@ -36,12 +32,29 @@ pub(super) fn environment(
             !key.starts_with(b"PROVISIONERD_") && !key.starts_with(b"CODER_")
         })
         .collect();
+    for (key, value) in [
+        ("TF_IN_AUTOMATION", "1"),
+        ("CHECKPOINT_DISABLE", "1"),
+        ("TF_INPUT", "0"),
+    ] {
+        env.insert(key.into(), value.into());
+    }
+    env
+}
+
+/// A job's environment: [`base_environment`], then, for workspace builds,
+/// Coder's `CODER_WORKSPACE_*` variables, and for every parameter a job
+/// carries `CODER_PARAMETER_<sha256 hex of the name>` (the previous
+/// build's value in `CODER_PARAMETER_PREVIOUS_<…>`).
+pub(super) fn environment(
+    daemon_env: Vec<(OsString, OsString)>,
+    cfg: &RunnerConfig,
+    job: &Job,
+) -> Vec<(OsString, OsString)> {
+    let mut env = base_environment(daemon_env);
     let mut set = |key: &str, value: &str| {
         env.insert(key.into(), value.into());
     };
-    set("TF_IN_AUTOMATION", "1");
-    set("CHECKPOINT_DISABLE", "1");
-    set("TF_INPUT", "0");
     if let JobKind::WorkspaceBuild(build) = &job.kind {
         let transition = match build.transition {
             Transition::Start => "start",

@@ -19,6 +19,7 @@ mod terraform;
 mod varfile;
 mod vars;
 
+pub use env::base_environment;
 pub use vars::{VarsError, template_variables};
 
 /// Runs `job` with terraform in `cfg.work_root/<job.id>` and returns how it

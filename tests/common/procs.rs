@@ -29,8 +29,9 @@ impl Proc {
         let file = std::fs::File::create(log).expect("create process log");
         let child = Command::new(program)
             .args(args)
-            .envs(envs.iter().copied())
+            // RUST_LOG=info unless the test sets its own.
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             // Tests read the text format; one that wants JSON passes --log-format.
             .env("PROVISIONERD_LOG_FORMAT", "text")
             .stdin(Stdio::null())

@@ -221,6 +221,15 @@ async fn post_drain_drains_a_busy_daemon_and_a_second_post_does_not_cancel() {
         call(addr, "POST", "/drain").await,
         (202, "already draining; nothing changed\n".into())
     );
+    // Nor the SIGTERM the kubelet sends after the preStop hook posted.
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    d.wait_log("signal=\"SIGTERM\"").await;
+    assert_eq!(call(addr, "GET", "/readyz").await.0, 503);
+    assert!(
+        !d.log_text().contains("cancel requested"),
+        "{}",
+        d.log_text()
+    );
 
     assert_eq!(d.exit_code(TIMEOUT).await, 0, "{}", d.log_text());
     let done = s.coord().job(&job).await;
@@ -233,14 +242,45 @@ async fn post_drain_drains_a_busy_daemon_and_a_second_post_does_not_cancel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_after_post_drain_cancels_the_job() {
+    let s = Stack::new().await;
+    let (mut d, addr) = s.daemon(&[]).await;
+    s.coord().wait_succeeded(&s.push("t").await).await;
+    let job = s
+        .coord()
+        .create_workspace("w1", "t", "alice", &[("sleep", "30")])
+        .await;
+    wait_for(addr, "/metrics", |_, b| {
+        value(b, "provisionerd_daemon_state{state=\"busy\"}") == Some(1.0)
+    })
+    .await;
+    assert_eq!(call(addr, "POST", "/drain").await.0, 202);
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    d.wait_log("signal=\"SIGTERM\"").await;
+    assert!(
+        !d.log_text().contains("cancel requested"),
+        "{}",
+        d.log_text()
+    );
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    d.wait_log("cancel requested").await;
+    assert_eq!(d.exit_code(TIMEOUT).await, 0, "{}", d.log_text());
+    let done = s.coord().job(&job).await;
+    assert_eq!(done.status, "canceled", "{}", done.error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_parse_and_job_lines_carry_the_job_id_and_daemon_name() {
     let s = Stack::new().await;
-    let mut d = procs::start(
+    // The process module's debug line shows a process-level line is in
+    // the job's span too (the runner task runs inside it).
+    let mut d = procs::start_with_env(
         &s.coord().url,
         &s.key,
         "d1",
         &s.cache(),
         &["--log-format", "json"],
+        &[("RUST_LOG", "info,provisionerd::process=debug")],
     );
     let job = s.push("t").await;
     s.coord().wait_succeeded(&job).await;
@@ -260,6 +300,27 @@ async fn json_logs_parse_and_job_lines_carry_the_job_id_and_daemon_name() {
             job_lines += 1;
         }
     }
+    let spawned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"message\":\"process started in its own group\""))
+        .collect();
+    let (mut in_job, mut outside) = (0, 0);
+    for line in spawned {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["span"].is_null() {
+            outside += 1;
+        } else {
+            assert_eq!(v["span"]["job_id"], job.as_str(), "{line}");
+            assert_eq!(v["span"]["daemon"], "d1", "{line}");
+            in_job += 1;
+        }
+    }
+    // The import's init, validate and plan; outside a job only the
+    // readiness probe's `terraform version` (at start, then every 5 min).
+    assert!(
+        in_job >= 3 && outside <= 1,
+        "{in_job} in the job span, {outside} outside:\n{log}"
+    );
     let finished = log
         .lines()
         .find(|l| l.contains("\"message\":\"job finished\""))

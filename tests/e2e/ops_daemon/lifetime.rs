@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Stack, call};
-use crate::common::TIMEOUT;
+use super::{Stack, call, wait_for};
+use crate::common::{Coord, TIMEOUT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_jobs_1_exits_0_after_one_job_and_leaves_the_next_pending() {
@@ -48,6 +48,38 @@ async fn idle_timeout_never_fires_during_a_job_and_exits_0_once_idle() {
     assert!(
         waited >= Duration::from_secs(2),
         "exited {waited:?} after the job: the clock must restart after it"
+    );
+    assert!(
+        d.log_text()
+            .contains("--idle-timeout: no job for 3s; draining and exiting 0"),
+        "{}",
+        d.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_timeout_does_not_run_while_the_coordinator_is_down() {
+    let mut s = Stack::new().await;
+    let (mut d, addr) = s.daemon(&["--idle-timeout", "3s"]).await;
+    wait_for(addr, "/readyz", |st, _| st == 200).await;
+    // An outage twice as long as the idle timeout: the daemon stays.
+    let coord = s.coord.take().unwrap();
+    let listen = coord.url.trim_start_matches("http://").parse().unwrap();
+    let data = coord.data_dir.clone();
+    coord.stop().await;
+    wait_for(addr, "/readyz", |st, _| st == 503).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(call(addr, "GET", "/healthz").await.0, 200, "still running");
+    assert!(!d.log_text().contains("--idle-timeout"), "{}", d.log_text());
+    // Back: a whole idle timeout from the reconnect, then exit 0.
+    s.coord = Some(Coord::start_at(&data, listen, Duration::from_secs(60)).await);
+    wait_for(addr, "/readyz", |st, _| st == 200).await;
+    let connected = Instant::now();
+    assert_eq!(d.exit_code(TIMEOUT).await, 0, "{}", d.log_text());
+    let waited = connected.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2),
+        "exited {waited:?} after reconnecting: the clock must restart then"
     );
     assert!(
         d.log_text()
