@@ -73,6 +73,7 @@ impl Fixture {
                 &version,
                 &BTreeMap::new(),
                 &NewBuild::default(),
+                false,
             )
             .unwrap();
         let d = self.daemon("d1");
