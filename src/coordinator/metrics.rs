@@ -226,6 +226,9 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// waits on the database lock.
 pub struct Readiness {
     store_ok: AtomicBool,
+    /// A probe's write is still running: the next one is skipped rather
+    /// than piling up blocking tasks behind a stuck database.
+    probing: Arc<AtomicBool>,
     last_error: std::sync::Mutex<String>,
 }
 
@@ -251,6 +254,7 @@ impl Readiness {
 pub async fn readiness(hub: Arc<Hub>, shutdown: CancellationToken) -> Arc<Readiness> {
     let r = Arc::new(Readiness {
         store_ok: AtomicBool::new(false),
+        probing: Arc::new(AtomicBool::new(false)),
         last_error: std::sync::Mutex::new("not probed yet".into()),
     });
     probe(&hub, &r).await;
@@ -268,15 +272,26 @@ pub async fn readiness(hub: Arc<Hub>, shutdown: CancellationToken) -> Arc<Readin
 }
 
 async fn probe(hub: &Arc<Hub>, r: &Readiness) {
-    let store = hub.store.clone();
-    // The store is synchronous and may wait on its lock (or a busy
-    // database): off the runtime threads, with a deadline.
-    let write = tokio::task::spawn_blocking(move || store.probe_write());
-    let result = match tokio::time::timeout(PROBE_EVERY, write).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
-        Ok(Err(e)) => Err(format!("probe task: {e}")),
-        Err(_) => Err(format!("a write took longer than {PROBE_EVERY:?}")),
+    let result = if r.probing.swap(true, Ordering::AcqRel) {
+        Err(format!(
+            "an earlier write probe has not finished (it took longer than {PROBE_EVERY:?})"
+        ))
+    } else {
+        let store = hub.store.clone();
+        let probing = r.probing.clone();
+        // The store is synchronous and may wait on its lock (or a busy
+        // database): off the runtime threads, with a deadline.
+        let write = tokio::task::spawn_blocking(move || {
+            let result = store.probe_write();
+            probing.store(false, Ordering::Release);
+            result
+        });
+        match tokio::time::timeout(PROBE_EVERY, write).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(e)) => Err(format!("probe task: {e}")),
+            Err(_) => Err(format!("a write took longer than {PROBE_EVERY:?}")),
+        }
     };
     match result {
         Ok(()) => r.store_ok.store(true, Ordering::Relaxed),
