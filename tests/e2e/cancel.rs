@@ -215,7 +215,9 @@ async fn cli_cancels_pending_and_running_jobs() {
     let out = cli(&coord, &["jobs", "cancel", &pending]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains(&format!("cancel job {pending}: it has already ended (canceled)")),
+        text(&out.stderr).contains(&format!(
+            "cancel job {pending}: it has already ended (canceled)"
+        )),
         "{}",
         text(&out.stderr)
     );

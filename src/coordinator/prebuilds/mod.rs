@@ -94,10 +94,7 @@ pub fn assess(hub: &Hub) -> Result<(Vec<Slot>, Assessment)> {
     let mut workspaces = hub.store.prebuild_workspaces()?;
     // A lost create's daemon gets this long to report before the
     // workspace is judged by its (failed) status.
-    let grace_ms = hub
-        .job_lease
-        .saturating_mul(LOST_GRACE_LEASES)
-        .as_millis() as i64;
+    let grace_ms = hub.job_lease.saturating_mul(LOST_GRACE_LEASES).as_millis() as i64;
     for pw in &mut workspaces {
         let finished = pw.latest.as_ref().and_then(|j| j.finished_at);
         if pw.awaiting_late && finished.is_some_and(|at| now.timestamp_millis() - at > grace_ms) {

@@ -184,7 +184,10 @@ fn canceling_job_reported_canceled_ends_canceled() {
     assert_eq!(j.error.as_deref(), Some("canceled: terraform interrupted"));
     assert!(f.store.canceling_jobs(&d).unwrap().is_empty());
     let err = f.store.cancel_job(&job).unwrap_err();
-    assert!(err.to_string().contains("it has already ended (canceled)"), "{err}");
+    assert!(
+        err.to_string().contains("it has already ended (canceled)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -100,7 +100,13 @@ fn a_lost_create_awaiting_its_daemon_is_in_flight_not_destroyed_or_replaced() {
     lost_old.awaiting_late = true;
     let have = [lost.clone(), lost_old.clone()];
     let history = vec![("failed".to_string(), Some(1))];
-    let a = assess(vec![slot(1)], &have, &[history.clone()], 10, MIN);
+    let a = assess(
+        vec![slot(1)],
+        &have,
+        std::slice::from_ref(&history),
+        10,
+        MIN,
+    );
     assert!(destroyed(&a).is_empty(), "{:?}", a.actions);
     assert_eq!(creates(&a), 0, "the lost create fills the pool's one slot");
     assert_eq!(a.pools[0].in_flight, 1);
