@@ -332,6 +332,7 @@ impl Admin for AdminApi {
                 variables: req.variables.into_iter().collect(),
                 parameters: req.parameters.into_iter().collect(),
                 preset: (!req.preset.is_empty()).then_some(req.preset.as_str()),
+                reconciled: false,
             },
         )?;
         Ok(Response::new(proto::BuildResponse {
@@ -500,7 +501,12 @@ impl Admin for AdminApi {
         req: Request<proto::PausePrebuildsRequest>,
     ) -> Result<Response<proto::PrebuildStatus>, Status> {
         self.auth(&req)?;
-        Ok(Response::new(prebuilds::set_paused(&self.hub, true)?))
+        // Waits for an acting reconcile pass: off the async workers.
+        let hub = self.hub.clone();
+        let status = tokio::task::spawn_blocking(move || prebuilds::set_paused(&hub, true))
+            .await
+            .map_err(|e| CoordError::Internal(format!("pause prebuilds: {e}")))??;
+        Ok(Response::new(status))
     }
 
     async fn resume_prebuilds(
@@ -508,7 +514,12 @@ impl Admin for AdminApi {
         req: Request<proto::ResumePrebuildsRequest>,
     ) -> Result<Response<proto::PrebuildStatus>, Status> {
         self.auth(&req)?;
-        Ok(Response::new(prebuilds::set_paused(&self.hub, false)?))
+        // Waits for an acting reconcile pass: off the async workers.
+        let hub = self.hub.clone();
+        let status = tokio::task::spawn_blocking(move || prebuilds::set_paused(&hub, false))
+            .await
+            .map_err(|e| CoordError::Internal(format!("resume prebuilds: {e}")))??;
+        Ok(Response::new(status))
     }
 
     async fn get_prebuild_status(

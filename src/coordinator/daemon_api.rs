@@ -249,7 +249,10 @@ async fn serve_session(
                 }
                 if takes_jobs && !report.takes_jobs() {
                     takes_jobs = false;
-                    tracing::info!(daemon = %peer.name, state = ?report.state, "daemon takes no more jobs");
+                    let state = report
+                        .state
+                        .map_or_else(|| "unreported".to_string(), |s| format!("{s:?}"));
+                    tracing::info!(daemon = %peer.name, %state, "daemon takes no more jobs");
                     // Its pending Acquire is void; answered as a withdrawal
                     // so a daemon waiting for the answer is not left hanging.
                     // An offer already pushed stays the daemon's to run.

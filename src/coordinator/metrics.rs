@@ -36,9 +36,70 @@ pub fn dispatch_latency() -> Histogram {
 
 type Labels = Vec<(&'static str, String)>;
 
+/// What the store shows, read at once (on a blocking thread).
+#[derive(Debug, Clone)]
+struct Snapshot {
+    jobs: Vec<super::store::JobGauge>,
+    outcomes: Vec<(String, String, u64)>,
+    durations: Vec<Histo>,
+    waits: Vec<Histo>,
+    daemons: std::collections::BTreeMap<(String, String), i64>,
+    prebuilds: crate::proto::PrebuildStatus,
+}
+
+impl Snapshot {
+    fn read(hub: &Hub) -> Result<Snapshot, String> {
+        let store = &hub.store;
+        let e = |what: &'static str| move |x: super::error::CoordError| format!("read {what}: {x}");
+        let mut daemons: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        for d in store.list_daemons().map_err(e("daemons"))? {
+            let state = d.status();
+            if state != "offline" {
+                let key = (state.to_string(), crate::tags::display(&d.tags));
+                *daemons.entry(key).or_default() += 1;
+            }
+        }
+        Ok(Snapshot {
+            jobs: store.job_gauges().map_err(e("job gauges"))?,
+            outcomes: store.job_outcomes().map_err(e("job outcomes"))?,
+            durations: store
+                .job_durations(&DURATION_BOUNDS)
+                .map_err(e("job durations"))?,
+            waits: store.queue_waits(&WAIT_BOUNDS).map_err(e("queue waits"))?,
+            daemons,
+            prebuilds: super::prebuilds::status(hub).map_err(e("prebuild pools"))?,
+        })
+    }
+}
+
+/// How often the store-backed snapshot `/metrics` shows is refreshed.
+pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+
+/// The latest snapshot (or why it could not be read).
+type Cache = Arc<std::sync::Mutex<Result<Snapshot, String>>>;
+
 #[derive(Debug)]
 struct StoreCollector {
-    hub: Arc<Hub>,
+    cache: Cache,
+}
+
+/// Keeps `cache` fresh: one read at a time, on a blocking thread, so a
+/// scrape never waits on the store.
+async fn refresh(hub: Arc<Hub>, cache: Cache, shutdown: CancellationToken) {
+    loop {
+        let h = hub.clone();
+        let read = tokio::task::spawn_blocking(move || Snapshot::read(&h))
+            .await
+            .unwrap_or_else(|e| Err(format!("metrics snapshot task: {e}")));
+        if let Err(why) = &read {
+            tracing::error!(error = %why, "metrics: read the store");
+        }
+        *cache.lock().unwrap_or_else(|p| p.into_inner()) = read;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(SNAPSHOT_EVERY) => {}
+        }
+    }
 }
 
 fn gauges(
@@ -81,8 +142,12 @@ fn err(what: &'static str) -> impl Fn(std::fmt::Error) -> String {
 
 impl StoreCollector {
     fn collect(&self, mut e: DescriptorEncoder) -> Result<(), String> {
-        let store = &self.hub.store;
-        let jobs = store.job_gauges().map_err(|x| x.to_string())?;
+        let snap = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let jobs = snap.jobs;
         gauges(
             &mut e,
             "provisionerd_coordinator_jobs",
@@ -100,7 +165,7 @@ impl StoreCollector {
             }),
         )
         .map_err(err("jobs"))?;
-        let outcomes = store.job_outcomes().map_err(|x| x.to_string())?;
+        let outcomes = snap.outcomes;
         let family = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();
         for (ty, outcome, n) in outcomes {
             family
@@ -117,9 +182,7 @@ impl StoreCollector {
             )
             .map_err(err("outcomes"))?;
         family.encode(m).map_err(err("outcomes"))?;
-        let durations = store
-            .job_durations(&DURATION_BOUNDS)
-            .map_err(|x| x.to_string())?;
+        let durations = snap.durations;
         histograms(
             &mut e,
             "provisionerd_coordinator_job_duration_seconds",
@@ -128,7 +191,7 @@ impl StoreCollector {
             durations,
         )
         .map_err(err("durations"))?;
-        let waits = store.queue_waits(&WAIT_BOUNDS).map_err(|x| x.to_string())?;
+        let waits = snap.waits;
         histograms(
             &mut e,
             "provisionerd_coordinator_job_queue_wait_seconds",
@@ -137,14 +200,7 @@ impl StoreCollector {
             waits,
         )
         .map_err(err("waits"))?;
-        let mut daemons: std::collections::BTreeMap<(String, String), i64> = Default::default();
-        for d in store.list_daemons().map_err(|x| x.to_string())? {
-            let state = d.status();
-            if state != "offline" {
-                let key = (state.to_string(), crate::tags::display(&d.tags));
-                *daemons.entry(key).or_default() += 1;
-            }
-        }
+        let daemons = snap.daemons;
         gauges(
             &mut e,
             "provisionerd_coordinator_daemons",
@@ -154,7 +210,7 @@ impl StoreCollector {
                 .map(|((state, tags), n)| (vec![("state", state), ("tags", tags)], n)),
         )
         .map_err(err("daemons"))?;
-        let status = super::prebuilds::status(&self.hub).map_err(|x| x.to_string())?;
+        let status = snap.prebuilds;
         let pool = |p: &crate::proto::PrebuildPreset| {
             vec![
                 ("template", p.template.clone()),
@@ -206,15 +262,27 @@ impl Collector for StoreCollector {
     }
 }
 
-/// The coordinator's registry.
-pub fn registry(hub: Arc<Hub>, dispatch_latency: Histogram) -> Registry {
+/// The coordinator's registry; its store-backed metrics come from a
+/// snapshot refreshed every [`SNAPSHOT_EVERY`] until `shutdown` (the first
+/// is read before this returns).
+pub async fn registry(
+    hub: Arc<Hub>,
+    dispatch_latency: Histogram,
+    shutdown: CancellationToken,
+) -> Registry {
+    let h = hub.clone();
+    let first = tokio::task::spawn_blocking(move || Snapshot::read(&h))
+        .await
+        .unwrap_or_else(|e| Err(format!("metrics snapshot task: {e}")));
+    let cache: Cache = Arc::new(std::sync::Mutex::new(first));
+    tokio::spawn(refresh(hub, cache.clone(), shutdown));
     let mut r = Registry::default();
     r.register(
         "provisionerd_coordinator_dispatch_latency_seconds",
         "Time from a matching daemon waiting while a job is pending to the job's offer.",
         dispatch_latency,
     );
-    r.register_collector(Box::new(StoreCollector { hub }));
+    r.register_collector(Box::new(StoreCollector { cache }));
     r
 }
 
@@ -226,6 +294,9 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// waits on the database lock.
 pub struct Readiness {
     store_ok: AtomicBool,
+    /// A probe's write is still running: the next one is skipped rather
+    /// than piling up blocking tasks behind a stuck database.
+    probing: Arc<AtomicBool>,
     last_error: std::sync::Mutex<String>,
 }
 
@@ -251,6 +322,7 @@ impl Readiness {
 pub async fn readiness(hub: Arc<Hub>, shutdown: CancellationToken) -> Arc<Readiness> {
     let r = Arc::new(Readiness {
         store_ok: AtomicBool::new(false),
+        probing: Arc::new(AtomicBool::new(false)),
         last_error: std::sync::Mutex::new("not probed yet".into()),
     });
     probe(&hub, &r).await;
@@ -268,15 +340,26 @@ pub async fn readiness(hub: Arc<Hub>, shutdown: CancellationToken) -> Arc<Readin
 }
 
 async fn probe(hub: &Arc<Hub>, r: &Readiness) {
-    let store = hub.store.clone();
-    // The store is synchronous and may wait on its lock (or a busy
-    // database): off the runtime threads, with a deadline.
-    let write = tokio::task::spawn_blocking(move || store.probe_write());
-    let result = match tokio::time::timeout(PROBE_EVERY, write).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
-        Ok(Err(e)) => Err(format!("probe task: {e}")),
-        Err(_) => Err(format!("a write took longer than {PROBE_EVERY:?}")),
+    let result = if r.probing.swap(true, Ordering::AcqRel) {
+        Err(format!(
+            "an earlier write probe has not finished (it took longer than {PROBE_EVERY:?})"
+        ))
+    } else {
+        let store = hub.store.clone();
+        let probing = r.probing.clone();
+        // The store is synchronous and may wait on its lock (or a busy
+        // database): off the runtime threads, with a deadline.
+        let write = tokio::task::spawn_blocking(move || {
+            let result = store.probe_write();
+            probing.store(false, Ordering::Release);
+            result
+        });
+        match tokio::time::timeout(PROBE_EVERY, write).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(e.to_string()),
+            Ok(Err(e)) => Err(format!("probe task: {e}")),
+            Err(_) => Err(format!("a write took longer than {PROBE_EVERY:?}")),
+        }
     };
     match result {
         Ok(()) => r.store_ok.store(true, Ordering::Relaxed),

@@ -233,10 +233,14 @@ impl Coordinator {
             let ready = metrics::readiness(self.hub.clone(), shutdown.clone()).await;
             let stopping = self.hub.stopping.clone();
             let endpoint = crate::health::Endpoint {
-                registry: Arc::new(metrics::registry(
-                    self.hub.clone(),
-                    self.dispatch_latency.clone(),
-                )),
+                registry: Arc::new(
+                    metrics::registry(
+                        self.hub.clone(),
+                        self.dispatch_latency.clone(),
+                        shutdown.clone(),
+                    )
+                    .await,
+                ),
                 ready: Arc::new(move || ready.check(&stopping)),
                 drain: None,
             };

@@ -20,6 +20,8 @@ pub struct NewWorkspace<'a> {
     pub variables: BTreeMap<String, String>,
     pub parameters: BTreeMap<String, String>,
     pub preset: Option<&'a str>,
+    /// Created by the prebuild reconciler (which only ever judges its own).
+    pub reconciled: bool,
 }
 
 /// Creates the workspace with the template's active version and enqueues
@@ -59,6 +61,7 @@ pub fn create(hub: &Hub, req: &NewWorkspace<'_>) -> Result<(String, String)> {
         &version,
         &req.variables,
         &build,
+        req.reconciled,
     )?;
     hub.dispatcher.kick();
     Ok(created)

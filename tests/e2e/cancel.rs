@@ -86,13 +86,13 @@ async fn pending_job_is_canceled_at_once_and_never_offered() {
     assert_eq!(again.code(), Code::FailedPrecondition);
     assert_eq!(
         again.message(),
-        format!("cancel job {queued}: it has already canceled")
+        format!("cancel job {queued}: it has already ended (canceled)")
     );
     let finished = cancel(&coord, &done.id).await.unwrap_err();
     assert_eq!(finished.code(), Code::FailedPrecondition);
     assert_eq!(
         finished.message(),
-        format!("cancel job {}: it has already succeeded", done.id)
+        format!("cancel job {}: it has already ended (succeeded)", done.id)
     );
     d.stop().await.unwrap();
     coord.stop().await;
@@ -215,7 +215,9 @@ async fn cli_cancels_pending_and_running_jobs() {
     let out = cli(&coord, &["jobs", "cancel", &pending]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains(&format!("cancel job {pending}: it has already canceled")),
+        text(&out.stderr).contains(&format!(
+            "cancel job {pending}: it has already ended (canceled)"
+        )),
         "{}",
         text(&out.stderr)
     );

@@ -29,6 +29,10 @@ use plan::{Action, Assessment, Slot};
 /// How many past creates of a pool are read to count its failures.
 const HISTORY: u32 = 32;
 
+/// How many job leases a create failed as lost stays in flight waiting
+/// for its daemon's late report.
+const LOST_GRACE_LEASES: u32 = 4;
+
 /// What the reconciler shares with the RPCs and `/metrics`.
 pub struct Prebuilds {
     /// `None`: no reconciler runs in this coordinator.
@@ -39,6 +43,9 @@ pub struct Prebuilds {
     /// Why the last attempt to create for a pool failed, by
     /// (version, preset); cleared by a create that worked.
     errors: Mutex<HashMap<(String, String), String>>,
+    /// Held while a pass acts and while the pause flag is written, so a
+    /// pause that returned means no further creates or destroys.
+    acting: Mutex<()>,
 }
 
 impl Prebuilds {
@@ -48,7 +55,12 @@ impl Prebuilds {
             wake: Notify::new(),
             reconciled_at: AtomicI64::new(0),
             errors: Mutex::new(HashMap::new()),
+            acting: Mutex::new(()),
         }
+    }
+
+    fn acting(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.acting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn errors(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
@@ -79,7 +91,16 @@ pub fn assess(hub: &Hub) -> Result<(Vec<Slot>, Assessment)> {
             });
         }
     }
-    let workspaces = hub.store.prebuild_workspaces()?;
+    let mut workspaces = hub.store.prebuild_workspaces()?;
+    // A lost create's daemon gets this long to report before the
+    // workspace is judged by its (failed) status.
+    let grace_ms = hub.job_lease.saturating_mul(LOST_GRACE_LEASES).as_millis() as i64;
+    for pw in &mut workspaces {
+        let finished = pw.latest.as_ref().and_then(|j| j.finished_at);
+        if pw.awaiting_late && finished.is_some_and(|at| now.timestamp_millis() - at > grace_ms) {
+            pw.awaiting_late = false;
+        }
+    }
     let history = slots
         .iter()
         .map(|s| {
@@ -132,7 +153,12 @@ pub fn status(hub: &Hub) -> Result<proto::PrebuildStatus> {
 
 /// Pauses or resumes; a resume reconciles at once.
 pub fn set_paused(hub: &Hub, paused: bool) -> Result<proto::PrebuildStatus> {
-    hub.store.set_prebuilds_paused(paused)?;
+    {
+        // Waits for a pass that is acting: after this, none acts until a
+        // resume.
+        let _acting = hub.prebuilds.acting();
+        hub.store.set_prebuilds_paused(paused)?;
+    }
     if paused {
         tracing::warn!(
             "prebuilds paused: the reconciler creates and deletes nothing until resumed"
@@ -149,8 +175,12 @@ pub fn set_paused(hub: &Hub, paused: bool) -> Result<proto::PrebuildStatus> {
 pub async fn run(hub: std::sync::Arc<Hub>, interval: Duration, shutdown: CancellationToken) {
     tracing::info!(interval = ?interval, "prebuild reconciler started");
     loop {
-        if let Err(e) = reconcile(&hub) {
-            tracing::error!(error = %e, "prebuilds: reconcile");
+        // The store is synchronous: off the async workers.
+        let pass = hub.clone();
+        match tokio::task::spawn_blocking(move || reconcile(&pass)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "prebuilds: reconcile"),
+            Err(e) => tracing::error!(error = %e, "prebuilds: reconcile task"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -166,6 +196,7 @@ pub fn reconcile(hub: &Hub) -> Result<()> {
     hub.prebuilds
         .reconciled_at
         .store(store::now_ms(), Ordering::Relaxed);
+    let _acting = hub.prebuilds.acting();
     if hub.store.prebuilds_paused()? {
         if !a.actions.is_empty() {
             tracing::debug!(
@@ -196,6 +227,7 @@ fn create(hub: &Hub, slot: &Slot) {
             variables: Default::default(),
             parameters: Default::default(),
             preset: Some(&slot.preset),
+            reconciled: true,
         },
     );
     let key = (slot.version_id.clone(), slot.preset.clone());

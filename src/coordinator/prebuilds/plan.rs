@@ -93,6 +93,18 @@ pub fn assess(
     let mut busy = vec![0u32; slots.len()];
     for pw in workspaces {
         let Some(job) = &pw.latest else { continue };
+        let destroy = |why| Action::Destroy {
+            workspace: pw.workspace.name.clone(),
+            why,
+        };
+        // A destroy an operator canceled (the runbook's bulk cancel takes
+        // every pending job `prebuilds` initiated) is issued again, or the
+        // workspace would be stranded; a failed one is left for an
+        // operator.
+        if job.kind == JobKind::WorkspaceBuild(Transition::Destroy) && job.status == "canceled" {
+            out.actions.push(destroy("its destroy was canceled"));
+            continue;
+        }
         // Destroys in progress (or failed: left for an operator) and
         // stopped workspaces (parked for investigation) are not touched.
         if job.kind != JobKind::WorkspaceBuild(Transition::Start) {
@@ -102,11 +114,16 @@ pub fn assess(
         let slot = index
             .get(&(job.template_version_id.as_str(), preset))
             .copied();
-        let destroy = |why| Action::Destroy {
-            workspace: pw.workspace.name.clone(),
-            why,
+        // A create the lease reaper failed may still be applying on its
+        // daemon: it counts as in flight (neither destroyed nor replaced)
+        // until the daemon reports or the grace runs out (see
+        // `PrebuildWorkspace::awaiting_late`).
+        let status = if pw.awaiting_late {
+            "running"
+        } else {
+            job.status.as_str()
         };
-        match (slot, job.status.as_str()) {
+        match (slot, status) {
             (Some(i), s) if in_flight(s) => busy[i] += 1,
             // Let a create of an outdated version finish before removing it.
             (None, s) if in_flight(s) => {}

@@ -60,7 +60,7 @@ impl Store {
                 "canceling" => daemon_id,
                 done => {
                     return Err(CoordError::FailedPrecondition(format!(
-                        "cancel job {id}: it has already {done}"
+                        "cancel job {id}: it has already ended ({done})"
                     )));
                 }
             };

@@ -253,7 +253,10 @@ impl Store {
     }
 
     /// Creates workspace `id` and enqueues its first build (transition
-    /// start), initiated by its owner. Returns (workspace id, job id).
+    /// start), initiated by its owner; `reconciled`: the prebuild
+    /// reconciler creates it (and may destroy it). Returns (workspace id,
+    /// job id).
+    #[allow(clippy::too_many_arguments)]
     pub fn create_workspace(
         &self,
         id: &str,
@@ -262,6 +265,7 @@ impl Store {
         version: &VersionRow,
         var_values: &BTreeMap<String, String>,
         build: &NewBuild,
+        reconciled: bool,
     ) -> Result<(String, String)> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -276,8 +280,8 @@ impl Store {
             )));
         }
         tx.execute(
-            "INSERT INTO workspaces(id, name, owner, template, template_version_id, var_values, state, deleted, created_at, parameters, preset)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?8, ?9)",
+            "INSERT INTO workspaces(id, name, owner, template, template_version_id, var_values, state, deleted, created_at, parameters, preset, reconciled)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?8, ?9, ?10)",
             params![
                 id,
                 name,
@@ -287,7 +291,8 @@ impl Store {
                 serde_json::to_string(var_values)?,
                 now_ms(),
                 serde_json::to_string(&build.parameters)?,
-                build.preset
+                build.preset,
+                reconciled
             ],
         )?;
         let job_id = insert_job(

@@ -103,6 +103,9 @@ CREATE INDEX IF NOT EXISTS jobs_workspace
   ON jobs(workspace_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_queue
   ON jobs(status, is_prebuild, created_at);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE INDEX IF NOT EXISTS jobs_version ON jobs(template_version_id);
+CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at);
 CREATE TABLE IF NOT EXISTS job_logs (
   job_id     TEXT NOT NULL,
   seq        INTEGER NOT NULL,
@@ -205,6 +208,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // The preset a workspace was created from (prebuild pools are per
     // preset); NULL: none, or created before it was recorded.
     ("workspaces", "preset", "TEXT"),
+    // 1: created by the prebuild reconciler, the only workspaces it
+    // judges, destroys or counts; hand-made `--owner prebuilds` ones and
+    // rows from before this column are 0 and left alone.
+    ("workspaces", "reconciled", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {

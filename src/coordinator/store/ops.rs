@@ -35,11 +35,15 @@ pub struct Histo {
     pub buckets: Vec<(f64, u64)>,
 }
 
-/// A live prebuilt workspace and its latest build.
+/// A live prebuilt workspace (created by the reconciler; its `state` is
+/// not read) and its latest build.
 #[derive(Debug, Clone)]
 pub struct PrebuildWorkspace {
     pub workspace: WorkspaceRow,
     pub latest: Option<JobRow>,
+    /// The latest build was failed by the lease reaper and its daemon has
+    /// not reported yet (`lost = 1`): it may still be applying.
+    pub awaiting_late: bool,
 }
 
 impl Store {
@@ -57,13 +61,52 @@ impl Store {
         self.set_setting(PROBE_KEY, &now_ms().to_string())
     }
 
-    /// Live workspaces owned by `prebuilds`, each with its latest build.
+    /// Live workspaces the reconciler created, each with its latest build
+    /// (without their state: not needed, and possibly large).
     pub fn prebuild_workspaces(&self) -> Result<Vec<PrebuildWorkspace>> {
-        let rows = self.workspace_where("deleted = 0 AND owner = ?1", PREBUILDS_OWNER)?;
+        let rows: Vec<WorkspaceRow> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT id, name, owner, template, template_version_id, var_values, created_at,
+                        parameters, preset
+                 FROM workspaces WHERE deleted = 0 AND reconciled = 1 ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(WorkspaceRow {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    owner: r.get(2)?,
+                    template: r.get(3)?,
+                    template_version_id: r.get(4)?,
+                    var_values: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+                    state: None,
+                    created_at: r.get(6)?,
+                    parameters: r
+                        .get::<_, Option<String>>(7)?
+                        .and_then(|s| serde_json::from_str(&s).ok())
+                        .unwrap_or_default(),
+                    preset: r.get(8)?,
+                })
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
         rows.into_iter()
             .map(|w| {
+                let latest = self.latest_build(&w.id)?;
+                let awaiting_late = match &latest {
+                    Some(j) if j.lost => {
+                        let lost: i64 = self.conn().query_row(
+                            "SELECT lost FROM jobs WHERE id = ?1",
+                            [&j.id],
+                            |r| r.get(0),
+                        )?;
+                        lost == 1
+                    }
+                    _ => false,
+                };
                 Ok(PrebuildWorkspace {
-                    latest: self.latest_build(&w.id)?,
+                    latest,
+                    awaiting_late,
                     workspace: w,
                 })
             })
@@ -82,7 +125,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT j.status, j.finished_at FROM jobs j JOIN workspaces w ON w.id = j.workspace_id
-             WHERE w.owner = ?1 AND w.preset = ?3 AND j.template_version_id = ?2
+             WHERE w.owner = ?1 AND w.reconciled = 1 AND w.preset = ?3 AND j.template_version_id = ?2
                AND j.type = 'workspace_build' AND j.transition = 'start'
              ORDER BY j.created_at DESC, j.rowid DESC LIMIT ?4",
         )?;

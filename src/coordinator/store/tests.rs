@@ -73,6 +73,7 @@ impl Fixture {
                 &version,
                 &BTreeMap::new(),
                 &NewBuild::default(),
+                false,
             )
             .unwrap();
         let d = self.daemon("d1");
@@ -165,7 +166,7 @@ fn running_job_goes_canceling_then_ends_as_the_daemon_reports() {
     let late = f.store.cancel_job(&job).unwrap_err();
     assert!(
         matches!(&late, CoordError::FailedPrecondition(m)
-            if m == &format!("cancel job {job}: it has already succeeded")),
+            if m == &format!("cancel job {job}: it has already ended (succeeded)")),
         "{late}"
     );
 }
@@ -183,7 +184,10 @@ fn canceling_job_reported_canceled_ends_canceled() {
     assert_eq!(j.error.as_deref(), Some("canceled: terraform interrupted"));
     assert!(f.store.canceling_jobs(&d).unwrap().is_empty());
     let err = f.store.cancel_job(&job).unwrap_err();
-    assert!(err.to_string().contains("it has already canceled"), "{err}");
+    assert!(
+        err.to_string().contains("it has already ended (canceled)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -63,8 +63,14 @@ async fn metrics_show_the_queue_by_tags_and_initiator_outcomes_and_daemons() {
     })
     .await;
 
-    let (code, body) = http_get(&addr, "/metrics").await;
-    assert_eq!(code, 200);
+    // The store-backed metrics are a snapshot refreshed every second.
+    let body = scrape_until(&addr, |b| {
+        has_line(
+            b,
+            r#"provisionerd_coordinator_daemons{state="idle",tags=""} 1"#,
+        )
+    })
+    .await;
     for line in [
         r#"provisionerd_coordinator_jobs{status="pending",tags="is_prebuild=true",initiator="prebuild"} 1"#,
         r#"provisionerd_coordinator_job_outcomes_total{type="template_import",outcome="succeeded"} 1"#,
@@ -95,7 +101,10 @@ async fn metrics_show_the_queue_by_tags_and_initiator_outcomes_and_daemons() {
         .cancel_job(proto::CancelJobRequest { id: pre.clone() })
         .await
         .unwrap();
-    let (_, body) = http_get(&addr, "/metrics").await;
+    let body = scrape_until(&addr, |b| {
+        !b.contains(r#"provisionerd_coordinator_jobs{status="pending""#)
+    })
+    .await;
     assert!(
         !body.contains(r#"provisionerd_coordinator_jobs{status="pending""#),
         "{body}"
@@ -134,4 +143,17 @@ async fn a_taken_metrics_port_is_a_startup_error_naming_the_flag() {
         "{}",
         p.log_text()
     );
+}
+
+/// `/metrics` once `ready` holds for its body (200 each time).
+async fn scrape_until(addr: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + crate::common::TIMEOUT;
+    loop {
+        let (code, body) = http_get(addr, "/metrics").await;
+        assert_eq!(code, 200, "{body}");
+        if ready(&body) || tokio::time::Instant::now() > deadline {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

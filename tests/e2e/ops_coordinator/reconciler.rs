@@ -139,3 +139,74 @@ async fn a_failing_pool_backs_off_doubling_the_wait_between_creates() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_made_prebuilds_owner_workspaces_are_not_the_reconcilers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_serve, coord) = serve(tmp.path(), &["--prebuild-reconcile-interval", "300ms"]).await;
+    let general = coord.create_key("general", &[]).await;
+    let pool = coord.create_key("pool", &[("is_prebuild", "true")]).await;
+    let _g = daemon(&coord, &general, "general-1", tmp.path());
+    let _p = daemon(&coord, &pool, "pool-1", tmp.path());
+    wait_connected(&coord, 2).await;
+    let dir = pool_template(tmp.path(), "small", 2, "echo built");
+    // Paused while the hand-made ones are made, so the pool fills after.
+    let (code, _, err) = cli(&coord, &["prebuilds", "pause"], "").await;
+    assert_eq!(code, 0, "{err}");
+    let import = coord.push("small", &dir, &[]).await;
+    coord.wait_succeeded(&import).await;
+    // As the README does: `--owner prebuilds`, one without a preset and
+    // one with the pool's preset.
+    let plain = coord
+        .create_workspace("hand-plain", "small", "prebuilds", &[])
+        .await;
+    let preset = coord
+        .admin()
+        .await
+        .create_workspace(proto::CreateWorkspaceRequest {
+            name: "hand-small".into(),
+            template: "small".into(),
+            owner: "prebuilds".into(),
+            preset: "small".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create hand-small")
+        .into_inner()
+        .job_id;
+    coord.wait_succeeded(&plain).await;
+    coord.wait_succeeded(&preset).await;
+    let (code, _, err) = cli(&coord, &["prebuilds", "resume"], "").await;
+    assert_eq!(code, 0, "{err}");
+
+    let made = |ws: &[proto::Workspace]| {
+        ws.iter()
+            .filter(|w| w.name.starts_with("prebuild-"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    eventually("the pool filled to its two", || async {
+        ready(&made(&prebuilds(&coord).await)) == 2
+    })
+    .await;
+    // Several intervals: the hand-made ones stay, built, and the pool
+    // (which does not count them) stays at two.
+    tokio::time::sleep(Duration::from_millis(8 * INTERVAL_MS as u64)).await;
+    let ws = prebuilds(&coord).await;
+    for name in ["hand-plain", "hand-small"] {
+        let w = ws.iter().find(|w| w.name == name);
+        let w = w.unwrap_or_else(|| panic!("{name} was destroyed: {ws:?}"));
+        assert_eq!(
+            (w.latest_job_status.as_str(), w.latest_transition),
+            ("succeeded", proto::Transition::Start as i32),
+            "{name}"
+        );
+    }
+    assert_eq!(made(&ws).len(), 2, "{ws:?}");
+    let jobs = prebuild_jobs(&coord).await;
+    assert!(
+        jobs.iter()
+            .all(|j| j.transition != proto::Transition::Destroy as i32),
+        "nothing destroyed: {jobs:?}"
+    );
+}

@@ -53,6 +53,7 @@ fn ws(
             log_count: 0,
             lost: false,
         }),
+        awaiting_late: false,
     }
 }
 
@@ -87,6 +88,46 @@ fn creates_what_is_missing_counting_in_flight_ones_and_replaces_outdated_ones() 
     assert_eq!(creates(&a), 2, "4 wanted, 1 running, 1 in flight");
     assert_eq!(destroyed(&a), ["old"], "outdated; a busy one is let finish");
     assert_eq!((a.pools[0].running, a.pools[0].in_flight), (1, 1));
+}
+
+#[test]
+fn a_lost_create_awaiting_its_daemon_is_in_flight_not_destroyed_or_replaced() {
+    let mut lost = ws("lost", "v2", Transition::Start, "failed", 1);
+    lost.latest.as_mut().unwrap().lost = true;
+    lost.awaiting_late = true;
+    let mut lost_old = ws("lost-old", "v1", Transition::Start, "failed", 1);
+    lost_old.latest.as_mut().unwrap().lost = true;
+    lost_old.awaiting_late = true;
+    let have = [lost.clone(), lost_old.clone()];
+    let history = vec![("failed".to_string(), Some(1))];
+    let a = assess(
+        vec![slot(1)],
+        &have,
+        std::slice::from_ref(&history),
+        10,
+        MIN,
+    );
+    assert!(destroyed(&a).is_empty(), "{:?}", a.actions);
+    assert_eq!(creates(&a), 0, "the lost create fills the pool's one slot");
+    assert_eq!(a.pools[0].in_flight, 1);
+    // Once its daemon reported (or the grace ran out), a failed create
+    // is destroyed and replaced as any other.
+    lost.awaiting_late = false;
+    lost_old.awaiting_late = false;
+    let a = assess(vec![slot(1)], &[lost, lost_old], &[history], 10, MIN);
+    assert_eq!(destroyed(&a), ["lost", "lost-old"]);
+}
+
+#[test]
+fn a_canceled_destroy_is_issued_again_a_failed_one_is_left() {
+    let have = [
+        ws("canceled", "v2", Transition::Destroy, "canceled", 1),
+        ws("failed", "v2", Transition::Destroy, "failed", 1),
+        ws("going", "v2", Transition::Destroy, "pending", 1),
+    ];
+    let a = assess(vec![slot(0)], &have, &[vec![]], 10, MIN);
+    assert_eq!(destroyed(&a), ["canceled"]);
+    assert_eq!(creates(&a), 0);
 }
 
 #[test]
