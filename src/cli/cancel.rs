@@ -18,7 +18,8 @@ fn is_finished(job: &proto::Job) -> bool {
 }
 
 /// The ids to cancel: the arguments, with `-` replaced by the ids on
-/// stdin (whitespace-separated; blank lines ignored).
+/// stdin (whitespace-separated; blank lines ignored); an id listed twice (a
+/// pipeline repeating itself) once.
 fn expand(args: &[String], stdin: &mut dyn std::io::Read) -> Result<Vec<String>, CliError> {
     let mut ids = Vec::new();
     let mut read = false;
@@ -36,6 +37,8 @@ fn expand(args: &[String], stdin: &mut dyn std::io::Read) -> Result<Vec<String>,
             .map_err(|e| CliError::Usage(format!("jobs cancel: read ids from stdin: {e}")))?;
         ids.extend(text.split_whitespace().map(str::to_string));
     }
+    let mut seen = std::collections::HashSet::new();
+    ids.retain(|id| seen.insert(id.clone()));
     Ok(ids)
 }
 
@@ -55,16 +58,39 @@ pub(super) async fn cancel_all(
         print_job(&job, output);
         return Ok(());
     }
+    // Every cancel is sent before any is waited for: the daemons interrupt
+    // their jobs at the same time, so waiting takes the longest, not the sum.
     let mut done = Vec::new();
     let mut failed = Vec::new();
     for id in &ids {
-        match cancel(c, id, wait).await {
+        match cancel(c, id, false).await {
             Ok(job) => done.push(job),
             Err(e) => {
                 eprintln!("Job {id}: cancel failed: {e}");
                 failed.push(id.as_str());
             }
         }
+    }
+    if wait {
+        let mut ended = Vec::with_capacity(done.len());
+        for job in done {
+            let id = job.id.clone();
+            // A job that ended at once was reported when it was canceled.
+            let was_canceling = job.status == "canceling";
+            match wait_ended(c, job).await {
+                Ok(job) => {
+                    if was_canceling {
+                        report(&job);
+                    }
+                    ended.push(job);
+                }
+                Err(e) => {
+                    eprintln!("Job {id}: wait failed: {e}");
+                    failed.push(ids.iter().find(|i| **i == id).map_or("?", |s| s.as_str()));
+                }
+            }
+        }
+        done = ended;
     }
     if output == Output::Json {
         print_json(&serde_json::json!(
@@ -106,12 +132,18 @@ async fn cancel(c: &mut Client, id: &str, wait: bool) -> Result<proto::Job, CliE
     if wait {
         job = wait_ended(c, job).await?;
     }
+    report(&job);
+    Ok(job)
+}
+
+/// Says how a canceled job stands.
+fn report(job: &proto::Job) {
+    let id = &job.id;
     match job.status.as_str() {
         "canceled" => eprintln!("Job {id} canceled."),
         "canceling" => {}
         other => eprintln!("Job {id} {other} before the cancel took effect."),
     }
-    Ok(job)
 }
 
 /// Waits until the job has ended. The coordinator's log follow ends the
@@ -155,5 +187,8 @@ mod tests {
         assert_eq!(ids, ["x", "a", "b", "c", "y"]);
         let twice = expand(&args(&["-", "-"]), &mut "".as_bytes()).unwrap_err();
         assert!(twice.to_string().contains("twice"), "{twice}");
+        let mut repeated = "a b a\nc a".as_bytes();
+        let ids = expand(&args(&["c", "-"]), &mut repeated).unwrap();
+        assert_eq!(ids, ["c", "a", "b"], "each id once, first place kept");
     }
 }
