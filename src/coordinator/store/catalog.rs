@@ -356,10 +356,23 @@ impl Store {
     }
 
     pub(super) fn workspace_where(&self, cond: &str, arg: &str) -> Result<Vec<WorkspaceRow>> {
+        self.workspaces_matching(cond, arg, true)
+    }
+
+    /// Workspaces where `cond` (with `arg` as `?1`) holds, by name; without
+    /// their state (`state: None`) unless `with_state`, as a state can be
+    /// hundreds of MiB.
+    pub(super) fn workspaces_matching(
+        &self,
+        cond: &str,
+        arg: &str,
+        with_state: bool,
+    ) -> Result<Vec<WorkspaceRow>> {
         let conn = self.conn();
+        let state = if with_state { "state" } else { "NULL" };
         let sql = format!(
-            "SELECT id, name, owner, template, template_version_id, var_values, state, created_at,
-                    parameters, preset
+            "SELECT id, name, owner, template, template_version_id, var_values, {state},
+                    created_at, parameters, preset
              FROM workspaces WHERE {cond} ORDER BY name"
         );
         let mut stmt = conn.prepare(&sql)?;

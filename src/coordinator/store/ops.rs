@@ -64,32 +64,8 @@ impl Store {
     /// Live workspaces the reconciler created, each with its latest build
     /// (without their state: not needed, and possibly large).
     pub fn prebuild_workspaces(&self) -> Result<Vec<PrebuildWorkspace>> {
-        let rows: Vec<WorkspaceRow> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT id, name, owner, template, template_version_id, var_values, created_at,
-                        parameters, preset
-                 FROM workspaces WHERE deleted = 0 AND reconciled = 1 ORDER BY name",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(WorkspaceRow {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    owner: r.get(2)?,
-                    template: r.get(3)?,
-                    template_version_id: r.get(4)?,
-                    var_values: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
-                    state: None,
-                    created_at: r.get(6)?,
-                    parameters: r
-                        .get::<_, Option<String>>(7)?
-                        .and_then(|s| serde_json::from_str(&s).ok())
-                        .unwrap_or_default(),
-                    preset: r.get(8)?,
-                })
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
+        let rows =
+            self.workspaces_matching("deleted = 0 AND reconciled = 1 AND ?1 = ?1", "", false)?;
         rows.into_iter()
             .map(|w| {
                 let latest = self.latest_build(&w.id)?;

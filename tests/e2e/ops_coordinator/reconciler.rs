@@ -6,9 +6,23 @@ use std::time::Duration;
 use provisionerd::proto;
 
 use super::{cli, daemon, eventually, pool_template, prebuild_jobs, prebuilds, serve};
-use crate::common::wait_connected;
+use crate::common::procs::Proc;
+use crate::common::{Coord, wait_connected};
 
 const INTERVAL_MS: i64 = 300;
+
+/// A coordinator reconciling every 300 ms, with a general daemon and a
+/// prebuild-pool daemon (`is_prebuild=true`) connected. The processes are
+/// returned to keep them alive.
+async fn stack(root: &std::path::Path) -> (Vec<Proc>, Coord) {
+    let (serve_proc, coord) = serve(root, &["--prebuild-reconcile-interval", "300ms"]).await;
+    let general = coord.create_key("general", &[]).await;
+    let pool = coord.create_key("pool", &[("is_prebuild", "true")]).await;
+    let g = daemon(&coord, &general, "general-1", root);
+    let p = daemon(&coord, &pool, "pool-1", root);
+    wait_connected(&coord, 2).await;
+    (vec![serve_proc, g, p], coord)
+}
 
 fn ready(ws: &[proto::Workspace]) -> usize {
     ws.iter()
@@ -22,12 +36,7 @@ fn ready(ws: &[proto::Workspace]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_is_kept_full_and_a_pause_stops_it_until_resumed() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_serve, coord) = serve(tmp.path(), &["--prebuild-reconcile-interval", "300ms"]).await;
-    let general = coord.create_key("general", &[]).await;
-    let pool = coord.create_key("pool", &[("is_prebuild", "true")]).await;
-    let _g = daemon(&coord, &general, "general-1", tmp.path());
-    let _p = daemon(&coord, &pool, "pool-1", tmp.path());
-    wait_connected(&coord, 2).await;
+    let (_procs, coord) = stack(tmp.path()).await;
     let dir = pool_template(tmp.path(), "small", 2, "echo built");
     let import = coord.push("small", &dir, &[]).await;
     coord.wait_succeeded(&import).await;
@@ -86,12 +95,7 @@ async fn the_pool_is_kept_full_and_a_pause_stops_it_until_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_pool_backs_off_doubling_the_wait_between_creates() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_serve, coord) = serve(tmp.path(), &["--prebuild-reconcile-interval", "300ms"]).await;
-    let general = coord.create_key("general", &[]).await;
-    let pool = coord.create_key("pool", &[("is_prebuild", "true")]).await;
-    let _g = daemon(&coord, &general, "general-1", tmp.path());
-    let _p = daemon(&coord, &pool, "pool-1", tmp.path());
-    wait_connected(&coord, 2).await;
+    let (_procs, coord) = stack(tmp.path()).await;
     let dir = pool_template(tmp.path(), "broken", 1, "echo failing; exit 1");
     let import = coord.push("broken", &dir, &[]).await;
     coord.wait_succeeded(&import).await;
@@ -143,12 +147,7 @@ async fn a_failing_pool_backs_off_doubling_the_wait_between_creates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hand_made_prebuilds_owner_workspaces_are_not_the_reconcilers() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_serve, coord) = serve(tmp.path(), &["--prebuild-reconcile-interval", "300ms"]).await;
-    let general = coord.create_key("general", &[]).await;
-    let pool = coord.create_key("pool", &[("is_prebuild", "true")]).await;
-    let _g = daemon(&coord, &general, "general-1", tmp.path());
-    let _p = daemon(&coord, &pool, "pool-1", tmp.path());
-    wait_connected(&coord, 2).await;
+    let (_procs, coord) = stack(tmp.path()).await;
     let dir = pool_template(tmp.path(), "small", 2, "echo built");
     // Paused while the hand-made ones are made, so the pool fills after.
     let (code, _, err) = cli(&coord, &["prebuilds", "pause"], "").await;
