@@ -9,6 +9,19 @@ use provisionerd::proto;
 use super::{cli, daemon, eventually, pool_template, prebuild_jobs, serve};
 use crate::common::wait_connected;
 
+/// The runbook's assessment: `jobs list --status pending --initiator
+/// prebuilds -o json`.
+const LIST_PENDING_PREBUILDS: &[&str] = &[
+    "jobs",
+    "list",
+    "--status",
+    "pending",
+    "--initiator",
+    "prebuilds",
+    "-o",
+    "json",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_prebuild_jobs_are_listed_and_canceled_and_human_jobs_untouched() {
     let tmp = tempfile::tempdir().unwrap();
@@ -43,21 +56,7 @@ async fn pending_prebuild_jobs_are_listed_and_canceled_and_human_jobs_untouched(
     let (code, _, err) = cli(&coord, &["prebuilds", "pause"], "").await;
     assert_eq!(code, 0, "{err}");
     // 2. Assess.
-    let (code, out, err) = cli(
-        &coord,
-        &[
-            "jobs",
-            "list",
-            "--status",
-            "pending",
-            "--initiator",
-            "prebuilds",
-            "-o",
-            "json",
-        ],
-        "",
-    )
-    .await;
+    let (code, out, err) = cli(&coord, LIST_PENDING_PREBUILDS, "").await;
     assert_eq!(code, 0, "{err}");
     let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
     let ids: BTreeSet<String> = listed
@@ -92,21 +91,7 @@ async fn pending_prebuild_jobs_are_listed_and_canceled_and_human_jobs_untouched(
         "pending",
         "human job untouched"
     );
-    let (_, out, _) = cli(
-        &coord,
-        &[
-            "jobs",
-            "list",
-            "--status",
-            "pending",
-            "--initiator",
-            "prebuilds",
-            "-o",
-            "json",
-        ],
-        "",
-    )
-    .await;
+    let (_, out, _) = cli(&coord, LIST_PENDING_PREBUILDS, "").await;
     assert_eq!(out.trim(), "[]");
 
     // The seed's xargs form cancels one id per call; a bad id among good
