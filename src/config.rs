@@ -102,6 +102,12 @@ pub struct ServeArgs {
     /// Directory for the SQLite store and the admin token.
     #[arg(long, env = "PROVISIONERD_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Start with a new, empty database even though --data-dir was used
+    /// before and its database is missing or empty (every key, template,
+    /// workspace and job in it is gone). Without it such a start exits 64.
+    /// Unset it again once the coordinator has started.
+    #[arg(long, env = "PROVISIONERD_ALLOW_NEW_DATABASE")]
+    pub allow_new_database: bool,
     /// A running job whose daemon sends no update for this long is failed.
     #[arg(long, env = "PROVISIONERD_JOB_LEASE", default_value = "60s", value_parser = parse_duration)]
     pub job_lease: Duration,
@@ -174,6 +180,7 @@ impl ServeArgs {
             prebuild_reconcile_interval: (!reconcile.is_zero()).then_some(reconcile),
             listen: self.listen,
             data_dir: self.data_dir,
+            allow_new_database: self.allow_new_database,
             job_lease: self.job_lease,
             tls,
             max_state_bytes: self.max_state_bytes,
