@@ -86,9 +86,16 @@ pub fn inspect(path: &Path) -> Result<Found, CheckError> {
     let started = Instant::now();
     let problems = quick_check(&conn).map_err(|e| classify(path, e))?;
     if problems != ["ok"] {
+        // One line per problem, without the header naming the schema.
+        let lines: Vec<&str> = problems
+            .iter()
+            .flat_map(|p| p.lines())
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("***"))
+            .collect();
         return Err(CheckError::Damaged(format!(
             "check database {shown}: damaged: SQLite's quick_check found: {}",
-            problems.join("; ")
+            lines.join("; ")
         )));
     }
     let checked_in = started.elapsed();
