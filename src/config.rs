@@ -40,6 +40,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the coordinator: keys, templates, workspaces, the job queue.
+    #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
     /// Run a provisioner daemon that claims and runs jobs.
     #[command(after_help = START_HELP)]
@@ -63,6 +64,17 @@ pub enum Command {
     #[command(subcommand)]
     Prebuilds(PrebuildsCmd),
 }
+
+const SERVE_HELP: &str = "\
+Exit codes:
+  0   stopped by SIGINT or SIGTERM
+  1   fatal error (e.g. the --listen or --metrics-address port is taken)
+  64  bad configuration; or --data-dir was used before and its database is
+      missing or empty (--allow-new-database starts anew), or the database
+      is from a newer release
+  65  the database is damaged (SQLite's quick_check), not SQLite, or not a
+      provisionerd database; restore it from a backup
+  73  the data dir is locked by another coordinator";
 
 const START_HELP: &str = "\
 Signals:
