@@ -169,9 +169,12 @@ fn tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 /// Marks the database as provisionerd's, at this schema version (never
 /// lowering a newer one's: [`inspect`] refuses those first).
 pub(super) fn stamp(conn: &Connection) -> Result<()> {
-    conn.pragma_update(None, "application_id", APPLICATION_ID)?;
-    let version: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version < SCHEMA_VERSION {
+    let get = |name| conn.pragma_query_value(None, name, |r| r.get::<_, i32>(0));
+    // Read first: an unchanged header needs no write transaction.
+    if get("application_id")? != APPLICATION_ID {
+        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+    }
+    if get("user_version")? < SCHEMA_VERSION {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     Ok(())
