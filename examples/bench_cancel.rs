@@ -111,6 +111,7 @@ async fn main() -> Result<()> {
     let coordinator = Coordinator::bind(ServeConfig {
         listen: "127.0.0.1:0".parse()?,
         data_dir: tmp.path().join("data"),
+        allow_new_database: false,
         job_lease: Duration::from_secs(60),
         tls: None,
         archive_limits: Default::default(),

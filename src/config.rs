@@ -40,6 +40,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the coordinator: keys, templates, workspaces, the job queue.
+    #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
     /// Run a provisioner daemon that claims and runs jobs.
     #[command(after_help = START_HELP)]
@@ -63,6 +64,17 @@ pub enum Command {
     #[command(subcommand)]
     Prebuilds(PrebuildsCmd),
 }
+
+const SERVE_HELP: &str = "\
+Exit codes:
+  0   stopped by SIGINT or SIGTERM
+  1   fatal error (e.g. the --listen or --metrics-address port is taken)
+  64  bad configuration; or --data-dir was used before and its database is
+      missing or empty (--allow-new-database starts anew), or the database
+      is from a newer release
+  65  the database is damaged (SQLite's quick_check), not SQLite, or not a
+      provisionerd database; restore it from a backup
+  73  the data dir is locked by another coordinator";
 
 const START_HELP: &str = "\
 Signals:
@@ -102,6 +114,12 @@ pub struct ServeArgs {
     /// Directory for the SQLite store and the admin token.
     #[arg(long, env = "PROVISIONERD_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Start with a new, empty database even though --data-dir was used
+    /// before and its database is missing or empty (every key, template,
+    /// workspace and job in it is gone). Without it such a start exits 64.
+    /// Unset it again once the coordinator has started.
+    #[arg(long, env = "PROVISIONERD_ALLOW_NEW_DATABASE")]
+    pub allow_new_database: bool,
     /// A running job whose daemon sends no update for this long is failed.
     #[arg(long, env = "PROVISIONERD_JOB_LEASE", default_value = "60s", value_parser = parse_duration)]
     pub job_lease: Duration,
@@ -174,6 +192,7 @@ impl ServeArgs {
             prebuild_reconcile_interval: (!reconcile.is_zero()).then_some(reconcile),
             listen: self.listen,
             data_dir: self.data_dir,
+            allow_new_database: self.allow_new_database,
             job_lease: self.job_lease,
             tls,
             max_state_bytes: self.max_state_bytes,

@@ -9,8 +9,16 @@ pub const OK: u8 = 0;
 pub const FATAL: u8 = 1;
 /// Bad configuration or usage (sysexits EX_USAGE).
 pub const CONFIG: u8 = 64;
-/// The cache directory is locked by another daemon (sysexits EX_CANTCREAT).
+/// The daemon's cache dir is locked by another daemon (sysexits
+/// EX_CANTCREAT).
 pub const CACHE_DIR_LOCKED: u8 = 73;
+/// The coordinator's data dir is locked by another coordinator: the same
+/// code and meaning as [`CACHE_DIR_LOCKED`], for `serve`.
+pub const DATA_DIR_LOCKED: u8 = 73;
+/// The coordinator's database cannot be used as it is: damaged (SQLite's
+/// `quick_check` failed, or it is not a SQLite file) or not a provisionerd
+/// database (sysexits EX_DATAERR). Restarting cannot fix it.
+pub const DATABASE_UNUSABLE: u8 = 65;
 /// The coordinator refused the credentials, or TLS authentication failed
 /// either way: its certificate is not trusted, or it refused ours
 /// (sysexits EX_NOPERM).

@@ -15,6 +15,7 @@
 //! |               | workspace tags evaluated per job, parameter resolution         |
 //! | [`archive`]   | tar a template directory; extract one safely into a work dir   |
 //! | [`process`]   | the only place that spawns processes (process groups, signals) |
+//! | [`dirlock`]   | the one directory lock (daemon cache dir, coordinator data dir) |
 //! | [`runner`]    | runs one job with terraform; no network, no signals            |
 //! | [`daemon`]    | `provisionerd start`: session, acquire loop, logs, recovery    |
 //! | [`coordinator`] | `provisionerd serve`: store, dispatcher, gRPC services,      |
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod coordinator;
 pub mod daemon;
+pub mod dirlock;
 pub mod exit;
 pub mod grpc;
 pub mod health;

@@ -98,7 +98,7 @@ async fn serve(args: provisionerd::config::ServeArgs) -> u8 {
     };
     let coordinator = match coordinator::Coordinator::bind(cfg).await {
         Ok(c) => c,
-        Err(e) => return fail(exit::FATAL, e),
+        Err(e) => return fail(e.exit_code(), e),
     };
     let shutdown = CancellationToken::new();
     for (kind, name) in [

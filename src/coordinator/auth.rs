@@ -35,18 +35,49 @@ pub fn bearer(md: &MetadataMap) -> Result<&str> {
         .ok_or_else(|| CoordError::Unauthenticated("missing bearer credential".into()))
 }
 
+/// What [`ensure_admin_token`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminToken {
+    /// The database has one.
+    Kept,
+    /// A new token was written to this file (first start).
+    Created(std::path::PathBuf),
+    /// The database had none but this file held one, which the database now
+    /// accepts (a data dir whose database was started anew).
+    Adopted(std::path::PathBuf),
+}
+
 /// Makes sure an admin token exists: on first start it is created and
-/// written to `DIR/admin-token` (0600). Returns the path when it was created.
-pub fn ensure_admin_token(store: &Store, dir: &Path) -> Result<Option<std::path::PathBuf>> {
+/// written to `DIR/admin-token` (0600). An existing file is never
+/// overwritten: operators' CLIs read it, so when the database has no token
+/// the file's is taken.
+pub fn ensure_admin_token(store: &Store, dir: &Path) -> Result<AdminToken> {
     let path = dir.join("admin-token");
     if store.setting(ADMIN_HASH)?.is_some() {
-        return Ok(None);
+        return Ok(AdminToken::Kept);
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => {
+            store.set_setting(ADMIN_HASH, &hash(s.trim()))?;
+            return Ok(AdminToken::Adopted(path));
+        }
+        // An empty file holds nothing to keep.
+        Ok(_) => {
+            tracing::warn!(path = %path.display(), "admin token file is empty: writing a new token")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(CoordError::Internal(format!(
+                "read admin token {}: {e}",
+                path.display()
+            )));
+        }
     }
     let secret = new_secret("pda_");
     write_private(&path, &secret)
         .map_err(|e| CoordError::Internal(format!("write admin token {}: {e}", path.display())))?;
     store.set_setting(ADMIN_HASH, &hash(&secret))?;
-    Ok(Some(path))
+    Ok(AdminToken::Created(path))
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod metrics;
 pub mod prebuilds;
 pub mod routing;
+pub mod startup;
 pub mod store;
 pub mod templates;
 pub mod transfer;
@@ -37,12 +38,16 @@ use crate::proto::provisioner_daemon_server::ProvisionerDaemonServer;
 use daemon_api::SessionHandle;
 use dispatch::Dispatcher;
 use error::{CoordError, Result};
+use startup::StartError;
 use store::Store;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `--allow-new-database`: a used data dir whose database is missing or
+    /// empty starts with a new one instead of being refused.
+    pub allow_new_database: bool,
     /// A running job whose daemon sends no update for this long is failed.
     pub job_lease: Duration,
     /// Certificate, key and optional client CA; `None` serves plain HTTP/2.
@@ -139,7 +144,8 @@ impl Hub {
     }
 }
 
-/// A bound, not yet serving coordinator.
+/// A bound, not yet serving coordinator. It holds the data dir's lock
+/// until [`Coordinator::run`] returns (or it is dropped unrun).
 pub struct Coordinator {
     listener: TcpListener,
     /// The operations endpoint's listener (`--metrics-address`).
@@ -147,20 +153,16 @@ pub struct Coordinator {
     dispatch_latency: prometheus_client::metrics::histogram::Histogram,
     hub: Arc<Hub>,
     cfg: ServeConfig,
+    lock: crate::dirlock::DirLock,
 }
 
 impl Coordinator {
-    /// Opens the store, creates the admin token on first start and binds
-    /// the listener (port 0 picks a free port; see [`Self::local_addr`]).
-    pub async fn bind(cfg: ServeConfig) -> Result<Coordinator> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
-            CoordError::Internal(format!("create data dir {}: {e}", cfg.data_dir.display()))
-        })?;
-        let store = Arc::new(Store::open(&cfg.data_dir)?);
-        store.reset_on_start()?;
-        if let Some(path) = auth::ensure_admin_token(&store, &cfg.data_dir)? {
-            tracing::info!(path = %path.display(), "created admin token (export PROVISIONERD_TOKEN from this file)");
-        }
+    /// Locks the data dir, binds the listeners (port 0 picks a free port;
+    /// see [`Self::local_addr`]), and only then checks and opens the store
+    /// and creates the admin token on first start (see [`startup`]): a
+    /// second coordinator, or one whose port is taken, touches nothing.
+    pub async fn bind(cfg: ServeConfig) -> Result<Coordinator, StartError> {
+        let lock = startup::lock(&cfg.data_dir)?;
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|e| CoordError::Internal(format!("listen on {}: {e}", cfg.listen)))?;
@@ -168,10 +170,6 @@ impl Coordinator {
         let bound = listener
             .local_addr()
             .map_err(|e| CoordError::Internal(format!("listen on {}: {e}", cfg.listen)))?;
-        let address_file = cfg.data_dir.join("address");
-        let scheme = if cfg.tls.is_some() { "https" } else { "http" };
-        std::fs::write(&address_file, format!("{scheme}://{bound}\n"))
-            .map_err(|e| CoordError::Internal(format!("write {}: {e}", address_file.display())))?;
         let ops = match cfg.metrics_address {
             Some(addr) => Some(
                 crate::health::bind(addr)
@@ -180,6 +178,11 @@ impl Coordinator {
             ),
             None => None,
         };
+        let store = Arc::new(startup::open(&cfg.data_dir, cfg.allow_new_database)?);
+        let address_file = cfg.data_dir.join("address");
+        let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+        std::fs::write(&address_file, format!("{scheme}://{bound}\n"))
+            .map_err(|e| CoordError::Internal(format!("write {}: {e}", address_file.display())))?;
         let stopping = CancellationToken::new();
         let dispatch_latency = metrics::dispatch_latency();
         let dispatcher =
@@ -200,6 +203,7 @@ impl Coordinator {
             dispatch_latency,
             hub,
             cfg,
+            lock,
         })
     }
 
@@ -297,6 +301,8 @@ impl Coordinator {
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await;
         reaper.abort();
+        // Only now may another coordinator take the data dir.
+        drop(self.lock);
         result.map_err(|e| CoordError::Internal(format!("serve on {addr}: {e}")))
     }
 }

@@ -2,14 +2,12 @@
 //! work dirs or a plugin cache, the terraform plugin cache, the root under
 //! which the runner creates job work dirs, job records and log spools.
 
-use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::fs::{self, DirBuilder, Permissions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
 use tokio_util::sync::CancellationToken;
 
 use super::DaemonError;
@@ -17,19 +15,18 @@ use super::orphans;
 use super::record::Records;
 use super::recover::{self, Unfinished};
 use crate::archive::Limits;
+use crate::dirlock::{DirLock, LockError};
 use crate::runner::RunnerConfig;
 
 const LOCK_FILE: &str = "daemon.lock";
 /// How long leftover processes may take to die after SIGKILL.
 const ORPHAN_KILL_WAIT: Duration = Duration::from_secs(10);
 
-/// A locked cache dir. The lock is held until this value is dropped; the
-/// lock file itself stays, because unlinking it would let a third daemon
-/// lock a fresh inode while a second still waits on the old one.
+/// A locked cache dir. The lock is held until this value is dropped.
 #[derive(Debug)]
 pub(super) struct CacheDir {
     root: PathBuf,
-    _lock: Flock<File>,
+    _lock: DirLock,
     /// Jobs an earlier run left unreported, for `recover` to report.
     unfinished: Vec<Unfinished>,
 }
@@ -48,31 +45,15 @@ impl CacheDir {
     ) -> Result<Self, DaemonError> {
         create_private_dir(dir)
             .map_err(|e| fatal(format!("create cache dir {}: {e}", dir.display())))?;
-        let lock_path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(|e| fatal(format!("open lock file {}: {e}", lock_path.display())))?;
-        let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => lock,
-            Err((_, Errno::EWOULDBLOCK)) => {
-                return Err(DaemonError::CacheDirLocked {
+        let lock = DirLock::acquire(dir, LOCK_FILE, &format!("name={daemon_name}")).map_err(
+            |e| match e {
+                LockError::Held { holder } => DaemonError::CacheDirLocked {
                     dir: dir.to_path_buf(),
-                    holder: read_holder(&lock_path),
-                });
-            }
-            Err((_, errno)) => {
-                return Err(fatal(format!("lock cache dir {}: {errno}", dir.display())));
-            }
-        };
-        let holder = format!("name={daemon_name} pid={}\n", std::process::id());
-        lock.set_len(0)
-            .and_then(|()| lock.write_all_at(holder.as_bytes(), 0))
-            .map_err(|e| fatal(format!("write lock file {}: {e}", lock_path.display())))?;
+                    holder,
+                },
+                e => fatal(format!("lock cache dir {}: {e}", dir.display())),
+            },
+        )?;
 
         let mut cache = CacheDir {
             root: dir.to_path_buf(),
@@ -193,15 +174,6 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
         fs::set_permissions(dir, Permissions::from_mode(0o700))?;
     }
     Ok(())
-}
-
-fn read_holder(lock_path: &Path) -> String {
-    match fs::read_to_string(lock_path) {
-        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
-        // The holder may be between taking the lock and writing its name.
-        Ok(_) => "another daemon (lock file is empty)".to_string(),
-        Err(e) => format!("another daemon (read {}: {e})", lock_path.display()),
-    }
 }
 
 fn fatal(msg: String) -> DaemonError {

@@ -55,6 +55,7 @@ impl Coord {
         Self::start_config(ServeConfig {
             listen,
             data_dir: data_dir.to_path_buf(),
+            allow_new_database: false,
             job_lease,
             tls: None,
             archive_limits: Default::default(),
@@ -73,6 +74,7 @@ impl Coord {
         Self::start_config(ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir.to_path_buf(),
+            allow_new_database: false,
             job_lease: Duration::from_secs(60),
             tls: None,
             archive_limits: limits,

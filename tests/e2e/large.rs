@@ -95,6 +95,7 @@ async fn a_state_over_the_limit_is_kept_by_the_daemon_and_the_job_fails() {
     let coord = Coord::start_config(provisionerd::coordinator::ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: tmp.path().join("data"),
+        allow_new_database: false,
         job_lease: std::time::Duration::from_secs(60),
         tls: None,
         archive_limits: Default::default(),

@@ -7,6 +7,7 @@
 
 mod cancel;
 mod catalog;
+mod check;
 mod daemons;
 mod jobs;
 mod ops;
@@ -24,6 +25,7 @@ use crate::tags::Tags;
 
 pub use cancel::Canceled;
 pub use catalog::{NewBuild, NewImport, TemplateRow, VersionRow, WorkspaceRow};
+pub use check::{CheckError, DB_FILE, Found, SCHEMA_VERSION, Summary, inspect};
 pub use daemons::{DaemonRow, KeyRow, Report};
 pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, Offer, PREBUILDS_OWNER};
 pub use ops::{Histo, JobGauge, PrebuildWorkspace};
@@ -123,9 +125,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) `DIR/provisionerd.db`.
+    /// Opens (creating if needed) `DIR/provisionerd.db`. The coordinator
+    /// calls [`inspect`] first: this adds provisionerd's tables to
+    /// whatever database it finds.
     pub fn open(dir: &Path) -> Result<Store> {
-        let path = dir.join("provisionerd.db");
+        let path = dir.join(DB_FILE);
         let conn = Connection::open(&path)?;
         // WAL keeps readers (log followers) from blocking the writer, and a
         // busy timeout covers the CLI reading while the server writes.
@@ -135,6 +139,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn)?;
+        check::stamp(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
