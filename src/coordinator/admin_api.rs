@@ -21,7 +21,7 @@ use super::templates;
 use super::transfer;
 use super::workspaces;
 use crate::archive;
-use crate::grpc::limits::{MAX_META_BYTES, MAX_NAME_BYTES};
+use crate::grpc::limits::{MAX_META_BYTES, MAX_VALUE_NAME_BYTES};
 use crate::proto::admin_server::Admin;
 use crate::proto::{self, Transition};
 use crate::tags;
@@ -262,7 +262,7 @@ impl Admin for AdminApi {
         let action = format!("create workspace {:?}", tags::shown(&req.name));
         bounds::values(&action, "variables", &req.variables)?;
         bounds::values(&action, "parameters", &req.parameters)?;
-        bounds::text(&action, "preset", &req.preset, MAX_NAME_BYTES)?;
+        bounds::text(&action, "preset", &req.preset, MAX_VALUE_NAME_BYTES)?;
         let owner = if req.owner.is_empty() {
             DEFAULT_OWNER
         } else {

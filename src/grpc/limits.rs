@@ -72,6 +72,12 @@ pub const DEFAULT_PAGE_ROWS: u32 = 100;
 pub const MAX_PAGE_ROWS: u32 = 1000;
 pub const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
+// A page ends before its rows pass MAX_PAGE_BYTES; the largest row (a
+// template's variables, up to MAX_META_BYTES, plus bounded fields) is
+// smaller still, so every page fits in one message with room to spare.
+const _: () = assert!(MAX_META_BYTES + 64 * 1024 < MAX_PAGE_BYTES);
+const _: () = assert!(2 * MAX_PAGE_BYTES <= MAX_MESSAGE_BYTES);
+
 /// `text` cut to at most `max` bytes (at a character boundary) with a
 /// marker saying how long it was; unchanged when it fits.
 pub fn truncate(text: String, max: usize) -> String {
