@@ -469,6 +469,20 @@ pub struct OutputArg {
     pub output: Output,
 }
 
+/// Paging of a list command: the CLI fetches pages of at most 1000 rows
+/// until it has `--limit` rows, and prints on stderr how to continue.
+#[derive(Debug, Args, Clone)]
+pub struct PageArgs {
+    /// At most this many rows [default: all; 0: all].
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// Start after this cursor: the one a previous listing printed ("More …
+    /// follow: list them with --after CURSOR"), which is the last name it
+    /// listed.
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCmd {
     /// Create a key; its secret is printed once.
@@ -482,6 +496,8 @@ pub enum KeysCmd {
     },
     /// List keys and their tags.
     List {
+        #[command(flatten)]
+        page: PageArgs,
         #[command(flatten)]
         out: OutputArg,
         #[command(flatten)]
@@ -528,6 +544,8 @@ pub enum TemplatesCmd {
     /// List templates, their active versions and variables.
     List {
         #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
         out: OutputArg,
         #[command(flatten)]
         admin: AdminArgs,
@@ -568,6 +586,8 @@ pub enum WorkspacesCmd {
     /// List workspaces and their latest builds.
     List {
         #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
         out: OutputArg,
         #[command(flatten)]
         admin: AdminArgs,
@@ -606,9 +626,14 @@ pub enum JobsCmd {
         /// Only jobs initiated by this user (e.g. `prebuilds`).
         #[arg(long)]
         initiator: Option<String>,
-        /// At most this many jobs, newest first.
+        /// At most this many jobs, newest first (fetched in pages of at
+        /// most 1000; 0: all).
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Start after this job: the cursor a previous listing printed
+        /// ("More jobs follow: list them with --after ID"), its last job.
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
         #[command(flatten)]
         out: OutputArg,
         #[command(flatten)]
@@ -661,6 +686,8 @@ pub enum DaemonsCmd {
     /// List daemons: tags, status (idle, busy, draining, canceling as the
     /// daemon reports it, or offline), current job.
     List {
+        #[command(flatten)]
+        page: PageArgs,
         #[command(flatten)]
         out: OutputArg,
         #[command(flatten)]

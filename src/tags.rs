@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::grpc::limits::{MAX_NAME_BYTES, MAX_TAG_KEY_BYTES, MAX_TAG_VALUE_BYTES, MAX_TAGS};
+
 /// A tag set. Ordered so that displays and stored JSON are stable.
 pub type Tags = BTreeMap<String, String>;
 
@@ -16,6 +18,22 @@ pub enum TagError {
     BadValue { key: String },
     #[error("tag {0:?} given twice")]
     Duplicate(String),
+    #[error("{0} tags: at most {MAX_TAGS} are allowed")]
+    TooMany(usize),
+}
+
+/// `s` for an error message: a hostile megabyte is not echoed back (a
+/// status message travels in a header), only its start and length.
+pub fn shown(s: &str) -> String {
+    const SHOWN: usize = 64;
+    if s.len() <= SHOWN {
+        return s.to_string();
+    }
+    let mut cut = SHOWN;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..cut], s.len())
 }
 
 /// Parses `key=value` arguments into a tag set.
@@ -38,15 +56,18 @@ pub fn parse_pairs<S: AsRef<str>>(pairs: &[S]) -> Result<Tags, TagError> {
 /// printable (no NUL or control characters, which break displays and
 /// matching).
 pub fn validate(tags: &Tags) -> Result<(), TagError> {
+    if tags.len() > MAX_TAGS {
+        return Err(TagError::TooMany(tags.len()));
+    }
     for (k, v) in tags {
         let key_ok = !k.is_empty()
-            && k.len() <= 64
+            && k.len() <= MAX_TAG_KEY_BYTES
             && k.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'));
         if !key_ok {
-            return Err(TagError::BadKey(k.clone()));
+            return Err(TagError::BadKey(shown(k)));
         }
-        if v.len() > 256 || v.chars().any(char::is_control) {
+        if v.len() > MAX_TAG_VALUE_BYTES || v.chars().any(char::is_control) {
             return Err(TagError::BadValue { key: k.clone() });
         }
     }
@@ -99,7 +120,7 @@ pub fn display(tags: &Tags) -> String {
 /// `a-z A-Z 0-9 - _ .`, starting with a letter or digit, so they are safe in
 /// URLs, file names and displays.
 pub fn valid_name(name: &str) -> bool {
-    name.len() <= 64
+    name.len() <= MAX_NAME_BYTES
         && name
             .chars()
             .next()
@@ -115,7 +136,8 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{what} name {name:?}: use 1-64 characters of a-z A-Z 0-9 - _ . starting with a letter or digit"
+            "{what} name {:?}: use 1-64 characters of a-z A-Z 0-9 - _ . starting with a letter or digit",
+            shown(name)
         ))
     }
 }

@@ -3,6 +3,7 @@
 
 mod cancel;
 mod client;
+mod pages;
 mod prebuilds;
 pub mod render;
 mod template_show;
@@ -74,13 +75,20 @@ pub async fn keys(cmd: KeysCmd) -> Result<(), CliError> {
             );
             println!("{}", resp.secret);
         }
-        KeysCmd::List { out, admin } => {
-            let keys = client(&admin)
-                .await?
-                .list_keys(proto::ListKeysRequest {})
-                .await?
-                .into_inner()
-                .keys;
+        KeysCmd::List { page, out, admin } => {
+            let c = client(&admin).await?;
+            let (keys, next) =
+                pages::collect(pages::limit(page.limit), page.after, |limit, after| {
+                    let mut c = c.clone();
+                    async move {
+                        let r = c
+                            .list_keys(proto::ListKeysRequest { limit, after })
+                            .await?
+                            .into_inner();
+                        Ok((r.keys, r.next_cursor))
+                    }
+                })
+                .await?;
             if out.output == Output::Json {
                 print_json(&json!(
                     keys.iter().map(render::key_json).collect::<Vec<_>>()
@@ -99,6 +107,7 @@ pub async fn keys(cmd: KeysCmd) -> Result<(), CliError> {
                         .collect(),
                 );
             }
+            pages::hint("keys", &next);
         }
         KeysCmd::Delete { name, admin } => {
             client(&admin)
@@ -152,13 +161,20 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
             let mut c = client(&admin).await?;
             template_show::show(&mut c, &name, out.output).await?;
         }
-        TemplatesCmd::List { out, admin } => {
-            let ts = client(&admin)
-                .await?
-                .list_templates(proto::ListTemplatesRequest {})
-                .await?
-                .into_inner()
-                .templates;
+        TemplatesCmd::List { page, out, admin } => {
+            let c = client(&admin).await?;
+            let (ts, next) =
+                pages::collect(pages::limit(page.limit), page.after, |limit, after| {
+                    let mut c = c.clone();
+                    async move {
+                        let r = c
+                            .list_templates(proto::ListTemplatesRequest { limit, after })
+                            .await?
+                            .into_inner();
+                        Ok((r.templates, r.next_cursor))
+                    }
+                })
+                .await?;
             if out.output == Output::Json {
                 print_json(&json!(
                     ts.iter().map(render::template_json).collect::<Vec<_>>()
@@ -179,6 +195,7 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
                         .collect(),
                 );
             }
+            pages::hint("templates", &next);
         }
     }
     Ok(())
@@ -216,13 +233,20 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
         WorkspacesCmd::Start(a) => build(a, Transition::Start).await?,
         WorkspacesCmd::Stop(a) => build(a, Transition::Stop).await?,
         WorkspacesCmd::Delete(a) => build(a, Transition::Destroy).await?,
-        WorkspacesCmd::List { out, admin } => {
-            let ws = client(&admin)
-                .await?
-                .list_workspaces(proto::ListWorkspacesRequest {})
-                .await?
-                .into_inner()
-                .workspaces;
+        WorkspacesCmd::List { page, out, admin } => {
+            let c = client(&admin).await?;
+            let (ws, next) =
+                pages::collect(pages::limit(page.limit), page.after, |limit, after| {
+                    let mut c = c.clone();
+                    async move {
+                        let r = c
+                            .list_workspaces(proto::ListWorkspacesRequest { limit, after })
+                            .await?
+                            .into_inner();
+                        Ok((r.workspaces, r.next_cursor))
+                    }
+                })
+                .await?;
             if out.output == Output::Json {
                 print_json(&json!(
                     ws.iter().map(render::workspace_json).collect::<Vec<_>>()
@@ -243,6 +267,7 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
                         .collect(),
                 );
             }
+            pages::hint("workspaces", &next);
         }
         WorkspacesCmd::Show { name, out, admin } => {
             let w = client(&admin)
@@ -392,19 +417,29 @@ pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
             status,
             initiator,
             limit,
+            after,
             out,
             admin,
         } => {
-            let jobs = client(&admin)
-                .await?
-                .list_jobs(proto::ListJobsRequest {
-                    status: status.unwrap_or_default(),
-                    initiator: initiator.unwrap_or_default(),
-                    limit,
-                })
-                .await?
-                .into_inner()
-                .jobs;
+            let c = client(&admin).await?;
+            let (status, initiator) = (status.unwrap_or_default(), initiator.unwrap_or_default());
+            let (jobs, next) = pages::collect(pages::limit(Some(limit)), after, |limit, after| {
+                let mut c = c.clone();
+                let (status, initiator) = (status.clone(), initiator.clone());
+                async move {
+                    let r = c
+                        .list_jobs(proto::ListJobsRequest {
+                            status,
+                            initiator,
+                            limit,
+                            after,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok((r.jobs, r.next_cursor))
+                }
+            })
+            .await?;
             if out.output == Output::Json {
                 print_json(&json!(jobs.iter().map(job_json).collect::<Vec<_>>()));
             } else {
@@ -444,6 +479,7 @@ pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
                         .collect(),
                 );
             }
+            pages::hint("jobs", &next);
         }
         JobsCmd::Show { id, out, admin } => {
             let j = client(&admin)
@@ -495,13 +531,19 @@ fn print_job(j: &proto::Job, output: Output) {
 }
 
 pub async fn daemons(cmd: DaemonsCmd) -> Result<(), CliError> {
-    let DaemonsCmd::List { out, admin } = cmd;
-    let ds = client(&admin)
-        .await?
-        .list_daemons(proto::ListDaemonsRequest {})
-        .await?
-        .into_inner()
-        .daemons;
+    let DaemonsCmd::List { page, out, admin } = cmd;
+    let c = client(&admin).await?;
+    let (ds, next) = pages::collect(pages::limit(page.limit), page.after, |limit, after| {
+        let mut c = c.clone();
+        async move {
+            let r = c
+                .list_daemons(proto::ListDaemonsRequest { limit, after })
+                .await?
+                .into_inner();
+            Ok((r.daemons, r.next_cursor))
+        }
+    })
+    .await?;
     if out.output == Output::Json {
         print_json(&json!(
             ds.iter().map(render::daemon_json).collect::<Vec<_>>()
@@ -523,5 +565,6 @@ pub async fn daemons(cmd: DaemonsCmd) -> Result<(), CliError> {
                 .collect(),
         );
     }
+    pages::hint("daemons", &next);
     Ok(())
 }

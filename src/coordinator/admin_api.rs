@@ -12,16 +12,21 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::Hub;
 use super::auth;
+use super::bounds;
 use super::error::{CoordError, Result};
+use super::outputs::state_outputs;
 use super::prebuilds;
-use super::store::{self, JobFilter, JobKind, JobRow, WorkspaceRow};
+use super::store::{self, JobKind, JobRow, WorkspaceRow};
 use super::templates;
 use super::transfer;
 use super::workspaces;
 use crate::archive;
+use crate::grpc::limits::{MAX_META_BYTES, MAX_VALUE_NAME_BYTES};
 use crate::proto::admin_server::Admin;
 use crate::proto::{self, Transition};
-use crate::tags::{self, Tags};
+use crate::tags;
+
+mod lists;
 
 /// The owner of workspaces created without `--owner`.
 pub const DEFAULT_OWNER: &str = "admin";
@@ -34,12 +39,6 @@ pub struct AdminApi {
 
 fn check_name(what: &str, name: &str) -> Result<()> {
     tags::check_name(what, name).map_err(CoordError::Invalid)
-}
-
-fn check_tags(map: &std::collections::HashMap<String, String>) -> Result<Tags> {
-    let tags: Tags = map.clone().into_iter().collect();
-    tags::validate(&tags).map_err(|e| CoordError::Invalid(e.to_string()))?;
-    Ok(tags)
 }
 
 impl AdminApi {
@@ -130,45 +129,6 @@ fn check_template(archive: &[u8], limits: &archive::Limits) -> std::result::Resu
     }
 }
 
-/// Largest output value (its JSON) a Workspace message carries: outputs
-/// are for people and scripts to read, and a huge one would push the
-/// message, and every ListWorkspaces, over the message limit.
-pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
-
-/// Largest template metadata (variables, parameters, presets, README as
-/// JSON) a push may have: GetTemplate returns it in one message.
-pub const MAX_META_BYTES: usize = 1024 * 1024;
-
-/// Outputs of a terraform state (v4 JSON), name → JSON value; sensitive
-/// outputs are masked, and values over [`MAX_OUTPUT_BYTES`] replaced by a
-/// note saying so (the state itself keeps them).
-pub fn state_outputs(state: Option<&[u8]>) -> std::collections::HashMap<String, String> {
-    let mut out = std::collections::HashMap::new();
-    let Some(state) = state else { return out };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(state) else {
-        return out;
-    };
-    if let Some(outputs) = v.get("outputs").and_then(|o| o.as_object()) {
-        for (name, o) in outputs {
-            let value = if o.get("sensitive").and_then(|s| s.as_bool()) == Some(true) {
-                "\"*sensitive*\"".to_string()
-            } else {
-                o.get("value").map(|v| v.to_string()).unwrap_or_default()
-            };
-            let value = if value.len() > MAX_OUTPUT_BYTES {
-                format!(
-                    "\"*omitted: {} bytes, over the {MAX_OUTPUT_BYTES}-byte limit for outputs shown*\"",
-                    value.len()
-                )
-            } else {
-                value
-            };
-            out.insert(name.clone(), value);
-        }
-    }
-    out
-}
-
 #[tonic::async_trait]
 impl Admin for AdminApi {
     async fn create_key(
@@ -178,7 +138,7 @@ impl Admin for AdminApi {
         self.auth(&req)?;
         let req = req.into_inner();
         check_name("key", &req.name)?;
-        let tags = check_tags(&req.tags)?;
+        let tags = bounds::tags(&format!("create key {:?}", req.name), &req.tags)?;
         let secret = auth::new_secret("pdk_");
         let key = self
             .hub
@@ -199,17 +159,7 @@ impl Admin for AdminApi {
         req: Request<proto::ListKeysRequest>,
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
         self.auth(&req)?;
-        let keys = self.hub.store.list_keys().map_err(Status::from)?;
-        Ok(Response::new(proto::ListKeysResponse {
-            keys: keys
-                .into_iter()
-                .map(|k| proto::Key {
-                    name: k.name,
-                    tags: k.tags.into_iter().collect(),
-                    created_at: k.created_at,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(self.keys_page(req.into_inner())?))
     }
 
     async fn delete_key(
@@ -233,7 +183,9 @@ impl Admin for AdminApi {
         let (req, archive) =
             transfer::read_push(req.into_inner(), self.archive_limits.max_archive_bytes).await?;
         check_name("template", &req.name)?;
-        let tags = check_tags(&req.provisioner_tags)?;
+        let action = format!("push template {:?}", req.name);
+        let tags = bounds::tags(&action, &req.provisioner_tags)?;
+        bounds::values(&action, "variables", &req.variables)?;
         // Checked and read without terraform: a template whose parameters,
         // presets or tags are wrong is refused now, with the file and line.
         // CPU work on a hostile archive (links to resolve, HCL to parse)
@@ -282,18 +234,7 @@ impl Admin for AdminApi {
         req: Request<proto::ListTemplatesRequest>,
     ) -> Result<Response<proto::ListTemplatesResponse>, Status> {
         self.auth(&req)?;
-        let templates = self.hub.store.list_templates().map_err(Status::from)?;
-        Ok(Response::new(proto::ListTemplatesResponse {
-            templates: templates
-                .into_iter()
-                .map(|t| proto::Template {
-                    name: t.name,
-                    active_version_id: t.active_version_id.unwrap_or_default(),
-                    created_at: t.created_at,
-                    variables: t.declared,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(self.templates_page(req.into_inner())?))
     }
 
     async fn get_template(
@@ -318,6 +259,10 @@ impl Admin for AdminApi {
     ) -> Result<Response<proto::BuildResponse>, Status> {
         self.auth(&req)?;
         let req = req.into_inner();
+        let action = format!("create workspace {:?}", tags::shown(&req.name));
+        bounds::values(&action, "variables", &req.variables)?;
+        bounds::values(&action, "parameters", &req.parameters)?;
+        bounds::text(&action, "preset", &req.preset, MAX_VALUE_NAME_BYTES)?;
         let owner = if req.owner.is_empty() {
             DEFAULT_OWNER
         } else {
@@ -355,6 +300,8 @@ impl Admin for AdminApi {
                 ));
             }
         };
+        let action = format!("build workspace {:?}", tags::shown(&req.name));
+        bounds::values(&action, "parameters", &req.parameters)?;
         let ws = self.hub.store.workspace(&req.name)?;
         let given: BTreeMap<String, String> = req.parameters.into_iter().collect();
         let job_id = workspaces::build(&self.hub, &ws, transition, &given)?;
@@ -369,12 +316,7 @@ impl Admin for AdminApi {
         req: Request<proto::ListWorkspacesRequest>,
     ) -> Result<Response<proto::ListWorkspacesResponse>, Status> {
         self.auth(&req)?;
-        let rows = self.hub.store.list_workspaces().map_err(Status::from)?;
-        let workspaces = rows
-            .into_iter()
-            .map(|w| self.workspace_to_proto(w))
-            .collect::<Result<_>>()?;
-        Ok(Response::new(proto::ListWorkspacesResponse { workspaces }))
+        Ok(Response::new(self.workspaces_page(req.into_inner())?))
     }
 
     async fn get_workspace(
@@ -391,31 +333,7 @@ impl Admin for AdminApi {
         req: Request<proto::ListJobsRequest>,
     ) -> Result<Response<proto::ListJobsResponse>, Status> {
         self.auth(&req)?;
-        let req = req.into_inner();
-        const STATUSES: [&str; 6] = [
-            "pending",
-            "running",
-            "succeeded",
-            "failed",
-            "canceling",
-            "canceled",
-        ];
-        if !req.status.is_empty() && !STATUSES.contains(&req.status.as_str()) {
-            return Err(Status::invalid_argument(format!(
-                "list jobs: status {:?} is not one of {}",
-                req.status,
-                STATUSES.join(", ")
-            )));
-        }
-        let filter = JobFilter {
-            status: (!req.status.is_empty()).then_some(req.status),
-            initiator: (!req.initiator.is_empty()).then_some(req.initiator),
-            limit: req.limit,
-        };
-        let jobs = self.hub.store.list_jobs(&filter).map_err(Status::from)?;
-        Ok(Response::new(proto::ListJobsResponse {
-            jobs: jobs.into_iter().map(|j| self.job_to_proto(j)).collect(),
-        }))
+        Ok(Response::new(self.jobs_page(req.into_inner())?))
     }
 
     async fn get_job(
@@ -478,22 +396,7 @@ impl Admin for AdminApi {
         req: Request<proto::ListDaemonsRequest>,
     ) -> Result<Response<proto::ListDaemonsResponse>, Status> {
         self.auth(&req)?;
-        let rows = self.hub.store.list_daemons().map_err(Status::from)?;
-        Ok(Response::new(proto::ListDaemonsResponse {
-            daemons: rows
-                .into_iter()
-                .map(|d| proto::Daemon {
-                    status: d.status().to_string(),
-                    current_job_id: d.current_job().unwrap_or_default().to_string(),
-                    id: d.id,
-                    name: d.name,
-                    tags: d.tags.into_iter().collect(),
-                    last_seen_at: d.last_seen_at,
-                    version: d.version,
-                    key_name: d.key_name,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(self.daemons_page(req.into_inner())?))
     }
 
     async fn pause_prebuilds(
@@ -594,34 +497,5 @@ async fn follow_logs(
         if tx.is_closed() || hub.stopping.is_cancelled() {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outputs_over_the_limit_are_replaced_by_a_note() {
-        let big = "x".repeat(MAX_OUTPUT_BYTES);
-        let state = serde_json::json!({
-            "outputs": {
-                "small": {"value": "hi"},
-                "big": {"value": big},
-                "secret": {"value": "pw", "sensitive": true},
-            }
-        });
-        let out = state_outputs(Some(state.to_string().as_bytes()));
-        assert_eq!(out["small"], "\"hi\"");
-        assert_eq!(out["secret"], "\"*sensitive*\"");
-        let note = format!(
-            "\"*omitted: {} bytes, over the {MAX_OUTPUT_BYTES}-byte limit for outputs shown*\"",
-            MAX_OUTPUT_BYTES + 2
-        );
-        assert_eq!(out["big"], note);
-        assert!(
-            serde_json::from_str::<String>(&out["big"]).is_ok(),
-            "still JSON"
-        );
     }
 }

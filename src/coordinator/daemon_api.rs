@@ -88,6 +88,7 @@ impl ProvisionerDaemon for DaemonApi {
         };
         crate::tags::check_name("register daemon: daemon", &hello.name)
             .map_err(Status::invalid_argument)?;
+        super::bounds::hello(&hello)?;
         let report = Report::new(hello.state, &hello.current_job_id);
         let daemon = self
             .hub
@@ -145,6 +146,7 @@ impl ProvisionerDaemon for DaemonApi {
     ) -> Result<Response<proto::UpdateJobResponse>, Status> {
         let (key, name) = self.caller(&req)?;
         let req = req.into_inner();
+        super::bounds::log_lines(&req.job_id, &req.logs)?;
         let (stored_seq, canceled) =
             self.hub
                 .store
@@ -193,6 +195,7 @@ impl ProvisionerDaemon for DaemonApi {
         };
         let (req, state) =
             transfer::read_finish(req.into_inner(), self.max_state_bytes, admit, tick).await?;
+        let req = super::bounds::finish(req)?;
         self.hub.store.finish(&name, &key.name, &req, &state)?;
         let outcome = proto::JobOutcome::try_from(req.outcome)
             .map(|o| o.as_str_name())

@@ -2,6 +2,8 @@
 
 use tonic::{Code, Status};
 
+use crate::grpc::limits::{MAX_STATUS_BYTES, truncate};
+
 #[derive(Debug, thiserror::Error)]
 pub enum CoordError {
     #[error("{0}")]
@@ -47,6 +49,8 @@ impl From<CoordError> for Status {
                 Code::Internal
             }
         };
-        Status::new(code, e.to_string())
+        // A message travels in a header: one echoing a hostile megabyte
+        // would break the answer itself.
+        Status::new(code, truncate(e.to_string(), MAX_STATUS_BYTES))
     }
 }

@@ -9,10 +9,13 @@
 
 pub mod admin_api;
 pub mod auth;
+pub mod bounds;
 pub mod daemon_api;
 pub mod dispatch;
 pub mod error;
 pub mod metrics;
+pub mod outputs;
+pub mod paging;
 pub mod prebuilds;
 pub mod routing;
 pub mod startup;

@@ -1,7 +1,8 @@
-//! gRPC pieces every side shares: the size limits, the URL rule, the
+//! gRPC pieces every side shares: the size limits (in [`limits`]), the URL rule, the
 //! credentials interceptor and how transport errors are described; TLS in
 //! [`tls`], secrets that never print in [`secret`].
 
+pub mod limits;
 pub mod secret;
 pub mod tls;
 
@@ -10,19 +11,8 @@ pub use secret::Secret;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::{Request, Status};
 
-/// Largest gRPC message either side accepts (Coder's dRPC uses the same
-/// 4 MiB). Anything that may be larger — template archives, terraform
-/// states — travels in chunks (see [`crate::chunk`]), never in one message.
-pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-
-/// Bytes per chunk of an archive or state: well under the message limit,
-/// leaving room for the message's own fields.
-pub const CHUNK_BYTES: usize = 1024 * 1024;
-
-/// Longest log line shipped in one `LogLine`: longer terraform output is
-/// split into continuation lines, so a batch of lines always fits in a
-/// message.
-pub const MAX_LOG_LINE_BYTES: usize = 64 * 1024;
+// The size limits live in `limits`; the three every side uses are here too.
+pub use limits::{CHUNK_BYTES, MAX_LOG_LINE_BYTES, MAX_MESSAGE_BYTES};
 
 /// Metadata naming the daemon on its calls; together with the key it
 /// identifies which jobs the caller may touch.

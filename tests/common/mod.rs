@@ -327,7 +327,7 @@ impl Coord {
     pub async fn daemons(&self) -> Vec<proto::Daemon> {
         self.admin()
             .await
-            .list_daemons(proto::ListDaemonsRequest {})
+            .list_daemons(proto::ListDaemonsRequest::default())
             .await
             .expect("list daemons")
             .into_inner()

@@ -171,7 +171,7 @@ async fn the_coordinator_refuses_every_attack_at_push_and_stores_nothing() {
         err.message()
     );
     let listed = admin
-        .list_templates(proto::ListTemplatesRequest {})
+        .list_templates(proto::ListTemplatesRequest::default())
         .await
         .unwrap()
         .into_inner()

@@ -45,7 +45,7 @@ async fn daemon_keys_and_the_admin_token_do_not_stand_in_for_each_other() {
     let mut as_admin =
         AdminClient::with_interceptor(channel(&coord).await, Credentials::bearer(&key).unwrap());
     let err = as_admin
-        .list_keys(proto::ListKeysRequest {})
+        .list_keys(proto::ListKeysRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err}");
@@ -86,7 +86,7 @@ async fn daemon_keys_and_the_admin_token_do_not_stand_in_for_each_other() {
     let keys = coord
         .admin()
         .await
-        .list_keys(proto::ListKeysRequest {})
+        .list_keys(proto::ListKeysRequest::default())
         .await;
     let names: Vec<String> = keys
         .unwrap()
@@ -362,11 +362,14 @@ async fn malformed_input_is_refused_before_anything_is_stored() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err}");
     assert!(err.message().contains("\"bad name\""), "{err}");
 
-    let keys = admin.list_keys(proto::ListKeysRequest {}).await.unwrap();
+    let keys = admin
+        .list_keys(proto::ListKeysRequest::default())
+        .await
+        .unwrap();
     let names: Vec<String> = keys.into_inner().keys.into_iter().map(|k| k.name).collect();
     assert_eq!(names, ["dk"], "only the valid key exists");
     let templates = admin
-        .list_templates(proto::ListTemplatesRequest {})
+        .list_templates(proto::ListTemplatesRequest::default())
         .await
         .unwrap();
     assert!(templates.into_inner().templates.is_empty());

@@ -12,6 +12,7 @@ mod runner_support;
 
 mod archives;
 mod authz;
+mod bounds;
 mod cancel;
 mod cli;
 mod datadir;

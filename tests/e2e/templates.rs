@@ -55,7 +55,7 @@ data "coder_workspace_preset" "p" {
     let listed = coord
         .admin()
         .await
-        .list_templates(proto::ListTemplatesRequest {})
+        .list_templates(proto::ListTemplatesRequest::default())
         .await
         .unwrap()
         .into_inner()

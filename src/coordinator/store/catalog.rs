@@ -179,13 +179,18 @@ impl Store {
     }
 
     pub fn list_templates(&self) -> Result<Vec<TemplateRow>> {
+        self.templates_after("", -1)
+    }
+
+    /// Templates named after `after`, by name; at most `limit` (-1: all).
+    pub fn templates_after(&self, after: &str, limit: i64) -> Result<Vec<TemplateRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT t.name, t.active_version_id, t.created_at, v.declared
              FROM templates t LEFT JOIN template_versions v ON v.id = t.active_version_id
-             ORDER BY t.name",
+             WHERE t.name > ?1 ORDER BY t.name LIMIT ?2",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map(params![after, limit], |r| {
             Ok(TemplateRow {
                 name: r.get(0)?,
                 active_version_id: r.get(1)?,
@@ -368,12 +373,23 @@ impl Store {
         arg: &str,
         with_state: bool,
     ) -> Result<Vec<WorkspaceRow>> {
+        self.workspaces_limited(cond, arg, with_state, -1)
+    }
+
+    /// [`Self::workspaces_matching`], at most `limit` of them (-1: all).
+    fn workspaces_limited(
+        &self,
+        cond: &str,
+        arg: &str,
+        with_state: bool,
+        limit: i64,
+    ) -> Result<Vec<WorkspaceRow>> {
         let conn = self.conn();
         let state = if with_state { "state" } else { "NULL" };
         let sql = format!(
             "SELECT id, name, owner, template, template_version_id, var_values, {state},
                     created_at, parameters, preset
-             FROM workspaces WHERE {cond} ORDER BY name"
+             FROM workspaces WHERE {cond} ORDER BY name LIMIT {limit}"
         );
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map([arg], |r| {
@@ -412,5 +428,11 @@ impl Store {
 
     pub fn list_workspaces(&self) -> Result<Vec<WorkspaceRow>> {
         self.workspace_where("deleted = 0 AND ?1 = ?1", "")
+    }
+
+    /// Live workspaces named after `after`, by name, with their state (for
+    /// outputs); at most `limit`.
+    pub fn workspaces_after(&self, after: &str, limit: u32) -> Result<Vec<WorkspaceRow>> {
+        self.workspaces_limited("deleted = 0 AND name > ?1", after, true, i64::from(limit))
     }
 }

@@ -45,7 +45,11 @@ impl Report {
             state: DaemonState::try_from(state)
                 .ok()
                 .filter(|s| *s != DaemonState::Unspecified),
-            job_id: (!job_id.is_empty()).then(|| job_id.to_string()),
+            // Stored and listed: a job id can never be longer, so a longer
+            // one (a StateUpdate is not refused) is cut, not kept whole.
+            job_id: (!job_id.is_empty()).then(|| {
+                crate::grpc::limits::truncate(job_id.to_string(), crate::grpc::limits::MAX_ID_BYTES)
+            }),
         }
     }
 
@@ -128,9 +132,16 @@ impl Store {
     }
 
     pub fn list_keys(&self) -> Result<Vec<KeyRow>> {
+        self.keys_after("", -1)
+    }
+
+    /// Keys named after `after`, by name; at most `limit` (-1: all).
+    pub fn keys_after(&self, after: &str, limit: i64) -> Result<Vec<KeyRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT name, tags, created_at FROM keys ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
+        let mut stmt = conn.prepare(
+            "SELECT name, tags, created_at FROM keys WHERE name > ?1 ORDER BY name LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit], |r| {
             Ok(KeyRow {
                 name: r.get(0)?,
                 tags: tags_from_json(&r.get::<_, String>(1)?),
@@ -282,15 +293,20 @@ impl Store {
     }
 
     pub fn list_daemons(&self) -> Result<Vec<DaemonRow>> {
+        self.daemons_after("", -1)
+    }
+
+    /// Daemons named after `after`, by name; at most `limit` (-1: all).
+    pub fn daemons_after(&self, after: &str, limit: i64) -> Result<Vec<DaemonRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT d.id, d.name, d.key_name, d.tags, d.version, d.connected, d.last_seen_at,
                     (SELECT j.id FROM jobs j WHERE j.daemon_id = d.id
                        AND j.status IN ('running', 'canceling') LIMIT 1),
                     d.state, d.current_job_id
-             FROM daemons d ORDER BY d.name",
+             FROM daemons d WHERE d.name > ?1 ORDER BY d.name LIMIT ?2",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map(params![after, limit], |r| {
             Ok(DaemonRow {
                 id: r.get(0)?,
                 name: r.get(1)?,

@@ -63,6 +63,9 @@ pub struct JobFilter {
     pub status: Option<String>,
     pub initiator: Option<String>,
     pub limit: u32,
+    /// Only jobs listed after this one (older, or as old and inserted
+    /// earlier): the cursor of the previous page.
+    pub after: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,10 +186,12 @@ impl Store {
         let mut stmt = conn.prepare(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR initiator = ?2)
+               AND (?4 IS NULL OR (created_at, rowid) <
+                    (SELECT created_at, rowid FROM jobs WHERE id = ?4))
              ORDER BY created_at DESC, rowid DESC LIMIT ?3"
         ))?;
         let limit = if f.limit == 0 { 100 } else { f.limit };
-        let rows = stmt.query_map(params![f.status, f.initiator, limit], job_from_row)?;
+        let rows = stmt.query_map(params![f.status, f.initiator, limit, f.after], job_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

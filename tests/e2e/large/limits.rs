@@ -137,7 +137,7 @@ async fn oversized_or_inconsistent_pushes_store_nothing() {
     let templates = coord
         .admin()
         .await
-        .list_templates(proto::ListTemplatesRequest {})
+        .list_templates(proto::ListTemplatesRequest::default())
         .await
         .unwrap()
         .into_inner()
