@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
@@ -22,6 +23,13 @@ use crate::process::{self, Spec};
 
 /// How often the cache dir must take a write.
 const CACHE_PROBE_PERIOD: Duration = Duration::from_secs(15);
+/// How soon a failing cache dir probe runs again: the daemon takes no job
+/// meanwhile, so recovery should be noticed quickly.
+const CACHE_RETRY_PERIOD: Duration = Duration::from_secs(1);
+/// How soon a failing `terraform version` runs again.
+const TERRAFORM_RETRY_PERIOD: Duration = Duration::from_secs(10);
+/// Longest [`Readiness::recheck`] waits for its probe.
+const RECHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often `terraform version` must run (a binary replaced or removed
 /// under a running daemon shows up here).
 const TERRAFORM_PROBE_PERIOD: Duration = Duration::from_secs(300);
@@ -62,6 +70,14 @@ pub(super) struct Readiness {
     cache_problem: Mutex<Option<String>>,
     /// Why the last `terraform version` failed (`None`: it ran).
     terraform_problem: Mutex<Option<String>>,
+    /// Why the daemon must not take a job (`None`: no probe has failed);
+    /// written by the probe task on each change, watched by the acquire
+    /// loop. Unlike `check`, "not checked yet" does not count.
+    unready: watch::Sender<Option<String>>,
+    /// Cache dir probes run so far: [`Readiness::recheck`] waits for one more.
+    cache_probes: watch::Sender<u64>,
+    /// Asks the probe task for a cache dir probe now.
+    recheck: Notify,
 }
 
 impl Readiness {
@@ -80,7 +96,26 @@ impl Readiness {
             locked: AtomicBool::new(false),
             cache_problem: Mutex::new(Some("not checked yet".into())),
             terraform_problem: Mutex::new(Some("not checked yet".into())),
+            unready: watch::Sender::new(None),
+            cache_probes: watch::Sender::new(0),
+            recheck: Notify::new(),
         }
+    }
+
+    /// Why the daemon must not take a job now (`None`: it may), and each
+    /// change of it.
+    pub(super) fn unready(&self) -> watch::Receiver<Option<String>> {
+        self.unready.subscribe()
+    }
+
+    /// Probes the cache dir now (a job just ended, perhaps because the disk
+    /// filled up) and returns once that probe is done, so the next Acquire
+    /// sees its verdict.
+    pub(super) async fn recheck(&self) {
+        let mut probes = self.cache_probes.subscribe();
+        let seen = *probes.borrow_and_update();
+        self.recheck.notify_one();
+        let _ = tokio::time::timeout(RECHECK_TIMEOUT, probes.wait_for(|n| *n > seen)).await;
     }
 
     pub(super) fn set_connected(&self, up: bool) {
@@ -121,35 +156,82 @@ impl Readiness {
     }
 
     /// Runs the probes until `stop`: a write to the cache dir every
-    /// [`CACHE_PROBE_PERIOD`], `terraform version` at once and every
-    /// [`TERRAFORM_PROBE_PERIOD`].
+    /// [`CACHE_PROBE_PERIOD`] (every [`CACHE_RETRY_PERIOD`] while it fails,
+    /// and at once on [`Readiness::recheck`]), `terraform version` at once
+    /// and every [`TERRAFORM_PROBE_PERIOD`] ([`TERRAFORM_RETRY_PERIOD`]
+    /// while it fails). A problem is logged when it starts or changes, and
+    /// its end once.
     pub(super) async fn probe(self: Arc<Self>, stop: CancellationToken) {
-        let mut cache = tokio::time::interval(CACHE_PROBE_PERIOD);
-        let mut terraform = tokio::time::interval(TERRAFORM_PROBE_PERIOD);
+        let mut next_cache = Instant::now();
+        let mut next_terraform = Instant::now();
+        let mut cache_failed: Option<String> = None;
+        let mut terraform_failed: Option<String> = None;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = cache.tick() => {
+                () = self.recheck.notified() => next_cache = Instant::now(),
+                () = tokio::time::sleep_until(next_cache) => {
                     let path = self.cache_dir.join(PROBE_FILE);
                     let result = tokio::task::spawn_blocking(move || write_probe(&path)).await;
                     let problem = match result {
                         Ok(r) => r.err(),
                         Err(e) => Some(format!("probe task failed: {e}")),
                     };
-                    if let Some(p) = &problem {
-                        tracing::warn!(cache_dir = %self.cache_dir.display(), error = p, "cache dir write probe failed");
-                    }
+                    let what = format!("cache dir {}", self.cache_dir.display());
+                    log_change(&what, &cache_failed, &problem);
+                    next_cache = Instant::now()
+                        + if problem.is_some() { CACHE_RETRY_PERIOD } else { CACHE_PROBE_PERIOD };
+                    cache_failed = problem.clone();
                     *lock(&self.cache_problem) = problem;
+                    self.publish(&cache_failed, &terraform_failed);
+                    self.cache_probes.send_modify(|n| *n += 1);
                 }
-                _ = terraform.tick() => {
+                () = tokio::time::sleep_until(next_terraform) => {
                     let problem = terraform_version(&self.terraform, &self.cache_dir, &stop).await.err();
-                    if let Some(p) = &problem {
-                        tracing::warn!(terraform = %self.terraform.display(), error = p, "terraform version check failed");
-                    }
+                    let what = format!("terraform {}", self.terraform.display());
+                    log_change(&what, &terraform_failed, &problem);
+                    next_terraform = Instant::now()
+                        + if problem.is_some() { TERRAFORM_RETRY_PERIOD } else { TERRAFORM_PROBE_PERIOD };
+                    terraform_failed = problem.clone();
                     *lock(&self.terraform_problem) = problem;
+                    self.publish(&cache_failed, &terraform_failed);
                 }
             }
         }
+    }
+
+    /// Tells the acquire loop why it must not take jobs, on a change only.
+    fn publish(&self, cache: &Option<String>, terraform: &Option<String>) {
+        let mut why = Vec::new();
+        if let Some(p) = cache {
+            why.push(format!(
+                "cache dir {}: not writable: {p}",
+                self.cache_dir.display()
+            ));
+        }
+        if let Some(p) = terraform {
+            why.push(format!(
+                "terraform {}: does not run: {p}",
+                self.terraform.display()
+            ));
+        }
+        let why = (!why.is_empty()).then(|| why.join("; "));
+        self.unready.send_if_modified(|cur| {
+            let changed = *cur != why;
+            *cur = why;
+            changed
+        });
+    }
+}
+
+/// Logs a probe's problem when it starts or changes, and its end.
+fn log_change(what: &str, before: &Option<String>, now: &Option<String>) {
+    match (before, now) {
+        (_, Some(p)) if before.as_ref() != Some(p) => {
+            tracing::warn!(error = p, "{what}: readiness check failed");
+        }
+        (Some(_), None) => tracing::info!("{what}: readiness check passes again"),
+        _ => {}
     }
 }
 
