@@ -11,6 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::job::{self, JobCtx};
+
+mod unready;
 use super::link::{Link, LinkEvent};
 use super::ops::Readiness;
 use super::{DaemonError, Shutdown};
@@ -211,56 +213,6 @@ impl Daemon {
         );
         self.lifetime.idle_timeout = None;
         self.shutdown.drain.cancel();
-    }
-
-    /// While a readiness check fails: no Acquire, the coordinator is told
-    /// `NotReady`. Returns once the checks pass, the session changes, or a
-    /// drain begins.
-    async fn wait_until_ready(&mut self) -> Result<(), DaemonError> {
-        self.link.report(DaemonState::NotReady, "");
-        loop {
-            let why = self.unready.borrow_and_update().clone();
-            if why.is_none() {
-                return Ok(());
-            }
-            self.note_unready(why);
-            let event = tokio::select! {
-                () = self.shutdown.drain.cancelled() => return Ok(()),
-                () = sleep_until(self.lifetime.idle_deadline()) => {
-                    self.idle_timed_out();
-                    continue;
-                }
-                Ok(()) = self.unready.changed() => continue,
-                ev = self.link.next() => ev,
-            };
-            match event {
-                LinkEvent::Fatal(e) => return Err(e),
-                LinkEvent::Lost(reason) => {
-                    tracing::warn!(reason, "session to coordinator lost; reconnecting");
-                    self.lifetime.connected(false);
-                    return Ok(());
-                }
-                LinkEvent::Offer(offer) => tracing::info!(
-                    job_id = offer.job_id,
-                    "job offer crossed our not-ready report; left to the coordinator"
-                ),
-                LinkEvent::Connected | LinkEvent::Stopped => return Ok(()),
-                LinkEvent::CancelJob(_) | LinkEvent::AcquireCanceled => {}
-            }
-        }
-    }
-
-    /// Logs why the daemon takes no jobs when that changes, and once when
-    /// it takes them again.
-    fn note_unready(&mut self, why: Option<String>) {
-        if why == self.noted_unready {
-            return;
-        }
-        match &why {
-            Some(w) => tracing::warn!(reason = %w, "not taking jobs: a readiness check fails"),
-            None => tracing::info!("readiness checks pass: taking jobs again"),
-        }
-        self.noted_unready = why;
     }
 
     /// Takes back our Acquire, telling the coordinator `state` (draining,

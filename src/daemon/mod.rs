@@ -217,12 +217,9 @@ pub enum DaemonError {
     TlsRefused { url: String, message: String },
     /// The coordinator gave our name to someone else: another key owns it,
     /// or a live daemon of our key kept it past `--name-conflict-timeout`.
-    #[error("register daemon {name:?} with coordinator {url}: {message}")]
-    NameTaken {
-        name: String,
-        url: String,
-        message: String,
-    },
+    /// `message` is the coordinator's, naming the name.
+    #[error("connect to coordinator {url}: {message}")]
+    NameTaken { url: String, message: String },
     #[error("{0}")]
     Fatal(String),
     /// The operator forced the stop (a signal during cancel): terraform's

@@ -120,7 +120,7 @@ impl Connector {
                 }
                 Err(st) if st.code() == Code::FailedPrecondition => {
                     // The name belongs to another key: final.
-                    return Err(self.name_taken(&st));
+                    return Err(self.name_taken(&st, ""));
                 }
                 Err(st) if st.code() == Code::AlreadyExists => {
                     // Likely our own previous session (a restart, a broken
@@ -128,15 +128,12 @@ impl Connector {
                     // past the window it is another live daemon.
                     let since = *conflict_since.get_or_insert_with(tokio::time::Instant::now);
                     if since.elapsed() >= self.name_conflict_timeout {
-                        let mut err = self.name_taken(&st);
-                        if let DaemonError::NameTaken { message, .. } = &mut err {
-                            message.push_str(&format!(
-                                " (still after --name-conflict-timeout {}); stop the other \
-                                 daemon or choose another --name",
-                                humantime::format_duration(self.name_conflict_timeout)
-                            ));
-                        }
-                        return Err(err);
+                        let advice = format!(
+                            " (still after --name-conflict-timeout {}); stop the other \
+                             daemon or choose another --name",
+                            humantime::format_duration(self.name_conflict_timeout)
+                        );
+                        return Err(self.name_taken(&st, &advice));
                     }
                     st
                 }
@@ -171,11 +168,11 @@ impl Connector {
         }
     }
 
-    fn name_taken(&self, st: &Status) -> DaemonError {
+    /// The coordinator's refusal of our name, with `advice` appended.
+    fn name_taken(&self, st: &Status, advice: &str) -> DaemonError {
         DaemonError::NameTaken {
-            name: self.name.clone(),
             url: self.url.clone(),
-            message: st.message().to_string(),
+            message: format!("{}{advice}", st.message()),
         }
     }
 
