@@ -16,7 +16,7 @@ use crate::{QUICK, template};
 
 /// Time for a daemon to start and hear the coordinator's first answer on
 /// a loaded machine: far below a retry loop's minute.
-const QUICK_TIMEOUT: Duration = Duration::from_secs(20);
+const QUICK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Waits until `daemons list` shows `name` as `want(status, key, id)`.
 async fn wait_daemon(coord: &Coord, name: &str, want: impl Fn(&proto::Daemon) -> bool) {
