@@ -147,6 +147,7 @@ async fn main() -> Result<()> {
             key: key.as_str().into(),
             tls: Default::default(),
             name: "bench".into(),
+            name_conflict_timeout: Duration::from_secs(60),
             cache_dir: tmp.path().join("cache"),
             terraform_path: terraform()?,
             cancel_grace: Duration::from_secs(10),

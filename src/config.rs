@@ -97,6 +97,8 @@ Exit codes:
   0   clean exit (drained or canceled, --max-jobs or --idle-timeout reached)
   1   fatal error (e.g. the --metrics-address port is taken)
   2   stop forced by a signal during cancel (terraform killed without grace)
+  3   the --name is taken: it belongs to another provisioner key, or a
+      connected daemon of this key kept it for --name-conflict-timeout
   64  bad configuration
   73  the cache dir is locked by another daemon
   77  the coordinator refused the provisioner key, or TLS authentication
@@ -218,6 +220,11 @@ pub struct StartArgs {
     /// Daemon name shown by `daemons list` [default: host name].
     #[arg(long, env = "PROVISIONERD_NAME")]
     pub name: Option<String>,
+    /// How long to keep retrying while a connected daemon of the same key
+    /// holds our --name (it may be this daemon's previous run, which the
+    /// coordinator notices gone within about 30s) before exiting 3.
+    #[arg(long, env = "PROVISIONERD_NAME_CONFLICT_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub name_conflict_timeout: Duration,
     /// Cache dir: terraform plugin cache and job work dirs; one per daemon
     /// [default: <user cache dir>/provisionerd/<name>].
     #[arg(long, env = "PROVISIONERD_CACHE_DIR")]
@@ -339,6 +346,7 @@ impl StartArgs {
             key,
             tls,
             name,
+            name_conflict_timeout: self.name_conflict_timeout,
             cache_dir,
             terraform_path,
             cancel_grace: self.cancel_grace,

@@ -27,3 +27,8 @@ pub const AUTH_REFUSED: u8 = 77;
 /// terraform's process group was killed without its grace period, and its
 /// state may be incomplete.
 pub const FORCED: u8 = 2;
+/// The daemon's name is not available: it belongs to another provisioner
+/// key, or a daemon of the same key kept it for longer than
+/// `--name-conflict-timeout`. Restarting does not help; choose another
+/// `--name` or stop the other daemon.
+pub const NAME_TAKEN: u8 = 3;

@@ -1,7 +1,7 @@
 //! `extract`: the walk's accepted entries written into a work dir.
 
 use std::fs::{self, OpenOptions, Permissions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -26,6 +26,29 @@ struct Writer<'a> {
 fn write_err(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError {
     let path = path.to_path_buf();
     move |source| ArchiveError::Write { path, source }
+}
+
+/// `io::copy`, but a failed read (the archive) and a failed write (the
+/// work dir: a full or read-only disk) are told apart, the write naming
+/// its file.
+fn copy_entry(data: &mut dyn Read, file: &mut fs::File, path: &Path) -> Result<u64, ArchiveError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut copied = 0u64;
+    loop {
+        let n = match data.read(&mut buf) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(ArchiveError::Corrupt {
+                    action: Action::Extract,
+                    source,
+                });
+            }
+        };
+        file.write_all(&buf[..n]).map_err(write_err(path))?;
+        copied += n as u64;
+    }
 }
 
 fn conflict(entry: &str) -> ArchiveError {
@@ -72,11 +95,7 @@ impl Sink for Writer<'_> {
             Err(err) if err.kind() == io::ErrorKind::AlreadyExists => return Err(conflict(entry)),
             Err(err) => return Err(write_err(&path)(err)),
         };
-        let copied =
-            io::copy(&mut data.take(size), &mut file).map_err(|source| ArchiveError::Corrupt {
-                action: Action::Extract,
-                source,
-            })?;
+        let copied = copy_entry(&mut data.take(size), &mut file, &path)?;
         // The umask may have narrowed `mode`; the work dir wants it exact.
         file.set_permissions(Permissions::from_mode(mode))
             .map_err(write_err(&path))?;

@@ -250,6 +250,19 @@ async fn serve_session(
                 if let Err(e) = hub.store.report_daemon_state(daemon_id, &report) {
                     tracing::error!(daemon = %peer.name, error = %e, "record daemon state");
                 }
+                if report.state == Some(proto::DaemonState::NotReady) {
+                    // The daemon withdraws its Acquire and ignores an offer
+                    // that crossed this report: that offer goes back to the
+                    // queue, for another daemon.
+                    tracing::info!(daemon = %peer.name, "daemon not ready: takes no jobs until it is");
+                    if hub.dispatcher.unwait(daemon_id.to_string()).await {
+                        let _ = tx.send(Ok(acquire_canceled())).await;
+                    }
+                    if let Err(e) = hub.store.release_offers(daemon_id) {
+                        tracing::error!(daemon = %peer.name, error = %e, "release offers");
+                    }
+                    hub.dispatcher.kick();
+                }
                 if takes_jobs && !report.takes_jobs() {
                     takes_jobs = false;
                     let state = report

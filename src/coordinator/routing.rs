@@ -20,7 +20,7 @@ pub fn explain(job_tags: &Tags, daemons: &[DaemonRow]) -> Vec<String> {
     for d in connected {
         match (tags::mismatch(&d.tags, job_tags), d.status()) {
             (Some(why), _) => kept_out.push(format!("daemon {} {why}", d.name)),
-            (None, "draining" | "canceling") => {
+            (None, "draining" | "canceling" | "not-ready") => {
                 kept_out.push(format!("daemon {} matches but is {}", d.name, d.status()))
             }
             (None, status) => able.push(format!("{} ({status})", d.name)),

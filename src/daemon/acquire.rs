@@ -2,14 +2,19 @@
 //! when idle, runs one job at a time, routes the coordinator's pushes, and
 //! is the only code that watches `drain`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::job::{self, JobCtx};
+
+mod unready;
 use super::link::{Link, LinkEvent};
+use super::ops::Readiness;
 use super::{DaemonError, Shutdown};
 use crate::proto::daemon_message::Msg as Out;
 use crate::proto::{AckJob, Acquire, CancelAcquire, DaemonState, JobOffer};
@@ -31,6 +36,12 @@ pub(super) struct Daemon {
     /// When this loop first saw the drain.
     pub drained_at: Option<Instant>,
     pub lifetime: Lifetime,
+    /// Readiness, for a cache dir probe after each job.
+    pub ready: Arc<Readiness>,
+    /// Why a readiness check fails (`None`: none does): no Acquire then.
+    pub unready: watch::Receiver<Option<String>>,
+    /// The reason last logged, so each change is logged once.
+    pub noted_unready: Option<String>,
 }
 
 /// The lifetime policy for autoscalers: drain and exit 0 after `max_jobs`
@@ -109,6 +120,11 @@ impl Daemon {
                     _ => continue,
                 }
             }
+            if self.unready.borrow_and_update().is_some() {
+                self.wait_until_ready().await?;
+                continue;
+            }
+            self.note_unready(None);
             self.link.report(DaemonState::Idle, "");
             if let Err(reason) = self.link.send(Out::Acquire(Acquire {})) {
                 tracing::warn!(
@@ -121,6 +137,9 @@ impl Daemon {
                 let job_id = offer.job_id.clone();
                 let span = tracing::info_span!("job", job_id, daemon = %self.jobs.name);
                 let ran = self.take(offer).instrument(span).await?;
+                // A job that failed on a full or read-only cache dir must
+                // not be followed by more: probe it before asking again.
+                self.ready.recheck().await;
                 if self.lifetime.job_done(ran) {
                     tracing::info!(
                         max_jobs = self.lifetime.jobs_run,
@@ -141,12 +160,24 @@ impl Daemon {
                     let now = Instant::now();
                     self.drained_at = Some(now);
                     self.jobs.metrics.drain_deadline(self.drain_timeout.and_then(|t| now.checked_add(t)));
-                    self.withdraw().await;
+                    let state = if self.shutdown.cancel.is_cancelled() {
+                        DaemonState::Canceling
+                    } else {
+                        DaemonState::Draining
+                    };
+                    self.withdraw(state).await;
                     return Ok(None);
                 }
                 () = sleep_until(self.lifetime.idle_deadline()) => {
                     // The drain branch takes the Acquire back next round.
                     self.idle_timed_out();
+                    continue;
+                }
+                Ok(()) = self.unready.changed() => {
+                    if self.unready.borrow_and_update().is_some() {
+                        self.withdraw(DaemonState::NotReady).await;
+                        return Ok(None);
+                    }
                     continue;
                 }
                 ev = self.link.next() => ev,
@@ -184,18 +215,15 @@ impl Daemon {
         self.shutdown.drain.cancel();
     }
 
-    /// Takes back our Acquire on drain: the coordinator answers
-    /// AcquireCanceled, or with the offer it pushed before it saw the
-    /// withdrawal. That offer is never acknowledged: an operator who asked
-    /// to stop must not see a new job start (or, on a cancel, an innocent
-    /// job reported canceled). Unacknowledged, it goes back to the queue
-    /// when our session ends, which it does as the daemon exits.
-    async fn withdraw(&mut self) {
-        let state = if self.shutdown.cancel.is_cancelled() {
-            DaemonState::Canceling
-        } else {
-            DaemonState::Draining
-        };
+    /// Takes back our Acquire, telling the coordinator `state` (draining,
+    /// canceling, not ready): it answers AcquireCanceled, or with the offer
+    /// it pushed before it saw the withdrawal. That offer is never
+    /// acknowledged: an operator who asked to stop must not see a new job
+    /// start (or, on a cancel, an innocent job reported canceled), and a
+    /// daemon that is not ready would fail it. Unacknowledged, it goes back
+    /// to the queue when our session ends, which it does as the daemon
+    /// exits — or, not ready, as soon as the coordinator reads the report.
+    async fn withdraw(&mut self, state: DaemonState) {
         self.link.report(state, "");
         if self
             .link
@@ -254,6 +282,9 @@ impl Daemon {
             drain_timeout,
             drained_at,
             lifetime: _,
+            ready: _,
+            unready: _,
+            noted_unready: _,
         } = self;
         link.report(DaemonState::Busy, &job_id);
         let job_cancel: CancellationToken = shutdown.cancel.child_token();

@@ -49,7 +49,7 @@ struct InfoLabels {
 }
 
 /// The states `provisionerd_daemon_state` has a series for.
-const STATES: [&str; 4] = ["idle", "busy", "draining", "canceling"];
+const STATES: [&str; 5] = ["idle", "busy", "draining", "canceling", "not-ready"];
 
 /// Every handle; cheap to clone (each is an `Arc` inside).
 #[derive(Clone, Debug)]
@@ -152,6 +152,7 @@ impl Metrics {
             DaemonState::Busy => "busy",
             DaemonState::Draining => "draining",
             DaemonState::Canceling => "canceling",
+            DaemonState::NotReady => "not-ready",
             _ => "idle",
         };
         for s in STATES {

@@ -81,6 +81,10 @@ pub struct DaemonConfig {
     /// Per-daemon cache dir: lock file, plugin cache, job work dirs.
     pub cache_dir: PathBuf,
     pub terraform_path: PathBuf,
+    /// How long a name held by a connected daemon of the same key is
+    /// retried before the daemon exits `NAME_TAKEN`: long enough for the
+    /// coordinator to notice this daemon's own previous session is gone.
+    pub name_conflict_timeout: Duration,
     /// Grace between terraform's SIGINT and SIGKILL.
     pub cancel_grace: Duration,
     /// A drain that lasts longer than this escalates to a cancel, early
@@ -211,6 +215,11 @@ pub enum DaemonError {
     /// or the coordinator refused ours).
     #[error("connect to coordinator {url}: TLS handshake failed: {message}")]
     TlsRefused { url: String, message: String },
+    /// The coordinator gave our name to someone else: another key owns it,
+    /// or a live daemon of our key kept it past `--name-conflict-timeout`.
+    /// `message` is the coordinator's, naming the name.
+    #[error("connect to coordinator {url}: {message}")]
+    NameTaken { url: String, message: String },
     #[error("{0}")]
     Fatal(String),
     /// The operator forced the stop (a signal during cancel): terraform's
@@ -227,6 +236,7 @@ impl DaemonError {
             DaemonError::AuthRefused { .. } | DaemonError::TlsRefused { .. } => {
                 crate::exit::AUTH_REFUSED
             }
+            DaemonError::NameTaken { .. } => crate::exit::NAME_TAKEN,
             DaemonError::Fatal(_) => crate::exit::FATAL,
             DaemonError::Forced => crate::exit::FORCED,
         }
@@ -325,6 +335,7 @@ async fn run_with(
         state,
         lease_ms: lease_ms.clone(),
         welcomed: Default::default(),
+        name_conflict_timeout: cfg.name_conflict_timeout,
     };
     let mut runner = cache.runner_config(
         &cfg.terraform_path,
@@ -338,6 +349,9 @@ async fn run_with(
         .map(|t| escalation_delay(t, cfg.cancel_grace));
     let kill = shutdown.kill.clone();
     let daemon = acquire::Daemon {
+        ready: ops.ready.clone(),
+        unready: ops.ready.unready(),
+        noted_unready: None,
         link: link::Link::new(connector, halt.clone(), reported, ops.clone()),
         drain_escalation,
         drain_timeout: cfg.drain_timeout,

@@ -13,21 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{Notify, watch};
 
 use super::metrics::Metrics;
 use super::{Shutdown, Stage};
-use crate::process::{self, Spec};
 
-/// How often the cache dir must take a write.
-const CACHE_PROBE_PERIOD: Duration = Duration::from_secs(15);
-/// How often `terraform version` must run (a binary replaced or removed
-/// under a running daemon shows up here).
-const TERRAFORM_PROBE_PERIOD: Duration = Duration::from_secs(300);
-/// Longest `terraform version` may take before it counts as not running.
-const TERRAFORM_PROBE_TIMEOUT: Duration = Duration::from_secs(30);
-const PROBE_FILE: &str = ".ready-probe";
+mod probe;
+
+/// Longest [`Readiness::recheck`] waits for its probe.
+const RECHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The daemon's operations settings (`--metrics-address`, `--max-jobs`,
 /// `--idle-timeout`).
@@ -62,6 +56,14 @@ pub(super) struct Readiness {
     cache_problem: Mutex<Option<String>>,
     /// Why the last `terraform version` failed (`None`: it ran).
     terraform_problem: Mutex<Option<String>>,
+    /// Why the daemon must not take a job (`None`: no probe has failed);
+    /// written by the probe task on each change, watched by the acquire
+    /// loop. Unlike `check`, "not checked yet" does not count.
+    unready: watch::Sender<Option<String>>,
+    /// Cache dir probes run so far: [`Readiness::recheck`] waits for one more.
+    cache_probes: watch::Sender<u64>,
+    /// Asks the probe task for a cache dir probe now.
+    recheck: Notify,
 }
 
 impl Readiness {
@@ -80,7 +82,26 @@ impl Readiness {
             locked: AtomicBool::new(false),
             cache_problem: Mutex::new(Some("not checked yet".into())),
             terraform_problem: Mutex::new(Some("not checked yet".into())),
+            unready: watch::Sender::new(None),
+            cache_probes: watch::Sender::new(0),
+            recheck: Notify::new(),
         }
+    }
+
+    /// Why the daemon must not take a job now (`None`: it may), and each
+    /// change of it.
+    pub(super) fn unready(&self) -> watch::Receiver<Option<String>> {
+        self.unready.subscribe()
+    }
+
+    /// Probes the cache dir now (a job just ended, perhaps because the disk
+    /// filled up) and returns once that probe is done, so the next Acquire
+    /// sees its verdict.
+    pub(super) async fn recheck(&self) {
+        let mut probes = self.cache_probes.subscribe();
+        let seen = *probes.borrow_and_update();
+        self.recheck.notify_one();
+        let _ = tokio::time::timeout(RECHECK_TIMEOUT, probes.wait_for(|n| *n > seen)).await;
     }
 
     pub(super) fn set_connected(&self, up: bool) {
@@ -119,105 +140,10 @@ impl Readiness {
         }
         if why.is_empty() { Ok(()) } else { Err(why) }
     }
-
-    /// Runs the probes until `stop`: a write to the cache dir every
-    /// [`CACHE_PROBE_PERIOD`], `terraform version` at once and every
-    /// [`TERRAFORM_PROBE_PERIOD`].
-    pub(super) async fn probe(self: Arc<Self>, stop: CancellationToken) {
-        let mut cache = tokio::time::interval(CACHE_PROBE_PERIOD);
-        let mut terraform = tokio::time::interval(TERRAFORM_PROBE_PERIOD);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = cache.tick() => {
-                    let path = self.cache_dir.join(PROBE_FILE);
-                    let result = tokio::task::spawn_blocking(move || write_probe(&path)).await;
-                    let problem = match result {
-                        Ok(r) => r.err(),
-                        Err(e) => Some(format!("probe task failed: {e}")),
-                    };
-                    if let Some(p) = &problem {
-                        tracing::warn!(cache_dir = %self.cache_dir.display(), error = p, "cache dir write probe failed");
-                    }
-                    *lock(&self.cache_problem) = problem;
-                }
-                _ = terraform.tick() => {
-                    let problem = terraform_version(&self.terraform, &self.cache_dir, &stop).await.err();
-                    if let Some(p) = &problem {
-                        tracing::warn!(terraform = %self.terraform.display(), error = p, "terraform version check failed");
-                    }
-                    *lock(&self.terraform_problem) = problem;
-                }
-            }
-        }
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn write_probe(path: &std::path::Path) -> Result<(), String> {
-    std::fs::write(path, b"provisionerd readiness probe\n")
-        .and_then(|()| std::fs::remove_file(path))
-        .map_err(|e| format!("write {}: {e}", path.display()))
-}
-
-/// `terraform version` in `cwd`, with the environment a job's terraform
-/// gets: `daemon_env` without the daemon's own settings (its key among
-/// them), plus the automation settings.
-fn version_spec(
-    terraform: &std::path::Path,
-    cwd: &std::path::Path,
-    daemon_env: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
-) -> Spec {
-    Spec {
-        program: terraform.to_path_buf(),
-        args: vec!["version".into()],
-        cwd: cwd.to_path_buf(),
-        env: crate::runner::base_environment(daemon_env)
-            .into_iter()
-            .collect(),
-    }
-}
-
-/// Runs `terraform version`; `Err` says why it did not succeed.
-async fn terraform_version(
-    terraform: &std::path::Path,
-    cwd: &std::path::Path,
-    stop: &CancellationToken,
-) -> Result<(), String> {
-    let spec = version_spec(terraform, cwd, std::env::vars_os());
-    // Output is not needed: dropping the receiver discards it.
-    let (tx, _) = mpsc::channel(1);
-    let cancel = stop.child_token();
-    let timer = cancel.clone();
-    let timeout = tokio::spawn(async move {
-        tokio::time::sleep(TERRAFORM_PROBE_TIMEOUT).await;
-        timer.cancel();
-    });
-    let result = process::run(
-        spec,
-        tx,
-        &cancel,
-        &CancellationToken::new(),
-        Duration::from_secs(5),
-    )
-    .await;
-    timeout.abort();
-    let exit = result.map_err(|e| e.to_string())?;
-    if exit.interrupted {
-        return Err(format!(
-            "`terraform version` did not finish within {}s",
-            TERRAFORM_PROBE_TIMEOUT.as_secs()
-        ));
-    }
-    match (exit.code, exit.signal) {
-        (Some(0), _) => Ok(()),
-        (Some(code), _) => Err(format!("`terraform version` exited with code {code}")),
-        (None, Some(sig)) => Err(format!("`terraform version` was killed by signal {sig}")),
-        (None, None) => Err("`terraform version` ended without an exit status".into()),
-    }
 }
 
 /// What `POST /drain` does: the same drain as SIGHUP, through
@@ -242,8 +168,10 @@ pub(super) fn drain_fn(shutdown: Shutdown) -> Arc<crate::health::DrainFn> {
 
 #[cfg(test)]
 mod tests {
+    use super::probe::{PROBE_FILE, terraform_version, write_probe};
     use super::*;
     use crate::daemon::Request;
+    use tokio_util::sync::CancellationToken;
 
     #[test]
     fn a_second_drain_post_never_escalates() {
@@ -256,38 +184,6 @@ mod tests {
         s.request(Request::Cancel);
         assert!(drain().starts_with("already canceling"));
         assert_eq!(s.stage(), Stage::Canceling);
-    }
-
-    #[test]
-    fn the_terraform_probe_gets_a_jobs_environment_without_the_daemon_key() {
-        let daemon_env = [
-            ("PROVISIONERD_KEY", "secret"),
-            ("CODER_AGENT_TOKEN", "t"),
-            ("PATH", "/usr/bin"),
-            ("TF_CLI_CONFIG_FILE", "/etc/tf.rc"),
-        ]
-        .map(|(k, v)| (k.into(), v.into()));
-        let spec = version_spec("/bin/terraform".as_ref(), "/c".as_ref(), daemon_env);
-        let env: Vec<(String, String)> = spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
-            .collect();
-        let has = |k: &str, v: &str| env.contains(&(k.to_string(), v.to_string()));
-        assert!(
-            has("PATH", "/usr/bin") && has("TF_CLI_CONFIG_FILE", "/etc/tf.rc"),
-            "{env:?}"
-        );
-        assert!(
-            has("CHECKPOINT_DISABLE", "1") && has("TF_IN_AUTOMATION", "1"),
-            "{env:?}"
-        );
-        assert!(
-            !env.iter()
-                .any(|(k, _)| k.starts_with("PROVISIONERD_") || k.starts_with("CODER_")),
-            "{env:?}"
-        );
-        assert_eq!(spec.args, ["version"]);
     }
 
     #[tokio::test]

@@ -123,6 +123,7 @@ mod tests {
             key: "k".into(),
             tls: Default::default(),
             name: "d".into(),
+            name_conflict_timeout: Duration::from_secs(60),
             cache_dir: "/tmp/x".into(),
             terraform_path: "/bin/true".into(),
             cancel_grace: Duration::from_secs(1),

@@ -9,8 +9,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
-use tonic::Status;
 use tonic::codec::Streaming;
+use tonic::{Code, Status};
 
 use super::DaemonError;
 use super::backoff::Backoff;
@@ -82,6 +82,9 @@ pub(super) struct Connector {
     /// a proxy or a certificate rotation mid-rollout, and the running job
     /// must not be abandoned for it.
     pub(super) welcomed: Arc<std::sync::atomic::AtomicBool>,
+    /// How long our name may stay held by a connected daemon of our key
+    /// (`--name-conflict-timeout`) before we give up.
+    pub(super) name_conflict_timeout: Duration,
 }
 
 impl Connector {
@@ -100,6 +103,8 @@ impl Connector {
             }
         }
         let mut backoff = Backoff::new();
+        // Since when our name has been held by a connected daemon.
+        let mut conflict_since: Option<tokio::time::Instant> = None;
         loop {
             let attempt = tokio::select! {
                 () = stop.cancelled() => return Ok(None),
@@ -113,6 +118,25 @@ impl Connector {
                         message: st.message().to_string(),
                     });
                 }
+                Err(st) if st.code() == Code::FailedPrecondition => {
+                    // The name belongs to another key: final.
+                    return Err(self.name_taken(&st, ""));
+                }
+                Err(st) if st.code() == Code::AlreadyExists => {
+                    // Likely our own previous session (a restart, a broken
+                    // link) that the coordinator has not noticed gone yet;
+                    // past the window it is another live daemon.
+                    let since = *conflict_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= self.name_conflict_timeout {
+                        let advice = format!(
+                            " (still after --name-conflict-timeout {}); stop the other \
+                             daemon or choose another --name",
+                            humantime::format_duration(self.name_conflict_timeout)
+                        );
+                        return Err(self.name_taken(&st, &advice));
+                    }
+                    st
+                }
                 Err(st) => st,
             };
             // Like a refused key, an untrusted certificate never fixes
@@ -124,7 +148,12 @@ impl Connector {
                     message: format!("{}; {hint}", rpc::describe(&err)),
                 });
             }
-            let wait = backoff.next_delay();
+            let mut wait = backoff.next_delay();
+            if let Some(since) = conflict_since {
+                // The last try comes when the window closes, not a backoff
+                // step after it.
+                wait = wait.min(self.name_conflict_timeout.saturating_sub(since.elapsed()));
+            }
             tracing::warn!(
                 url = %self.url,
                 error = %rpc::describe(&err),
@@ -136,6 +165,14 @@ impl Connector {
                 () = stop.cancelled() => return Ok(None),
                 () = tokio::time::sleep(wait) => {}
             }
+        }
+    }
+
+    /// The coordinator's refusal of our name, with `advice` appended.
+    fn name_taken(&self, st: &Status, advice: &str) -> DaemonError {
+        DaemonError::NameTaken {
+            url: self.url.clone(),
+            message: format!("{}{advice}", st.message()),
         }
     }
 

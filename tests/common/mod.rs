@@ -349,6 +349,7 @@ impl Daemon {
             key: key.into(),
             tls: Default::default(),
             name: name.to_string(),
+            name_conflict_timeout: Duration::from_secs(60),
             cache_dir: cache_dir.to_path_buf(),
             terraform_path: terraform(),
             cancel_grace: Duration::from_secs(10),

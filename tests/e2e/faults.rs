@@ -4,8 +4,10 @@
 //! running.
 //!
 //! Here: the coordinator's faults. `restart`: a daemon killed, or stopped
-//! before it could report. `spool`: logs spilled to disk.
+//! before it could report. `spool`: logs spilled to disk. `names`: a
+//! daemon name taken by another key or another live daemon.
 
+mod names;
 mod restart;
 mod spool;
 

@@ -1,8 +1,9 @@
 //! The daemon's operations surface through the real binary:
 //! `--metrics-address` (/metrics, /healthz, /readyz, POST /drain), the
 //! lifetime policy (`--max-jobs`, `--idle-timeout`), `--log-format json`,
-//! and running as PID 1.
+//! running as PID 1, and a full cache dir (`cache_full`).
 
+mod cache_full;
 mod lifetime;
 mod pid1;
 

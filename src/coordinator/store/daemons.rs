@@ -68,6 +68,7 @@ fn state_to_db(state: Option<DaemonState>) -> Option<&'static str> {
         DaemonState::Busy => "busy",
         DaemonState::Draining => "draining",
         DaemonState::Canceling => "canceling",
+        DaemonState::NotReady => "not-ready",
         DaemonState::Unspecified => return None,
     })
 }
@@ -78,6 +79,7 @@ fn state_from_db(s: Option<&str>) -> Option<DaemonState> {
         "busy" => DaemonState::Busy,
         "draining" => DaemonState::Draining,
         "canceling" => DaemonState::Canceling,
+        "not-ready" => DaemonState::NotReady,
         _ => return None,
     })
 }
@@ -151,6 +153,8 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Deletes the key. Its daemons stay listed (offline once their
+    /// sessions end) but their names are free: see `connect_daemon`.
     pub fn delete_key(&self, name: &str) -> Result<()> {
         let n = self
             .conn()
@@ -180,8 +184,13 @@ impl Store {
     }
 
     /// Records a daemon as connected, with the state its Hello reports.
-    /// Names are unique among connected daemons; a daemon reconnecting under
-    /// its name keeps its id.
+    /// A name belongs to the key that first registered it until that key is
+    /// deleted (the name is then taken afresh: a new daemon id, the old
+    /// row's jobs keeping theirs): another key is refused for good
+    /// (FailedPrecondition), the
+    /// same key while a daemon of that name is connected gets AlreadyExists
+    /// (the daemon retries: it may be its own previous session, not yet
+    /// noticed gone). A daemon reconnecting under its name keeps its id.
     pub fn connect_daemon(
         &self,
         name: &str,
@@ -190,29 +199,51 @@ impl Store {
         report: &Report,
     ) -> Result<DaemonRow> {
         let conn = self.conn();
-        let existing: Option<(String, bool)> = conn
+        let mut existing: Option<(String, String, bool)> = conn
             .query_row(
-                "SELECT id, connected FROM daemons WHERE name = ?1",
+                "SELECT id, key_name, connected FROM daemons WHERE name = ?1",
                 [name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
+        let mut owner_deleted = false;
+        if let Some((id, owner, connected)) = &existing {
+            owner_deleted = !conn.query_row(
+                "SELECT EXISTS(SELECT 1 FROM keys WHERE name = ?1)",
+                [owner],
+                |r| r.get::<_, bool>(0),
+            )?;
+            // A deleted key's daemon still connected is being disconnected
+            // (`Hub::disconnect_key`); until then its name stays taken.
+            if owner_deleted && !connected {
+                conn.execute("DELETE FROM daemons WHERE id = ?1", [id])?;
+                existing = None;
+            }
+        }
         let now = now_ms();
         let tags = tags_to_json(&key.tags)?;
         let id = match existing {
-            Some((_, true)) => {
+            Some((_, owner, _)) if owner != key.name && !owner_deleted => {
+                // The owner is not named: a key holder learns nothing
+                // about other keys.
+                tracing::warn!(daemon = name, key = %key.name, owner, "daemon name of another key refused");
+                return Err(CoordError::FailedPrecondition(format!(
+                    "register daemon {name:?}: the name belongs to another provisioner \
+                     key; choose another --name (a name is freed when its key is deleted)"
+                )));
+            }
+            Some((_, _, true)) => {
                 return Err(CoordError::AlreadyExists(format!(
                     "register daemon {name:?}: a daemon with that name is already connected"
                 )));
             }
-            Some((id, false)) => {
+            Some((id, _, false)) => {
                 conn.execute(
-                    "UPDATE daemons SET key_name = ?2, tags = ?3, version = ?4,
-                     connected = 1, last_seen_at = ?5, state = ?6, current_job_id = ?7
+                    "UPDATE daemons SET tags = ?2, version = ?3,
+                     connected = 1, last_seen_at = ?4, state = ?5, current_job_id = ?6
                      WHERE id = ?1",
                     params![
                         id,
-                        key.name,
                         tags,
                         version,
                         now,
@@ -253,6 +284,16 @@ impl Store {
             current_job_id: None,
             report: report.clone(),
         })
+    }
+
+    /// Offers to a daemon it has not acknowledged go back to the queue (it
+    /// said it is not ready: it will not take them).
+    pub fn release_offers(&self, daemon_id: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE jobs SET offered_to = NULL WHERE offered_to = ?1 AND status = 'pending'",
+            [daemon_id],
+        )?;
+        Ok(())
     }
 
     /// Stores a daemon's StateUpdate.
