@@ -242,7 +242,11 @@ pub async fn wait_path(path: &Path, exists: bool) {
             tokio::time::Instant::now() < deadline,
             "{} {} after {TIMEOUT:?}",
             path.display(),
-            if exists { "never appeared" } else { "still exists" }
+            if exists {
+                "never appeared"
+            } else {
+                "still exists"
+            }
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
