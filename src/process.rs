@@ -582,10 +582,13 @@ mod tests {
     #[tokio::test]
     async fn kill_cuts_the_grace_short() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let script = "trap '' INT; echo $$ > pid.tmp; mv pid.tmp pid; sleep 30";
+        // Notes the SIGINT and carries on (its `sleep` dies of it): only
+        // SIGKILL ends it.
+        let script = "trap 'echo > got-int' INT; echo $$ > pid.tmp; mv pid.tmp pid; \
+                      while :; do sleep 1; done";
         let (tx, _rx) = mpsc::channel(8);
         let (cancel, kill) = (CancellationToken::new(), CancellationToken::new());
-        let pid = dir.path().join("pid");
+        let (pid, got_int) = (dir.path().join("pid"), dir.path().join("got-int"));
         let trigger = {
             let (cancel, kill) = (cancel.clone(), kill.clone());
             async move {
@@ -593,7 +596,11 @@ mod tests {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 cancel.cancel();
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // The kill comes after the SIGINT arrived, not a guessed
+                // time after the cancel.
+                while !got_int.exists() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 kill.cancel();
             }
         };

@@ -10,8 +10,10 @@ use provisionerd::runner::{Level, LogEntry, Outcome, Source, Transition};
 use runner_support::{Harness, build_job, template, terraform_lines};
 use tokio_util::sync::CancellationToken;
 
-/// Runs a build whose provisioner runs `script` after recording its process
-/// group, cancels once it is recorded, and checks the group is gone after.
+/// Runs a build whose provisioner prints "started", records its process
+/// group and runs `script`; cancels once the group is recorded (so after
+/// "started": a cancel before it would interrupt the shell before it
+/// printed), and checks the group is gone after.
 async fn cancel_during_provisioner(
     script: &str,
     grace: Duration,
@@ -22,7 +24,7 @@ async fn cancel_during_provisioner(
     let tf = format!(
         r#"resource "terraform_data" "x" {{
   provisioner "local-exec" {{
-    command = "awk '{{print $5}}' /proc/$$/stat > {pg}.tmp && mv {pg}.tmp {pg}; echo started; {script}; echo finished"
+    command = "echo started; awk '{{print $5}}' /proc/$$/stat > {pg}.tmp && mv {pg}.tmp {pg}; {script}; echo finished"
   }}
 }}"#,
         pg = pgid_file.display()

@@ -11,11 +11,18 @@ async fn call(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
 
 async fn call_with(addr: SocketAddr, method: &str, path: &str, headers: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("{method} {path} HTTP/1.0\r\nHost: x\r\n{headers}Content-Length: 0\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    let talk = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req =
+            format!("{method} {path} HTTP/1.0\r\nHost: x\r\n{headers}Content-Length: 0\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), talk)
+        .await
+        .expect("the endpoint answers within 30s");
     let status = out.split(' ').nth(1).unwrap().parse().unwrap();
     let body = out.split_once("\r\n\r\n").unwrap().1.to_string();
     (status, body)

@@ -132,7 +132,11 @@ impl Coord {
     }
 
     pub async fn admin(&self) -> Admin {
-        let endpoint = Channel::from_shared(self.url.clone()).unwrap();
+        // Every call is bounded: a wedged coordinator fails the test
+        // instead of hanging it.
+        let endpoint = Channel::from_shared(self.url.clone())
+            .unwrap()
+            .timeout(TIMEOUT);
         let channel = tokio::time::timeout(TIMEOUT, endpoint.connect())
             .await
             .expect("connect admin: timed out")

@@ -232,6 +232,26 @@ pub async fn wait_no_processes_under(dir: &Path, timeout: Duration) {
     }
 }
 
+/// Waits until `path` exists (`exists`) or is gone: for a file a daemon
+/// creates or removes after what the test saw (a log line, a job's end),
+/// which a single check right after would race.
+pub async fn wait_path(path: &Path, exists: bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while path.exists() != exists {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} {} after {TIMEOUT:?}",
+            path.display(),
+            if exists {
+                "never appeared"
+            } else {
+                "still exists"
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A fake `terraform` for failure modes real terraform will not show: it
 /// ignores SIGINT and never finishes (only SIGKILL ends it). Its pid goes
 /// to `started` in its working dir, so a test knows it runs.

@@ -21,7 +21,12 @@ use crate::{QUICK, template};
 async fn channel(coord: &Coord) -> Channel {
     tokio::time::timeout(
         TIMEOUT,
-        Channel::from_shared(coord.url.clone()).unwrap().connect(),
+        // Each call bounded too (a session's stream is not: only until
+        // its answer starts).
+        Channel::from_shared(coord.url.clone())
+            .unwrap()
+            .timeout(TIMEOUT)
+            .connect(),
     )
     .await
     .expect("connect: timed out")

@@ -148,10 +148,18 @@ async fn admin_cli_pushes_builds_and_reports_json() {
     assert_eq!(jobs[0]["tags"]["is_prebuild"], "true");
     assert_eq!(jobs[0]["transition"], "start");
 
-    let out = cli(&["daemons", "list", "-o", "json"]).await;
-    let ds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The daemon reports idle after it reported the job: poll for it.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let ds = loop {
+        let out = cli(&["daemons", "list", "-o", "json"]).await;
+        let ds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if ds[0]["status"] == "idle" || tokio::time::Instant::now() > deadline {
+            break ds;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(ds[0]["name"], "pool-1");
-    assert_eq!(ds[0]["status"], "idle");
+    assert_eq!(ds[0]["status"], "idle", "{ds}");
 
     let out = cli(&["jobs", "list", "--status", "bogus"]).await;
     assert_eq!(out.status.code(), Some(64));

@@ -7,10 +7,12 @@
 mod limits;
 
 use std::path::Path;
+use std::time::Duration;
 
-use provisionerd::proto::Transition;
+use provisionerd::proto::{self, Transition};
+use tokio::time::Instant;
 
-use crate::common::{Coord, stack};
+use crate::common::{Coord, Daemon, stack};
 use crate::template;
 
 /// One `terraform_data` whose input is 220 000 × 50 characters (11 MB);
@@ -20,6 +22,30 @@ resource "terraform_data" "big" {
   input = join("", [for i in range(1000) : join("", [for j in range(220) : "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"])])
 }
 "#;
+
+/// How long a job of BIG may take: terraform evaluates an 11 MB expression
+/// and writes a 22 MB state, which on a loaded machine takes more than a
+/// minute (the usual bound) per job.
+const BIG_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Waits up to [`BIG_TIMEOUT`] for job `id` to succeed.
+async fn wait_big(coord: &Coord, id: &str) -> proto::Job {
+    let deadline = Instant::now() + BIG_TIMEOUT;
+    loop {
+        let job = coord.job(id).await;
+        match job.status.as_str() {
+            "succeeded" => return job,
+            "failed" | "canceled" => panic!("job {id} {}: {}", job.status, job.error),
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} still {} after {BIG_TIMEOUT:?}",
+            job.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
 
 /// The id terraform gave `terraform_data.big`, and the length of its input.
 fn big_resource(state: &[u8]) -> (String, usize) {
@@ -41,11 +67,14 @@ async fn a_20_mib_state_round_trips_in_chunks() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(dir.join("blob.bin"), blob).unwrap();
-    let (coord, d) = stack(tmp.path(), "big", &dir).await;
+    let coord = Coord::start(&tmp.path().join("data")).await;
+    let key = coord.create_key("k", &[]).await;
+    let d = Daemon::start(&coord.url, &key, "d1", &tmp.path().join("c1"));
+    wait_big(&coord, &coord.push("big", &dir, &[]).await).await;
 
     // Create: terraform's 22 MB state comes back in a chunked FinishJob.
     let create = coord.create_workspace("ws", "big", "alice", &[]).await;
-    let job = coord.wait_succeeded(&create).await;
+    let job = wait_big(&coord, &create).await;
     eprintln!("create: {} ms", job.finished_at - job.started_at);
     let state = coord.stored_state("ws").expect("the state is stored");
     assert!(state.len() >= 20 << 20, "state is {} bytes", state.len());
@@ -54,7 +83,7 @@ async fn a_20_mib_state_round_trips_in_chunks() {
     // Start again: the daemon fetches the 22 MB state in chunks; terraform
     // sees its resource and changes nothing.
     let start = coord.build("ws", Transition::Start).await;
-    let job = coord.wait_succeeded(&start).await;
+    let job = wait_big(&coord, &start).await;
     eprintln!("start again: {} ms", job.finished_at - job.started_at);
     let again = coord.stored_state("ws").expect("the state is kept");
     assert_eq!(big_resource(&again), (id, input_len), "the same resource");
@@ -67,7 +96,7 @@ async fn a_20_mib_state_round_trips_in_chunks() {
     );
 
     let delete = coord.build("ws", Transition::Destroy).await;
-    coord.wait_succeeded(&delete).await;
+    wait_big(&coord, &delete).await;
     assert!(
         coord.workspace("ws").await.is_err(),
         "the workspace is gone"

@@ -138,8 +138,10 @@ async fn metrics_after_a_job_and_readiness_that_follows_the_coordinator() {
     let job = s.push("t").await;
     s.coord().wait_succeeded(&job).await;
     let ok = "{type=\"template_import\",outcome=\"succeeded\"}";
+    // The job is counted when it ends; the acquire loop reports idle after.
     let text = wait_for(addr, "/metrics", |_, b| {
         value(b, &format!("provisionerd_daemon_jobs_total{ok}")).is_some()
+            && value(b, "provisionerd_daemon_state{state=\"idle\"}") == Some(1.0)
     })
     .await;
     let v =

@@ -20,7 +20,12 @@ use crate::common::{Coord, TIMEOUT};
 pub async fn client(coord: &Coord, key: &str, name: &str) -> Client {
     let channel = tokio::time::timeout(
         TIMEOUT,
-        Channel::from_shared(coord.url.clone()).unwrap().connect(),
+        // Each call bounded too (a session's stream is not: only until
+        // its answer starts).
+        Channel::from_shared(coord.url.clone())
+            .unwrap()
+            .timeout(TIMEOUT)
+            .connect(),
     )
     .await
     .expect("connect: timed out")

@@ -50,7 +50,9 @@ async fn a_killed_daemons_job_is_failed_by_the_lease_and_its_orphans_die_at_rest
         d2.log_text()
             .contains("stopped processes an earlier run left behind")
     );
-    assert!(!cache.join(format!("records/{job}.json")).exists());
+    // The line is logged once the coordinator took the report; the record
+    // is removed after it.
+    procs::wait_path(&cache.join(format!("records/{job}.json")), false).await;
     // The coordinator's verdict stands; the late report is noted, and its
     // state kept (the reaper's failure is not the daemon's last word).
     let after = coord.job(&job).await;
@@ -178,6 +180,7 @@ async fn a_canceled_job_the_coordinator_missed_is_reported_as_it_ended_at_the_ne
             .any(|l| l.output == "Job canceled: interrupting terraform"),
         "the interrupt's line is missing"
     );
-    assert!(!cache.join(format!("records/{job}.json")).exists());
-    assert!(!cache.join(format!("spool/{job}.log")).exists());
+    // Removed after the report was taken (and so after the line above).
+    procs::wait_path(&cache.join(format!("records/{job}.json")), false).await;
+    procs::wait_path(&cache.join(format!("spool/{job}.log")), false).await;
 }

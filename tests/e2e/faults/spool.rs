@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use prost::Message;
+use provisionerd::proto::LogLine;
 use tokio::time::Instant;
 
 use super::{assert_gapless, build, numbered, restart};
@@ -39,6 +41,33 @@ async fn wait_at_gate(coord: &Coord, job: &str) {
     }
 }
 
+/// Waits until the last whole record of the spool at `path` is the line
+/// `output`. The spool's format: a little-endian `u32` length, then a
+/// protobuf `LogLine` (src/daemon/spool.rs).
+async fn wait_spooled_last(path: &std::path::Path, output: &str) {
+    let last = || {
+        let bytes = std::fs::read(path).ok()?;
+        let (mut rest, mut last) = (&bytes[..], None);
+        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+            let Some(body) = tail.get(..u32::from_le_bytes(*len) as usize) else {
+                break;
+            };
+            last = Some(LogLine::decode(body).expect("a spool record").output);
+            rest = &tail[body.len()..];
+        }
+        last
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while last().as_deref() != Some(output) {
+        assert!(
+            Instant::now() < deadline,
+            "the spool's last line is {:?}, never {output:?}",
+            last()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until terraform wrote everything, without the coordinator.
 async fn wait_done(done: &std::path::Path) {
     let deadline = Instant::now() + TIMEOUT;
@@ -70,8 +99,10 @@ async fn lines_spilled_to_disk_during_an_outage_arrive_once_in_order() {
     std::fs::write(&gate, "").unwrap();
     // terraform prints everything without the coordinator: nothing blocks.
     wait_done(&done).await;
+    // Lines beyond the memory bound go to disk; the daemon may still be
+    // reading terraform's output when the provisioner is done.
     let spool = cache.join(format!("spool/{job}.log"));
-    assert!(spool.exists(), "lines beyond the memory bound are on disk");
+    procs::wait_path(&spool, true).await;
 
     let _serve = restart(&data, &url, "60s").await;
     let finished = coord.wait_succeeded(&job).await;
@@ -99,12 +130,11 @@ async fn a_spool_that_cannot_be_read_back_fails_the_job_with_its_lines_and_state
     serve.kill9().await;
     std::fs::write(&gate, "").unwrap();
     wait_done(&done).await;
-    // terraform has exited and the runner's last lines are in: nothing
-    // appends to the spool any more. Its tail goes (a full disk, a
-    // meddling hand): those lines cannot be delivered.
-    procs::wait_no_processes_under(&cache.join("jobs"), TIMEOUT).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The runner's last line is spooled: it returned, nothing appends to
+    // the spool any more. Its tail goes (a full disk, a meddling hand):
+    // those lines cannot be delivered.
     let spool = cache.join(format!("spool/{job}.log"));
+    wait_spooled_last(&spool, "Removing the work dir").await;
     let len = std::fs::metadata(&spool).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
@@ -139,5 +169,6 @@ async fn a_spool_that_cannot_be_read_back_fails_the_job_with_its_lines_and_state
     let state = store.workspace("ws").unwrap().state.expect("a state");
     let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
     assert_eq!(state["resources"][0]["name"], "w");
-    assert!(!cache.join(format!("records/{job}.json")).exists());
+    // Removed once the report was taken, after the coordinator stored it.
+    procs::wait_path(&cache.join(format!("records/{job}.json")), false).await;
 }

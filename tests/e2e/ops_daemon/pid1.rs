@@ -12,6 +12,12 @@ use super::Stack;
 use crate::common::procs::Proc;
 use crate::common::{TIMEOUT, terraform};
 
+/// How long an exited orphan may stay a zombie before the test calls it
+/// unreaped: reaping takes moments, a loaded machine stretches that. The
+/// build outlives its orphan by far more (its exit would end the zombies
+/// without any reaping, and the test could not fail).
+const REAP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The pids of `pid`'s children (host view).
 fn children(pid: i32) -> Vec<i32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -93,11 +99,11 @@ async fn as_pid_1_sigterm_drains_and_orphans_are_reaped() {
     s.coord().wait_succeeded(&s.push("t").await).await;
     let job = s
         .coord()
-        .create_workspace("w1", "t", "alice", &[("sleep", "4")])
+        .create_workspace("w1", "t", "alice", &[("sleep", "6")])
         .await;
     wrapper.wait_log("job started").await;
-    // Mid-job, from outside the namespace, as a container runtime does.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Mid-job (the line is logged as the job runs), from outside the
+    // namespace, as a container runtime does.
     signal::kill(Pid::from_raw(daemon), Signal::SIGTERM).unwrap();
     wrapper
         .wait_log(&format!("draining: waiting for job {job}"))
@@ -114,17 +120,22 @@ async fn as_pid_1_sigterm_drains_and_orphans_are_reaped() {
             .collect();
         saw_orphan |= kids.iter().any(|(_, c)| c.trim() == "sleep");
         let stale: Vec<_> = zombies_of(daemon);
-        if !stale.is_empty() {
-            // A zombie may exist for the instant between exit and reaping.
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        // A zombie exists between its exit and the reaping, which on a
+        // loaded machine may take a while: each must go in time.
+        let reaped_by = Instant::now() + REAP_TIMEOUT;
+        loop {
             let still: Vec<_> = zombies_of(daemon)
                 .into_iter()
                 .filter(|p| stale.contains(p))
                 .collect();
+            if still.is_empty() {
+                break;
+            }
             assert!(
-                still.is_empty(),
-                "zombies left unreaped by PID 1: {still:?}"
+                Instant::now() < reaped_by,
+                "zombies left unreaped by PID 1 for {REAP_TIMEOUT:?}: {still:?}"
             );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
