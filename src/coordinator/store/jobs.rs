@@ -50,6 +50,9 @@ pub struct JobRow {
     pub log_count: u64,
     /// Failed by the lease reaper (see [`Store::fail_lost_jobs`]).
     pub lost: bool,
+    /// While pending: the daemon (name) it is offered to, until that daemon
+    /// acknowledges it or the offer expires.
+    pub offered_to: Option<String>,
 }
 
 impl JobRow {
@@ -125,7 +128,8 @@ pub(super) fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<String> {
 
 const JOB_COLUMNS: &str = "id, type, transition, status, initiator, tags, template_version_id,
     workspace_id, created_at, started_at, finished_at, error, daemon_id, daemon_name,
-    key_name, log_count, lost";
+    key_name, log_count, lost,
+    (SELECT d.name FROM daemons d WHERE d.id = jobs.offered_to AND jobs.status = 'pending')";
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
@@ -148,6 +152,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         key_name: r.get(14)?,
         log_count: r.get::<_, i64>(15)? as u64,
         lost: r.get::<_, i64>(16)? != 0,
+        offered_to: r.get(17)?,
     })
 }
 
@@ -220,14 +225,17 @@ impl Store {
         Ok(None)
     }
 
-    /// Withdraws an offer (the daemon could not be reached).
-    pub fn release_offer(&self, job_id: &str, daemon_id: &str) -> Result<()> {
-        self.conn().execute(
+    /// Withdraws an offer that still stands (the daemon could not be
+    /// reached, or let the offer expire). True when it was withdrawn; false
+    /// when the daemon acknowledged it first (the ack and this are both
+    /// conditional on the row, so exactly one wins), or it was canceled.
+    pub fn release_offer(&self, job_id: &str, daemon_id: &str) -> Result<bool> {
+        let n = self.conn().execute(
             "UPDATE jobs SET offered_to = NULL
              WHERE id = ?1 AND offered_to = ?2 AND status = 'pending'",
             params![job_id, daemon_id],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
     fn build_offer(&self, job_id: &str) -> Result<Offer> {

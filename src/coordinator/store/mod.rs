@@ -9,6 +9,7 @@ mod cancel;
 mod catalog;
 mod daemons;
 mod jobs;
+mod offers;
 mod ops;
 #[cfg(test)]
 mod tests;
