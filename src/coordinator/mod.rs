@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod prebuilds;
 pub mod routing;
 pub mod store;
+pub mod stream_end;
 pub mod templates;
 pub mod transfer;
 pub mod workspaces;
@@ -271,8 +272,9 @@ impl Coordinator {
         .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
         let mutual = self.cfg.tls.as_ref().is_some_and(|t| t.mutual());
         let gate = move |req| auth::client_cert(req, mutual);
-        let daemon = InterceptedService::new(daemon, gate);
-        let admin = InterceptedService::new(admin, gate);
+        // A canceled FinishJob or PushTemplate stream must not look ended.
+        let daemon = stream_end::CancelIsAbort(InterceptedService::new(daemon, gate));
+        let admin = stream_end::CancelIsAbort(InterceptedService::new(admin, gate));
         let mut server = tonic::transport::Server::builder();
         match &self.cfg.tls {
             Some(tls) => {

@@ -9,6 +9,7 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::finished::{self, Reported};
 use super::{Store, new_id, not_found, now_ms, tags_from_json, tags_to_json};
 use crate::coordinator::error::{CoordError, Result};
 use crate::proto::{self, JobOutcome, Transition};
@@ -519,8 +520,9 @@ impl Store {
 
     /// Ends a job with the daemon's result and, when `req.has_state`, the
     /// state it streamed (already checked against the header's size and
-    /// hash). Repeating the same result is acknowledged again (the daemon
-    /// may have lost our first answer).
+    /// hash). Repeating the same report is acknowledged again (the daemon
+    /// may have lost our first answer); a different one for a job that has
+    /// ended is refused, naming the difference (see `finished.rs`).
     pub fn finish(
         &self,
         daemon_name: &str,
@@ -540,17 +542,12 @@ impl Store {
                 )));
             }
         };
+        let sent = Reported::new(status, req);
         if job.lost {
-            return self.finish_lost(&job, status, req, state);
+            return self.finish_lost(&job, &sent, req, state);
         }
         if job.is_finished() {
-            if job.status == status {
-                return Ok(());
-            }
-            return Err(CoordError::FailedPrecondition(format!(
-                "finish job {}: it has already {}",
-                req.job_id, job.status
-            )));
+            return self.judge_repeat(&job, &sent);
         }
         // A canceling job takes any outcome: terraform may have finished
         // before the interrupt reached it, and its state must be kept.
@@ -575,13 +572,11 @@ impl Store {
             drop(conn);
             let job = self.job(&req.job_id)?;
             if job.lost {
-                return self.finish_lost(&job, status, req, state);
+                return self.finish_lost(&job, &sent, req, state);
             }
-            return Err(CoordError::FailedPrecondition(format!(
-                "finish job {}: it has already {}",
-                req.job_id, job.status
-            )));
+            return self.judge_repeat(&job, &sent);
         }
+        finished::keep_report(&tx, &job.id, &sent)?;
         match (job.kind, &job.workspace_id) {
             (JobKind::TemplateImport, _) if status == "succeeded" => {
                 tx.execute(
@@ -623,17 +618,20 @@ impl Store {
     fn finish_lost(
         &self,
         job: &JobRow,
-        status: &str,
+        sent: &Reported,
         req: &proto::FinishJobRequest,
         state: &[u8],
     ) -> Result<()> {
+        let status = sent.outcome();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let took: i64 = tx.query_row("SELECT lost FROM jobs WHERE id = ?1", [&job.id], |r| {
             r.get(0)
         })?;
         if took == 2 {
-            return Ok(());
+            drop(tx);
+            drop(conn);
+            return self.judge_repeat(job, sent);
         }
         let error = format!(
             "{}; the daemon reported later: {status}{}",
@@ -676,6 +674,7 @@ impl Store {
             "UPDATE jobs SET lost = 2, error = ?2, updated_at = ?3 WHERE id = ?1",
             params![job.id, error, now_ms()],
         )?;
+        finished::keep_report(&tx, &job.id, sent)?;
         tx.commit()?;
         Ok(())
     }
