@@ -305,3 +305,6 @@ fn dispatch(
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
