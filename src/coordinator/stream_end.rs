@@ -55,11 +55,9 @@ impl http_body::Body for Watched {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         match Pin::new(&mut self.0).poll_frame(cx) {
-            Poll::Ready(Some(Err(st))) if st.code() == Code::Cancelled => {
-                Poll::Ready(Some(Err(Status::aborted(
-                    "the client canceled it before its end",
-                ))))
-            }
+            Poll::Ready(Some(Err(st))) if st.code() == Code::Cancelled => Poll::Ready(Some(Err(
+                Status::aborted("the client canceled it before its end"),
+            ))),
             other => other,
         }
     }

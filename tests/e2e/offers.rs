@@ -13,8 +13,8 @@ use serde_json::Value;
 use tonic::Code;
 
 use crate::cli::{run, stderr};
-use crate::common::procs;
 use crate::common::Coord;
+use crate::common::procs;
 use crate::raw::RawDaemon;
 use crate::{QUICK, template};
 

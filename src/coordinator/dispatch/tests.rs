@@ -38,7 +38,14 @@ impl Setup {
     fn job(&self, name: &str) -> String {
         let none = BTreeMap::new();
         self.store
-            .push_template(name, b"a", &Tags::new(), &none, "alice", &NewImport::default())
+            .push_template(
+                name,
+                b"a",
+                &Tags::new(),
+                &none,
+                "alice",
+                &NewImport::default(),
+            )
             .unwrap()
             .1
     }
@@ -55,7 +62,9 @@ impl Setup {
             .unwrap()
             .id;
         let (tx, rx) = mpsc::channel(8);
-        self.dispatcher.wait(id.clone(), Tags::new(), tx.clone()).await;
+        self.dispatcher
+            .wait(id.clone(), Tags::new(), tx.clone())
+            .await;
         (id, tx, rx)
     }
 }
@@ -86,7 +95,9 @@ async fn an_unacknowledged_offer_is_withdrawn_at_its_timeout_and_offered_again()
     // Acquires while the offer stands bring no second job.
     let j2 = s.job("two");
     for _ in 0..3 {
-        s.dispatcher.wait(d1.clone(), Tags::new(), tx1.clone()).await;
+        s.dispatcher
+            .wait(d1.clone(), Tags::new(), tx1.clone())
+            .await;
     }
     s.dispatcher.kick();
     // Another daemon gets the second job and acknowledges it in time.
@@ -103,11 +114,15 @@ async fn an_unacknowledged_offer_is_withdrawn_at_its_timeout_and_offered_again()
 
     // Back in the queue: the next daemon to wait gets it. The second
     // job's acknowledged offer was never withdrawn.
-    s.dispatcher.wait(d2.clone(), Tags::new(), tx2.clone()).await;
+    s.dispatcher
+        .wait(d2.clone(), Tags::new(), tx2.clone())
+        .await;
     assert_eq!(next(&mut rx2).await, Ok(j1.clone()));
     assert_eq!(s.store.job(&j2).unwrap().status, "running");
     // d1 asks again and is free to get work; none is left.
-    s.dispatcher.wait(d1.clone(), Tags::new(), tx1.clone()).await;
+    s.dispatcher
+        .wait(d1.clone(), Tags::new(), tx1.clone())
+        .await;
     // d2 lets this one lapse too: withdrawn, and d1 (waiting) gets it.
     assert_eq!(next(&mut rx2).await, Err(j1.clone()));
     assert_eq!(next(&mut rx1).await, Ok(j1.clone()));
@@ -127,7 +142,11 @@ async fn a_session_that_ends_takes_its_offer_timer_with_it() {
     s.store.disconnect_daemon(&d1).unwrap();
     drop(tx1);
     assert!(rx1.recv().await.is_none(), "nothing for an ended session");
-    assert!(ended.elapsed() < TIMEOUT, "let go at once: {:?}", ended.elapsed());
+    assert!(
+        ended.elapsed() < TIMEOUT,
+        "let go at once: {:?}",
+        ended.elapsed()
+    );
     let (_, _tx2, mut rx2) = s.waiting("d2").await;
     assert_eq!(next(&mut rx2).await, Ok(j1));
 }

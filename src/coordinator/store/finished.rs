@@ -32,9 +32,7 @@ impl Reported {
             outcome: status.to_string(),
             error: req.error.clone(),
             log_count: req.log_count,
-            state_sha256: req
-                .has_state
-                .then(|| req.state_sha256.to_ascii_lowercase()),
+            state_sha256: req.has_state.then(|| req.state_sha256.to_ascii_lowercase()),
         }
     }
 

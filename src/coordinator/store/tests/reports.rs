@@ -28,7 +28,10 @@ fn a_standing_offer_shows_until_withdrawn_and_a_late_ack_is_refused() {
     f.store.claim(&d1, &Tags::new()).unwrap().unwrap();
     assert_eq!(f.store.job(&job).unwrap().offered_to.as_deref(), Some("d1"));
     let row = f.daemon_row("d1");
-    assert_eq!((row.status(), row.current_job()), ("offered", Some(job.as_str())));
+    assert_eq!(
+        (row.status(), row.current_job()),
+        ("offered", Some(job.as_str()))
+    );
     assert_eq!(f.store.standing_offer(&d1).unwrap(), Some(job.clone()));
 
     // The timer withdraws it, once.
@@ -40,11 +43,17 @@ fn a_standing_offer_shows_until_withdrawn_and_a_late_ack_is_refused() {
     let ack = f.store.ack(&job, &d1, "d1", "k").unwrap_err();
     assert!(matches!(ack, CoordError::FailedPrecondition(_)), "{ack}");
     let confirm = f.store.append_logs(&job, "d1", "k", &[]).unwrap_err();
-    assert!(matches!(confirm, CoordError::PermissionDenied(_)), "{confirm}");
+    assert!(
+        matches!(confirm, CoordError::PermissionDenied(_)),
+        "{confirm}"
+    );
 
     // Another daemon takes it; its ack wins over a later withdrawal.
     let d2 = f.daemon("d2");
-    assert_eq!(f.store.claim(&d2, &Tags::new()).unwrap().unwrap().job_id, job);
+    assert_eq!(
+        f.store.claim(&d2, &Tags::new()).unwrap().unwrap().job_id,
+        job
+    );
     f.store.ack(&job, &d2, "d2", "k").unwrap();
     assert!(!f.store.release_offer(&job, &d2).unwrap());
     let j = f.store.job(&job).unwrap();
@@ -65,7 +74,12 @@ fn a_repeated_finish_is_taken_only_if_it_is_the_same_report() {
     let other = b"{\"serial\":2}";
     let e = f
         .store
-        .finish("d1", "k", &with_state(&job, JobOutcome::Succeeded, other), other)
+        .finish(
+            "d1",
+            "k",
+            &with_state(&job, JobOutcome::Succeeded, other),
+            other,
+        )
         .unwrap_err();
     assert_eq!(
         refusal(e),
@@ -81,12 +95,10 @@ fn a_repeated_finish_is_taken_only_if_it_is_the_same_report() {
     failed.error = "boom".into();
     failed.log_count = 3;
     let e = f.store.finish("d1", "k", &failed, state).unwrap_err();
-    assert!(
-        refusal(e).ends_with(
-            "outcome succeeded (this report: failed); error \"\" (this report: \"boom\"); \
+    assert!(refusal(e).ends_with(
+        "outcome succeeded (this report: failed); error \"\" (this report: \"boom\"); \
              log_count 0 (this report: 3)"
-        )
-    );
+    ));
     let e = f
         .store
         .finish("d1", "k", &finish(&job, JobOutcome::Succeeded), &[])
@@ -111,7 +123,12 @@ fn a_lost_jobs_late_report_stands_like_any_other() {
     let other = b"{\"serial\":9}";
     let e = f
         .store
-        .finish("d1", "k", &with_state(&job, JobOutcome::Succeeded, other), other)
+        .finish(
+            "d1",
+            "k",
+            &with_state(&job, JobOutcome::Succeeded, other),
+            other,
+        )
         .unwrap_err();
     let m = refusal(e);
     assert!(
