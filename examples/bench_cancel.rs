@@ -118,6 +118,7 @@ async fn main() -> Result<()> {
         max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
         metrics_address: None,
         prebuild_reconcile_interval: None,
+        offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
     })
     .await?;
     let url = format!("http://{}", coordinator.local_addr());

@@ -151,6 +151,10 @@ pub struct ServeArgs {
     /// How often the prebuild reconciler runs (e.g. 15s); 0 turns it off.
     #[arg(long, env = "PROVISIONERD_PREBUILD_RECONCILE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub prebuild_reconcile_interval: Duration,
+    /// A job offered to a daemon that does not acknowledge it within this
+    /// long goes back to the queue (and the daemon is told).
+    #[arg(long, env = "PROVISIONERD_OFFER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub offer_timeout: Duration,
     #[command(flatten)]
     pub archive: ArchiveLimitArgs,
 }
@@ -183,6 +187,12 @@ impl ServeArgs {
                 self.job_lease
             ));
         }
+        if self.offer_timeout < Duration::from_millis(100) {
+            return Err(format!(
+                "--offer-timeout {}: must be at least 100ms",
+                humantime::format_duration(self.offer_timeout)
+            ));
+        }
         let reconcile = self.prebuild_reconcile_interval;
         if !reconcile.is_zero() && reconcile < Duration::from_millis(100) {
             return Err(format!(
@@ -192,6 +202,7 @@ impl ServeArgs {
         Ok(ServeConfig {
             metrics_address: self.metrics_address,
             prebuild_reconcile_interval: (!reconcile.is_zero()).then_some(reconcile),
+            offer_timeout: self.offer_timeout,
             listen: self.listen,
             data_dir: self.data_dir,
             allow_new_database: self.allow_new_database,

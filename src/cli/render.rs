@@ -55,6 +55,7 @@ pub fn job_json(j: &proto::Job) -> Value {
         "workspace": j.workspace,
         "transition": transition_name(j.transition),
         "daemon": j.daemon,
+        "offered_to": j.offered_to,
         "error": j.error,
         "log_count": j.log_count,
         "created_at": ms_to_rfc3339(j.created_at),

@@ -67,6 +67,7 @@ impl AdminApi {
             finished_at: j.finished_at.unwrap_or(0),
             error: j.error.unwrap_or_default(),
             daemon: j.daemon_name.unwrap_or_default(),
+            offered_to: j.offered_to.unwrap_or_default(),
             template: version.map(|v| v.template).unwrap_or_default(),
             template_version_id: j.template_version_id,
             workspace: workspace.map(|w| w.name).unwrap_or_default(),
@@ -342,11 +343,19 @@ impl Admin for AdminApi {
     ) -> Result<Response<proto::Job>, Status> {
         self.auth(&req)?;
         let job = self.hub.store.job(&req.into_inner().id)?;
-        let routing = if job.status == "pending" {
-            super::routing::explain(&job.tags, &self.hub.store.list_daemons()?)
-        } else {
-            Vec::new()
-        };
+        let mut routing = Vec::new();
+        if let Some(daemon) = &job.offered_to {
+            routing.push(format!(
+                "offered to daemon {daemon}: it runs once the daemon acknowledges it, \
+                 or goes back to the queue if it does not in time"
+            ));
+        }
+        if job.status == "pending" {
+            routing.extend(super::routing::explain(
+                &job.tags,
+                &self.hub.store.list_daemons()?,
+            ));
+        }
         let mut job = self.job_to_proto(job);
         job.routing = routing;
         Ok(Response::new(job))

@@ -193,10 +193,19 @@ impl ProvisionerDaemon for DaemonApi {
             Some(id) => store.reporting(id, &name, &key.name),
             None => Ok(()),
         };
-        let (req, state) =
-            transfer::read_finish(req.into_inner(), self.max_state_bytes, admit, tick).await?;
+        // Only a stream the daemon ended is a report: a broken or canceled
+        // one stores nothing (see `stream_end`), and the daemon retries.
+        let read = transfer::read_finish(req.into_inner(), self.max_state_bytes, admit, tick).await;
+        let (req, state) = read.inspect_err(|e| {
+            tracing::warn!(daemon = %name, error = %e, "job report not taken: nothing stored");
+        })?;
         let req = super::bounds::finish(req)?;
-        self.hub.store.finish(&name, &key.name, &req, &state)?;
+        self.hub
+            .store
+            .finish(&name, &key.name, &req, &state)
+            .inspect_err(|e| {
+                tracing::warn!(daemon = %name, error = %e, "job report refused");
+            })?;
         let outcome = proto::JobOutcome::try_from(req.outcome)
             .map(|o| o.as_str_name())
             .unwrap_or("unknown");

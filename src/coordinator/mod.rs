@@ -20,6 +20,7 @@ pub mod prebuilds;
 pub mod routing;
 pub mod startup;
 pub mod store;
+pub mod stream_end;
 pub mod templates;
 pub mod transfer;
 pub mod workspaces;
@@ -63,7 +64,13 @@ pub struct ServeConfig {
     pub metrics_address: Option<SocketAddr>,
     /// `--prebuild-reconcile-interval`; `None`: no prebuild reconciler.
     pub prebuild_reconcile_interval: Option<Duration>,
+    /// `--offer-timeout`: an offer not acknowledged for this long goes back
+    /// to the queue.
+    pub offer_timeout: Duration,
 }
+
+/// `--offer-timeout` unless set.
+pub const DEFAULT_OFFER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `--max-state-bytes` unless set.
 pub const DEFAULT_MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
@@ -102,9 +109,9 @@ impl Hub {
 
     async fn end_session(&self, daemon_id: &str) {
         self.lock_sessions().remove(daemon_id);
-        // Stop waiting first, so the dispatcher cannot offer it a job after
-        // its offers were returned to the queue below.
-        self.dispatcher.unwait(daemon_id.to_string()).await;
+        // Forgotten by the dispatcher first, so it cannot offer it a job
+        // after its offers were returned to the queue below.
+        self.dispatcher.session_ended(daemon_id.to_string()).await;
         if let Err(e) = self.store.disconnect_daemon(daemon_id) {
             tracing::error!(error = %e, "record daemon disconnect");
         }
@@ -188,8 +195,12 @@ impl Coordinator {
             .map_err(|e| CoordError::Internal(format!("write {}: {e}", address_file.display())))?;
         let stopping = CancellationToken::new();
         let dispatch_latency = metrics::dispatch_latency();
-        let dispatcher =
-            Dispatcher::spawn(store.clone(), stopping.clone(), dispatch_latency.clone());
+        let dispatcher = Dispatcher::spawn(
+            store.clone(),
+            stopping.clone(),
+            dispatch_latency.clone(),
+            cfg.offer_timeout,
+        );
         let (changes, _) = broadcast::channel(1024);
         let hub = Arc::new(Hub {
             store,
@@ -268,8 +279,9 @@ impl Coordinator {
         .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
         let mutual = self.cfg.tls.as_ref().is_some_and(|t| t.mutual());
         let gate = move |req| auth::client_cert(req, mutual);
-        let daemon = InterceptedService::new(daemon, gate);
-        let admin = InterceptedService::new(admin, gate);
+        // A canceled FinishJob or PushTemplate stream must not look ended.
+        let daemon = stream_end::CancelIsAbort(InterceptedService::new(daemon, gate));
+        let admin = stream_end::CancelIsAbort(InterceptedService::new(admin, gate));
         let mut server = tonic::transport::Server::builder();
         match &self.cfg.tls {
             Some(tls) => {

@@ -69,6 +69,7 @@ mod tests {
                 state: Some(state),
                 job_id: None,
             },
+            offered_job_id: None,
         }
     }
 

@@ -62,6 +62,7 @@ impl Coord {
             max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
             metrics_address: None,
             prebuild_reconcile_interval: None,
+            offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
         })
         .await
     }
@@ -81,6 +82,7 @@ impl Coord {
             max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
             metrics_address: None,
             prebuild_reconcile_interval: None,
+            offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
         })
         .await
     }

@@ -27,6 +27,8 @@ pub struct DaemonRow {
     pub current_job_id: Option<String>,
     /// What the daemon last said it is doing.
     pub report: Report,
+    /// A job offered to it that it has not acknowledged (yet).
+    pub offered_job_id: Option<String>,
 }
 
 /// What a daemon says it is doing: in its Hello, then in each StateUpdate.
@@ -85,11 +87,26 @@ fn state_from_db(s: Option<&str>) -> Option<DaemonState> {
 }
 
 impl DaemonRow {
+    /// Idle (by its report, or by the store when unreported) with an offer
+    /// it has not acknowledged.
+    fn holds_offer(&self) -> bool {
+        self.offered_job_id.is_some()
+            && match self.report.state {
+                Some(s) => s == DaemonState::Idle,
+                None => self.current_job_id.is_none(),
+            }
+    }
+
     /// `offline`, else the state the daemon reported; a daemon that reports
     /// nothing is `busy` while the store has it running a job, else `idle`.
+    /// An idle daemon holding an unacknowledged offer is `offered`: it is
+    /// not free, and the job is not running yet.
     pub fn status(&self) -> &'static str {
         if !self.connected {
             return "offline";
+        }
+        if self.holds_offer() {
+            return "offered";
         }
         match (self.report.state, &self.current_job_id) {
             (Some(s), _) => state_to_db(Some(s)).unwrap_or("idle"),
@@ -101,6 +118,9 @@ impl DaemonRow {
     /// The job the daemon reports running while connected and reporting;
     /// otherwise the one the store has it running.
     pub fn current_job(&self) -> Option<&str> {
+        if self.connected && self.holds_offer() {
+            return self.offered_job_id.as_deref();
+        }
         if self.connected && self.report.state.is_some() {
             self.report.job_id.as_deref()
         } else {
@@ -283,6 +303,7 @@ impl Store {
             last_seen_at: now,
             current_job_id: None,
             report: report.clone(),
+            offered_job_id: None,
         })
     }
 
@@ -344,7 +365,9 @@ impl Store {
             "SELECT d.id, d.name, d.key_name, d.tags, d.version, d.connected, d.last_seen_at,
                     (SELECT j.id FROM jobs j WHERE j.daemon_id = d.id
                        AND j.status IN ('running', 'canceling') LIMIT 1),
-                    d.state, d.current_job_id
+                    d.state, d.current_job_id,
+                    (SELECT j.id FROM jobs j WHERE j.offered_to = d.id
+                       AND j.status = 'pending' LIMIT 1)
              FROM daemons d WHERE d.name > ?1 ORDER BY d.name LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![after, limit], |r| {
@@ -361,6 +384,7 @@ impl Store {
                     state: state_from_db(r.get::<_, Option<String>>(8)?.as_deref()),
                     job_id: r.get(9)?,
                 },
+                offered_job_id: r.get(10)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -9,6 +9,7 @@
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::finished::{self, Reported};
 use super::{Store, new_id, not_found, now_ms, tags_from_json, tags_to_json};
 use crate::coordinator::error::{CoordError, Result};
 use crate::proto::{self, JobOutcome, Transition};
@@ -50,6 +51,9 @@ pub struct JobRow {
     pub log_count: u64,
     /// Failed by the lease reaper (see [`Store::fail_lost_jobs`]).
     pub lost: bool,
+    /// While pending: the daemon (name) it is offered to, until that daemon
+    /// acknowledges it or the offer expires.
+    pub offered_to: Option<String>,
 }
 
 impl JobRow {
@@ -128,7 +132,8 @@ pub(super) fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<String> {
 
 const JOB_COLUMNS: &str = "id, type, transition, status, initiator, tags, template_version_id,
     workspace_id, created_at, started_at, finished_at, error, daemon_id, daemon_name,
-    key_name, log_count, lost";
+    key_name, log_count, lost,
+    (SELECT d.name FROM daemons d WHERE d.id = jobs.offered_to AND jobs.status = 'pending')";
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
@@ -151,6 +156,7 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         key_name: r.get(14)?,
         log_count: r.get::<_, i64>(15)? as u64,
         lost: r.get::<_, i64>(16)? != 0,
+        offered_to: r.get(17)?,
     })
 }
 
@@ -225,14 +231,17 @@ impl Store {
         Ok(None)
     }
 
-    /// Withdraws an offer (the daemon could not be reached).
-    pub fn release_offer(&self, job_id: &str, daemon_id: &str) -> Result<()> {
-        self.conn().execute(
+    /// Withdraws an offer that still stands (the daemon could not be
+    /// reached, or let the offer expire). True when it was withdrawn; false
+    /// when the daemon acknowledged it first (the ack and this are both
+    /// conditional on the row, so exactly one wins), or it was canceled.
+    pub fn release_offer(&self, job_id: &str, daemon_id: &str) -> Result<bool> {
+        let n = self.conn().execute(
             "UPDATE jobs SET offered_to = NULL
              WHERE id = ?1 AND offered_to = ?2 AND status = 'pending'",
             params![job_id, daemon_id],
         )?;
-        Ok(())
+        Ok(n == 1)
     }
 
     fn build_offer(&self, job_id: &str) -> Result<Offer> {
@@ -516,8 +525,9 @@ impl Store {
 
     /// Ends a job with the daemon's result and, when `req.has_state`, the
     /// state it streamed (already checked against the header's size and
-    /// hash). Repeating the same result is acknowledged again (the daemon
-    /// may have lost our first answer).
+    /// hash). Repeating the same report is acknowledged again (the daemon
+    /// may have lost our first answer); a different one for a job that has
+    /// ended is refused, naming the difference (see `finished.rs`).
     pub fn finish(
         &self,
         daemon_name: &str,
@@ -537,17 +547,12 @@ impl Store {
                 )));
             }
         };
+        let sent = Reported::new(status, req);
         if job.lost {
-            return self.finish_lost(&job, status, req, state);
+            return self.finish_lost(&job, &sent, req, state);
         }
         if job.is_finished() {
-            if job.status == status {
-                return Ok(());
-            }
-            return Err(CoordError::FailedPrecondition(format!(
-                "finish job {}: it has already {}",
-                req.job_id, job.status
-            )));
+            return self.judge_repeat(&job, &sent);
         }
         // A canceling job takes any outcome: terraform may have finished
         // before the interrupt reached it, and its state must be kept.
@@ -572,13 +577,11 @@ impl Store {
             drop(conn);
             let job = self.job(&req.job_id)?;
             if job.lost {
-                return self.finish_lost(&job, status, req, state);
+                return self.finish_lost(&job, &sent, req, state);
             }
-            return Err(CoordError::FailedPrecondition(format!(
-                "finish job {}: it has already {}",
-                req.job_id, job.status
-            )));
+            return self.judge_repeat(&job, &sent);
         }
+        finished::keep_report(&tx, &job.id, &sent)?;
         match (job.kind, &job.workspace_id) {
             (JobKind::TemplateImport, _) if status == "succeeded" => {
                 tx.execute(
@@ -620,17 +623,20 @@ impl Store {
     fn finish_lost(
         &self,
         job: &JobRow,
-        status: &str,
+        sent: &Reported,
         req: &proto::FinishJobRequest,
         state: &[u8],
     ) -> Result<()> {
+        let status = sent.outcome();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let took: i64 = tx.query_row("SELECT lost FROM jobs WHERE id = ?1", [&job.id], |r| {
             r.get(0)
         })?;
         if took == 2 {
-            return Ok(());
+            drop(tx);
+            drop(conn);
+            return self.judge_repeat(job, sent);
         }
         let error = format!(
             "{}; the daemon reported later: {status}{}",
@@ -673,6 +679,7 @@ impl Store {
             "UPDATE jobs SET lost = 2, error = ?2, updated_at = ?3 WHERE id = ?1",
             params![job.id, error, now_ms()],
         )?;
+        finished::keep_report(&tx, &job.id, sent)?;
         tx.commit()?;
         Ok(())
     }

@@ -9,7 +9,9 @@ mod cancel;
 mod catalog;
 mod check;
 mod daemons;
+mod finished;
 mod jobs;
+mod offers;
 mod ops;
 #[cfg(test)]
 mod tests;
@@ -217,6 +219,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // judges, destroys or counts; hand-made `--owner prebuilds` ones and
     // rows from before this column are 0 and left alone.
     ("workspaces", "reconciled", "INTEGER NOT NULL DEFAULT 0"),
+    // The report (JSON) a daemon ended the job with, so a repeated
+    // FinishJob is judged against it; NULL before one, or from before
+    // this column. See `finished.rs`.
+    ("jobs", "report", "TEXT"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {

@@ -375,3 +375,5 @@ fn the_prebuild_pause_survives_reopening_the_store() {
     store.set_prebuilds_paused(false).unwrap();
     assert!(!store.prebuilds_paused().unwrap());
 }
+
+mod reports;

@@ -52,6 +52,7 @@ fn ws(
             key_name: None,
             log_count: 0,
             lost: false,
+            offered_to: None,
         }),
         awaiting_late: false,
     }
