@@ -117,6 +117,7 @@ async fn main() -> Result<()> {
         max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
         metrics_address: None,
         prebuild_reconcile_interval: None,
+        connections: Default::default(),
     })
     .await?;
     let url = format!("http://{}", coordinator.local_addr());

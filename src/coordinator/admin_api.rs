@@ -44,7 +44,7 @@ fn check_tags(map: &std::collections::HashMap<String, String>) -> Result<Tags> {
 
 impl AdminApi {
     fn auth<T>(&self, req: &Request<T>) -> Result<()> {
-        auth::check_admin(&self.hub.store, req.metadata())
+        auth::check_admin(&self.hub.store, req)
     }
 
     fn job_to_proto(&self, j: JobRow) -> proto::Job {

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod daemon_api;
 pub mod dispatch;
 pub mod error;
+pub mod listener;
 pub mod metrics;
 pub mod prebuilds;
 pub mod routing;
@@ -55,6 +56,8 @@ pub struct ServeConfig {
     pub metrics_address: Option<SocketAddr>,
     /// `--prebuild-reconcile-interval`; `None`: no prebuild reconciler.
     pub prebuild_reconcile_interval: Option<Duration>,
+    /// `--handshake-timeout`, `--max-unauthenticated-connections`.
+    pub connections: listener::Limits,
 }
 
 /// `--max-state-bytes` unless set.
@@ -250,6 +253,7 @@ impl Coordinator {
         let daemon = ProvisionerDaemonServer::new(daemon_api::DaemonApi {
             hub: self.hub.clone(),
             max_state_bytes: self.cfg.max_state_bytes,
+            hello_timeout: self.cfg.connections.handshake_timeout,
         })
         .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
@@ -281,7 +285,7 @@ impl Coordinator {
             None => "off",
         };
         tracing::info!(%addr, tls, "coordinator listening");
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+        let incoming = listener::incoming(self.listener, self.cfg.connections, shutdown.clone());
         // Graceful shutdown waits for open streams; sessions only end when
         // told to.
         let stopping = self.hub.stopping.clone();

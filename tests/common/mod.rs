@@ -61,6 +61,7 @@ impl Coord {
             max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
             metrics_address: None,
             prebuild_reconcile_interval: None,
+            connections: Default::default(),
         })
         .await
     }
@@ -79,6 +80,7 @@ impl Coord {
             max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
             metrics_address: None,
             prebuild_reconcile_interval: None,
+            connections: Default::default(),
         })
         .await
     }

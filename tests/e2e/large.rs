@@ -101,6 +101,7 @@ async fn a_state_over_the_limit_is_kept_by_the_daemon_and_the_job_fails() {
         max_state_bytes: 64 * 1024,
         metrics_address: None,
         prebuild_reconcile_interval: None,
+        connections: Default::default(),
     })
     .await;
     let key = coord.create_key("k", &[]).await;
