@@ -14,6 +14,7 @@ mod archives;
 mod authz;
 mod cancel;
 mod cli;
+mod connections;
 mod faults;
 mod large;
 mod lifecycle;

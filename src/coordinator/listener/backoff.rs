@@ -10,30 +10,36 @@ use tokio::time::Instant;
 const FIRST: Duration = Duration::from_millis(5);
 const MOST: Duration = Duration::from_secs(1);
 
-/// The delays of one episode of accept errors (errors with no successful
-/// accept between them).
+/// The delay after an accept error (growing while errors follow each
+/// other), and the episode they belong to for the log: it ends only after
+/// `QUIET` without an error, so a flood that keeps hitting the file limit
+/// logs one warning, not one per brush with it.
 #[derive(Debug, Default)]
 pub(super) struct Backoff {
+    delay: Option<Duration>,
     episode: Option<Episode>,
 }
 
 #[derive(Debug)]
 struct Episode {
     since: Instant,
+    last: Instant,
     errors: u64,
-    delay: Duration,
     /// Logged at warn: its end is logged too.
     warned: bool,
 }
 
+/// How long accepts must go without an error for an episode to end.
+const QUIET: Duration = Duration::from_secs(5);
+
 impl Backoff {
     /// An accept failed: how long to wait before the next one.
     pub(super) fn failed(&mut self, e: &io::Error) -> Duration {
+        let now = Instant::now();
         match &mut self.episode {
             Some(ep) => {
                 ep.errors += 1;
-                ep.delay = (ep.delay * 2).min(MOST);
-                ep.delay
+                ep.last = now;
             }
             None => {
                 let warned = is_resource_shortage(e);
@@ -41,30 +47,33 @@ impl Backoff {
                     tracing::warn!(
                         error = %e,
                         "accept connections: out of resources; retrying with a growing delay \
-                         (up to 1s) until a connection is accepted"
+                         (up to 1s)"
                     );
                 } else {
                     tracing::debug!(error = %e, "accept connection failed; retrying");
                 }
                 self.episode = Some(Episode {
-                    since: Instant::now(),
+                    since: now,
+                    last: now,
                     errors: 1,
-                    delay: FIRST,
                     warned,
                 });
-                FIRST
             }
         }
+        let delay = self.delay.map_or(FIRST, |d| (d * 2).min(MOST));
+        self.delay = Some(delay);
+        delay
     }
 
-    /// An accept succeeded: the episode, if any, is over.
+    /// An accept succeeded: the next error starts from the shortest delay.
     pub(super) fn succeeded(&mut self) {
-        if let Some(ep) = self.episode.take()
+        self.delay = None;
+        if let Some(ep) = self.episode.take_if(|ep| ep.last.elapsed() >= QUIET)
             && ep.warned
         {
             tracing::info!(
                 errors = ep.errors,
-                seconds = ep.since.elapsed().as_secs_f64(),
+                seconds = (ep.last - ep.since).as_secs_f64(),
                 "accepting connections again"
             );
         }
@@ -72,7 +81,7 @@ impl Backoff {
 }
 
 /// The process or the system is out of file descriptors.
-pub(super) fn is_fd_shortage(e: &io::Error) -> bool {
+fn is_fd_shortage(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error().map(Errno::from_raw),
         Some(Errno::EMFILE | Errno::ENFILE)
@@ -111,7 +120,10 @@ pub fn raise_open_file_limit() {
         }
     };
     if soft >= hard {
-        tracing::info!(open_file_limit = soft, "open-file limit (already the hard limit)");
+        tracing::info!(
+            open_file_limit = soft,
+            "open-file limit (already the hard limit)"
+        );
         return;
     }
     match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {

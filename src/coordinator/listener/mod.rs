@@ -14,8 +14,7 @@
 //!   idle connections cannot lock daemons and operators out — the newest
 //!   connection, theirs, is the last to go.
 //! - Accept errors (EMFILE, ENFILE, ECONNABORTED, ...) are retried after a
-//!   growing delay (5 ms doubling to 1 s), logged once per episode; at the
-//!   file limit the oldest unproven connection is closed to make room.
+//!   growing delay (5 ms doubling to 1 s), logged once per episode.
 //!
 //! State ownership: the accept task owns the queue of unproven connections;
 //! each connection shares with it only an atomic state and the count.
@@ -39,8 +38,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use backoff::raise_open_file_limit;
 use backoff::{Backoff, open_file_limit};
-pub use conn::{Conn, ConnInfo};
 use conn::Shared;
+pub use conn::{Conn, ConnInfo};
 
 /// `--handshake-timeout` and `--max-unauthenticated-connections`.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +97,13 @@ pub fn incoming(
     // Small: tonic takes each connection at once; when it does not, the
     // kernel's backlog holds the rest.
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(accept_loop(listener, limits.handshake_timeout, cap, tx, shutdown));
+    tokio::spawn(accept_loop(
+        listener,
+        limits.handshake_timeout,
+        cap,
+        tx,
+        shutdown,
+    ));
     ReceiverStream::new(rx)
 }
 
@@ -149,10 +154,9 @@ async fn accept_loop(
                 }
             }
             Err(e) => {
-                if backoff::is_fd_shortage(&e) {
-                    // Room for the next connection, which may be a daemon.
-                    unproven.evict_oldest();
-                }
+                // Nothing is closed to make room: the cap already keeps
+                // unproven connections within their share of the limit,
+                // so the files are held by authenticated ones.
                 let delay = backoff.failed(&e);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,

@@ -1,0 +1,356 @@
+//! Connection floods against the real `provisionerd serve` binary: idle
+//! TCP connections, connections that never authenticate, sessions without
+//! a Hello, the open-file limit.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use provisionerd::proto::{self, DaemonMessage};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::common::procs::{self, Proc};
+use crate::common::{Coord, TIMEOUT, wait_connected};
+use crate::raw::RawDaemon;
+
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // Fields after the command name, which is in parentheses: state is
+    // field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap_or(100);
+    ticks as f64 / per_second as f64
+}
+
+/// The share of one core the process used over `window`.
+async fn cpu_share(pid: i32, window: Duration) -> f64 {
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(window).await;
+    (cpu_seconds(pid) - before) / window.as_secs_f64()
+}
+
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .count()
+}
+
+/// The soft "Max open files" of a process, from /proc/PID/limits.
+fn soft_nofile(pid: i32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files line");
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// This test process needs more sockets than a default soft limit allows.
+fn raise_own_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    assert!(
+        hard >= 2048,
+        "the test needs a hard open-file limit of 2048, have {hard}"
+    );
+}
+
+fn addr_of(url: &str) -> SocketAddr {
+    url.trim_start_matches("http://").parse().unwrap()
+}
+
+/// Opens `n` TCP connections that never send a byte; each task returns how
+/// long after its connect the server closed it (EOF or reset), `None` if it
+/// was still open after `TIMEOUT`. Resolves once every connection is
+/// established.
+async fn flood(addr: SocketAddr, n: usize) -> JoinSet<Option<Duration>> {
+    let mut set = JoinSet::new();
+    let (connected_tx, mut connected) = mpsc::channel::<()>(n);
+    // At most 64 handshakes at once: a burst beyond the kernel's queues
+    // leaves connections the client thinks open and the server never saw
+    // (a SYN cookie whose ACK met a full accept queue), which no server
+    // can close.
+    let handshakes = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    for _ in 0..n {
+        let connected_tx = connected_tx.clone();
+        let handshakes = handshakes.clone();
+        set.spawn(async move {
+            let permit = handshakes.acquire_owned().await.unwrap();
+            let mut s = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+                .await
+                .expect("connect: timed out")
+                .expect("connect");
+            let at = Instant::now();
+            drop(permit);
+            connected_tx.send(()).await.unwrap();
+            // Until EOF (or a reset): the coordinator may have sent its
+            // HTTP/2 SETTINGS first.
+            let mut buf = [0u8; 64];
+            let closed = async { while let Ok(1..) = s.read(&mut buf).await {} };
+            tokio::time::timeout(TIMEOUT, closed)
+                .await
+                .ok()
+                .map(|()| at.elapsed())
+        });
+    }
+    for _ in 0..n {
+        tokio::time::timeout(TIMEOUT, connected.recv())
+            .await
+            .expect("flood: connections not established in time");
+    }
+    set
+}
+
+async fn wait_fds_at_most(p: &Proc, most: usize, within: Duration) {
+    let pid = p.pid().as_raw();
+    let deadline = tokio::time::Instant::now() + within;
+    while open_fds(pid) > most {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the coordinator still has {} open files (expected at most {most})",
+            open_fds(pid)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (serve, _url, _token) =
+        procs::serve_with_nofile(&tmp.path().join("data"), 256, 4096, &[]).await;
+    assert_eq!(
+        soft_nofile(serve.pid().as_raw()),
+        4096,
+        "{}",
+        serve.log_text()
+    );
+    serve
+        .wait_log("open-file limit raised to the hard limit")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_connection_flood_is_shed_and_the_coordinator_stays_usable() {
+    raise_own_nofile();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let timeout = Duration::from_secs(3);
+    let (serve, url, token) =
+        procs::serve_with_nofile(&data, 256, 256, &["--handshake-timeout", "3s"]).await;
+    let pid = serve.pid().as_raw();
+    let coord = Coord::attach(&url, &data, &token);
+    let key = coord.create_key("k", &[]).await;
+    let baseline = open_fds(pid);
+
+    // Four times the coordinator's open-file limit.
+    let started = Instant::now();
+    let idle = flood(addr_of(&url), 1100).await;
+    eprintln!("flood of 1100 established in {:?}", started.elapsed());
+
+    // It does not spin, and its descriptors stay bounded.
+    let share = cpu_share(pid, Duration::from_secs(2)).await;
+    eprintln!(
+        "during the flood: {share:.2} of a core, {} open files",
+        open_fds(pid)
+    );
+    assert!(
+        share < 0.5,
+        "the coordinator used {share:.2} of a core during the flood"
+    );
+    assert!(open_fds(pid) < 256, "open files: {}", open_fds(pid));
+
+    // An operator gets an answer at once, over a new connection.
+    let asked = Instant::now();
+    let out = crate::cli::run(
+        &["jobs", "list", "--url", &url],
+        &[("PROVISIONERD_TOKEN", &token)],
+    )
+    .await;
+    let took = asked.elapsed();
+    eprintln!("jobs list during the flood: {took:?}");
+    assert_eq!(out.status.code(), Some(0), "{}", crate::cli::stderr(&out));
+    assert!(
+        took < Duration::from_secs(3),
+        "jobs list took {took:?} during the flood"
+    );
+
+    // A real daemon connects and runs a job.
+    let daemon = procs::start(&url, &key, "d1", &tmp.path().join("d1"), &[]);
+    wait_connected(&coord, 1).await;
+    let job = coord
+        .push("t", &crate::template(tmp.path(), "t", crate::QUICK), &[])
+        .await;
+    coord.wait_succeeded(&job).await;
+
+    // Every idle connection was closed by the coordinator, none later than
+    // the handshake timeout after it was made (plus scheduling slack on a
+    // loaded machine).
+    let closed = idle.join_all().await;
+    let open = closed.iter().filter(|c| c.is_none()).count();
+    let log = serve.log_text();
+    assert_eq!(
+        open,
+        0,
+        "{open} idle connections were never closed; timed out {} evicted {} accept errs {} conns authenticated {}",
+        log.matches("TimedOut").count(),
+        log.matches("Evicted").count(),
+        log.matches("Too many open").count(),
+        log.matches("connection authenticated").count()
+    );
+    let latest = closed.iter().flatten().max().unwrap();
+    eprintln!("idle connections closed at most {latest:?} after they were made");
+    assert!(
+        *latest < timeout + Duration::from_secs(7),
+        "an idle connection was closed only after {latest:?}"
+    );
+    // And its descriptors are back to what it used before (plus the daemon's
+    // and the admin client's connections).
+    wait_fds_at_most(&serve, baseline + 16, Duration::from_secs(10)).await;
+    drop(daemon);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accept_backs_off_at_the_open_file_limit_instead_of_spinning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (serve, url, token) = procs::serve_with_nofile(&data, 128, 128, &[]).await;
+    let pid = serve.pid().as_raw();
+    let coord = Coord::attach(&url, &data, &token);
+    // Authenticated connections (never closed for being idle) until the
+    // coordinator has no descriptor left for the next one.
+    let mut admins = Vec::new();
+    loop {
+        let call = async {
+            let mut a = coord.admin().await;
+            a.list_daemons(proto::ListDaemonsRequest {})
+                .await
+                .map(|_| a)
+        };
+        match tokio::time::timeout(Duration::from_secs(3), call).await {
+            Ok(Ok(a)) => admins.push(a),
+            Ok(Err(e)) => panic!("admin call: {e}\n{}", serve.log_text()),
+            Err(_) => break, // waiting in the kernel's backlog: out of files
+        }
+        assert!(admins.len() < 200, "the coordinator never ran out of files");
+    }
+    eprintln!("{} authenticated connections fill the limit", admins.len());
+    let share = cpu_share(pid, Duration::from_secs(3)).await;
+    eprintln!("at the file limit: {share:.2} of a core");
+    assert!(
+        share < 0.3,
+        "the coordinator used {share:.2} of a core at the file limit"
+    );
+    serve.wait_log("accept connections: out of resources").await;
+    // Files free again: the coordinator accepts again by itself.
+    admins.truncate(admins.len() / 2);
+    let mut a = tokio::time::timeout(TIMEOUT, coord.admin())
+        .await
+        .expect("connect after files were freed");
+    a.list_daemons(proto::ListDaemonsRequest {})
+        .await
+        .expect("admin call after files were freed");
+    // The episode ends (and says so) at the first accept after 5s quiet.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    coord
+        .admin()
+        .await
+        .list_daemons(proto::ListDaemonsRequest {})
+        .await
+        .expect("admin call");
+    serve.wait_log("accepting connections again").await;
+    let warnings = serve.log_text().matches("out of resources").count();
+    assert_eq!(
+        warnings,
+        1,
+        "one warning per episode:\n{}",
+        serve.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_without_hello_is_ended_within_the_handshake_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (serve, url, token) =
+        procs::serve_with(&data, "127.0.0.1:0", "60s", &["--handshake-timeout", "1s"]).await;
+    let coord = Coord::attach(&url, &data, &token);
+    let key = coord.create_key("k", &[]).await;
+    // A proper session, open past the timeout: it must stay up.
+    let mut proper = RawDaemon::open(&coord, &key, "proper", proto::DaemonState::Idle).await;
+
+    let mut silent = crate::raw::client(&coord, &key, "silent").await;
+    let (_tx, rx) = mpsc::channel::<DaemonMessage>(1);
+    let started = Instant::now();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(15),
+        silent.session(ReceiverStream::new(rx)),
+    )
+    .await
+    .expect("a session without Hello was never ended")
+    .expect_err("a session without Hello is refused");
+    let took = started.elapsed();
+    assert_eq!(refused.code(), tonic::Code::DeadlineExceeded, "{refused:?}");
+    assert!(
+        refused.message().contains("no Hello within 1s"),
+        "{refused:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "ended after {took:?}"
+    );
+
+    // The proper session still works: it is offered a job.
+    let job = coord
+        .push("t", &crate::template(tmp.path(), "t", crate::QUICK), &[])
+        .await;
+    let offer = proper.claim().await;
+    assert_eq!(offer.job_id, job);
+    drop(serve);
+}
+
+/// A connection that completes the HTTP/2 handshake but makes no
+/// authenticated request is closed at the handshake timeout too.
+#[tokio::test]
+async fn an_http2_connection_that_never_authenticates_is_closed() {
+    use tokio::io::AsyncWriteExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (serve, url, _token) =
+        procs::serve_with(&data, "127.0.0.1:0", "60s", &["--handshake-timeout", "1s"]).await;
+    let mut s = TcpStream::connect(addr_of(&url)).await.unwrap();
+    // The client preface and an empty SETTINGS frame.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let read_all = async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), read_all)
+        .await
+        .unwrap_or_else(|_| panic!("never closed:\n{}", serve.log_text()));
+    let took = started.elapsed();
+    // The server answered the handshake (its SETTINGS frame, type 4).
+    assert!(
+        got.len() >= 9 && got[3] == 4,
+        "no SETTINGS from the server: {got:?}"
+    );
+    assert!(took < Duration::from_secs(8), "closed after {took:?}");
+}
