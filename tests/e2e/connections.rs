@@ -369,3 +369,22 @@ async fn an_http2_connection_that_never_authenticates_is_closed() {
     );
     assert!(took < Duration::from_secs(8), "closed after {took:?}");
 }
+
+#[tokio::test]
+async fn bad_connection_flags_exit_64_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for (flag, value) in [
+        ("--handshake-timeout", "10ms"),
+        ("--max-unauthenticated-connections", "0"),
+    ] {
+        let out = crate::cli::run(
+            &["serve", "--data-dir", data.to_str().unwrap(), flag, value],
+            &[],
+        )
+        .await;
+        let err = crate::cli::stderr(&out);
+        assert_eq!(out.status.code(), Some(64), "{flag} {value}: {err}");
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
+}
