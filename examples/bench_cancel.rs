@@ -119,6 +119,7 @@ async fn main() -> Result<()> {
         metrics_address: None,
         prebuild_reconcile_interval: None,
         offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
+        connections: Default::default(),
     })
     .await?;
     let url = format!("http://{}", coordinator.local_addr());

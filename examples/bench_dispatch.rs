@@ -174,7 +174,10 @@ async fn main() -> Result<()> {
 
     let dir = tmp.path().join("t");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("main.tf"), "resource \"terraform_data\" \"w\" {}\n")?;
+    std::fs::write(
+        dir.join("main.tf"),
+        "resource \"terraform_data\" \"w\" {}\n",
+    )?;
     let header = proto::PushTemplateRequest {
         name: "t".into(),
         ..Default::default()

@@ -155,6 +155,16 @@ pub struct ServeArgs {
     /// long goes back to the queue (and the daemon is told).
     #[arg(long, env = "PROVISIONERD_OFFER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub offer_timeout: Duration,
+    /// Close a connection that has not finished its TLS and HTTP/2
+    /// handshakes and made an authenticated request this long after it was
+    /// accepted; also how long a daemon's session may wait for its Hello.
+    #[arg(long, env = "PROVISIONERD_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Most connections not yet authenticated at once; a new one beyond it
+    /// closes the oldest of them (kept below what the open-file limit
+    /// leaves room for).
+    #[arg(long, env = "PROVISIONERD_MAX_UNAUTHENTICATED_CONNECTIONS", default_value_t = crate::coordinator::listener::DEFAULT_MAX_UNAUTHENTICATED)]
+    pub max_unauthenticated_connections: usize,
     #[command(flatten)]
     pub archive: ArchiveLimitArgs,
 }
@@ -193,6 +203,15 @@ impl ServeArgs {
                 humantime::format_duration(self.offer_timeout)
             ));
         }
+        if self.handshake_timeout < Duration::from_millis(100) {
+            return Err(format!(
+                "--handshake-timeout {}: must be at least 100ms",
+                humantime::format_duration(self.handshake_timeout)
+            ));
+        }
+        if self.max_unauthenticated_connections == 0 {
+            return Err("--max-unauthenticated-connections 0: must be at least 1".into());
+        }
         let reconcile = self.prebuild_reconcile_interval;
         if !reconcile.is_zero() && reconcile < Duration::from_millis(100) {
             return Err(format!(
@@ -210,6 +229,10 @@ impl ServeArgs {
             tls,
             max_state_bytes: self.max_state_bytes,
             archive_limits: self.archive.validate()?,
+            connections: crate::coordinator::listener::Limits {
+                handshake_timeout: self.handshake_timeout,
+                max_unauthenticated: self.max_unauthenticated_connections,
+            },
         })
     }
 }

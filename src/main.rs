@@ -96,6 +96,7 @@ async fn serve(args: provisionerd::config::ServeArgs) -> u8 {
         Ok(c) => c,
         Err(e) => return fail(exit::CONFIG, e),
     };
+    coordinator::listener::raise_open_file_limit();
     let coordinator = match coordinator::Coordinator::bind(cfg).await {
         Ok(c) => c,
         Err(e) => return fail(e.exit_code(), e),

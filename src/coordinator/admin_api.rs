@@ -43,7 +43,7 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 
 impl AdminApi {
     fn auth<T>(&self, req: &Request<T>) -> Result<()> {
-        auth::check_admin(&self.hub.store, req.metadata())
+        auth::check_admin(&self.hub.store, req)
     }
 
     fn job_to_proto(&self, j: JobRow) -> proto::Job {

@@ -93,24 +93,32 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-pub fn check_admin(store: &Store, md: &MetadataMap) -> Result<()> {
-    let given = hash(bearer(md)?);
+/// The admin token of `req`; on success its connection counts as
+/// authenticated (`listener::prove`).
+pub fn check_admin<T>(store: &Store, req: &tonic::Request<T>) -> Result<()> {
+    let given = hash(bearer(req.metadata())?);
     let want = store
         .setting(ADMIN_HASH)?
         .ok_or_else(|| CoordError::Internal("admin token hash missing".into()))?;
     if bool::from(given.as_bytes().ct_eq(want.as_bytes())) {
+        super::listener::prove(req);
         Ok(())
     } else {
         Err(CoordError::Unauthenticated("admin token refused".into()))
     }
 }
 
-/// The provisioner key a daemon presents.
-pub fn check_key(store: &Store, md: &MetadataMap) -> Result<KeyRow> {
+/// The provisioner key a daemon presents; on success its connection
+/// counts as authenticated (`listener::prove`).
+pub fn check_key<T>(store: &Store, req: &tonic::Request<T>) -> Result<KeyRow> {
     // Lookup is by hash, so the secret itself is never compared byte-wise.
-    store.key_by_hash(&hash(bearer(md)?))?.ok_or_else(|| {
-        CoordError::Unauthenticated("provisioner key refused: unknown or deleted key".into())
-    })
+    let key = store
+        .key_by_hash(&hash(bearer(req.metadata())?))?
+        .ok_or_else(|| {
+            CoordError::Unauthenticated("provisioner key refused: unknown or deleted key".into())
+        })?;
+    super::listener::prove(req);
+    Ok(key)
 }
 
 /// With mutual TLS, every request must come with a client certificate (the
@@ -120,7 +128,7 @@ pub fn client_cert(
     req: tonic::Request<()>,
     required: bool,
 ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
-    if required && req.peer_certs().is_none_or(|certs| certs.is_empty()) {
+    if required && super::listener::peer_certs(&req).is_none_or(|certs| certs.is_empty()) {
         return Err(CoordError::Unauthenticated(
             "client certificate required: this coordinator takes only clients with a \
              certificate its client CA signed; pass --tls-client-cert and --tls-client-key"

@@ -26,6 +26,8 @@ pub struct DaemonApi {
     pub hub: Arc<Hub>,
     /// `--max-state-bytes`.
     pub max_state_bytes: u64,
+    /// `--handshake-timeout`: the longest a session waits for its Hello.
+    pub hello_timeout: std::time::Duration,
 }
 
 /// A connected daemon, as the hub tracks it for pushes and disconnects.
@@ -48,7 +50,7 @@ struct Peer {
 impl DaemonApi {
     /// The calling daemon: its key (from the bearer credential) and name.
     fn caller<T>(&self, req: &Request<T>) -> Result<(KeyRow, String), CoordError> {
-        let key = auth::check_key(&self.hub.store, req.metadata())?;
+        let key = auth::check_key(&self.hub.store, req)?;
         let name = req
             .metadata()
             .get(crate::grpc::DAEMON_NAME_HEADER)
@@ -73,9 +75,19 @@ impl ProvisionerDaemon for DaemonApi {
         &self,
         req: Request<Streaming<DaemonMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let key = auth::check_key(&self.hub.store, req.metadata())?;
+        let key = auth::check_key(&self.hub.store, &req)?;
         let mut inbound = req.into_inner();
-        let hello = match inbound.next().await {
+        // A session holds a stream and a task: one that never says who it
+        // is must not hold them forever.
+        let first = tokio::time::timeout(self.hello_timeout, inbound.next())
+            .await
+            .map_err(|_| {
+                CoordError::DeadlineExceeded(format!(
+                    "session: no Hello within {} of opening the session (--handshake-timeout)",
+                    humantime::format_duration(self.hello_timeout)
+                ))
+            })?;
+        let hello = match first {
             Some(Ok(DaemonMessage {
                 msg: Some(In::Hello(h)),
             })) => h,

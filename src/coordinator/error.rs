@@ -23,6 +23,9 @@ pub enum CoordError {
     /// and the whole stream may be sent again.
     #[error("{0}")]
     Aborted(String),
+    /// Something the caller had to send did not arrive in time.
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("store: {0}")]
     Store(#[from] rusqlite::Error),
     #[error("store: {0}")]
@@ -43,6 +46,7 @@ impl From<CoordError> for Status {
             CoordError::PermissionDenied(_) => Code::PermissionDenied,
             CoordError::Unauthenticated(_) => Code::Unauthenticated,
             CoordError::Aborted(_) => Code::Aborted,
+            CoordError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             CoordError::Store(_) | CoordError::Encoding(_) | CoordError::Internal(_) => {
                 // Internals are logged here, once, with their detail.
                 tracing::error!(error = %e, "internal error");

@@ -13,6 +13,7 @@ pub mod bounds;
 pub mod daemon_api;
 pub mod dispatch;
 pub mod error;
+pub mod listener;
 pub mod metrics;
 pub mod outputs;
 pub mod paging;
@@ -67,6 +68,8 @@ pub struct ServeConfig {
     /// `--offer-timeout`: an offer not acknowledged for this long goes back
     /// to the queue.
     pub offer_timeout: Duration,
+    /// `--handshake-timeout`, `--max-unauthenticated-connections`.
+    pub connections: listener::Limits,
 }
 
 /// `--offer-timeout` unless set.
@@ -268,6 +271,7 @@ impl Coordinator {
         let daemon = ProvisionerDaemonServer::new(daemon_api::DaemonApi {
             hub: self.hub.clone(),
             max_state_bytes: self.cfg.max_state_bytes,
+            hello_timeout: self.cfg.connections.handshake_timeout,
         })
         .max_decoding_message_size(crate::grpc::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(crate::grpc::MAX_MESSAGE_BYTES);
@@ -300,7 +304,7 @@ impl Coordinator {
             None => "off",
         };
         tracing::info!(%addr, tls, "coordinator listening");
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.listener);
+        let incoming = listener::incoming(self.listener, self.cfg.connections, shutdown.clone());
         // Graceful shutdown waits for open streams; sessions only end when
         // told to.
         let stopping = self.hub.stopping.clone();

@@ -241,7 +241,11 @@ pub fn endpoint(url: &str, tls: &ClientTls) -> Result<Endpoint, TlsError> {
         subject: url.to_string(),
         message,
     };
-    let endpoint = Endpoint::from_shared(url.to_string()).map_err(|e| setup(e.to_string()))?;
+    // TCP_NODELAY (tonic's default, said here so it stays): a small
+    // request must not wait for the coordinator's delayed ACK.
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| setup(e.to_string()))?
+        .tcp_nodelay(true);
     if !url.starts_with("https://") {
         return Ok(endpoint);
     }

@@ -63,6 +63,7 @@ impl Coord {
             metrics_address: None,
             prebuild_reconcile_interval: None,
             offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
+            connections: Default::default(),
         })
         .await
     }
@@ -83,6 +84,7 @@ impl Coord {
             metrics_address: None,
             prebuild_reconcile_interval: None,
             offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
+            connections: Default::default(),
         })
         .await
     }

@@ -119,6 +119,46 @@ pub async fn serve_with(
     ];
     args.extend(extra);
     let p = Proc::spawn(&args, &[], &log);
+    wait_serving(p, data_dir).await
+}
+
+/// [`serve_with`] started under an open-file limit (`ulimit -n`): soft
+/// `soft`, hard `hard`.
+pub async fn serve_with_nofile(
+    data_dir: &Path,
+    soft: u64,
+    hard: u64,
+    extra: &[&str],
+) -> (Proc, String, String) {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let _ = std::fs::remove_file(data_dir.join("address"));
+    let log = data_dir.with_extension(format!("serve-{}.log", std::process::id()));
+    // exec: the limit is set in the shell, which then becomes provisionerd.
+    let script = format!("ulimit -S -n {soft} && ulimit -H -n {hard} && exec \"$0\" \"$@\"");
+    let mut args = vec![
+        "-c",
+        &script,
+        env!("CARGO_BIN_EXE_provisionerd"),
+        "serve",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend(extra);
+    let p = Proc::spawn_program(
+        "/bin/sh",
+        &args,
+        &[("RUST_LOG", "info,provisionerd::coordinator::listener=debug")],
+        &log,
+    );
+    wait_serving(p, data_dir).await
+}
+
+/// Waits until `p` serves (its address file written and the listening
+/// line logged); returns it, its URL and the admin token.
+async fn wait_serving(p: Proc, data_dir: &Path) -> (Proc, String, String) {
+    let address = data_dir.join("address");
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     let url = loop {
         if let Ok(s) = std::fs::read_to_string(&address)

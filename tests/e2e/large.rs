@@ -132,6 +132,7 @@ async fn a_state_over_the_limit_is_kept_by_the_daemon_and_the_job_fails() {
         metrics_address: None,
         prebuild_reconcile_interval: None,
         offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
+        connections: Default::default(),
     })
     .await;
     let key = coord.create_key("k", &[]).await;

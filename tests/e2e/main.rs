@@ -15,6 +15,7 @@ mod authz;
 mod bounds;
 mod cancel;
 mod cli;
+mod connections;
 mod datadir;
 mod faults;
 mod finish_commit;

@@ -328,3 +328,34 @@ async fn bad_tls_flags_exit_64_naming_the_flag() {
         assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// A TCP connection that never starts its TLS handshake is closed at
+/// `--handshake-timeout`, as on a plain coordinator.
+#[tokio::test]
+async fn a_connection_that_never_starts_tls_is_closed_at_the_handshake_timeout() {
+    use tokio::io::AsyncReadExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&tmp.path().join("pki"));
+    let mut flags = pki.server_flags();
+    flags.extend(["--handshake-timeout".into(), "1s".into()]);
+    let (serve, url, _token) = procs::serve_with(
+        &tmp.path().join("data"),
+        "127.0.0.1:0",
+        "60s",
+        &strs(&flags),
+    )
+    .await;
+    let addr = url.trim_start_matches("https://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = async { while let Ok(1..) = s.read(&mut buf).await {} };
+    tokio::time::timeout(std::time::Duration::from_secs(15), closed)
+        .await
+        .unwrap_or_else(|_| panic!("never closed:\n{}", serve.log_text()));
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(900) && took < std::time::Duration::from_secs(8),
+        "closed after {took:?}"
+    );
+}
