@@ -101,7 +101,10 @@ async fn as_pid_1_sigterm_drains_and_orphans_are_reaped() {
         .coord()
         .create_workspace("w1", "t", "alice", &[("sleep", "6")])
         .await;
-    wrapper.wait_log("job started").await;
+    // The build's own line: the import logged "job started" too.
+    wrapper
+        .wait_log(&format!("job started job_id=\"{job}\""))
+        .await;
     // Mid-job (the line is logged as the job runs), from outside the
     // namespace, as a container runtime does.
     signal::kill(Pid::from_raw(daemon), Signal::SIGTERM).unwrap();
