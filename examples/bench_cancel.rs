@@ -20,6 +20,10 @@ use provisionerd::grpc::Credentials;
 use provisionerd::proto::{self, admin_client::AdminClient};
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::{Admin, pct, wait_status};
+
 const TEMPLATE: &str = r#"
 resource "terraform_data" "w" {
   provisioner "local-exec" {
@@ -49,10 +53,6 @@ fn terraform() -> Result<PathBuf> {
     }
     Ok(p)
 }
-
-type Admin = AdminClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Credentials>,
->;
 
 async fn logs(admin: &mut Admin, id: &str) -> Result<Vec<proto::LogLine>> {
     let mut stream = admin
@@ -84,24 +84,6 @@ async fn wait_logs(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     bail!("job {id}: expected log line never came")
-}
-
-async fn wait_status(admin: &mut Admin, id: &str, status: &str) -> Result<i64> {
-    for _ in 0..6000 {
-        let job = admin
-            .get_job(proto::GetJobRequest { id: id.into() })
-            .await?
-            .into_inner();
-        if job.status == status {
-            return Ok(now_ms());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    bail!("job {id} never became {status}")
-}
-
-fn pct(sorted: &[i64], p: f64) -> i64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 #[tokio::main]
@@ -159,21 +141,7 @@ async fn main() -> Result<()> {
         },
         shutdown.clone(),
     ));
-    let dir = tmp.path().join("t");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("main.tf"), TEMPLATE)?;
-    let header = proto::PushTemplateRequest {
-        name: "t".into(),
-        ..Default::default()
-    };
-    let parts =
-        provisionerd::chunk::push_template_parts(header, &provisionerd::archive::tar_dir(&dir)?);
-    let import = admin
-        .push_template(tokio_stream::iter(parts))
-        .await?
-        .into_inner()
-        .job_id;
-    wait_status(&mut admin, &import, "succeeded").await?;
+    support::push_template(&mut admin, tmp.path(), "t", TEMPLATE).await?;
 
     let (mut to_interrupt, mut to_canceled) = (Vec::new(), Vec::new());
     for i in 0..rounds {
@@ -197,7 +165,8 @@ async fn main() -> Result<()> {
             .cancel_job(proto::CancelJobRequest { id: job.clone() })
             .await
             .context("cancel job")?;
-        let done = wait_status(&mut admin, &job, "canceled").await?;
+        wait_status(&mut admin, &job, "canceled").await?;
+        let done = now_ms();
         let l = wait_logs(&mut admin, &job, |l| {
             l.iter().any(|l| l.output == INTERRUPT_LINE)
         })

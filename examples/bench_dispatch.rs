@@ -18,9 +18,9 @@ use anyhow::{Context, Result, bail};
 use provisionerd::grpc::Credentials;
 use provisionerd::proto::{self, admin_client::AdminClient};
 
-type Admin = AdminClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Credentials>,
->;
+#[path = "support/mod.rs"]
+mod support;
+use support::{pct, wait_status};
 
 /// Kills the child when the benchmark ends, however it ends.
 struct Proc(Child);
@@ -67,26 +67,6 @@ async fn wait_file(path: &Path) -> Result<String> {
     }
 }
 
-async fn wait_status(admin: &mut Admin, id: &str, want: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = admin
-            .get_job(proto::GetJobRequest { id: id.into() })
-            .await?
-            .into_inner();
-        if job.status == want {
-            return Ok(());
-        }
-        if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") {
-            bail!("job {id} ended {} ({}), not {want}", job.status, job.error);
-        }
-        if Instant::now() > deadline {
-            bail!("job {id} still {} after 60 s", job.status);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Waits for the first `init` stamp after byte `from` of the stamps file;
 /// returns its time (µs since the epoch) and the file's new length.
 async fn next_init(stamps: &Path, from: usize) -> Result<(f64, usize)> {
@@ -118,10 +98,6 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 #[tokio::main]
@@ -172,24 +148,8 @@ async fn main() -> Result<()> {
     quiet(&mut start);
     let daemon = Proc(start.spawn().context("start daemon")?);
 
-    let dir = tmp.path().join("t");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("main.tf"),
-        "resource \"terraform_data\" \"w\" {}\n",
-    )?;
-    let header = proto::PushTemplateRequest {
-        name: "t".into(),
-        ..Default::default()
-    };
-    let parts =
-        provisionerd::chunk::push_template_parts(header, &provisionerd::archive::tar_dir(&dir)?);
-    let import = admin
-        .push_template(tokio_stream::iter(parts))
-        .await?
-        .into_inner()
-        .job_id;
-    wait_status(&mut admin, &import, "succeeded").await?;
+    let empty = "resource \"terraform_data\" \"w\" {}\n";
+    support::push_template(&mut admin, tmp.path(), "t", empty).await?;
 
     let mut offset = std::fs::read_to_string(&stamps).map_or(0, |s| s.len());
     let (mut call, mut to_tf) = (Vec::new(), Vec::new());

@@ -332,6 +332,21 @@ impl Coord {
             .map(|r| r.into_inner())
     }
 
+    /// Runs the real `provisionerd` admin CLI against this coordinator,
+    /// with no stdin; whatever it exits with.
+    pub async fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_provisionerd"));
+        cmd.args(args)
+            .env("PROVISIONERD_URL", &self.url)
+            .env("PROVISIONERD_TOKEN", &self.token)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        tokio::time::timeout(TIMEOUT, cmd.output())
+            .await
+            .unwrap_or_else(|_| panic!("provisionerd {args:?}: still running after {TIMEOUT:?}"))
+            .expect("run provisionerd")
+    }
+
     pub async fn daemons(&self) -> Vec<proto::Daemon> {
         self.admin()
             .await

@@ -7,31 +7,20 @@
 mod paging;
 
 use std::collections::HashMap;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use provisionerd::grpc::limits::{MAX_ERROR_BYTES, MAX_LOG_LINE_BYTES, MAX_TAGS};
 use provisionerd::proto::{self, DaemonState, JobOutcome};
 use tonic::Code;
 
-use crate::common::{Coord, TIMEOUT};
+use crate::common::Coord;
 use crate::large::quiet_stack;
 use crate::raw::RawDaemon;
 use crate::{QUICK, template};
 
-const BIN: &str = env!("CARGO_BIN_EXE_provisionerd");
-
 /// Runs an admin command against `coord`; it must succeed.
 pub async fn cli(coord: &Coord, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(args)
-        .env("PROVISIONERD_URL", &coord.url)
-        .env("PROVISIONERD_TOKEN", &coord.token)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(TIMEOUT, cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("provisionerd {args:?}: still running after {TIMEOUT:?}"))
-        .expect("run provisionerd");
+    let out = coord.run_cli(args).await;
     assert!(
         out.status.success(),
         "provisionerd {args:?}: {:?}\n{}",

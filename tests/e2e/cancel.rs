@@ -5,7 +5,7 @@
 
 mod session;
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use provisionerd::proto::{self, LogSource};
@@ -177,19 +177,8 @@ fn wall_ms(at: Instant) -> i64 {
     now_ms - at.elapsed().as_millis() as i64
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_provisionerd");
-
 async fn cli(coord: &Coord, args: &[&str]) -> Output {
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(args)
-        .env("PROVISIONERD_URL", &coord.url)
-        .env("PROVISIONERD_TOKEN", &coord.token)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    tokio::time::timeout(TIMEOUT, cmd.output())
-        .await
-        .unwrap_or_else(|_| panic!("provisionerd {args:?}: still running after {TIMEOUT:?}"))
-        .expect("run provisionerd")
+    coord.run_cli(args).await
 }
 
 fn text(b: &[u8]) -> String {
