@@ -396,7 +396,7 @@ impl Admin for AdminApi {
         self.hub.store.job(&req.job_id)?;
         let (tx, rx) = mpsc::channel(256);
         let hub = self.hub.clone();
-        tokio::spawn(follow_logs(hub, req, tx));
+        self.hub.tasks.spawn(follow_logs(hub, req, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

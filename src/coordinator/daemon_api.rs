@@ -144,7 +144,7 @@ impl ProvisionerDaemon for DaemonApi {
             name: daemon.name,
             key,
         };
-        tokio::spawn(async move {
+        self.hub.tasks.spawn(async move {
             serve_session(&hub, &peer, report.takes_jobs(), inbound, tx, end).await;
             hub.end_session(&peer.daemon_id).await;
             tracing::info!(daemon = %peer.name, "daemon disconnected");

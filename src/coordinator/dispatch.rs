@@ -77,13 +77,14 @@ impl Dispatcher {
     /// and the job was pending (the later of the two).
     /// An offer not acknowledged within `offer_timeout` is withdrawn.
     pub fn spawn(
+        tasks: &tokio_util::task::TaskTracker,
         store: Arc<Store>,
         shutdown: CancellationToken,
         latency: Histogram,
         offer_timeout: Duration,
     ) -> Dispatcher {
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(run(store, rx, shutdown, latency, offer_timeout));
+        tasks.spawn(run(store, rx, shutdown, latency, offer_timeout));
         Dispatcher { tx }
     }
 

@@ -275,7 +275,9 @@ pub async fn registry(
         .await
         .unwrap_or_else(|e| Err(format!("metrics snapshot task: {e}")));
     let cache: Cache = Arc::new(std::sync::Mutex::new(first));
-    tokio::spawn(refresh(hub, cache.clone(), shutdown));
+    hub.tasks
+        .clone()
+        .spawn(refresh(hub, cache.clone(), shutdown));
     let mut r = Registry::default();
     r.register(
         "provisionerd_coordinator_dispatch_latency_seconds",
@@ -327,7 +329,7 @@ pub async fn readiness(hub: Arc<Hub>, shutdown: CancellationToken) -> Arc<Readin
     });
     probe(&hub, &r).await;
     let task = r.clone();
-    tokio::spawn(async move {
+    hub.tasks.clone().spawn(async move {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

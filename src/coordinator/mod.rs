@@ -35,6 +35,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use tonic::service::interceptor::InterceptedService;
 
@@ -75,6 +76,9 @@ pub struct ServeConfig {
 /// `--offer-timeout` unless set.
 pub const DEFAULT_OFFER_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long `run` waits for its tasks to end once serving has stopped.
+const TASKS_STOP: Duration = Duration::from_secs(10);
+
 /// `--max-state-bytes` unless set.
 pub const DEFAULT_MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -93,6 +97,11 @@ pub struct Hub {
     pub stopping: CancellationToken,
     /// The prebuild reconciler's shared state (interval, wake-up, errors).
     pub prebuilds: prebuilds::Prebuilds,
+    /// Every task the coordinator spawns (dispatcher, sessions, log
+    /// followers, reaper, reconciler, metrics): `run` waits for them before
+    /// it lets go of the data dir, so nothing of this coordinator touches
+    /// the store once another may hold it.
+    pub tasks: TaskTracker,
 }
 
 impl std::fmt::Debug for Hub {
@@ -197,8 +206,10 @@ impl Coordinator {
         std::fs::write(&address_file, format!("{scheme}://{bound}\n"))
             .map_err(|e| CoordError::Internal(format!("write {}: {e}", address_file.display())))?;
         let stopping = CancellationToken::new();
+        let tasks = TaskTracker::new();
         let dispatch_latency = metrics::dispatch_latency();
         let dispatcher = Dispatcher::spawn(
+            &tasks,
             store.clone(),
             stopping.clone(),
             dispatch_latency.clone(),
@@ -213,6 +224,7 @@ impl Coordinator {
             job_lease: cfg.job_lease,
             stopping,
             prebuilds: prebuilds::Prebuilds::new(cfg.prebuild_reconcile_interval),
+            tasks,
         });
         Ok(Coordinator {
             listener,
@@ -235,8 +247,10 @@ impl Coordinator {
 
     /// Serves until `shutdown` is cancelled.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        // Ends the background tasks however serving ends (also on an error).
+        let shutdown = shutdown.child_token();
         let addr = self.local_addr();
-        let reaper = tokio::spawn(reap_lost_jobs(
+        self.hub.tasks.spawn(reap_lost_jobs(
             self.hub.clone(),
             self.cfg.job_lease,
             shutdown.clone(),
@@ -245,7 +259,7 @@ impl Coordinator {
         // daemons wait.
         self.hub.dispatcher.kick();
         if let Some(interval) = self.cfg.prebuild_reconcile_interval {
-            tokio::spawn(prebuilds::run(self.hub.clone(), interval, shutdown.clone()));
+            (self.hub.tasks).spawn(prebuilds::run(self.hub.clone(), interval, shutdown.clone()));
         }
         if let Some(listener) = self.ops {
             let ops_addr = listener
@@ -266,7 +280,7 @@ impl Coordinator {
                 drain: None,
             };
             tracing::info!(addr = %ops_addr, "operations endpoint listening");
-            tokio::spawn(crate::health::serve(listener, endpoint, shutdown.clone()));
+            (self.hub.tasks).spawn(crate::health::serve(listener, endpoint, shutdown.clone()));
         }
         let daemon = ProvisionerDaemonServer::new(daemon_api::DaemonApi {
             hub: self.hub.clone(),
@@ -317,9 +331,20 @@ impl Coordinator {
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .add_service(daemon)
             .add_service(admin)
-            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
             .await;
-        reaper.abort();
+        shutdown.cancel();
+        self.hub.stopping.cancel();
+        self.hub.tasks.close();
+        if tokio::time::timeout(TASKS_STOP, self.hub.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.hub.tasks.len(),
+                "stop coordinator: tasks still running after {TASKS_STOP:?}; releasing the data dir anyway"
+            );
+        }
         // Only now may another coordinator take the data dir.
         drop(self.lock);
         result.map_err(|e| CoordError::Internal(format!("serve on {addr}: {e}")))

@@ -167,7 +167,10 @@ fn damaged_or(e: CoordError, db: &Path) -> StartError {
             Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
                 CheckError::Damaged(format!("use database {}: damaged: {e}", db.display())).into()
             }
-            _ => StartError::Failed(CoordError::Store(e)),
+            _ => StartError::Failed(CoordError::Internal(format!(
+                "open database {}: {e}",
+                db.display()
+            ))),
         },
         e => StartError::Failed(e),
     }

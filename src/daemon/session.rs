@@ -137,7 +137,12 @@ impl Connector {
                     }
                     st
                 }
-                Err(st) => st,
+                Err(st) => {
+                    // The window counts an unbroken run of conflicts: after
+                    // an outage, the first conflict starts it anew.
+                    conflict_since = None;
+                    st
+                }
             };
             // Like a refused key, an untrusted certificate never fixes
             // itself.

@@ -18,6 +18,17 @@ async fn start_stop_start_delete_keeps_state() {
     let ws = coord.workspace("dev").await.unwrap();
     assert_eq!(ws.outputs["region"], "\"us-east-2\"");
     let id = ws.outputs["id"].clone();
+    // A list shows the same outputs (cut out of the state by the store).
+    let listed = coord
+        .admin()
+        .await
+        .list_workspaces(provisionerd::proto::ListWorkspacesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .workspaces;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].outputs, ws.outputs);
 
     for t in [Transition::Stop, Transition::Start] {
         let job = coord.build("dev", t).await;

@@ -24,7 +24,13 @@ fn setup() -> Setup {
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let stop = CancellationToken::new();
     let latency = crate::coordinator::metrics::dispatch_latency();
-    let dispatcher = Dispatcher::spawn(store.clone(), stop.clone(), latency, TIMEOUT);
+    let dispatcher = Dispatcher::spawn(
+        &Default::default(),
+        store.clone(),
+        stop.clone(),
+        latency,
+        TIMEOUT,
+    );
     Setup {
         _dir: dir,
         store,

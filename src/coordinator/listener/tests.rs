@@ -74,8 +74,9 @@ async fn pair(u: &mut Unproven, timeout: Duration) -> (Conn, TcpStream) {
 #[tokio::test]
 async fn an_unproven_connection_fails_at_its_deadline_and_stops_counting() {
     let mut u = Unproven::new(8);
-    let (mut conn, mut client) = pair(&mut u, Duration::from_millis(300)).await;
+    // Before the connection exists: its deadline starts inside `pair`.
     let started = std::time::Instant::now();
+    let (mut conn, mut client) = pair(&mut u, Duration::from_millis(300)).await;
     let mut buf = [0u8; 16];
     let err = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
         .await

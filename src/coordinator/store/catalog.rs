@@ -128,6 +128,13 @@ fn set_build_parameters(
     Ok(())
 }
 
+/// A state's outputs as a small JSON document (NULL for no state or one
+/// that is not JSON). A BLOB would be read as JSONB, hence the cast in;
+/// the row reads `state` as a BLOB, hence the cast out.
+const OUTPUTS_ONLY: &str = "CASE WHEN json_valid(CAST(state AS TEXT))
+     THEN CAST(json_object('outputs', json(json_extract(CAST(state AS TEXT), '$.outputs'))) AS BLOB)
+     END";
+
 impl Store {
     /// Stores a new template version (creating the template on first push)
     /// and enqueues its import job. `tags` are the version's own (given at
@@ -373,7 +380,8 @@ impl Store {
         arg: &str,
         with_state: bool,
     ) -> Result<Vec<WorkspaceRow>> {
-        self.workspaces_limited(cond, arg, with_state, -1)
+        let state = if with_state { "state" } else { "NULL" };
+        self.workspaces_limited(cond, arg, state, -1)
     }
 
     /// [`Self::workspaces_matching`], at most `limit` of them (-1: all).
@@ -381,11 +389,10 @@ impl Store {
         &self,
         cond: &str,
         arg: &str,
-        with_state: bool,
+        state: &str,
         limit: i64,
     ) -> Result<Vec<WorkspaceRow>> {
         let conn = self.conn();
-        let state = if with_state { "state" } else { "NULL" };
         let sql = format!(
             "SELECT id, name, owner, template, template_version_id, var_values, {state},
                     created_at, parameters, preset
@@ -430,9 +437,16 @@ impl Store {
         self.workspace_where("deleted = 0 AND ?1 = ?1", "")
     }
 
-    /// Live workspaces named after `after`, by name, with their state (for
-    /// outputs); at most `limit`.
+    /// Live workspaces named after `after`, by name; at most `limit`. Their
+    /// `state` holds only the state's outputs (`{"outputs": …}`, what a
+    /// list shows), cut out by SQLite: a page of up to a thousand states of
+    /// hundreds of MiB each is never held in memory at once.
     pub fn workspaces_after(&self, after: &str, limit: u32) -> Result<Vec<WorkspaceRow>> {
-        self.workspaces_limited("deleted = 0 AND name > ?1", after, true, i64::from(limit))
+        self.workspaces_limited(
+            "deleted = 0 AND name > ?1",
+            after,
+            OUTPUTS_ONLY,
+            i64::from(limit),
+        )
     }
 }

@@ -148,7 +148,12 @@ fn classify(path: &Path, e: rusqlite::Error) -> CheckError {
             "check database {}: not a SQLite database ({e})",
             path.display()
         )),
-        _ => CheckError::Other(e.into()),
+        // Unreadable (permissions after a restore), locked, …: still name
+        // the action and the file.
+        _ => CheckError::Other(CoordError::Internal(format!(
+            "check database {}: {e}",
+            path.display()
+        ))),
     }
 }
 
