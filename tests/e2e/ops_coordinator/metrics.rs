@@ -80,12 +80,12 @@ async fn metrics_show_the_queue_by_tags_and_initiator_outcomes_and_daemons() {
         r#"provisionerd_coordinator_daemons{state="idle",tags=""} 1"#,
         "provisionerd_coordinator_dispatch_latency_seconds_count 2",
         "provisionerd_coordinator_prebuilds_paused 0",
-        r#"provisionerd_coordinator_prebuilds_running{template="cp",preset="Frankfurt, 4 cores"} 0"#,
+        r#"coderd_prebuilt_workspaces_running{template_name="cp",preset_name="Frankfurt, 4 cores",organization_name="default"} 0"#,
     ] {
         assert!(has_line(&body, line), "no line {line:?} in:\n{body}");
     }
     assert!(
-        body.contains(r#"provisionerd_coordinator_prebuilds_desired{template="cp",preset="Frankfurt, 4 cores"}"#),
+        body.contains(r#"coderd_prebuilt_workspaces_desired{template_name="cp",preset_name="Frankfurt, 4 cores",organization_name="default"}"#),
         "{body}"
     );
     assert!(
@@ -146,7 +146,7 @@ async fn a_taken_metrics_port_is_a_startup_error_naming_the_flag() {
 }
 
 /// `/metrics` once `ready` holds for its body (200 each time).
-async fn scrape_until(addr: &str, ready: impl Fn(&str) -> bool) -> String {
+pub async fn scrape_until(addr: &str, ready: impl Fn(&str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + crate::common::TIMEOUT;
     loop {
         let (code, body) = http_get(addr, "/metrics").await;
