@@ -154,7 +154,11 @@ pub struct ServeArgs {
     /// After this many consecutive failed creates of a preset the
     /// reconciler stops creating for it (deleting goes on) until a new
     /// template version is active or `prebuilds reset`; 0 turns it off.
-    #[arg(long, env = "PROVISIONERD_PREBUILD_FAILURE_HARD_LIMIT", default_value_t = 3)]
+    #[arg(
+        long,
+        env = "PROVISIONERD_PREBUILD_FAILURE_HARD_LIMIT",
+        default_value_t = 3
+    )]
     pub prebuild_failure_hard_limit: u32,
     /// A job offered to a daemon that does not acknowledge it within this
     /// long goes back to the queue (and the daemon is told).

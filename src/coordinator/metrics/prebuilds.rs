@@ -80,4 +80,3 @@ pub(super) fn encode(
         series(|p| i64::from(p.hard_limited)),
     )
 }
-

@@ -30,7 +30,11 @@ fn state(p: &Pool) -> Noted {
 
 /// Logs each pool's change of health since the last pass.
 pub fn note(hub: &Hub, pools: &[Pool]) {
-    let mut noted = hub.prebuilds.noted.lock().unwrap_or_else(|p| p.into_inner());
+    let mut noted = hub
+        .prebuilds
+        .noted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     // Pools of replaced versions are forgotten: a new version starts
     // healthy.
     noted.retain(|(version, preset), _| {

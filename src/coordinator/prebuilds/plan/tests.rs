@@ -164,7 +164,13 @@ fn a_pool_at_its_hard_limit_creates_nothing_but_still_deletes() {
     let two = vec![failed(2_000), failed(1_000)];
     let three = vec![failed(3_000), failed(2_000), failed(1_000)];
     // Two failures: backing off, then probing.
-    let a = assess(vec![s.clone()], &[], std::slice::from_ref(&two), 10_000_000, MIN);
+    let a = assess(
+        vec![s.clone()],
+        &[],
+        std::slice::from_ref(&two),
+        10_000_000,
+        MIN,
+    );
     assert!(!a.pools[0].hard_limited);
     assert_eq!(creates(&a), 1);
     // Three: stopped, whatever the time, with no backoff shown.
