@@ -188,7 +188,7 @@ pub fn set_paused(hub: &Hub, paused: bool) -> Result<proto::PrebuildStatus> {
 /// The reconciler: runs every `interval` (and at once on resume) until
 /// `shutdown`. The only code that creates or destroys prebuilt workspaces.
 pub async fn run(hub: std::sync::Arc<Hub>, interval: Duration, shutdown: CancellationToken) {
-    tracing::info!(interval = ?interval, "prebuild reconciler started");
+    tracing::info!(interval = ?interval, "prebuilds: reconciler started");
     loop {
         // The store is synchronous: off the async workers.
         let pass = hub.clone();
