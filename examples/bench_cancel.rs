@@ -100,6 +100,7 @@ async fn main() -> Result<()> {
         max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
         metrics_address: None,
         prebuild_reconcile_interval: None,
+        prebuild_failure_hard_limit: 3,
         offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
         connections: Default::default(),
     })

@@ -151,6 +151,15 @@ pub struct ServeArgs {
     /// How often the prebuild reconciler runs (e.g. 15s); 0 turns it off.
     #[arg(long, env = "PROVISIONERD_PREBUILD_RECONCILE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub prebuild_reconcile_interval: Duration,
+    /// After this many consecutive failed creates of a preset the
+    /// reconciler stops creating for it (deleting goes on) until a new
+    /// template version is active or `prebuilds reset`; 0 turns it off.
+    #[arg(
+        long,
+        env = "PROVISIONERD_PREBUILD_FAILURE_HARD_LIMIT",
+        default_value_t = 3
+    )]
+    pub prebuild_failure_hard_limit: u32,
     /// A job offered to a daemon that does not acknowledge it within this
     /// long goes back to the queue (and the daemon is told).
     #[arg(long, env = "PROVISIONERD_OFFER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -221,6 +230,7 @@ impl ServeArgs {
         Ok(ServeConfig {
             metrics_address: self.metrics_address,
             prebuild_reconcile_interval: (!reconcile.is_zero()).then_some(reconcile),
+            prebuild_failure_hard_limit: self.prebuild_failure_hard_limit,
             offer_timeout: self.offer_timeout,
             listen: self.listen,
             data_dir: self.data_dir,
@@ -755,8 +765,20 @@ pub enum PrebuildsCmd {
         admin: AdminArgs,
     },
     /// Whether reconciliation is paused, and per preset: desired, running,
-    /// in-flight creates, failures and backoff.
+    /// in-flight creates, failures, backoff and hard limit.
     Status {
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a preset's failed creates so far stop counting, lifting its
+    /// hard limit (after fixing what made them fail).
+    Reset {
+        /// The template.
+        template: String,
+        /// The preset (of the template's active version).
+        preset: String,
         #[command(flatten)]
         out: OutputArg,
         #[command(flatten)]

@@ -1,4 +1,5 @@
-//! `prebuilds pause|resume|status`: the runbook's first and last steps.
+//! `prebuilds pause|resume|status|reset`: the runbook's first and last
+//! steps, and lifting a hard limit.
 
 use serde_json::{Value, json};
 
@@ -29,6 +30,25 @@ pub async fn prebuilds(cmd: PrebuildsCmd) -> Result<(), CliError> {
             eprintln!("Prebuilds resumed.");
             (s, out.output)
         }
+        PrebuildsCmd::Reset {
+            template,
+            preset,
+            out,
+            admin,
+        } => {
+            let s = client(&admin)
+                .await?
+                .reset_prebuilds(proto::ResetPrebuildsRequest {
+                    template: template.clone(),
+                    preset: preset.clone(),
+                })
+                .await?
+                .into_inner();
+            eprintln!(
+                "Prebuilds of {template} / {preset} reset: failed creates so far no longer count."
+            );
+            (s, out.output)
+        }
         PrebuildsCmd::Status { out, admin } => {
             let s = client(&admin)
                 .await?
@@ -54,7 +74,9 @@ fn status_json(s: &proto::PrebuildStatus) -> Value {
             "desired": p.desired,
             "running": p.running,
             "in_flight": p.in_flight,
+            "eligible": p.eligible,
             "failures": p.failures,
+            "hard_limited": p.hard_limited,
             "backoff_until": (p.backoff_until > 0).then(|| ms_to_rfc3339(p.backoff_until)),
             "error": p.error,
         })).collect::<Vec<_>>(),
@@ -86,6 +108,7 @@ fn print_status(s: &proto::PrebuildStatus, output: Output) {
             "IN FLIGHT",
             "FAILURES",
             "BACKOFF UNTIL",
+            "HARD LIMITED",
             "ERROR",
         ],
         s.presets
@@ -103,6 +126,7 @@ fn print_status(s: &proto::PrebuildStatus, output: Output) {
                     } else {
                         String::new()
                     },
+                    if p.hard_limited { "yes" } else { "" }.to_string(),
                     p.error.clone(),
                 ]
             })

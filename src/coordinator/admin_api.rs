@@ -441,6 +441,21 @@ impl Admin for AdminApi {
         self.auth(&req)?;
         Ok(Response::new(prebuilds::status(&self.hub)?))
     }
+
+    async fn reset_prebuilds(
+        &self,
+        req: Request<proto::ResetPrebuildsRequest>,
+    ) -> Result<Response<proto::PrebuildStatus>, Status> {
+        self.auth(&req)?;
+        let r = req.into_inner();
+        // Reads templates and writes the store: off the async workers.
+        let hub = self.hub.clone();
+        let status =
+            tokio::task::spawn_blocking(move || prebuilds::reset(&hub, &r.template, &r.preset))
+                .await
+                .map_err(|e| CoordError::Internal(format!("reset prebuilds: {e}")))??;
+        Ok(Response::new(status))
+    }
 }
 
 /// Sends a job's stored lines after `after_seq`; with `follow`, keeps

@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::Hub;
 use super::store::Histo;
 
+mod prebuilds;
+
 /// Bucket bounds (seconds) for queue waits and dispatch latency.
 const WAIT_BOUNDS: [f64; 12] = [
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
@@ -45,6 +47,7 @@ struct Snapshot {
     waits: Vec<Histo>,
     daemons: std::collections::BTreeMap<(String, String), i64>,
     prebuilds: crate::proto::PrebuildStatus,
+    prebuild_counts: Vec<super::store::PrebuildCount>,
 }
 
 impl Snapshot {
@@ -68,6 +71,7 @@ impl Snapshot {
             waits: store.queue_waits(&WAIT_BOUNDS).map_err(e("queue waits"))?,
             daemons,
             prebuilds: super::prebuilds::status(hub).map_err(e("prebuild pools"))?,
+            prebuild_counts: store.prebuild_counts().map_err(e("prebuild counts"))?,
         })
     }
 }
@@ -210,33 +214,9 @@ impl StoreCollector {
                 .map(|((state, tags), n)| (vec![("state", state), ("tags", tags)], n)),
         )
         .map_err(err("daemons"))?;
+        prebuilds::encode(&mut e, &snap.prebuilds, snap.prebuild_counts)
+            .map_err(err("prebuilds"))?;
         let status = snap.prebuilds;
-        let pool = |p: &crate::proto::PrebuildPreset| {
-            vec![
-                ("template", p.template.clone()),
-                ("preset", p.preset.clone()),
-            ]
-        };
-        gauges(
-            &mut e,
-            "provisionerd_coordinator_prebuilds_desired",
-            "Prebuilt workspaces wanted now per preset (schedule applied).",
-            status
-                .presets
-                .iter()
-                .map(|p| (pool(p), i64::from(p.desired))),
-        )
-        .map_err(err("prebuilds"))?;
-        gauges(
-            &mut e,
-            "provisionerd_coordinator_prebuilds_running",
-            "Prebuilt workspaces built and not expired per preset.",
-            status
-                .presets
-                .iter()
-                .map(|p| (pool(p), i64::from(p.running))),
-        )
-        .map_err(err("prebuilds"))?;
         let paused = Gauge::<i64>::default();
         paused.set(i64::from(status.paused));
         let m = e

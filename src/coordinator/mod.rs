@@ -66,6 +66,8 @@ pub struct ServeConfig {
     pub metrics_address: Option<SocketAddr>,
     /// `--prebuild-reconcile-interval`; `None`: no prebuild reconciler.
     pub prebuild_reconcile_interval: Option<Duration>,
+    /// `--prebuild-failure-hard-limit` (0: off).
+    pub prebuild_failure_hard_limit: u32,
     /// `--offer-timeout`: an offer not acknowledged for this long goes back
     /// to the queue.
     pub offer_timeout: Duration,
@@ -223,7 +225,10 @@ impl Coordinator {
             sessions: Mutex::new(HashMap::new()),
             job_lease: cfg.job_lease,
             stopping,
-            prebuilds: prebuilds::Prebuilds::new(cfg.prebuild_reconcile_interval),
+            prebuilds: prebuilds::Prebuilds::new(
+                cfg.prebuild_reconcile_interval,
+                cfg.prebuild_failure_hard_limit,
+            ),
             tasks,
         });
         Ok(Coordinator {

@@ -62,6 +62,7 @@ impl Coord {
             max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
             metrics_address: None,
             prebuild_reconcile_interval: None,
+            prebuild_failure_hard_limit: 3,
             offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
             connections: Default::default(),
         })
@@ -83,6 +84,7 @@ impl Coord {
             max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
             metrics_address: None,
             prebuild_reconcile_interval: None,
+            prebuild_failure_hard_limit: 3,
             offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
             connections: Default::default(),
         })

@@ -131,6 +131,7 @@ async fn a_state_over_the_limit_is_kept_by_the_daemon_and_the_job_fails() {
         max_state_bytes: 64 * 1024,
         metrics_address: None,
         prebuild_reconcile_interval: None,
+        prebuild_failure_hard_limit: 3,
         offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
         connections: Default::default(),
     })

@@ -3,6 +3,7 @@
 //! and the seed's queue runbook (pause, list pending prebuild jobs, cancel
 //! them through `jobs cancel -`, resume).
 
+mod health;
 mod metrics;
 mod reconciler;
 mod runbook;

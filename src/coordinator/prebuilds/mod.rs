@@ -8,6 +8,7 @@
 //! Decisions are a pure function of the store (`plan::assess`), so the
 //! status RPC and `/metrics` show exactly what the reconciler acts on.
 
+mod health;
 pub mod plan;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use super::store::{self, PREBUILDS_OWNER};
 use super::templates;
 use super::workspaces;
 use crate::proto::{self, Transition};
+pub use health::reset;
 use plan::{Action, Assessment, Slot};
 
 /// How many past creates of a pool are read to count its failures.
@@ -37,6 +39,11 @@ const LOST_GRACE_LEASES: u32 = 4;
 pub struct Prebuilds {
     /// `None`: no reconciler runs in this coordinator.
     pub interval: Option<Duration>,
+    /// `--prebuild-failure-hard-limit` (0: off).
+    pub hard_limit: u32,
+    /// What the log last said about each pool's health, so a backoff or
+    /// hard limit is logged once, not every pass.
+    noted: Mutex<HashMap<(String, String), health::Noted>>,
     /// Wakes the reconciler early (on resume).
     wake: Notify,
     reconciled_at: AtomicI64,
@@ -49,9 +56,11 @@ pub struct Prebuilds {
 }
 
 impl Prebuilds {
-    pub fn new(interval: Option<Duration>) -> Prebuilds {
+    pub fn new(interval: Option<Duration>, hard_limit: u32) -> Prebuilds {
         Prebuilds {
             interval,
+            hard_limit,
+            noted: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             reconciled_at: AtomicI64::new(0),
             errors: Mutex::new(HashMap::new()),
@@ -88,6 +97,7 @@ pub fn assess(hub: &Hub) -> Result<(Vec<Slot>, Assessment)> {
                 preset: p.name,
                 desired: pb.desired_at(now),
                 ttl_seconds: pb.ttl_seconds,
+                hard_limit: hub.prebuilds.hard_limit,
             });
         }
     }
@@ -104,8 +114,11 @@ pub fn assess(hub: &Hub) -> Result<(Vec<Slot>, Assessment)> {
     let history = slots
         .iter()
         .map(|s| {
+            let since = hub.store.prebuild_reset_at(&s.template, &s.preset)?;
+            // Enough history to see the hard limit reached.
+            let limit = HISTORY.max(s.hard_limit);
             hub.store
-                .prebuild_creates(&s.version_id, &s.preset, HISTORY)
+                .prebuild_creates(&s.version_id, &s.preset, limit, since)
         })
         .collect::<Result<Vec<_>>>()?;
     let interval = hub.prebuilds.interval.unwrap_or(DEFAULT_INTERVAL);
@@ -146,6 +159,8 @@ pub fn status(hub: &Hub) -> Result<proto::PrebuildStatus> {
                 in_flight: p.in_flight,
                 failures: p.failures,
                 backoff_until: p.backoff_until,
+                hard_limited: p.hard_limited,
+                eligible: p.eligible,
             })
             .collect(),
     })
@@ -173,7 +188,7 @@ pub fn set_paused(hub: &Hub, paused: bool) -> Result<proto::PrebuildStatus> {
 /// The reconciler: runs every `interval` (and at once on resume) until
 /// `shutdown`. The only code that creates or destroys prebuilt workspaces.
 pub async fn run(hub: std::sync::Arc<Hub>, interval: Duration, shutdown: CancellationToken) {
-    tracing::info!(interval = ?interval, "prebuild reconciler started");
+    tracing::info!(interval = ?interval, "prebuilds: reconciler started");
     loop {
         // The store is synchronous: off the async workers.
         let pass = hub.clone();
@@ -196,6 +211,7 @@ pub fn reconcile(hub: &Hub) -> Result<()> {
     hub.prebuilds
         .reconciled_at
         .store(store::now_ms(), Ordering::Relaxed);
+    health::note(hub, &a.pools);
     let _acting = hub.prebuilds.acting();
     if hub.store.prebuilds_paused()? {
         if !a.actions.is_empty() {

@@ -23,18 +23,28 @@ pub struct Slot {
     pub desired: u32,
     /// `expiration_policy { ttl }`; 0 or none: never expires.
     pub ttl_seconds: Option<u64>,
+    /// `--prebuild-failure-hard-limit`: after this many consecutive failed
+    /// creates the pool creates nothing more (0: no limit).
+    pub hard_limit: u32,
 }
 
 /// A pool as assessed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pool {
     pub slot: Slot,
+    /// Built (latest build a succeeded start), expired ones not yet
+    /// destroyed included.
     pub running: u32,
+    /// Running and not expired: what a claim may take.
+    pub eligible: u32,
     pub in_flight: u32,
     /// Consecutive failed creates (newest first until a success).
     pub failures: u32,
     /// Creates wait until then (ms since epoch); 0: no backoff.
     pub backoff_until: i64,
+    /// `failures` reached the hard limit: no creates until a new version
+    /// or `prebuilds reset`.
+    pub hard_limited: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +101,7 @@ pub fn assess(
         .collect();
     let mut running: Vec<Vec<&PrebuildWorkspace>> = vec![Vec::new(); slots.len()];
     let mut busy = vec![0u32; slots.len()];
+    let mut expired = vec![0u32; slots.len()];
     for pw in workspaces {
         let Some(job) = &pw.latest else { continue };
         let destroy = |why| Action::Destroy {
@@ -134,6 +145,7 @@ pub fn assess(
                 let ttl = slots[i].ttl_seconds.unwrap_or(0);
                 let age_ms = now_ms - pw.workspace.created_at;
                 if ttl > 0 && age_ms > (ttl as i64).saturating_mul(1000) {
+                    expired[i] += 1;
                     out.actions.push(destroy("expired (older than its ttl)"));
                 } else {
                     running[i].push(pw);
@@ -147,10 +159,11 @@ pub fn assess(
     for (i, slot) in slots.into_iter().enumerate() {
         let have = running[i].len() as u32 + busy[i];
         if have > slot.desired {
-            // Extras: the newest running ones go first (in-flight creates
-            // are left to finish, then counted).
+            // Extras: the oldest running ones go first, as Coder does —
+            // they are the nearest to expiring and the most likely to have
+            // drifted (in-flight creates are left to finish, then counted).
             let mut extra = running[i].clone();
-            extra.sort_by_key(|pw| std::cmp::Reverse(pw.workspace.created_at));
+            extra.sort_by_key(|pw| (pw.workspace.created_at, pw.workspace.name.clone()));
             let surplus = (have - slot.desired).min(extra.len() as u32) as usize;
             for pw in extra.into_iter().take(surplus) {
                 out.actions.push(Action::Destroy {
@@ -173,7 +186,11 @@ pub fn assess(
             failures += 1;
             last_failure = last_failure.or(*finished_at);
         }
+        let hard_limited = slot.hard_limit > 0 && failures >= slot.hard_limit;
         let backoff_until = match last_failure {
+            // A hard-limited pool waits for a new version or a reset, not
+            // for a time.
+            _ if hard_limited => 0,
             Some(at) if failures > 0 => at + backoff(interval, failures).as_millis() as i64,
             _ => 0,
         };
@@ -182,13 +199,15 @@ pub fn assess(
             // A failing pool probes with one create at a time.
             missing = missing.min(1u32.saturating_sub(busy[i]));
         }
-        if now_ms >= backoff_until {
+        if now_ms >= backoff_until && !hard_limited {
             for _ in 0..missing {
                 out.actions.push(Action::Create { slot: i });
             }
         }
         out.pools.push(Pool {
-            running: running[i].len() as u32,
+            running: running[i].len() as u32 + expired[i],
+            eligible: running[i].len() as u32,
+            hard_limited,
             in_flight: busy[i],
             failures,
             backoff_until: if now_ms < backoff_until {

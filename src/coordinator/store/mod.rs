@@ -30,7 +30,7 @@ pub use catalog::{NewBuild, NewImport, TemplateRow, VersionRow, WorkspaceRow};
 pub use check::{CheckError, DB_FILE, Found, SCHEMA_VERSION, Summary, inspect};
 pub use daemons::{DaemonRow, KeyRow, Report};
 pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, Offer, PREBUILDS_OWNER};
-pub use ops::{Histo, JobGauge, PrebuildWorkspace};
+pub use ops::{Histo, JobGauge, PrebuildCount, PrebuildWorkspace};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (

@@ -90,24 +90,27 @@ impl Store {
     }
 
     /// The newest `limit` create builds (first start builds of prebuilt
-    /// workspaces) of a version's preset, newest first: (status,
-    /// finished_at).
+    /// workspaces) of a version's preset made after `since_ms` (a `prebuilds
+    /// reset`), newest first: (status, finished_at).
     pub fn prebuild_creates(
         &self,
         version_id: &str,
         preset: &str,
         limit: u32,
+        since_ms: i64,
     ) -> Result<Vec<(String, Option<i64>)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT j.status, j.finished_at FROM jobs j JOIN workspaces w ON w.id = j.workspace_id
              WHERE w.owner = ?1 AND w.reconciled = 1 AND w.preset = ?3 AND j.template_version_id = ?2
                AND j.type = 'workspace_build' AND j.transition = 'start'
+               AND j.created_at > ?5
              ORDER BY j.created_at DESC, j.rowid DESC LIMIT ?4",
         )?;
-        let rows = stmt.query_map(params![PREBUILDS_OWNER, version_id, preset, limit], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+        let rows = stmt.query_map(
+            params![PREBUILDS_OWNER, version_id, preset, limit, since_ms],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -229,5 +232,63 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Created and failed prebuild creates of one (template, preset), for the
+/// `coderd_prebuilt_workspaces_{created,failed}_total` counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrebuildCount {
+    pub template: String,
+    pub preset: String,
+    pub created: u64,
+    pub failed: u64,
+}
+
+fn reset_key(template: &str, preset: &str) -> String {
+    // Newlines cannot occur in template or preset names.
+    format!("prebuild_reset\n{template}\n{preset}")
+}
+
+impl Store {
+    /// Every create the reconciler ever made (the first build of each
+    /// reconciled workspace, deleted ones included), and how many of them
+    /// failed, by template and preset. Read from the job history, which
+    /// is never pruned, so the counts survive a restart and only grow.
+    pub fn prebuild_counts(&self) -> Result<Vec<PrebuildCount>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT w.template, w.preset, COUNT(*), SUM(j.status = 'failed')
+             FROM workspaces w JOIN jobs j ON j.workspace_id = w.id
+             WHERE w.reconciled = 1 AND w.preset IS NOT NULL
+               AND j.type = 'workspace_build' AND j.transition = 'start'
+               AND j.rowid = (SELECT MIN(rowid) FROM jobs WHERE workspace_id = w.id)
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(PrebuildCount {
+                template: r.get(0)?,
+                preset: r.get(1)?,
+                created: r.get::<_, i64>(2)?.max(0) as u64,
+                failed: r.get::<_, Option<i64>>(3)?.unwrap_or(0).max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When `prebuilds reset` last ran for a preset (ms since epoch; 0:
+    /// never): failed creates made before then do not count.
+    pub fn prebuild_reset_at(&self, template: &str, preset: &str) -> Result<i64> {
+        Ok(self
+            .setting(&reset_key(template, preset))?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Records a `prebuilds reset` of a preset now; returns the time.
+    pub fn reset_prebuilds(&self, template: &str, preset: &str) -> Result<i64> {
+        let now = now_ms();
+        self.set_setting(&reset_key(template, preset), &now.to_string())?;
+        Ok(now)
     }
 }

@@ -80,12 +80,12 @@ async fn metrics_show_the_queue_by_tags_and_initiator_outcomes_and_daemons() {
         r#"provisionerd_coordinator_daemons{state="idle",tags=""} 1"#,
         "provisionerd_coordinator_dispatch_latency_seconds_count 2",
         "provisionerd_coordinator_prebuilds_paused 0",
-        r#"provisionerd_coordinator_prebuilds_running{template="cp",preset="Frankfurt, 4 cores"} 0"#,
+        r#"coderd_prebuilt_workspaces_running{template_name="cp",preset_name="Frankfurt, 4 cores",organization_name="default"} 0"#,
     ] {
         assert!(has_line(&body, line), "no line {line:?} in:\n{body}");
     }
     assert!(
-        body.contains(r#"provisionerd_coordinator_prebuilds_desired{template="cp",preset="Frankfurt, 4 cores"}"#),
+        body.contains(r#"coderd_prebuilt_workspaces_desired{template_name="cp",preset_name="Frankfurt, 4 cores",organization_name="default"}"#),
         "{body}"
     );
     assert!(
@@ -119,6 +119,65 @@ async fn metrics_show_the_queue_by_tags_and_initiator_outcomes_and_daemons() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prebuild_pools_show_under_coders_names_and_created_total_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let flags = [
+        "--metrics-address",
+        "127.0.0.1:0",
+        "--prebuild-reconcile-interval",
+        "300ms",
+    ];
+    let (serve1, coord) = serve(tmp.path(), &flags).await;
+    let key = coord.create_key("pool", &[("is_prebuild", "true")]).await;
+    let _pool = daemon(&coord, &key, "pool-1", tmp.path());
+    let key = coord.create_key("general", &[]).await;
+    let _general = daemon(&coord, &key, "general-1", tmp.path());
+    crate::common::wait_connected(&coord, 2).await;
+    let dir = super::pool_template(tmp.path(), "small", 2, "echo built");
+    let import = coord.push("small", &dir, &[]).await;
+    coord.wait_succeeded(&import).await;
+    super::eventually("two prebuilds built", || async {
+        super::reconciler::ready(&super::prebuilds(&coord).await) == 2
+    })
+    .await;
+
+    let labels = r#"{template_name="small",preset_name="small",organization_name="default"}"#;
+    let line = |name: &str, v: u32| format!("coderd_prebuilt_workspaces_{name}{labels} {v}");
+    let want = [
+        line("created_total", 2),
+        line("failed_total", 0),
+        line("desired", 2),
+        line("running", 2),
+        line("eligible", 2),
+        line("preset_hard_limited", 0),
+    ];
+    let addr = ops_addr(&serve1).await;
+    let body = scrape_until(&addr, |b| want.iter().all(|l| has_line(b, l))).await;
+    for l in &want {
+        assert!(has_line(&body, l), "no line {l:?} in:\n{body}");
+    }
+    assert!(
+        body.contains("# TYPE coderd_prebuilt_workspaces_created counter"),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE coderd_prebuilt_workspaces_eligible gauge"),
+        "{body}"
+    );
+    assert!(!body.contains("provisionerd_coordinator_prebuilds_running"));
+
+    // A new coordinator process on the same store: the counters come back
+    // from the job history (the pool is full, so nothing new is created).
+    let mut serve1 = serve1;
+    serve1.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(serve1.exit_code(crate::common::TIMEOUT).await, 0);
+    let (serve2, _coord) = serve(tmp.path(), &flags).await;
+    let addr = ops_addr(&serve2).await;
+    let body = scrape_until(&addr, |b| has_line(b, &want[0])).await;
+    assert!(has_line(&body, &want[0]), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_metrics_port_is_a_startup_error_naming_the_flag() {
     let tmp = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -146,7 +205,7 @@ async fn a_taken_metrics_port_is_a_startup_error_naming_the_flag() {
 }
 
 /// `/metrics` once `ready` holds for its body (200 each time).
-async fn scrape_until(addr: &str, ready: impl Fn(&str) -> bool) -> String {
+pub async fn scrape_until(addr: &str, ready: impl Fn(&str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + crate::common::TIMEOUT;
     loop {
         let (code, body) = http_get(addr, "/metrics").await;

@@ -14,8 +14,15 @@ const INTERVAL_MS: i64 = 300;
 /// A coordinator reconciling every 300 ms, with a general daemon and a
 /// prebuild-pool daemon (`is_prebuild=true`) connected. The processes are
 /// returned to keep them alive.
-async fn stack(root: &std::path::Path) -> (Vec<Proc>, Coord) {
-    let (serve_proc, coord) = serve(root, &["--prebuild-reconcile-interval", "300ms"]).await;
+pub async fn stack(root: &std::path::Path) -> (Vec<Proc>, Coord) {
+    stack_with(root, &[]).await
+}
+
+/// [`stack`] with further `serve` flags.
+pub async fn stack_with(root: &std::path::Path, extra: &[&str]) -> (Vec<Proc>, Coord) {
+    let mut flags = vec!["--prebuild-reconcile-interval", "300ms"];
+    flags.extend_from_slice(extra);
+    let (serve_proc, coord) = serve(root, &flags).await;
     let general = coord.create_key("general", &[]).await;
     let pool = coord.create_key("pool", &[("is_prebuild", "true")]).await;
     let g = daemon(&coord, &general, "general-1", root);
@@ -24,7 +31,7 @@ async fn stack(root: &std::path::Path) -> (Vec<Proc>, Coord) {
     (vec![serve_proc, g, p], coord)
 }
 
-fn ready(ws: &[proto::Workspace]) -> usize {
+pub fn ready(ws: &[proto::Workspace]) -> usize {
     ws.iter()
         .filter(|w| {
             w.latest_job_status == "succeeded"
@@ -95,7 +102,8 @@ async fn the_pool_is_kept_full_and_a_pause_stops_it_until_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_pool_backs_off_doubling_the_wait_between_creates() {
     let tmp = tempfile::tempdir().unwrap();
-    let (_procs, coord) = stack(tmp.path()).await;
+    // No hard limit: it would stop the pool at the third failure.
+    let (_procs, coord) = stack_with(tmp.path(), &["--prebuild-failure-hard-limit", "0"]).await;
     let dir = pool_template(tmp.path(), "broken", 1, "echo failing; exit 1");
     let import = coord.push("broken", &dir, &[]).await;
     coord.wait_succeeded(&import).await;

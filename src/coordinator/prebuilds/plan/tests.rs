@@ -12,6 +12,7 @@ fn slot(desired: u32) -> Slot {
         preset: "p".into(),
         desired,
         ttl_seconds: None,
+        hard_limit: 0,
     }
 }
 
@@ -132,20 +133,73 @@ fn a_canceled_destroy_is_issued_again_a_failed_one_is_left() {
 }
 
 #[test]
-fn extras_and_expired_ones_are_destroyed_newest_extra_first() {
+fn extras_and_expired_ones_are_destroyed_oldest_extra_first() {
     let have = [
         ws("a", "v2", Transition::Start, "succeeded", 1_000),
         ws("b", "v2", Transition::Start, "succeeded", 2_000),
         ws("c", "v2", Transition::Start, "succeeded", 3_000),
     ];
     let a = assess(vec![slot(1)], &have, &[vec![]], 4_000, MIN);
-    assert_eq!(destroyed(&a), ["c", "b"]);
+    assert_eq!(destroyed(&a), ["a", "b"], "the newest one stays");
     assert_eq!(creates(&a), 0);
+    // An in-flight create counts toward the pool: one extra, the oldest.
+    let mut more = have.to_vec();
+    more.push(ws("d", "v2", Transition::Start, "running", 3_500));
+    let a = assess(vec![slot(3)], &more, &[vec![]], 4_000, MIN);
+    assert_eq!(destroyed(&a), ["a"]);
     let mut s = slot(3);
     s.ttl_seconds = Some(2);
     let a = assess(vec![s], &have, &[vec![]], 4_000, MIN);
     assert_eq!(destroyed(&a), ["a"], "older than 2s");
     assert_eq!(creates(&a), 1, "expired ones are replaced");
+    // Until destroyed an expired one is running but not eligible.
+    assert_eq!((a.pools[0].running, a.pools[0].eligible), (3, 2));
+}
+
+#[test]
+fn a_pool_at_its_hard_limit_creates_nothing_but_still_deletes() {
+    let failed = |at| ("failed".to_string(), Some(at));
+    let mut s = slot(2);
+    s.hard_limit = 3;
+    let two = vec![failed(2_000), failed(1_000)];
+    let three = vec![failed(3_000), failed(2_000), failed(1_000)];
+    // Two failures: backing off, then probing.
+    let a = assess(
+        vec![s.clone()],
+        &[],
+        std::slice::from_ref(&two),
+        10_000_000,
+        MIN,
+    );
+    assert!(!a.pools[0].hard_limited);
+    assert_eq!(creates(&a), 1);
+    // Three: stopped, whatever the time, with no backoff shown.
+    let outdated = ws("old", "v1", Transition::Start, "succeeded", 1);
+    let a = assess(
+        vec![s.clone()],
+        std::slice::from_ref(&outdated),
+        std::slice::from_ref(&three),
+        i64::MAX / 2,
+        MIN,
+    );
+    assert!(a.pools[0].hard_limited);
+    assert_eq!((a.pools[0].failures, a.pools[0].backoff_until), (3, 0));
+    assert_eq!(creates(&a), 0);
+    assert_eq!(destroyed(&a), ["old"], "deleting goes on");
+    // A canceled create in between neither counts nor breaks the run.
+    let mut with_cancel = three.clone();
+    with_cancel.insert(1, ("canceled".into(), Some(2_500)));
+    let a = assess(vec![s.clone()], &[], &[with_cancel], i64::MAX / 2, MIN);
+    assert!(a.pools[0].hard_limited);
+    // A success resets the run; 0 turns the limit off.
+    let recovered = vec![failed(3_000), ("succeeded".into(), Some(2_500))];
+    let a = assess(vec![s.clone()], &[], &[recovered], i64::MAX / 2, MIN);
+    assert!(!a.pools[0].hard_limited);
+    assert_eq!(creates(&a), 1);
+    s.hard_limit = 0;
+    let a = assess(vec![s], &[], &[three], i64::MAX / 2, MIN);
+    assert!(!a.pools[0].hard_limited);
+    assert_eq!(creates(&a), 1);
 }
 
 #[test]
