@@ -10,6 +10,7 @@
 pub mod admin_api;
 pub mod auth;
 pub mod bounds;
+pub mod claim;
 pub mod daemon_api;
 pub mod dispatch;
 pub mod error;
@@ -93,6 +94,8 @@ pub struct Hub {
     pub stopping: CancellationToken,
     /// The prebuild reconciler's shared state (interval, wake-up, errors).
     pub prebuilds: prebuilds::Prebuilds,
+    /// Claim durations, observed as claims happen (see `claim.rs`).
+    pub claim_durations: claim::ClaimDurations,
 }
 
 impl std::fmt::Debug for Hub {
@@ -213,6 +216,7 @@ impl Coordinator {
             job_lease: cfg.job_lease,
             stopping,
             prebuilds: prebuilds::Prebuilds::new(cfg.prebuild_reconcile_interval),
+            claim_durations: claim::claim_durations(),
         });
         Ok(Coordinator {
             listener,

@@ -111,7 +111,7 @@ fn declared_from_json(s: &str) -> Vec<TemplateVariable> {
 }
 
 /// Records a build's parameter values and the ones it replaces.
-fn set_build_parameters(
+pub(super) fn set_build_parameters(
     tx: &rusqlite::Transaction<'_>,
     job_id: &str,
     parameters: &BTreeMap<String, String>,
@@ -373,14 +373,14 @@ impl Store {
         arg: &str,
         with_state: bool,
     ) -> Result<Vec<WorkspaceRow>> {
-        self.workspaces_limited(cond, arg, with_state, -1)
+        self.workspaces_limited(cond, &[&arg], with_state, -1)
     }
 
     /// [`Self::workspaces_matching`], at most `limit` of them (-1: all).
     fn workspaces_limited(
         &self,
         cond: &str,
-        arg: &str,
+        args: &[&dyn rusqlite::ToSql],
         with_state: bool,
         limit: i64,
     ) -> Result<Vec<WorkspaceRow>> {
@@ -392,7 +392,7 @@ impl Store {
              FROM workspaces WHERE {cond} ORDER BY name LIMIT {limit}"
         );
         let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map([arg], |r| {
+        let rows = stmt.query_map(args, |r| {
             Ok(WorkspaceRow {
                 id: r.get(0)?,
                 name: r.get(1)?,
@@ -432,7 +432,19 @@ impl Store {
 
     /// Live workspaces named after `after`, by name, with their state (for
     /// outputs); at most `limit`.
-    pub fn workspaces_after(&self, after: &str, limit: u32) -> Result<Vec<WorkspaceRow>> {
-        self.workspaces_limited("deleted = 0 AND name > ?1", after, true, i64::from(limit))
+    /// Only `owner`'s / `template`'s when not empty.
+    pub fn workspaces_after(
+        &self,
+        after: &str,
+        owner: &str,
+        template: &str,
+        limit: u32,
+    ) -> Result<Vec<WorkspaceRow>> {
+        self.workspaces_limited(
+            "deleted = 0 AND name > ?1 AND (?2 = '' OR owner = ?2) AND (?3 = '' OR template = ?3)",
+            &[&after, &owner, &template],
+            true,
+            i64::from(limit),
+        )
     }
 }
