@@ -45,6 +45,8 @@ struct Snapshot {
     waits: Vec<Histo>,
     daemons: std::collections::BTreeMap<(String, String), i64>,
     prebuilds: crate::proto::PrebuildStatus,
+    /// Claims by (template, preset), from the claim-build jobs.
+    claims: Vec<(String, String, u64)>,
 }
 
 impl Snapshot {
@@ -68,6 +70,7 @@ impl Snapshot {
             waits: store.queue_waits(&WAIT_BOUNDS).map_err(e("queue waits"))?,
             daemons,
             prebuilds: super::prebuilds::status(hub).map_err(e("prebuild pools"))?,
+            claims: store.claim_counts().map_err(e("claims"))?,
         })
     }
 }
@@ -134,6 +137,28 @@ fn histograms(
         )?;
     }
     Ok(())
+}
+
+/// `coderd_prebuilt_workspaces_claimed_total` (Coder's name and labels),
+/// counted from the store so it survives a restart.
+fn claimed(encoder: &mut DescriptorEncoder, rows: Vec<(String, String, u64)>) -> std::fmt::Result {
+    let family = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();
+    for (template, preset, n) in rows {
+        family
+            .get_or_create(&vec![
+                ("template_name", template),
+                ("preset_name", preset),
+                ("organization_name", "default".to_string()),
+            ])
+            .inc_by(n);
+    }
+    let m = encoder.encode_descriptor(
+        "coderd_prebuilt_workspaces_claimed",
+        "Prebuilt workspaces claimed by people.",
+        None,
+        family.metric_type(),
+    )?;
+    family.encode(m)
 }
 
 fn err(what: &'static str) -> impl Fn(std::fmt::Error) -> String {
@@ -247,7 +272,8 @@ impl StoreCollector {
                 paused.metric_type(),
             )
             .map_err(err("prebuilds"))?;
-        paused.encode(m).map_err(err("prebuilds"))
+        paused.encode(m).map_err(err("prebuilds"))?;
+        claimed(&mut e, snap.claims).map_err(err("claims"))
     }
 }
 
@@ -270,6 +296,7 @@ pub async fn registry(
     dispatch_latency: Histogram,
     shutdown: CancellationToken,
 ) -> Registry {
+    let hub_claims = hub.claim_durations.clone();
     let h = hub.clone();
     let first = tokio::task::spawn_blocking(move || Snapshot::read(&h))
         .await
@@ -281,6 +308,11 @@ pub async fn registry(
         "provisionerd_coordinator_dispatch_latency_seconds",
         "Time from a matching daemon waiting while a job is pending to the job's offer.",
         dispatch_latency,
+    );
+    r.register(
+        "coderd_prebuilt_workspace_claim_duration_seconds",
+        "Time a claim of a prebuilt workspace took (choose, take, enqueue its claim build).",
+        hub_claims,
     );
     r.register_collector(Box::new(StoreCollector { cache }));
     r
