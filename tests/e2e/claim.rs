@@ -145,7 +145,7 @@ async fn a_person_claims_a_prebuild_on_the_general_pool_and_the_pool_refills() {
         .collect();
     assert!(
         logs.iter().any(|l| l.trim_end()
-            == "terraform_data.claim (local-exec): seen: owner=alice name=alice-ws claim=true prebuild="),
+            == "terraform_data.claim: (local-exec): seen: owner=alice name=alice-ws claim=true prebuild="),
         "{logs:?}"
     );
     let ws = coord.workspace("alice-ws").await.unwrap();
@@ -174,6 +174,9 @@ async fn a_person_claims_a_prebuild_on_the_general_pool_and_the_pool_refills() {
     .await;
     let refill = ready(&prebuilds(&coord).await).remove(0);
 
+    // Paused before bob's claim, so the pool is not refilled behind it.
+    let (code, _, err) = cli(&coord, &["prebuilds", "pause"], "").await;
+    assert_eq!(code, 0, "{err}");
     // The CLI: no --preset means the default preset, which claims.
     let (code, out, err) = cli(
         &coord,
@@ -200,9 +203,9 @@ async fn a_person_claims_a_prebuild_on_the_general_pool_and_the_pool_refills() {
     assert_eq!(created["claimed_from"], refill.name.as_str(), "{out}");
     let bob_job = created["job_id"].as_str().unwrap().to_string();
 
-    // Paused, the pool stays empty: a create with the preset builds anew.
-    let (code, _, err) = cli(&coord, &["prebuilds", "pause"], "").await;
-    assert_eq!(code, 0, "{err}");
+    // Once bob took the last prebuild the paused pool stays empty (no
+    // create in flight that could finish meanwhile): a create with the
+    // preset builds anew.
     let (code, out, err) = cli(
         &coord,
         &[
