@@ -224,6 +224,9 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
                     owner: owner.unwrap_or_default(),
                     variables,
                     parameters,
+                    // As Coder's CLI: no --preset is the template's
+                    // default preset; `none` is none.
+                    default_preset: preset.is_none(),
                     preset: preset.unwrap_or_default(),
                 })
                 .await?

@@ -283,6 +283,7 @@ impl Admin for AdminApi {
                 preset: (!req.preset.is_empty()).then_some(req.preset.as_str()),
                 reconciled: false,
             },
+            req.default_preset,
         )?;
         let (claimed_from, claimed_built_at) = created
             .claimed

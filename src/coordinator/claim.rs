@@ -45,10 +45,11 @@ pub struct Created {
 }
 
 /// Creates workspace `req` for a person, claiming an eligible prebuild of
-/// its preset when there is one.
-pub fn create_or_claim(hub: &Hub, req: &NewWorkspace<'_>) -> Result<Created> {
+/// its preset when there is one. `default_preset`: no preset named means
+/// the template's default one.
+pub fn create_or_claim(hub: &Hub, req: &NewWorkspace<'_>, default_preset: bool) -> Result<Created> {
     let started = Instant::now();
-    let preset = choose_preset(hub, req)?;
+    let preset = choose_preset(hub, req, default_preset)?;
     let fresh = NewWorkspace {
         preset: preset.as_deref(),
         variables: req.variables.clone(),
@@ -86,13 +87,18 @@ pub fn create_or_claim(hub: &Hub, req: &NewWorkspace<'_>) -> Result<Created> {
     })
 }
 
-/// The preset a create uses: the one named, none for `none`, else the
-/// active version's default preset (if any). Errors (no template, no
-/// active version) are left to `workspaces::create` to word.
-fn choose_preset(hub: &Hub, req: &NewWorkspace<'_>) -> Result<Option<String>> {
+/// The preset a create uses: the one named, none for `none`, else (with
+/// `default_preset`) the active version's default preset, if any. Errors
+/// (no template, no active version) are left to `workspaces::create`.
+fn choose_preset(
+    hub: &Hub,
+    req: &NewWorkspace<'_>,
+    default_preset: bool,
+) -> Result<Option<String>> {
     match req.preset {
         Some(NO_PRESET) => return Ok(None),
         Some(p) => return Ok(Some(p.to_string())),
+        None if !default_preset => return Ok(None),
         None => {}
     }
     let Ok(template) = hub.store.template(req.template) else {

@@ -256,3 +256,33 @@ fn a_claimed_prebuild_refuses_the_reconcilers_stale_destroy() {
     // are not eligible.
     assert!(claim(&pool.store, &pool.version, "next", "dave").is_none());
 }
+
+#[test]
+fn a_failed_claim_build_keeps_the_new_owner_and_never_returns_to_the_pool() {
+    let (pool, _) = pool(1);
+    let c = claim(&pool.store, &pool.version, "mine", "erin").unwrap();
+    pool.store
+        .conn()
+        .execute(
+            "UPDATE jobs SET status = 'failed', finished_at = 2, error = 'apply failed'
+             WHERE id = ?1",
+            [&c.job_id],
+        )
+        .unwrap();
+    let ws = pool.store.workspace("mine").unwrap();
+    assert_eq!(ws.owner, "erin");
+    let latest = pool.store.latest_build(&ws.id).unwrap().unwrap();
+    assert_eq!(
+        (latest.id.as_str(), latest.status.as_str()),
+        (c.job_id.as_str(), "failed")
+    );
+    // Not the reconciler's: it neither counts toward the pool nor gets
+    // destroyed by it, and no one else can claim it.
+    let pools = pool.store.prebuild_workspaces().unwrap();
+    assert!(pools.iter().all(|p| p.workspace.id != ws.id));
+    assert!(claim(&pool.store, &pool.version, "again", "frank").is_none());
+    assert_eq!(
+        pool.store.claim_counts().unwrap(),
+        [("t".to_string(), "p".to_string(), 1)]
+    );
+}
