@@ -6,6 +6,8 @@
 
 use std::time::Instant;
 
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
@@ -31,6 +33,31 @@ pub type ClaimDurations = Family<ClaimLabels, Histogram, fn() -> Histogram>;
 
 pub fn claim_durations() -> ClaimDurations {
     Family::new_with_constructor(|| Histogram::new(CLAIM_BOUNDS))
+}
+
+/// `coderd_prebuilt_workspaces_claimed_total` (Coder's name and labels),
+/// counted from the store so it survives a restart.
+pub(super) fn encode_claimed(
+    encoder: &mut DescriptorEncoder,
+    rows: Vec<(String, String, u64)>,
+) -> std::fmt::Result {
+    let family = Family::<ClaimLabels, Counter>::default();
+    for (template, preset, n) in rows {
+        family
+            .get_or_create(&vec![
+                ("template_name", template),
+                ("preset_name", preset),
+                ("organization_name", "default".to_string()),
+            ])
+            .inc_by(n);
+    }
+    let m = encoder.encode_descriptor(
+        "coderd_prebuilt_workspaces_claimed",
+        "Prebuilt workspaces claimed by people.",
+        None,
+        family.metric_type(),
+    )?;
+    family.encode(m)
 }
 
 /// A create's outcome.

@@ -139,28 +139,6 @@ fn histograms(
     Ok(())
 }
 
-/// `coderd_prebuilt_workspaces_claimed_total` (Coder's name and labels),
-/// counted from the store so it survives a restart.
-fn claimed(encoder: &mut DescriptorEncoder, rows: Vec<(String, String, u64)>) -> std::fmt::Result {
-    let family = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();
-    for (template, preset, n) in rows {
-        family
-            .get_or_create(&vec![
-                ("template_name", template),
-                ("preset_name", preset),
-                ("organization_name", "default".to_string()),
-            ])
-            .inc_by(n);
-    }
-    let m = encoder.encode_descriptor(
-        "coderd_prebuilt_workspaces_claimed",
-        "Prebuilt workspaces claimed by people.",
-        None,
-        family.metric_type(),
-    )?;
-    family.encode(m)
-}
-
 fn err(what: &'static str) -> impl Fn(std::fmt::Error) -> String {
     move |x| format!("encode {what}: {x}")
 }
@@ -273,7 +251,7 @@ impl StoreCollector {
             )
             .map_err(err("prebuilds"))?;
         paused.encode(m).map_err(err("prebuilds"))?;
-        claimed(&mut e, snap.claims).map_err(err("claims"))
+        super::claim::encode_claimed(&mut e, snap.claims).map_err(err("claims"))
     }
 }
 

@@ -286,3 +286,22 @@ fn a_failed_claim_build_keeps_the_new_owner_and_never_returns_to_the_pool() {
         [("t".to_string(), "p".to_string(), 1)]
     );
 }
+
+#[test]
+fn claims_are_still_counted_after_the_store_is_reopened() {
+    let (pool, _) = pool(2);
+    claim(&pool.store, &pool.version, "a", "u1").unwrap();
+    claim(&pool.store, &pool.version, "b", "u2").unwrap();
+    let reopened = Store::open(pool._dir.path()).unwrap();
+    assert_eq!(
+        reopened.claim_counts().unwrap(),
+        [("t".to_string(), "p".to_string(), 2)]
+    );
+    assert_eq!(
+        reopened
+            .claim_of(&reopened.workspace("b").unwrap().id)
+            .unwrap()
+            .map(|c| c.0),
+        Some("prebuild-1".to_string())
+    );
+}
