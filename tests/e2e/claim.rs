@@ -74,6 +74,77 @@ fn ready(ws: &[proto::Workspace]) -> Vec<proto::Workspace> {
         .collect()
 }
 
+/// The template with `instances` prebuilds instead of one.
+fn template_with(instances: u32) -> String {
+    TEMPLATE.replace("instances = 1", &format!("instances = {instances}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_claim_each_prebuild_once_and_build_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (_serve, coord) = serve(root, &["--prebuild-reconcile-interval", "300ms"]).await;
+    let general = coord.create_key("general", &[]).await;
+    let pool = coord.create_key("pool", &[("is_prebuild", "true")]).await;
+    let _g = daemon(&coord, &general, "general-1", root);
+    let _p = daemon(&coord, &pool, "pool-1", root);
+    wait_connected(&coord, 2).await;
+    let dir = crate::template(root, "many", &template_with(3));
+    coord
+        .wait_succeeded(&coord.push("many", &dir, &[]).await)
+        .await;
+    eventually("the pool filled", || async {
+        ready(&prebuilds(&coord).await).len() == 3
+    })
+    .await;
+    // Paused, so no refill can become eligible while the creates race.
+    let (code, _, err) = cli(&coord, &["prebuilds", "pause"], "").await;
+    assert_eq!(code, 0, "{err}");
+    let mut pool_names: Vec<String> = ready(&prebuilds(&coord).await)
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    pool_names.sort();
+
+    let creates = (0..8).map(|i| {
+        let coord = &coord;
+        async move {
+            coord
+                .admin()
+                .await
+                .create_workspace(proto::CreateWorkspaceRequest {
+                    name: format!("ws-{i}"),
+                    template: "many".into(),
+                    owner: format!("user{i}"),
+                    preset: "small".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    });
+    let results = futures::future::join_all(creates).await;
+    let mut claimed: Vec<String> = results
+        .iter()
+        .filter(|r| !r.claimed_from.is_empty())
+        .map(|r| r.claimed_from.clone())
+        .collect();
+    claimed.sort();
+    assert_eq!(claimed, pool_names, "each prebuild claimed exactly once");
+    for (i, r) in results.iter().enumerate() {
+        let job = coord.wait_succeeded(&r.job_id).await;
+        assert_eq!(job.daemon, "general-1");
+        let ws = coord.workspace(&format!("ws-{i}")).await.unwrap();
+        assert_eq!(ws.owner, format!("user{i}"));
+        assert_eq!(
+            ws.outputs.get("owner").map(String::as_str),
+            Some(format!("\"user{i}\"").as_str())
+        );
+    }
+    assert!(prebuilds(&coord).await.is_empty(), "all three were claimed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_claims_a_prebuild_on_the_general_pool_and_the_pool_refills() {
     let tmp = tempfile::tempdir().unwrap();
