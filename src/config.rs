@@ -632,10 +632,10 @@ pub enum WorkspacesCmd {
     /// List workspaces and their latest builds.
     List {
         /// Only this owner's (`--owner prebuilds`: the prebuild pools).
-        #[arg(long, env = "PROVISIONERD_LIST_OWNER")]
+        #[arg(long)]
         owner: Option<String>,
         /// Only this template's.
-        #[arg(long, env = "PROVISIONERD_LIST_TEMPLATE")]
+        #[arg(long)]
         template: Option<String>,
         #[command(flatten)]
         page: PageArgs,
