@@ -305,3 +305,39 @@ fn claims_are_still_counted_after_the_store_is_reopened() {
         Some("prebuild-1".to_string())
     );
 }
+
+#[test]
+fn a_claimed_prebuilds_create_still_counts_as_the_pools_last_success() {
+    let (pool, _) = pool(1);
+    let creates = |store: &Store| -> Vec<String> {
+        store
+            .prebuild_creates(&pool.version.id, "p", 10)
+            .unwrap()
+            .into_iter()
+            .map(|(status, _)| status)
+            .collect()
+    };
+    // An older failed create, then the succeeded one (prebuild-0) newest.
+    pool.store
+        .conn()
+        .execute(
+            "UPDATE jobs SET created_at = 0 WHERE workspace_id = 'still-building-id'",
+            [],
+        )
+        .unwrap();
+    pool.store
+        .conn()
+        .execute(
+            "UPDATE jobs SET status = 'failed' WHERE workspace_id IN ('still-building-id')",
+            [],
+        )
+        .unwrap();
+    let before = creates(&pool.store);
+    claim(&pool.store, &pool.version, "mine", "gina").unwrap();
+    assert_eq!(
+        creates(&pool.store),
+        before,
+        "the claim changed the history"
+    );
+    assert_eq!(before.first().map(String::as_str), Some("succeeded"));
+}
