@@ -621,11 +621,15 @@ pub enum WorkspacesCmd {
         #[arg(long = "param")]
         params: Vec<String>,
         /// Apply a `coder_workspace_preset` by name; `--param` may then only
-        /// set parameters the preset does not.
+        /// set parameters the preset does not. Without it the template's
+        /// default preset applies; `none`: no preset. A preset with
+        /// prebuilds claims an eligible prebuilt workspace if there is one.
         #[arg(long)]
         preset: Option<String>,
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        out: OutputArg,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -637,6 +641,12 @@ pub enum WorkspacesCmd {
     Delete(BuildArgs),
     /// List workspaces and their latest builds.
     List {
+        /// Only this owner's (`--owner prebuilds`: the prebuild pools).
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only this template's.
+        #[arg(long)]
+        template: Option<String>,
         #[command(flatten)]
         page: PageArgs,
         #[command(flatten)]

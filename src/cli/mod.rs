@@ -211,6 +211,7 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
             params,
             preset,
             wait,
+            out,
             admin,
         } => {
             let variables = pairs("--var", &vars)?;
@@ -223,24 +224,53 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
                     owner: owner.unwrap_or_default(),
                     variables,
                     parameters,
+                    // As Coder's CLI: no --preset is the template's
+                    // default preset; `none` is none.
+                    default_preset: preset.is_none(),
                     preset: preset.unwrap_or_default(),
                 })
                 .await?
                 .into_inner();
             eprintln!("Created workspace {name:?}; build job {}", resp.job_id);
-            finish_build(&mut c, &name, &resp.job_id, wait).await?;
+            if !resp.claimed_from.is_empty() {
+                eprintln!(
+                    "claimed prebuild {} (built {})",
+                    resp.claimed_from,
+                    render::ago(resp.claimed_built_at)
+                );
+            } else if resp.claim_tried {
+                eprintln!("no eligible prebuild: building");
+            }
+            if out.output == Output::Json && !wait {
+                print_json(&render::created_json(&name, &resp));
+            } else {
+                finish_build(&mut c, &name, &resp.job_id, wait, out.output).await?;
+            }
         }
         WorkspacesCmd::Start(a) => build(a, Transition::Start).await?,
         WorkspacesCmd::Stop(a) => build(a, Transition::Stop).await?,
         WorkspacesCmd::Delete(a) => build(a, Transition::Destroy).await?,
-        WorkspacesCmd::List { page, out, admin } => {
+        WorkspacesCmd::List {
+            owner,
+            template,
+            page,
+            out,
+            admin,
+        } => {
             let c = client(&admin).await?;
+            let (owner, template) = (owner.unwrap_or_default(), template.unwrap_or_default());
             let (ws, next) =
                 pages::collect(pages::limit(page.limit), page.after, |limit, after| {
                     let mut c = c.clone();
+                    let (owner, template) = (owner.clone(), template.clone());
                     async move {
                         let r = c
-                            .list_workspaces(proto::ListWorkspacesRequest { limit, after })
+                            .list_workspaces(proto::ListWorkspacesRequest {
+                                limit,
+                                after,
+                                owner,
+                                template,
+                            })
                             .await?
                             .into_inner();
                         Ok((r.workspaces, r.next_cursor))
@@ -298,6 +328,13 @@ fn print_workspace(w: &proto::Workspace, output: Output) {
         w.latest_job_status,
         w.latest_job_id
     );
+    if !w.claimed_from.is_empty() {
+        println!(
+            "Claimed:     from prebuild {} at {}",
+            w.claimed_from,
+            render::ms_to_rfc3339(w.claimed_at)
+        );
+    }
     if !w.outputs.is_empty() {
         println!("Outputs:");
         let sorted: std::collections::BTreeMap<_, _> = w.outputs.iter().collect();
@@ -324,7 +361,7 @@ async fn build(a: BuildArgs, transition: Transition) -> Result<(), CliError> {
         render::transition_name(transition as i32),
         resp.job_id
     );
-    finish_build(&mut c, &a.name, &resp.job_id, a.wait).await
+    finish_build(&mut c, &a.name, &resp.job_id, a.wait, Output::Table).await
 }
 
 async fn finish_build(
@@ -332,6 +369,7 @@ async fn finish_build(
     name: &str,
     job_id: &str,
     wait: bool,
+    output: Output,
 ) -> Result<(), CliError> {
     if !wait {
         println!("{job_id}");
@@ -345,7 +383,7 @@ async fn finish_build(
         })
         .await
     {
-        print_workspace(&w.into_inner(), Output::Table);
+        print_workspace(&w.into_inner(), output);
     }
     Ok(())
 }

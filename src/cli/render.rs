@@ -126,7 +126,32 @@ pub fn workspace_json(w: &proto::Workspace) -> Value {
         },
         "outputs": outputs,
         "created_at": ms_to_rfc3339(w.created_at),
+        "claimed_from": (!w.claimed_from.is_empty()).then(|| w.claimed_from.clone()),
+        "claimed_at": (w.claimed_at != 0).then(|| ms_to_rfc3339(w.claimed_at)),
     })
+}
+
+/// `workspaces create -o json` (without `--wait`): what was enqueued, and
+/// the prebuild it claimed (null: built anew).
+pub fn created_json(name: &str, r: &proto::BuildResponse) -> Value {
+    json!({
+        "name": name,
+        "workspace_id": r.workspace_id,
+        "job_id": r.job_id,
+        "claimed_from": (!r.claimed_from.is_empty()).then(|| r.claimed_from.clone()),
+    })
+}
+
+/// How long ago `ms` (since epoch) was, coarsely: "40s ago", "2h ago".
+pub fn ago(ms: i64) -> String {
+    let secs = (chrono::Utc::now().timestamp_millis() - ms).max(0) / 1000;
+    let (n, unit) = match secs {
+        s if s < 120 => (s, "s"),
+        s if s < 7200 => (s / 60, "m"),
+        s if s < 172_800 => (s / 3600, "h"),
+        s => (s / 86_400, "d"),
+    };
+    format!("{n}{unit} ago")
 }
 
 /// Prints rows as a left-aligned table with a header.

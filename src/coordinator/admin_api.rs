@@ -91,7 +91,10 @@ impl AdminApi {
             }
             None => (Transition::Unspecified, String::new(), String::new()),
         };
+        let (claimed_from, claimed_at) = self.hub.store.claim_of(&w.id)?.unwrap_or_default();
         Ok(proto::Workspace {
+            claimed_from,
+            claimed_at,
             outputs: state_outputs(w.state.as_deref()),
             id: w.id,
             name: w.name,
@@ -269,7 +272,7 @@ impl Admin for AdminApi {
         } else {
             req.owner.as_str()
         };
-        let (workspace_id, job_id) = workspaces::create(
+        let created = super::claim::create_or_claim(
             &self.hub,
             &workspaces::NewWorkspace {
                 name: &req.name,
@@ -280,10 +283,17 @@ impl Admin for AdminApi {
                 preset: (!req.preset.is_empty()).then_some(req.preset.as_str()),
                 reconciled: false,
             },
+            req.default_preset,
         )?;
+        let (claimed_from, claimed_built_at) = created
+            .claimed
+            .map_or((String::new(), 0), |c| (c.from, c.built_at));
         Ok(Response::new(proto::BuildResponse {
-            workspace_id,
-            job_id,
+            workspace_id: created.workspace_id,
+            job_id: created.job_id,
+            claimed_from,
+            claimed_built_at,
+            claim_tried: created.claim_tried,
         }))
     }
 
@@ -309,6 +319,7 @@ impl Admin for AdminApi {
         Ok(Response::new(proto::BuildResponse {
             workspace_id: ws.id,
             job_id,
+            ..Default::default()
         }))
     }
 

@@ -48,6 +48,8 @@ struct Snapshot {
     daemons: std::collections::BTreeMap<(String, String), i64>,
     prebuilds: crate::proto::PrebuildStatus,
     prebuild_counts: Vec<super::store::PrebuildCount>,
+    /// Claims by (template, preset), from the claim-build jobs.
+    claims: Vec<(String, String, u64)>,
 }
 
 impl Snapshot {
@@ -72,6 +74,7 @@ impl Snapshot {
             daemons,
             prebuilds: super::prebuilds::status(hub).map_err(e("prebuild pools"))?,
             prebuild_counts: store.prebuild_counts().map_err(e("prebuild counts"))?,
+            claims: store.claim_counts().map_err(e("claims"))?,
         })
     }
 }
@@ -227,7 +230,8 @@ impl StoreCollector {
                 paused.metric_type(),
             )
             .map_err(err("prebuilds"))?;
-        paused.encode(m).map_err(err("prebuilds"))
+        paused.encode(m).map_err(err("prebuilds"))?;
+        super::claim::encode_claimed(&mut e, snap.claims).map_err(err("claims"))
     }
 }
 
@@ -250,6 +254,7 @@ pub async fn registry(
     dispatch_latency: Histogram,
     shutdown: CancellationToken,
 ) -> Registry {
+    let hub_claims = hub.claim_durations.clone();
     let h = hub.clone();
     let first = tokio::task::spawn_blocking(move || Snapshot::read(&h))
         .await
@@ -263,6 +268,11 @@ pub async fn registry(
         "provisionerd_coordinator_dispatch_latency_seconds",
         "Time from a matching daemon waiting while a job is pending to the job's offer.",
         dispatch_latency,
+    );
+    r.register(
+        "coderd_prebuilt_workspace_claim_duration_seconds",
+        "Time a claim of a prebuilt workspace took (choose, take, enqueue its claim build).",
+        hub_claims,
     );
     r.register_collector(Box::new(StoreCollector { cache }));
     r

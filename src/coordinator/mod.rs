@@ -10,6 +10,7 @@
 pub mod admin_api;
 pub mod auth;
 pub mod bounds;
+pub mod claim;
 pub mod daemon_api;
 pub mod dispatch;
 pub mod error;
@@ -104,6 +105,8 @@ pub struct Hub {
     /// it lets go of the data dir, so nothing of this coordinator touches
     /// the store once another may hold it.
     pub tasks: TaskTracker,
+    /// Claim durations, observed as claims happen (see `claim.rs`).
+    pub claim_durations: claim::ClaimDurations,
 }
 
 impl std::fmt::Debug for Hub {
@@ -230,6 +233,7 @@ impl Coordinator {
                 cfg.prebuild_failure_hard_limit,
             ),
             tasks,
+            claim_durations: claim::claim_durations(),
         });
         Ok(Coordinator {
             listener,

@@ -93,6 +93,17 @@ pub fn build(
     Ok(job_id)
 }
 
+/// The reconciler's destroy of prebuild `ws`: enqueued only while it is
+/// still the reconciler's and idle (decided on the row in the store), so a
+/// prebuild being claimed is never destroyed. Returns the job id.
+pub fn destroy_prebuild(hub: &Hub, ws: &WorkspaceRow) -> Result<String> {
+    let version = hub.store.version(&ws.template_version_id)?;
+    let build = templates::plan_existing(ws, &version, Transition::Destroy, &BTreeMap::new())?;
+    let job_id = hub.store.destroy_prebuild(ws, &build)?;
+    hub.dispatcher.kick();
+    Ok(job_id)
+}
+
 /// Checks workspace variable values against what the template declares:
 /// unknown names and missing required values are refused up front rather
 /// than failing inside terraform later.

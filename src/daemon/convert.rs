@@ -37,6 +37,7 @@ pub(super) fn job_from_offer(
                 transition,
                 state,
                 build_id: b.build_id,
+                prebuild_claim: b.prebuild_claim,
             })
         }
         _ => {

@@ -86,7 +86,11 @@ pub(super) fn environment(
         set("CODER_WORKSPACE_TEMPLATE_NAME", &job.template_name);
         set("CODER_WORKSPACE_TEMPLATE_VERSION", &job.template_version_id);
         set("CODER_WORKSPACE_BUILD_ID", &build.build_id);
-        if build.owner == PREBUILDS_OWNER {
+        // Coder's provider contract: a claim build says so instead (its
+        // owner is already the person).
+        if build.prebuild_claim {
+            set("CODER_WORKSPACE_IS_PREBUILD_CLAIM", "true");
+        } else if build.owner == PREBUILDS_OWNER {
             set("CODER_WORKSPACE_IS_PREBUILD", "true");
         }
     }

@@ -134,6 +134,8 @@ pub struct Build {
     /// State from the previous build; empty for the first build.
     pub state: Vec<u8>,
     pub build_id: String,
+    /// A person claimed this prebuilt workspace (Coder's claim build).
+    pub prebuild_claim: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

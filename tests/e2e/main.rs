@@ -14,6 +14,7 @@ mod archives;
 mod authz;
 mod bounds;
 mod cancel;
+mod claim;
 mod cli;
 mod connections;
 mod datadir;

@@ -137,6 +137,7 @@ pub fn build_job(archive: Vec<u8>, transition: Transition, state: Vec<u8>, owner
         transition,
         state,
         build_id: "build-1".into(),
+        prebuild_claim: false,
     };
     job(
         "job-build",

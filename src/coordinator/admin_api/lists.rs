@@ -57,7 +57,10 @@ impl AdminApi {
         req: proto::ListWorkspacesRequest,
     ) -> Result<proto::ListWorkspacesResponse> {
         let page = Page::new(req.limit);
-        let rows = self.hub.store.workspaces_after(&req.after, page.fetch())?;
+        let rows =
+            self.hub
+                .store
+                .workspaces_after(&req.after, &req.owner, &req.template, page.fetch())?;
         let (workspaces, next_cursor) = page
             .fill(rows.into_iter().map(|w| self.workspace_to_proto(w)), |w| {
                 w.name.clone()

@@ -24,7 +24,7 @@ use super::error::Result;
 use super::store::{self, PREBUILDS_OWNER};
 use super::templates;
 use super::workspaces;
-use crate::proto::{self, Transition};
+use crate::proto;
 pub use health::reset;
 use plan::{Action, Assessment, Slot};
 
@@ -263,7 +263,7 @@ fn destroy(hub: &Hub, name: &str, why: &str) {
     let result = hub
         .store
         .workspace(name)
-        .and_then(|ws| workspaces::build(hub, &ws, Transition::Destroy, &Default::default()));
+        .and_then(|ws| workspaces::destroy_prebuild(hub, &ws));
     match result {
         Ok(job) => tracing::info!(workspace = %name, why, %job, "prebuilds: destroying"),
         Err(e) => tracing::warn!(workspace = %name, why, error = %e, "prebuilds: destroy failed"),

@@ -111,7 +111,7 @@ fn declared_from_json(s: &str) -> Vec<TemplateVariable> {
 }
 
 /// Records a build's parameter values and the ones it replaces.
-fn set_build_parameters(
+pub(super) fn set_build_parameters(
     tx: &rusqlite::Transaction<'_>,
     job_id: &str,
     parameters: &BTreeMap<String, String>,
@@ -381,14 +381,14 @@ impl Store {
         with_state: bool,
     ) -> Result<Vec<WorkspaceRow>> {
         let state = if with_state { "state" } else { "NULL" };
-        self.workspaces_limited(cond, arg, state, -1)
+        self.workspaces_limited(cond, &[&arg], state, -1)
     }
 
     /// [`Self::workspaces_matching`], at most `limit` of them (-1: all).
     fn workspaces_limited(
         &self,
         cond: &str,
-        arg: &str,
+        args: &[&dyn rusqlite::ToSql],
         state: &str,
         limit: i64,
     ) -> Result<Vec<WorkspaceRow>> {
@@ -399,7 +399,7 @@ impl Store {
              FROM workspaces WHERE {cond} ORDER BY name LIMIT {limit}"
         );
         let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map([arg], |r| {
+        let rows = stmt.query_map(args, |r| {
             Ok(WorkspaceRow {
                 id: r.get(0)?,
                 name: r.get(1)?,
@@ -437,14 +437,21 @@ impl Store {
         self.workspace_where("deleted = 0 AND ?1 = ?1", "")
     }
 
-    /// Live workspaces named after `after`, by name; at most `limit`. Their
-    /// `state` holds only the state's outputs (`{"outputs": …}`, what a
-    /// list shows), cut out by SQLite: a page of up to a thousand states of
-    /// hundreds of MiB each is never held in memory at once.
-    pub fn workspaces_after(&self, after: &str, limit: u32) -> Result<Vec<WorkspaceRow>> {
+    /// Live workspaces named after `after`, by name; at most `limit`; only
+    /// `owner`'s / `template`'s when not empty. Their `state` holds only the
+    /// state's outputs (`{"outputs": …}`, what a list shows), cut out by
+    /// SQLite: a page of up to a thousand states of hundreds of MiB each is
+    /// never held in memory at once.
+    pub fn workspaces_after(
+        &self,
+        after: &str,
+        owner: &str,
+        template: &str,
+        limit: u32,
+    ) -> Result<Vec<WorkspaceRow>> {
         self.workspaces_limited(
-            "deleted = 0 AND name > ?1",
-            after,
+            "deleted = 0 AND name > ?1 AND (?2 = '' OR owner = ?2) AND (?3 = '' OR template = ?3)",
+            &[&after, &owner, &template],
             OUTPUTS_ONLY,
             i64::from(limit),
         )

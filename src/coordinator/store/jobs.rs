@@ -253,7 +253,13 @@ impl Store {
         if let (JobKind::WorkspaceBuild(transition), Some(ws_id)) = (job.kind, &job.workspace_id) {
             let ws = self.workspace_by_id(ws_id)?;
             values.extend(ws.var_values.clone());
+            let prebuild_claim: bool = self.conn().query_row(
+                "SELECT prebuild_claim FROM jobs WHERE id = ?1",
+                [&job.id],
+                |r| r.get(0),
+            )?;
             build = Some(proto::WorkspaceBuild {
+                prebuild_claim,
                 workspace_id: ws.id,
                 workspace_name: ws.name,
                 owner: ws.owner,

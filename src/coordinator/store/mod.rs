@@ -8,6 +8,7 @@
 mod cancel;
 mod catalog;
 mod check;
+mod claim;
 mod daemons;
 mod finished;
 mod jobs;
@@ -28,6 +29,7 @@ use crate::tags::Tags;
 pub use cancel::Canceled;
 pub use catalog::{NewBuild, NewImport, TemplateRow, VersionRow, WorkspaceRow};
 pub use check::{CheckError, DB_FILE, Found, SCHEMA_VERSION, Summary, inspect};
+pub use claim::{ClaimCandidate, ClaimWanted, Claimed};
 pub use daemons::{DaemonRow, KeyRow, Report};
 pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, Offer, PREBUILDS_OWNER};
 pub use ops::{Histo, JobGauge, PrebuildCount, PrebuildWorkspace};
@@ -223,6 +225,13 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // FinishJob is judged against it; NULL before one, or from before
     // this column. See `finished.rs`.
     ("jobs", "report", "TEXT"),
+    // A claimed prebuild: its name as a prebuild and when it was claimed
+    // (ms); NULL: built for its owner.
+    ("workspaces", "claimed_from", "TEXT"),
+    ("workspaces", "claimed_at", "INTEGER"),
+    // 1: the build that follows a claim (CODER_WORKSPACE_IS_PREBUILD_CLAIM);
+    // counted for coderd_prebuilt_workspaces_claimed_total.
+    ("jobs", "prebuild_claim", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {

@@ -91,7 +91,9 @@ impl Store {
 
     /// The newest `limit` create builds (first start builds of prebuilt
     /// workspaces) of a version's preset made after `since_ms` (a `prebuilds
-    /// reset`), newest first: (status, finished_at).
+    /// reset`), newest first: (status, finished_at). Claimed prebuilds'
+    /// creates count too (their claim builds, initiated by the person, do
+    /// not): a claim must not make a pool look as if it had been failing.
     pub fn prebuild_creates(
         &self,
         version_id: &str,
@@ -102,7 +104,8 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT j.status, j.finished_at FROM jobs j JOIN workspaces w ON w.id = j.workspace_id
-             WHERE w.owner = ?1 AND w.reconciled = 1 AND w.preset = ?3 AND j.template_version_id = ?2
+             WHERE j.initiator = ?1 AND (w.reconciled = 1 OR w.claimed_from IS NOT NULL)
+               AND w.preset = ?3 AND j.template_version_id = ?2
                AND j.type = 'workspace_build' AND j.transition = 'start'
                AND j.created_at > ?5
              ORDER BY j.created_at DESC, j.rowid DESC LIMIT ?4",
@@ -260,7 +263,7 @@ impl Store {
         let mut stmt = conn.prepare(
             "SELECT w.template, w.preset, COUNT(*), SUM(j.status = 'failed')
              FROM workspaces w JOIN jobs j ON j.workspace_id = w.id
-             WHERE w.reconciled = 1 AND w.preset IS NOT NULL
+             WHERE (w.reconciled = 1 OR w.claimed_from IS NOT NULL) AND w.preset IS NOT NULL
                AND j.type = 'workspace_build' AND j.transition = 'start'
                AND j.rowid = (SELECT MIN(rowid) FROM jobs WHERE workspace_id = w.id)
              GROUP BY 1, 2 ORDER BY 1, 2",

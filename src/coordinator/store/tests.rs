@@ -376,4 +376,5 @@ fn the_prebuild_pause_survives_reopening_the_store() {
     assert!(!store.prebuilds_paused().unwrap());
 }
 
+mod claims;
 mod reports;

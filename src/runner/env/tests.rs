@@ -52,6 +52,7 @@ fn build(owner: &str, transition: Transition) -> JobKind {
         transition,
         state: Vec::new(),
         build_id: "build-9".into(),
+        prebuild_claim: false,
     })
 }
 
@@ -137,6 +138,18 @@ fn prebuilds_and_transitions() {
         !env.iter()
             .any(|v| v.starts_with("CODER_WORKSPACE_IS_PREBUILD"))
     );
+}
+
+#[test]
+fn a_claim_build_says_claim_and_not_prebuild() {
+    let mut kind = build("alice", Transition::Start);
+    if let JobKind::WorkspaceBuild(b) = &mut kind {
+        b.prebuild_claim = true;
+    }
+    let env = render(environment(daemon_env(), &cfg(), &job(kind)));
+    assert!(env.contains(&"CODER_WORKSPACE_IS_PREBUILD_CLAIM=true".to_string()));
+    assert!(env.contains(&"CODER_WORKSPACE_OWNER=alice".to_string()));
+    assert!(!env.contains(&"CODER_WORKSPACE_IS_PREBUILD=true".to_string()));
 }
 
 #[test]

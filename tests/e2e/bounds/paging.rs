@@ -185,6 +185,7 @@ async fn pages_of_jobs_workspaces_templates_and_daemons_list_each_row_once() {
             .list_workspaces(proto::ListWorkspacesRequest {
                 limit: 100,
                 after: after.clone(),
+                ..Default::default()
             })
             .await
             .expect("a page of workspaces")
