@@ -62,6 +62,7 @@ pub fn job_json(j: &proto::Job) -> Value {
         "started_at": ms_to_rfc3339(j.started_at),
         "finished_at": ms_to_rfc3339(j.finished_at),
         "routing": j.routing,
+        "replacements": j.replacements,
     })
 }
 

@@ -73,6 +73,7 @@ impl AdminApi {
             workspace: workspace.map(|w| w.name).unwrap_or_default(),
             transition: transition as i32,
             log_count: j.log_count,
+            replacements: j.replacements,
             // Filled in by GetJob for a pending job only: it costs a look
             // at every daemon.
             routing: Vec::new(),

@@ -41,6 +41,34 @@ pub(super) fn encode_claimed(
     encoder: &mut DescriptorEncoder,
     rows: Vec<(String, String, u64)>,
 ) -> std::fmt::Result {
+    encode_counter(
+        encoder,
+        rows,
+        "coderd_prebuilt_workspaces_claimed",
+        "Prebuilt workspaces claimed by people.",
+    )
+}
+
+/// `coderd_prebuilt_workspaces_resource_replacements_total`: claim builds
+/// whose plan replaced a resource.
+pub(super) fn encode_replacements(
+    encoder: &mut DescriptorEncoder,
+    rows: Vec<(String, String, u64)>,
+) -> std::fmt::Result {
+    encode_counter(
+        encoder,
+        rows,
+        "coderd_prebuilt_workspaces_resource_replacements",
+        "Claims of prebuilt workspaces whose build replaced resources.",
+    )
+}
+
+fn encode_counter(
+    encoder: &mut DescriptorEncoder,
+    rows: Vec<(String, String, u64)>,
+    name: &str,
+    help: &str,
+) -> std::fmt::Result {
     let family = Family::<ClaimLabels, Counter>::default();
     for (template, preset, n) in rows {
         family
@@ -52,8 +80,8 @@ pub(super) fn encode_claimed(
             .inc_by(n);
     }
     let m = encoder.encode_descriptor(
-        "coderd_prebuilt_workspaces_claimed",
-        "Prebuilt workspaces claimed by people.",
+        name,
+        help,
         None,
         family.metric_type(),
     )?;

@@ -50,6 +50,7 @@ struct Snapshot {
     prebuild_counts: Vec<super::store::PrebuildCount>,
     /// Claims by (template, preset), from the claim-build jobs.
     claims: Vec<(String, String, u64)>,
+    replacements: Vec<(String, String, u64)>,
 }
 
 impl Snapshot {
@@ -75,6 +76,9 @@ impl Snapshot {
             prebuilds: super::prebuilds::status(hub).map_err(e("prebuild pools"))?,
             prebuild_counts: store.prebuild_counts().map_err(e("prebuild counts"))?,
             claims: store.claim_counts().map_err(e("claims"))?,
+            replacements: store
+                .replacement_counts()
+                .map_err(e("replacements"))?,
         })
     }
 }
@@ -231,7 +235,9 @@ impl StoreCollector {
             )
             .map_err(err("prebuilds"))?;
         paused.encode(m).map_err(err("prebuilds"))?;
-        super::claim::encode_claimed(&mut e, snap.claims).map_err(err("claims"))
+        super::claim::encode_claimed(&mut e, snap.claims).map_err(err("claims"))?;
+        super::claim::encode_replacements(&mut e, snap.replacements)
+            .map_err(err("replacements"))
     }
 }
 

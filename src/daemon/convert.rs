@@ -77,12 +77,24 @@ pub(super) fn job_from_offer(
 }
 
 pub(super) fn finish_request(job_id: &str, outcome: Outcome, log_count: u64) -> Report {
-    let (outcome, error, state, variables) = match outcome {
-        Outcome::Succeeded { state, variables } => {
-            (JobOutcome::Succeeded, String::new(), state, variables)
+    let (outcome, error, state, variables, replacements) = match outcome {
+        Outcome::Succeeded {
+            state,
+            variables,
+            replacements,
+        } => (
+            JobOutcome::Succeeded,
+            String::new(),
+            state,
+            variables,
+            replacements,
+        ),
+        Outcome::Failed { error, state } => {
+            (JobOutcome::Failed, error, state, Vec::new(), Vec::new())
         }
-        Outcome::Failed { error, state } => (JobOutcome::Failed, error, state, Vec::new()),
-        Outcome::Canceled { error, state } => (JobOutcome::Canceled, error, state, Vec::new()),
+        Outcome::Canceled { error, state } => {
+            (JobOutcome::Canceled, error, state, Vec::new(), Vec::new())
+        }
     };
     let header = FinishJobRequest {
         job_id: job_id.to_string(),
@@ -101,6 +113,7 @@ pub(super) fn finish_request(job_id: &str, outcome: Outcome, log_count: u64) -> 
             })
             .collect(),
         log_count,
+        replacements,
         ..Default::default()
     };
     Report { header, state }

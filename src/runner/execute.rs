@@ -15,7 +15,9 @@ use std::path::{Component, Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::terraform::{Cmd, Stopped, Terraform};
-use super::{Job, JobKind, Level, Logs, Outcome, RunnerConfig, Transition, env, varfile, vars};
+use super::{
+    Job, JobKind, Level, Logs, Outcome, RunnerConfig, Transition, env, replace, varfile, vars,
+};
 use crate::archive::{self, ArchiveError};
 
 const SETUP: &str = "Setting up";
@@ -188,6 +190,7 @@ async fn run_in(
             return Outcome::Succeeded {
                 state: None,
                 variables: declared,
+                replacements: Vec::new(),
             };
         }
         JobKind::WorkspaceBuild(build) => build,
@@ -198,9 +201,19 @@ async fn run_in(
         refresh: true,
         destroy: build.transition == Transition::Destroy,
     };
-    if let Err(stop) = tf.run(plan, PLAN).await {
-        return stopped(logs, PLAN, stop, None).await;
-    }
+    let planned = match tf.run(plan, PLAN).await {
+        Ok(planned) => planned,
+        Err(stop) => return stopped(logs, PLAN, stop, None).await,
+    };
+    // Only a claim is warned: there a replacement throws away the
+    // prebuild's work, which is the point of prebuilding.
+    let replacements = if build.prebuild_claim && !planned.is_empty() {
+        logs.daemon(Level::Warn, PLAN, replace::warning(&planned))
+            .await;
+        planned
+    } else {
+        Vec::new()
+    };
     let apply_stage = match build.transition {
         Transition::Start => "Starting workspace",
         Transition::Stop => "Stopping workspace",
@@ -221,9 +234,10 @@ async fn run_in(
     match applied {
         // No state file after a successful apply means terraform had nothing
         // to record; an empty state says so explicitly.
-        Ok(()) => Outcome::Succeeded {
+        Ok(_) => Outcome::Succeeded {
             state: Some(state.unwrap_or_default()),
             variables: Vec::new(),
+            replacements,
         },
         Err(stop) => stopped(logs, apply_stage, stop, state).await,
     }

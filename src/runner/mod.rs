@@ -15,6 +15,7 @@ mod env;
 mod execute;
 pub mod logparse; // public for the fuzz target (fuzz/)
 pub mod redact;
+mod replace;
 mod terraform;
 mod varfile;
 mod vars;
@@ -206,6 +207,9 @@ pub enum Outcome {
         state: Option<Vec<u8>>,
         /// Template imports: the declared variables.
         variables: Vec<TemplateVariable>,
+        /// Claim builds: the resources the plan replaced (address and
+        /// reason), empty otherwise.
+        replacements: Vec<String>,
     },
     Failed {
         error: String,

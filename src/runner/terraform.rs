@@ -7,7 +7,7 @@ use std::path::Path;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Level, Logs, RunnerConfig, Source, Variable, logparse};
+use super::{Level, Logs, RunnerConfig, Source, Variable, logparse, replace};
 use crate::process::{self, Line, ProcessError, Spec, Stream};
 
 /// The plan file `plan` writes and `apply` reads, relative to the work dir.
@@ -103,8 +103,9 @@ pub(super) struct Terraform<'a> {
 
 impl Terraform<'_> {
     /// Runs `cmd` under `stage`, forwarding its output as log lines. Does
-    /// not start when the job is already canceled.
-    pub async fn run(&self, cmd: Cmd<'_>, stage: &str) -> Result<(), Stopped> {
+    /// not start when the job is already canceled. Returns the resources
+    /// the command's plan replaces (see `replace`).
+    pub async fn run(&self, cmd: Cmd<'_>, stage: &str) -> Result<Vec<String>, Stopped> {
         let name = cmd.name();
         if self.cancel.is_cancelled() {
             let msg = format!("Job canceled: not starting terraform {name}");
@@ -121,7 +122,7 @@ impl Terraform<'_> {
         };
         let (tx, rx) = mpsc::channel(LINE_BUFFER);
         let began = std::time::Instant::now();
-        let (result, last_error) = tokio::join!(
+        let (result, (last_error, replacements)) = tokio::join!(
             process::run(
                 spec,
                 tx,
@@ -150,7 +151,7 @@ impl Terraform<'_> {
         }
         let because = last_error.map(|e| format!(": {e}")).unwrap_or_default();
         match (exit.code, exit.signal) {
-            (Some(0), _) => Ok(()),
+            (Some(0), _) => Ok(replacements),
             (Some(code), _) => Err(Stopped::Failed(format!(
                 "terraform {name} exited with code {code}{because}"
             ))),
@@ -164,20 +165,22 @@ impl Terraform<'_> {
     }
 
     /// Sends every output line on as log lines until the process's output
-    /// ends; returns the last error summary terraform printed.
+    /// ends; returns the last error summary terraform printed and the
+    /// replacements its plan announced.
     async fn forward(
         &self,
         mut rx: mpsc::Receiver<Line>,
         stage: &str,
         json: bool,
-    ) -> Option<String> {
+    ) -> (Option<String>, Vec<String>) {
         let mut last_error = None;
+        let mut replacements = Vec::new();
         let mut warned = false;
         loop {
             let line = tokio::select! {
                 line = rx.recv() => match line {
                     Some(line) => line,
-                    None => return last_error,
+                    None => return (last_error, replacements),
                 },
                 _ = self.cancel.cancelled(), if !warned => {
                     warned = true;
@@ -186,6 +189,9 @@ impl Terraform<'_> {
                     continue;
                 }
             };
+            if json && line.stream == Stream::Stdout {
+                replacements.extend(replace::replacement(&line.text));
+            }
             let parsed = match line.stream {
                 Stream::Stdout if json => logparse::json_line(&line.text),
                 stream => logparse::plain_line(stream, &line.text),

@@ -194,6 +194,22 @@ impl Store {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// Claim builds that replaced resources, by (template, preset): the
+    /// replacements counter, read from the jobs so it survives a restart.
+    pub fn replacement_counts(&self) -> Result<Vec<(String, String, u64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT w.template, COALESCE(w.preset, ''), COUNT(*) FROM jobs j
+             JOIN workspaces w ON w.id = j.workspace_id
+             WHERE j.prebuild_claim = 1 AND j.replacements IS NOT NULL
+             GROUP BY w.template, w.preset ORDER BY w.template, w.preset",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?.max(0) as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
 /// The oldest eligible prebuild, if any.

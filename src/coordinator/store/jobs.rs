@@ -54,6 +54,8 @@ pub struct JobRow {
     /// While pending: the daemon (name) it is offered to, until that daemon
     /// acknowledges it or the offer expires.
     pub offered_to: Option<String>,
+    /// A claim build's replaced resources (see `FinishJobRequest`).
+    pub replacements: Vec<String>,
 }
 
 impl JobRow {
@@ -133,7 +135,8 @@ pub(super) fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<String> {
 const JOB_COLUMNS: &str = "id, type, transition, status, initiator, tags, template_version_id,
     workspace_id, created_at, started_at, finished_at, error, daemon_id, daemon_name,
     key_name, log_count, lost,
-    (SELECT d.name FROM daemons d WHERE d.id = jobs.offered_to AND jobs.status = 'pending')";
+    (SELECT d.name FROM daemons d WHERE d.id = jobs.offered_to AND jobs.status = 'pending'),
+    replacements";
 
 fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
     Ok(JobRow {
@@ -157,6 +160,10 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
         log_count: r.get::<_, i64>(15)? as u64,
         lost: r.get::<_, i64>(16)? != 0,
         offered_to: r.get(17)?,
+        replacements: r
+            .get::<_, Option<String>>(18)?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -588,6 +595,12 @@ impl Store {
             return self.judge_repeat(&job, &sent);
         }
         finished::keep_report(&tx, &job.id, &sent)?;
+        if !req.replacements.is_empty() {
+            tx.execute(
+                "UPDATE jobs SET replacements = ?2 WHERE id = ?1",
+                params![job.id, serde_json::to_string(&req.replacements)?],
+            )?;
+        }
         match (job.kind, &job.workspace_id) {
             (JobKind::TemplateImport, _) if status == "succeeded" => {
                 tx.execute(

@@ -232,6 +232,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // 1: the build that follows a claim (CODER_WORKSPACE_IS_PREBUILD_CLAIM);
     // counted for coderd_prebuilt_workspaces_claimed_total.
     ("jobs", "prebuild_claim", "INTEGER NOT NULL DEFAULT 0"),
+    // A claim build's replaced resources (JSON array of strings), as its
+    // daemon reported them; NULL: none. Counted for
+    // coderd_prebuilt_workspaces_resource_replacements_total.
+    ("jobs", "replacements", "TEXT"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {
