@@ -31,6 +31,7 @@ fn succeeded(outcome: Outcome) -> Vec<u8> {
         Outcome::Succeeded {
             state: Some(state),
             variables,
+            ..
         } => {
             assert!(variables.is_empty(), "builds report no variables");
             state

@@ -34,7 +34,9 @@ async fn import_reports_the_template_variables() {
         vec![var("region", "eu")],
     );
     let (outcome, logs) = h.run(job, CancellationToken::new()).await;
-    let Outcome::Succeeded { state, variables } = outcome else {
+    let Outcome::Succeeded {
+        state, variables, ..
+    } = outcome else {
         panic!("import failed: {outcome:?}\n{logs:#?}");
     };
     assert_eq!(state, None, "imports never return state");

@@ -233,10 +233,12 @@ mod tests {
             Outcome::Succeeded {
                 state: None,
                 variables: vars,
+                replacements: vec!["terraform_data.a".into()],
             },
             7,
         );
         assert_eq!(state, None);
+        assert_eq!(req.replacements, ["terraform_data.a"]);
         assert_eq!(
             (req.outcome, req.has_state, req.log_count),
             (JobOutcome::Succeeded as i32, false, 7)

@@ -225,6 +225,7 @@ fn a_lease_interrupted_job_is_failed_and_keeps_its_state() {
     let done = Outcome::Succeeded {
         state: None,
         variables: Vec::new(),
+        replacements: Vec::new(),
     };
     assert!(matches!(
         lease_failure(done, lease),
@@ -240,6 +241,7 @@ fn a_job_whose_spool_broke_is_failed_with_its_state() {
             Outcome::Succeeded {
                 state: Some(b"{}".to_vec()),
                 variables: Vec::new(),
+                replacements: Vec::new(),
             },
             format!("{err}; terraform itself succeeded"),
         ),

@@ -54,6 +54,7 @@ fn ws(
             log_count: 0,
             lost: false,
             offered_to: None,
+            replacements: Vec::new(),
         }),
         awaiting_late: false,
     }
