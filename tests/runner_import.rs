@@ -36,7 +36,8 @@ async fn import_reports_the_template_variables() {
     let (outcome, logs) = h.run(job, CancellationToken::new()).await;
     let Outcome::Succeeded {
         state, variables, ..
-    } = outcome else {
+    } = outcome
+    else {
         panic!("import failed: {outcome:?}\n{logs:#?}");
     };
     assert_eq!(state, None, "imports never return state");

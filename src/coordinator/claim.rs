@@ -79,12 +79,7 @@ fn encode_counter(
             ])
             .inc_by(n);
     }
-    let m = encoder.encode_descriptor(
-        name,
-        help,
-        None,
-        family.metric_type(),
-    )?;
+    let m = encoder.encode_descriptor(name, help, None, family.metric_type())?;
     family.encode(m)
 }
 

@@ -76,9 +76,7 @@ impl Snapshot {
             prebuilds: super::prebuilds::status(hub).map_err(e("prebuild pools"))?,
             prebuild_counts: store.prebuild_counts().map_err(e("prebuild counts"))?,
             claims: store.claim_counts().map_err(e("claims"))?,
-            replacements: store
-                .replacement_counts()
-                .map_err(e("replacements"))?,
+            replacements: store.replacement_counts().map_err(e("replacements"))?,
         })
     }
 }
@@ -236,8 +234,7 @@ impl StoreCollector {
             .map_err(err("prebuilds"))?;
         paused.encode(m).map_err(err("prebuilds"))?;
         super::claim::encode_claimed(&mut e, snap.claims).map_err(err("claims"))?;
-        super::claim::encode_replacements(&mut e, snap.replacements)
-            .map_err(err("replacements"))
+        super::claim::encode_replacements(&mut e, snap.replacements).map_err(err("replacements"))
     }
 }
 

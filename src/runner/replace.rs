@@ -78,7 +78,8 @@ mod tests {
             replacement(line).as_deref(),
             Some("terraform_data.claim (an attribute that forces replacement changed)")
         );
-        let drift = r#"{"type":"resource_drift","change":{"resource":{"addr":"a.b"},"action":"replace"}}"#;
+        let drift =
+            r#"{"type":"resource_drift","change":{"resource":{"addr":"a.b"},"action":"replace"}}"#;
         assert_eq!(replacement(drift).as_deref(), Some("a.b"));
         let odd = r#"{"type":"planned_change","change":{"resource":{"addr":"a.b"},"action":"replace","reason":"new"}}"#;
         assert_eq!(replacement(odd).as_deref(), Some("a.b"));

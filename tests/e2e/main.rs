@@ -28,6 +28,7 @@ mod ops_daemon;
 mod prebuilds;
 mod queue;
 mod raw;
+mod replace;
 mod routing;
 mod secrets;
 mod templates;
