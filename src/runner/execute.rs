@@ -208,9 +208,14 @@ async fn run_in(
     // Only a claim is warned: there a replacement throws away the
     // prebuild's work, which is the point of prebuilding.
     let replacements = if build.prebuild_claim && !planned.is_empty() {
+        let mut planned = planned;
+        let mut paths = tf.replace_paths(PLAN).await;
+        for r in &mut planned {
+            r.attributes = paths.remove(&r.addr).unwrap_or_default();
+        }
         logs.daemon(Level::Warn, PLAN, replace::warning(&planned))
             .await;
-        planned
+        planned.iter().map(ToString::to_string).collect()
     } else {
         Vec::new()
     };

@@ -1,6 +1,7 @@
 //! Running terraform commands: their arguments, and turning one command's
 //! output and exit into log lines and a result.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 
@@ -12,6 +13,10 @@ use crate::process::{self, Line, ProcessError, Spec, Stream};
 
 /// The plan file `plan` writes and `apply` reads, relative to the work dir.
 const PLAN_FILE: &str = "terraform.tfplan";
+
+/// Most of `terraform show -json` read for replace paths; a larger plan
+/// goes without them rather than holding the daemon's memory.
+const MAX_SHOW_BYTES: usize = 16 * 1024 * 1024;
 
 /// Output lines buffered between the process and the log forwarder.
 const LINE_BUFFER: usize = 256;
@@ -105,7 +110,11 @@ impl Terraform<'_> {
     /// Runs `cmd` under `stage`, forwarding its output as log lines. Does
     /// not start when the job is already canceled. Returns the resources
     /// the command's plan replaces (see `replace`).
-    pub async fn run(&self, cmd: Cmd<'_>, stage: &str) -> Result<Vec<String>, Stopped> {
+    pub async fn run(
+        &self,
+        cmd: Cmd<'_>,
+        stage: &str,
+    ) -> Result<Vec<replace::Replacement>, Stopped> {
         let name = cmd.name();
         if self.cancel.is_cancelled() {
             let msg = format!("Job canceled: not starting terraform {name}");
@@ -164,6 +173,60 @@ impl Terraform<'_> {
         }
     }
 
+    /// The attributes forcing each replacement in the plan file, by
+    /// resource address (`terraform show -json`). Best effort: a failure
+    /// only costs the warning its attribute names, so it is logged at debug
+    /// and yields nothing.
+    pub async fn replace_paths(&self, stage: &str) -> BTreeMap<String, Vec<String>> {
+        if self.cancel.is_cancelled() {
+            return BTreeMap::new();
+        }
+        let spec = Spec {
+            program: self.cfg.terraform_path.clone(),
+            args: ["show", "-json", "-no-color", PLAN_FILE]
+                .into_iter()
+                .map(OsString::from)
+                .collect(),
+            cwd: self.dir.to_path_buf(),
+            env: self.env.clone(),
+        };
+        let (tx, mut rx) = mpsc::channel::<Line>(LINE_BUFFER);
+        let collect = async {
+            // The JSON is one line, which the process module hands out in
+            // pieces of at most MAX_LINE_BYTES: joined, they are the line.
+            let (mut json, mut errors) = (String::new(), Vec::new());
+            while let Some(line) = rx.recv().await {
+                match line.stream {
+                    Stream::Stdout if json.len() < MAX_SHOW_BYTES => json.push_str(&line.text),
+                    Stream::Stdout => {}
+                    Stream::Stderr => errors.push(line.text),
+                }
+            }
+            (json, errors)
+        };
+        let (result, (json, errors)) = tokio::join!(
+            process::run(
+                spec,
+                tx,
+                self.cancel,
+                &self.cfg.force_kill,
+                self.cfg.cancel_grace,
+            ),
+            collect
+        );
+        let ok = matches!(&result, Ok(exit) if exit.code == Some(0));
+        if !ok || json.len() >= MAX_SHOW_BYTES {
+            let why = format!(
+                "terraform show -json: no replace paths ({result:?}; {} bytes; {})",
+                json.len(),
+                errors.join(" ")
+            );
+            self.logs.daemon(Level::Debug, stage, why).await;
+            return BTreeMap::new();
+        }
+        replace::replace_paths(&json)
+    }
+
     /// Sends every output line on as log lines until the process's output
     /// ends; returns the last error summary terraform printed and the
     /// replacements its plan announced.
@@ -172,7 +235,7 @@ impl Terraform<'_> {
         mut rx: mpsc::Receiver<Line>,
         stage: &str,
         json: bool,
-    ) -> (Option<String>, Vec<String>) {
+    ) -> (Option<String>, Vec<replace::Replacement>) {
         let mut last_error = None;
         let mut replacements = Vec::new();
         let mut warned = false;

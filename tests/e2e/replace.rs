@@ -124,20 +124,20 @@ async fn a_claim_that_replaces_a_resource_is_warned_shown_and_counted() {
     assert_eq!(warnings.len(), 1, "{logs:#?}");
     let w = warnings[0];
     assert!(
-        w.contains("1 resource(s): terraform_data.home (")
-            && w.contains("lifecycle { ignore_changes = [owner] }"),
+        w.contains("1 resource(s): terraform_data.home (forced by triggers_replace).")
+            && w.contains("lifecycle { ignore_changes = [triggers_replace] }"),
         "{w}"
     );
     assert_eq!(job.replacements.len(), 1, "{job:?}");
-    assert!(
-        job.replacements[0].starts_with("terraform_data.home"),
+    assert_eq!(
+        job.replacements[0], "terraform_data.home (forced by triggers_replace)",
         "{job:?}"
     );
     let (code, out, err) = cli(&coord, &["jobs", "show", &job.id], "").await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.lines()
-            .any(|l| l.starts_with("replacements") && l.contains("terraform_data.home")),
+        out.lines().any(|l| l.starts_with("replacements")
+            && l.ends_with("terraform_data.home (forced by triggers_replace)")),
         "{out}"
     );
 
