@@ -40,6 +40,9 @@ pub(super) struct Finished {
     /// A template import's declared variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variables: Vec<Variable>,
+    /// A claim build's replaced resources (`FinishJobRequest.replacements`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replacements: Vec<String>,
 }
 
 /// [`TemplateVariable`] in the record's JSON.
@@ -65,6 +68,7 @@ impl Finished {
         Finished {
             outcome: outcome.to_string(),
             error: req.error.clone(),
+            replacements: req.replacements.clone(),
             variables: req
                 .variables
                 .iter()
@@ -106,6 +110,7 @@ impl Finished {
                 })
                 .collect(),
             log_count,
+            replacements: self.replacements.clone(),
             ..Default::default()
         };
         Report { header, state }

@@ -59,6 +59,7 @@ fn a_recorded_result_round_trips_to_the_same_finish_request() {
             required: false,
         }],
         log_count: 12,
+        replacements: vec!["terraform_data.home (forced by triggers_replace)".into()],
         ..Default::default()
     };
     let mut record = rec("imp", 1);
@@ -84,6 +85,7 @@ fn a_recorded_result_round_trips_to_the_same_finish_request() {
         outcome: "canceled".into(),
         error: "interrupted".into(),
         variables: Vec::new(),
+        replacements: Vec::new(),
     };
     let again = canceled.request("j", Some(b"{}".to_vec()), 3);
     assert_eq!(again.state.as_deref(), Some(&b"{}"[..]));
