@@ -353,3 +353,42 @@ fn a_claimed_prebuilds_create_still_counts_as_the_pools_last_success() {
     );
     assert_eq!(before.first().map(String::as_str), Some("succeeded"));
 }
+
+#[test]
+fn replacing_claims_are_counted_from_the_stored_reports_after_reopening() {
+    let (pool, _) = pool(2);
+    let a = claim(&pool.store, &pool.version, "a", "u1").unwrap();
+    let b = claim(&pool.store, &pool.version, "b", "u2").unwrap();
+    let key = pool.store.create_key("k", "hash-k", &Tags::new()).unwrap();
+    let d = pool
+        .store
+        .connect_daemon("d1", &key, "0", &Report::default())
+        .unwrap()
+        .id;
+    let replaced = vec!["terraform_data.home (forced by triggers_replace)".to_string()];
+    let mut ours = vec![a.job_id.clone(), b.job_id.clone()];
+    while !ours.is_empty() {
+        let offer = pool.store.claim(&d, &Tags::new()).unwrap().unwrap();
+        pool.store.ack(&offer.job_id, &d, "d1", "k").unwrap();
+        ours.retain(|j| *j != offer.job_id);
+        let req = proto::FinishJobRequest {
+            job_id: offer.job_id.clone(),
+            outcome: JobOutcome::Succeeded as i32,
+            // Only `a`'s claim replaced; the other builds report nothing.
+            replacements: if offer.job_id == a.job_id {
+                replaced.clone()
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        };
+        pool.store.finish("d1", "k", &req, &[]).unwrap();
+    }
+    let reopened = Store::open(pool._dir.path()).unwrap();
+    assert_eq!(
+        reopened.replacement_counts().unwrap(),
+        [("t".to_string(), "p".to_string(), 1)]
+    );
+    assert_eq!(reopened.job(&a.job_id).unwrap().replacements, replaced);
+    assert!(reopened.job(&b.job_id).unwrap().replacements.is_empty());
+}
