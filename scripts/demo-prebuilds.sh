@@ -32,6 +32,7 @@ cleanup() {
   if [ -n "$coord_pid" ]; then kill -TERM "$coord_pid" 2>/dev/null || true; wait "$coord_pid" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 echo "==> starting coordinator (prebuild reconciler every 1s; data in $data)"
 "$bin" serve --listen 127.0.0.1:0 --data-dir "$data/coordinator" \
@@ -55,16 +56,26 @@ pool_pid=$!
 echo "==> pushing examples/templates/prebuild-demo (preset \"ready\", prebuilds { instances = 1 })"
 "$bin" templates push prebuild-demo --dir examples/templates/prebuild-demo --wait
 
-# The number of eligible (claimable) prebuilds of the template's preset.
-eligible() {
+# "full" once the preset's one prebuild is eligible (claimable) and no
+# create is in flight; "failed: …" after a failed create.
+pool_state() {
   "$bin" prebuilds status -o json | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
-print(sum(p["eligible"] for p in s["presets"] if p["template"] == "prebuild-demo"))'
+p = [p for p in s["presets"] if p["template"] == "prebuild-demo"]
+if p and p[0]["failures"] > 0:
+    print("failed: " + p[0]["error"])
+elif p and p[0]["eligible"] == 1 and p[0]["in_flight"] == 0:
+    print("full")
+else:
+    print("filling")'
 }
 wait_pool_full() {
+  local state
   for _ in $(seq 300); do
-    [ "$(eligible)" = 1 ] && return 0
+    state=$(pool_state)
+    [ "$state" = full ] && return 0
+    case "$state" in failed*) echo "demo: prebuild create $state (logs: $bin jobs list)" >&2; exit 1 ;; esac
     sleep 0.5
   done
   echo "demo: the prebuild pool did not fill within 150 s (see $data/pool.log)" >&2

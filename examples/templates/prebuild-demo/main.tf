@@ -45,7 +45,7 @@ resource "terraform_data" "vm" {
 resource "terraform_data" "home" {
   triggers_replace = [data.coder_workspace_owner.me.name]
   provisioner "local-exec" {
-    command = "echo home directory for $CODER_WORKSPACE_OWNER (claim=$CODER_WORKSPACE_IS_PREBUILD_CLAIM)"
+    command = "echo \"home directory for $CODER_WORKSPACE_OWNER, claim=$CODER_WORKSPACE_IS_PREBUILD_CLAIM\""
   }
 }
 
