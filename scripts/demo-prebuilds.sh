@@ -119,4 +119,4 @@ print(f"fresh build (bob, same template):    {fresh:6.2f} s")
 print(f"claim / fresh: {claim / fresh:.2f}")
 PY
 # No refill may be mid-build when the daemons drain.
-"$bin" prebuilds pause >/dev/null
+"$bin" prebuilds pause >/dev/null 2>&1
