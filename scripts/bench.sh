@@ -79,7 +79,9 @@ rss = r["idle_rss_kib"]
 print(f"{'idle RSS coordinator / daemon (MiB)':42} {rss['coordinator']/1024:>9.1f} {rss['daemon']/1024:>9.1f}")
 c = r.get("claim")
 if c:
-    print(f"{'create --wait: claim / fresh build (s)':42} {c['claim_create_s']['p50']:>9.2f} {c['fresh_create_s']['p50']:>9.2f}  (p50s; ratio {c['claim_over_fresh']:.3f})")
+    print(f"{'create --wait claiming a prebuild (s)':42} {c['claim_create_s']['p50']:>9.2f} {c['claim_create_s']['max']:>9.2f}  (max)")
+    print(f"{'create --wait fresh build, 10 s VM (s)':42} {c['fresh_create_s']['p50']:>9.2f} {c['fresh_create_s']['max']:>9.2f}  (max)")
+    print(f"{'claim / fresh build (p50s)':42} {c['claim_over_fresh']:>9.3f}")
 PY
 fi
 echo "$json"
