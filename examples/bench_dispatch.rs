@@ -10,8 +10,8 @@
 //!
 //! Prints a human table and one `JSON {...}` line (scripts/bench.sh reads it).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -20,51 +20,12 @@ use provisionerd::proto::{self, admin_client::AdminClient};
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{pct, wait_status};
-
-/// Kills the child when the benchmark ends, however it ends.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Proc, binary, pct, wait_file, wait_status};
 
 fn now_us() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64() * 1e6)
-}
-
-/// The `provisionerd` binary beside this example's (target/release/).
-fn binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("provisionerd"))
-        .context("locate provisionerd beside the example")?;
-    if !bin.is_file() {
-        bail!("{} missing: run cargo build --release", bin.display());
-    }
-    Ok(bin)
-}
-
-async fn wait_file(path: &Path) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(s) = std::fs::read_to_string(path)
-            && s.ends_with('\n')
-        {
-            return Ok(s.trim().to_string());
-        }
-        if Instant::now() > deadline {
-            bail!("{} never appeared", path.display());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Waits for the first `init` stamp after byte `from` of the stamps file;

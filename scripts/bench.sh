@@ -2,31 +2,45 @@
 # Benchmarks (not part of CI's pass/fail): builds in release and prints one
 # table, then the same figures as JSON. Sizes are flags:
 #
-#   scripts/bench.sh [--rounds N] [--cancel-rounds N] [--json-only]
+#   scripts/bench.sh [--rounds N] [--cancel-rounds N] [--claim-rounds N]
+#                    [--skip-claim] [--json-only]
 #
 # Cases so far: job start with one idle daemon (create call, create →
 # terraform started, with scripts/noop-terraform so only provisionerd's own
 # cost shows), idle RSS of coordinator and daemon, and cancel latency
-# (examples/bench_cancel, real terraform).
+# (examples/bench_cancel, real terraform), and `workspaces create --wait`
+# claiming a prebuild against a fresh build of a template with a 10 s VM
+# (examples/bench_claim, real terraform and the stand-in coder provider;
+# about 30 s a round, so --skip-claim leaves it out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=50 cancel_rounds=10 json_only=""
+rounds=50 cancel_rounds=10 claim_rounds=3 skip_claim="" json_only=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --cancel-rounds) cancel_rounds=$2; shift 2 ;;
+    --claim-rounds) claim_rounds=$2; shift 2 ;;
+    --skip-claim) skip_claim=1; shift ;;
     --json-only) json_only=1; shift ;;
     *) echo "bench.sh: unknown argument $1 (see the header of $0)" >&2; exit 64 ;;
   esac
 done
 
 export PROVISIONERD_TEST_TERRAFORM=$(scripts/install-terraform.sh | tail -n 1)
-cargo build --release --locked --quiet --bin provisionerd --example bench_dispatch --example bench_cancel
+if [ -z "$skip_claim" ]; then
+  export PROVISIONERD_TEST_TF_CLI_CONFIG=$(scripts/install-coder-provider.sh 2>/dev/null | tail -n 1)
+fi
+cargo build --release --locked --quiet --bin provisionerd --example bench_dispatch --example bench_cancel --example bench_claim
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 target/release/examples/bench_dispatch "$rounds" >"$out/dispatch"
 target/release/examples/bench_cancel "$cancel_rounds" >"$out/cancel"
+if [ -z "$skip_claim" ]; then
+  target/release/examples/bench_claim "$claim_rounds" >"$out/claim"
+else
+  : >"$out/claim"
+fi
 
 json=$(python3 - "$out" <<'PY'
 import json, re, sys
@@ -42,6 +56,9 @@ for line in open(f"{d}/cancel"):
         key = "interrupt" if m.group(1).startswith("terraform") else "canceled"
         cancel[key] = {"p50": int(m.group(2)), "p95": int(m.group(3)), "max": int(m.group(4))}
 res["cancel_ms"] = cancel
+for line in open(f"{d}/claim"):
+    if line.startswith("JSON "):
+        res["claim"] = json.loads(line[5:])
 print(json.dumps(res))
 PY
 )
@@ -60,6 +77,11 @@ for name, a, b in rows:
     print(f"{name:42} {a:>9.2f} {b:>9.2f}")
 rss = r["idle_rss_kib"]
 print(f"{'idle RSS coordinator / daemon (MiB)':42} {rss['coordinator']/1024:>9.1f} {rss['daemon']/1024:>9.1f}")
+c = r.get("claim")
+if c:
+    print(f"{'create --wait claiming a prebuild (s)':42} {c['claim_create_s']['p50']:>9.2f} {c['claim_create_s']['max']:>9.2f}  (max)")
+    print(f"{'create --wait fresh build, 10 s VM (s)':42} {c['fresh_create_s']['p50']:>9.2f} {c['fresh_create_s']['max']:>9.2f}  (max)")
+    print(f"{'claim / fresh build (p50s)':42} {c['claim_over_fresh']:>9.3f}")
 PY
 fi
 echo "$json"

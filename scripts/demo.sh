@@ -5,8 +5,11 @@
 #
 #   scripts/demo.sh           run the demo, then stop everything
 #   scripts/demo.sh --keep    leave coordinator and daemon running
+#   scripts/demo.sh --prebuilds   prebuilt workspaces: a pool fills, a person
+#                                 claims one (scripts/demo-prebuilds.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--prebuilds" ]; then exec scripts/demo-prebuilds.sh; fi
 root=$(pwd)
 keep=${1:-}
 

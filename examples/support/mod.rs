@@ -1,18 +1,59 @@
-//! What the benchmark examples share: the admin client type, pushing a
-//! one-file template and waiting for its import, job status polling,
-//! percentiles. Included by each example with `#[path]`.
+//! What the benchmark examples share: the admin client type, the release
+//! binary and its processes, pushing a one-file template and waiting for
+//! its import, job status polling, percentiles. Included by each example with `#[path]`.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use provisionerd::grpc::Credentials;
 use provisionerd::proto::{self, admin_client::AdminClient};
 
 pub type Admin = AdminClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Credentials>,
 >;
+
+/// Kills the child when the benchmark ends, however it ends.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `provisionerd` binary beside this example's (target/release/).
+pub fn binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("provisionerd"))
+        .context("locate provisionerd beside the example")?;
+    if !bin.is_file() {
+        bail!("{} missing: run cargo build --release", bin.display());
+    }
+    Ok(bin)
+}
+
+/// Waits (30 s at most) for `path` to hold a complete line; returns it.
+pub async fn wait_file(path: &Path) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && s.ends_with('\n')
+        {
+            return Ok(s.trim().to_string());
+        }
+        if Instant::now() > deadline {
+            bail!("{} never appeared", path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// Polls until job `id` is `want` (5 ms apart, 60 s at most); fails at
 /// once when it ended otherwise.

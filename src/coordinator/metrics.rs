@@ -226,7 +226,7 @@ impl StoreCollector {
         paused.set(i64::from(status.paused));
         let m = e
             .encode_descriptor(
-                "provisionerd_coordinator_prebuilds_paused",
+                "coderd_prebuilds_reconciliation_paused",
                 "1 while prebuild reconciliation is paused.",
                 None,
                 paused.metric_type(),

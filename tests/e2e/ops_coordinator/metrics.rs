@@ -79,7 +79,7 @@ async fn metrics_show_the_queue_by_tags_and_initiator_outcomes_and_daemons() {
         r#"provisionerd_coordinator_job_queue_wait_seconds_count{initiator="human"} 2"#,
         r#"provisionerd_coordinator_daemons{state="idle",tags=""} 1"#,
         "provisionerd_coordinator_dispatch_latency_seconds_count 2",
-        "provisionerd_coordinator_prebuilds_paused 0",
+        "coderd_prebuilds_reconciliation_paused 0",
         r#"coderd_prebuilt_workspaces_running{template_name="cp",preset_name="Frankfurt, 4 cores",organization_name="default"} 0"#,
     ] {
         assert!(has_line(&body, line), "no line {line:?} in:\n{body}");
