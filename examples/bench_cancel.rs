@@ -146,16 +146,7 @@ async fn main() -> Result<()> {
 
     let (mut to_interrupt, mut to_canceled) = (Vec::new(), Vec::new());
     for i in 0..rounds {
-        let job = admin
-            .create_workspace(proto::CreateWorkspaceRequest {
-                name: format!("w{i}"),
-                template: "t".into(),
-                owner: "bench".into(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .job_id;
+        let job = support::create_workspace(&mut admin, &format!("w{i}")).await?;
         wait_logs(&mut admin, &job, |l| {
             l.iter().any(|l| l.output.ends_with(": started"))
         })

@@ -116,16 +116,7 @@ async fn main() -> Result<()> {
     let (mut call, mut to_tf) = (Vec::new(), Vec::new());
     for i in 0..rounds {
         let before = now_us();
-        let job = admin
-            .create_workspace(proto::CreateWorkspaceRequest {
-                name: format!("w{i}"),
-                template: "t".into(),
-                owner: "bench".into(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner()
-            .job_id;
+        let job = support::create_workspace(&mut admin, &format!("w{i}")).await?;
         let returned = now_us();
         let (init, len) = next_init(&stamps, offset).await?;
         offset = len;

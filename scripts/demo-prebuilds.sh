@@ -39,6 +39,7 @@ echo "==> starting coordinator (prebuild reconciler every 1s; data in $data)"
   --prebuild-reconcile-interval 1s 2>"$data/coordinator.log" &
 coord_pid=$!
 for _ in $(seq 100); do [ -s "$data/coordinator/address" ] && [ -s "$data/coordinator/admin-token" ] && break; sleep 0.1; done
+[ -s "$data/coordinator/address" ] || { echo "demo: the coordinator did not start (see $data/coordinator.log)" >&2; exit 1; }
 export PROVISIONERD_URL=$(cat "$data/coordinator/address")
 export PROVISIONERD_TOKEN_FILE=$data/coordinator/admin-token
 echo "    listening on $PROVISIONERD_URL"

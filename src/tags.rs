@@ -136,7 +136,7 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{what} name {:?}: use 1-64 characters of a-z A-Z 0-9 - _ . starting with a letter or digit",
+            "{what} name {:?}: use 1-{MAX_NAME_BYTES} characters of a-z A-Z 0-9 - _ . starting with a letter or digit",
             shown(name)
         ))
     }

@@ -102,6 +102,21 @@ pub async fn push_template(
     wait_status(admin, &import, "succeeded").await
 }
 
+/// Creates workspace `name` from template `t` for owner `bench`; returns
+/// its first build's job id.
+pub async fn create_workspace(admin: &mut Admin, name: &str) -> Result<String> {
+    Ok(admin
+        .create_workspace(proto::CreateWorkspaceRequest {
+            name: name.into(),
+            template: "t".into(),
+            owner: "bench".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .job_id)
+}
+
 /// The `p` quantile (0..=1) of sorted, non-empty `sorted`.
 pub fn pct<T: Copy>(sorted: &[T], p: f64) -> T {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]

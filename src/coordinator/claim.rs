@@ -6,18 +6,18 @@
 
 use std::time::Instant;
 
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::Hub;
 use super::error::Result;
-use super::store::{ClaimWanted, Claimed, PREBUILDS_OWNER};
+use super::metrics::prebuilds::coder_labels;
+use super::store::{ClaimWanted, Claimed, PREBUILDS_OWNER, VersionRow};
 use super::templates;
 use super::workspaces::{self, NewWorkspace};
 use crate::proto::Transition;
 use crate::tags;
+use crate::template::TemplateMeta;
 
 /// `--preset none`: explicitly no preset (Coder's CLI word).
 pub const NO_PRESET: &str = "none";
@@ -33,54 +33,6 @@ pub type ClaimDurations = Family<ClaimLabels, Histogram, fn() -> Histogram>;
 
 pub fn claim_durations() -> ClaimDurations {
     Family::new_with_constructor(|| Histogram::new(CLAIM_BOUNDS))
-}
-
-/// `coderd_prebuilt_workspaces_claimed_total` (Coder's name and labels),
-/// counted from the store so it survives a restart.
-pub(super) fn encode_claimed(
-    encoder: &mut DescriptorEncoder,
-    rows: Vec<(String, String, u64)>,
-) -> std::fmt::Result {
-    encode_counter(
-        encoder,
-        rows,
-        "coderd_prebuilt_workspaces_claimed",
-        "Prebuilt workspaces claimed by people.",
-    )
-}
-
-/// `coderd_prebuilt_workspaces_resource_replacements_total`: claim builds
-/// whose plan replaced a resource.
-pub(super) fn encode_replacements(
-    encoder: &mut DescriptorEncoder,
-    rows: Vec<(String, String, u64)>,
-) -> std::fmt::Result {
-    encode_counter(
-        encoder,
-        rows,
-        "coderd_prebuilt_workspaces_resource_replacements",
-        "Claims of prebuilt workspaces whose build replaced resources.",
-    )
-}
-
-fn encode_counter(
-    encoder: &mut DescriptorEncoder,
-    rows: Vec<(String, String, u64)>,
-    name: &str,
-    help: &str,
-) -> std::fmt::Result {
-    let family = Family::<ClaimLabels, Counter>::default();
-    for (template, preset, n) in rows {
-        family
-            .get_or_create(&vec![
-                ("template_name", template),
-                ("preset_name", preset),
-                ("organization_name", "default".to_string()),
-            ])
-            .inc_by(n);
-    }
-    let m = encoder.encode_descriptor(name, help, None, family.metric_type())?;
-    family.encode(m)
 }
 
 /// A create's outcome.
@@ -99,20 +51,29 @@ pub struct Created {
 /// the template's default one.
 pub fn create_or_claim(hub: &Hub, req: &NewWorkspace<'_>, default_preset: bool) -> Result<Created> {
     let started = Instant::now();
-    let preset = choose_preset(hub, req, default_preset)?;
+    // Read only when a default preset is to be found or a claim may be
+    // tried; a plain create reads the template once, in `workspaces::create`.
+    let needed = match req.preset {
+        Some(NO_PRESET) => false,
+        Some(_) => claimable(req),
+        None => default_preset,
+    };
+    let active = if needed {
+        active_version(hub, req.template)?
+    } else {
+        None
+    };
+    let meta = active.as_ref().map(|(_, m)| m);
+    let preset = choose_preset(req, default_preset, meta);
     let fresh = NewWorkspace {
         preset: preset.as_deref(),
         variables: req.variables.clone(),
         parameters: req.parameters.clone(),
         ..*req
     };
-    let (claim_tried, claimed) = try_claim(hub, &fresh)?;
+    let (claim_tried, claimed) = try_claim(hub, &fresh, active)?;
     if let Some(claimed) = claimed {
-        let labels = vec![
-            ("template_name", req.template.to_string()),
-            ("preset_name", preset.clone().unwrap_or_default()),
-            ("organization_name", "default".to_string()),
-        ];
+        let labels = coder_labels(req.template, preset.as_deref().unwrap_or_default());
         hub.claim_durations
             .get_or_create(&labels)
             .observe(started.elapsed().as_secs_f64());
@@ -141,47 +102,59 @@ pub fn create_or_claim(hub: &Hub, req: &NewWorkspace<'_>, default_preset: bool) 
 /// `default_preset`) the active version's default preset, if any. Errors
 /// (no template, no active version) are left to `workspaces::create`.
 fn choose_preset(
-    hub: &Hub,
     req: &NewWorkspace<'_>,
     default_preset: bool,
-) -> Result<Option<String>> {
+    meta: Option<&TemplateMeta>,
+) -> Option<String> {
     match req.preset {
-        Some(NO_PRESET) => return Ok(None),
-        Some(p) => return Ok(Some(p.to_string())),
-        None if !default_preset => return Ok(None),
-        None => {}
+        Some(NO_PRESET) => None,
+        Some(p) => Some(p.to_string()),
+        None if !default_preset => None,
+        None => meta?
+            .presets
+            .iter()
+            .find(|p| p.default)
+            .map(|p| p.name.clone()),
     }
-    let Ok(template) = hub.store.template(req.template) else {
+}
+
+/// Whether a create may take a prebuild at all: not the reconciler's own,
+/// not for `prebuilds`, and without `--var` values of its own (prebuilds
+/// were built with the template's).
+fn claimable(req: &NewWorkspace<'_>) -> bool {
+    !req.reconciled && req.owner != PREBUILDS_OWNER && req.variables.is_empty()
+}
+
+/// The template's active version and its metadata, read once per create;
+/// `None` when there is none (no template, nothing imported yet, no
+/// metadata): `workspaces::create` then reports what is missing.
+fn active_version(hub: &Hub, template: &str) -> Result<Option<(VersionRow, TemplateMeta)>> {
+    let Ok(template) = hub.store.template(template) else {
         return Ok(None);
     };
     let Some(active) = template.active_version_id else {
         return Ok(None);
     };
     let version = hub.store.version(&active)?;
-    Ok(templates::meta_of(&version)?
-        .and_then(|m| m.presets.into_iter().find(|p| p.default))
-        .map(|p| p.name))
+    Ok(templates::meta_of(&version)?.map(|meta| (version, meta)))
 }
 
 /// Claims a prebuild for `req` if its preset has prebuilds and one is
 /// eligible. Workspaces with their own `--var` values are not claimed
 /// (prebuilds were built with the template's). Returns whether a claim
 /// was tried (the preset has prebuilds), and the claim.
-fn try_claim(hub: &Hub, req: &NewWorkspace<'_>) -> Result<(bool, Option<Claimed>)> {
+fn try_claim(
+    hub: &Hub,
+    req: &NewWorkspace<'_>,
+    active: Option<(VersionRow, TemplateMeta)>,
+) -> Result<(bool, Option<Claimed>)> {
     let Some(preset) = req.preset else {
         return Ok((false, None));
     };
-    if req.reconciled || req.owner == PREBUILDS_OWNER || !req.variables.is_empty() {
+    if !claimable(req) {
         return Ok((false, None));
     }
-    let Ok(template) = hub.store.template(req.template) else {
-        return Ok((false, None));
-    };
-    let Some(active) = template.active_version_id else {
-        return Ok((false, None));
-    };
-    let version = hub.store.version(&active)?;
-    let Some(meta) = templates::meta_of(&version)? else {
+    let Some((version, meta)) = active else {
         return Ok((false, None));
     };
     let Some(pb) = meta

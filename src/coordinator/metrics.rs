@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::Hub;
 use super::store::Histo;
 
-mod prebuilds;
+pub(crate) mod prebuilds;
 
 /// Bucket bounds (seconds) for queue waits and dispatch latency.
 const WAIT_BOUNDS: [f64; 12] = [
@@ -233,8 +233,7 @@ impl StoreCollector {
             )
             .map_err(err("prebuilds"))?;
         paused.encode(m).map_err(err("prebuilds"))?;
-        super::claim::encode_claimed(&mut e, snap.claims).map_err(err("claims"))?;
-        super::claim::encode_replacements(&mut e, snap.replacements).map_err(err("replacements"))
+        prebuilds::encode_claims(&mut e, &snap.claims, &snap.replacements).map_err(err("claims"))
     }
 }
 

@@ -52,6 +52,11 @@ impl std::fmt::Display for Replacement {
 
 /// The resource a plan stream line says is replaced, if it says so.
 pub fn replacement(line: &str) -> Option<Replacement> {
+    // Every JSON line of every command passes through here: only a line
+    // that can say "replace" (terraform never escapes that ASCII) is parsed.
+    if !line.contains("\"replace\"") {
+        return None;
+    }
     let msg: Message = serde_json::from_str(line).ok()?;
     if !matches!(
         msg.kind.as_deref(),

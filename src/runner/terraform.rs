@@ -107,6 +107,16 @@ pub(super) struct Terraform<'a> {
 }
 
 impl Terraform<'_> {
+    /// terraform with `args` in the work dir, with the job's environment.
+    fn spec(&self, args: Vec<OsString>) -> Spec {
+        Spec {
+            program: self.cfg.terraform_path.clone(),
+            args,
+            cwd: self.dir.to_path_buf(),
+            env: self.env.clone(),
+        }
+    }
+
     /// Runs `cmd` under `stage`, forwarding its output as log lines. Does
     /// not start when the job is already canceled. Returns the resources
     /// the command's plan replaces (see `replace`).
@@ -123,12 +133,7 @@ impl Terraform<'_> {
                 "canceled before terraform {name}"
             )));
         }
-        let spec = Spec {
-            program: self.cfg.terraform_path.clone(),
-            args: cmd.args(),
-            cwd: self.dir.to_path_buf(),
-            env: self.env.clone(),
-        };
+        let spec = self.spec(cmd.args());
         let (tx, rx) = mpsc::channel(LINE_BUFFER);
         let began = std::time::Instant::now();
         let (result, (last_error, replacements)) = tokio::join!(
@@ -181,15 +186,12 @@ impl Terraform<'_> {
         if self.cancel.is_cancelled() {
             return BTreeMap::new();
         }
-        let spec = Spec {
-            program: self.cfg.terraform_path.clone(),
-            args: ["show", "-json", "-no-color", PLAN_FILE]
+        let spec = self.spec(
+            ["show", "-json", "-no-color", PLAN_FILE]
                 .into_iter()
                 .map(OsString::from)
                 .collect(),
-            cwd: self.dir.to_path_buf(),
-            env: self.env.clone(),
-        };
+        );
         let (tx, mut rx) = mpsc::channel::<Line>(LINE_BUFFER);
         let collect = async {
             // The JSON is one line, which the process module hands out in

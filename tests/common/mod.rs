@@ -412,6 +412,22 @@ impl Daemon {
 }
 
 /// Waits until `n` daemons are connected.
+/// Waits until `daemons list` shows daemon `name` as `want` says.
+pub async fn wait_daemon(coord: &Coord, name: &str, want: impl Fn(&proto::Daemon) -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let daemons = coord.daemons().await;
+        if daemons.iter().any(|d| d.name == name && want(d)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "daemon {name}: never as wanted: {daemons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn wait_connected(coord: &Coord, n: usize) {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     loop {

@@ -75,6 +75,12 @@ fn ready(ws: &[proto::Workspace]) -> Vec<proto::Workspace> {
 }
 
 /// The template with `instances` prebuilds instead of one.
+/// The `name`s of a `workspaces list -o json` answer, in order.
+fn listed_names(list: &serde_json::Value) -> Vec<&str> {
+    let rows = list.as_array().expect("a JSON array");
+    rows.iter().map(|w| w["name"].as_str().unwrap()).collect()
+}
+
 fn template_with(instances: u32) -> String {
     TEMPLATE.replace("instances = 1", &format!("instances = {instances}"))
 }
@@ -327,12 +333,7 @@ async fn a_person_claims_a_prebuild_on_the_general_pool_and_the_pool_refills() {
     .await;
     assert_eq!(code, 0, "{err}");
     let list: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["name"].as_str().unwrap())
-        .collect();
+    let names = listed_names(&list);
     assert_eq!(names, ["alice-ws"], "{out}");
     assert_eq!(list[0]["claimed_from"], pre.name.as_str());
     // Filters keep the cursor working: pages of one, only claimy's people.
@@ -353,12 +354,7 @@ async fn a_person_claims_a_prebuild_on_the_general_pool_and_the_pool_refills() {
     .await;
     assert_eq!(code, 0, "{err}");
     let list: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let names: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["name"].as_str().unwrap())
-        .collect();
+    let names = listed_names(&list);
     assert_eq!(names, ["alice-ws", "bob-ws", "carol-ws"], "{out}");
     let mut seen = Vec::new();
     let mut after = String::new();

@@ -3,12 +3,11 @@
 //! damaged or unknown database is refused instead of silently replaced.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
 use crate::common::procs::{self, Proc};
-use crate::common::{Coord, TIMEOUT};
+use crate::common::{Coord, TIMEOUT, wait_daemon};
 use crate::{QUICK, template};
 
 /// `provisionerd serve` on `data`, not waited for (it may be meant to fail).
@@ -28,21 +27,6 @@ fn spawn_serve(data: &Path, listen: &str, extra: &[&str], log: &Path) -> Proc {
 async fn stop(mut p: Proc) {
     p.signal(Signal::SIGTERM);
     assert_eq!(p.exit_code(TIMEOUT).await, 0, "{}", p.log_text());
-}
-
-async fn wait_daemon_status(coord: &Coord, name: &str, want: &str) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let daemons = coord.daemons().await;
-        if daemons.iter().any(|d| d.name == name && d.status == want) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "daemon {name} never {want}: {daemons:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -66,7 +50,7 @@ async fn a_second_coordinator_on_the_data_dir_exits_73_and_the_first_keeps_its_d
     let coord = Coord::attach(&url, &data, &token);
     let key = coord.create_key("k", &[]).await;
     let _d = procs::start(&url, &key, "d1", &tmp.path().join("c1"), &[]);
-    wait_daemon_status(&coord, "d1", "idle").await;
+    wait_daemon(&coord, "d1", |d| d.status == "idle").await;
     let address = std::fs::read_to_string(data.join("address")).unwrap();
     let holder = format!(
         "lock data dir {}: held by coordinator pid={} host={}",

@@ -11,7 +11,7 @@ use super::{Labels, gauges};
 use crate::coordinator::store::PrebuildCount;
 
 /// Coder's labels for a preset's series (one organization here).
-fn coder_labels(template: &str, preset: &str) -> Labels {
+pub(crate) fn coder_labels(template: &str, preset: &str) -> Labels {
     vec![
         ("template_name", template.to_string()),
         ("preset_name", preset.to_string()),
@@ -25,30 +25,22 @@ pub(super) fn encode(
     status: &crate::proto::PrebuildStatus,
     counts: Vec<PrebuildCount>,
 ) -> std::fmt::Result {
-    type Counter = prometheus_client::metrics::counter::Counter;
-    let created = Family::<Labels, Counter>::default();
-    let failed = Family::<Labels, Counter>::default();
-    for c in counts {
-        let labels = coder_labels(&c.template, &c.preset);
-        created.get_or_create(&labels).inc_by(c.created);
-        failed.get_or_create(&labels).inc_by(c.failed);
-    }
-    // Counters get `_total` appended by the encoder.
-    for (name, help, family) in [
-        (
-            "coderd_prebuilt_workspaces_created",
-            "Prebuilt workspaces the reconciler created (create builds started), failed ones included.",
-            created,
-        ),
-        (
-            "coderd_prebuilt_workspaces_failed",
-            "Prebuilt workspaces whose create build failed.",
-            failed,
-        ),
-    ] {
-        let m = e.encode_descriptor(name, help, None, family.metric_type())?;
-        family.encode(m)?;
-    }
+    counter(
+        e,
+        "coderd_prebuilt_workspaces_created",
+        "Prebuilt workspaces the reconciler created (create builds started), failed ones included.",
+        counts
+            .iter()
+            .map(|c| (c.template.as_str(), c.preset.as_str(), c.created)),
+    )?;
+    counter(
+        e,
+        "coderd_prebuilt_workspaces_failed",
+        "Prebuilt workspaces whose create build failed.",
+        counts
+            .iter()
+            .map(|c| (c.template.as_str(), c.preset.as_str(), c.failed)),
+    )?;
     let pools = &status.presets;
     let series = |f: fn(&crate::proto::PrebuildPreset) -> i64| {
         pools
@@ -79,4 +71,47 @@ pub(super) fn encode(
         "1 while a preset's consecutive failed creates are at the hard limit (no creates).",
         series(|p| i64::from(p.hard_limited)),
     )
+}
+
+/// Claims by people: `coderd_prebuilt_workspaces_claimed_total` and, of
+/// those, the claim builds that replaced resources
+/// (`coderd_prebuilt_workspaces_resource_replacements_total`); (template,
+/// preset, count) rows counted from the store, so they survive a restart.
+pub(super) fn encode_claims(
+    e: &mut DescriptorEncoder,
+    claims: &[(String, String, u64)],
+    replacements: &[(String, String, u64)],
+) -> std::fmt::Result {
+    counter(
+        e,
+        "coderd_prebuilt_workspaces_claimed",
+        "Prebuilt workspaces claimed by people.",
+        claims.iter().map(|(t, p, n)| (t.as_str(), p.as_str(), *n)),
+    )?;
+    counter(
+        e,
+        "coderd_prebuilt_workspaces_resource_replacements",
+        "Claims of prebuilt workspaces whose build replaced resources.",
+        replacements
+            .iter()
+            .map(|(t, p, n)| (t.as_str(), p.as_str(), *n)),
+    )
+}
+
+/// One counter family under Coder's labels, from (template, preset, value)
+/// rows (the encoder appends `_total`).
+fn counter<'a>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl Iterator<Item = (&'a str, &'a str, u64)>,
+) -> std::fmt::Result {
+    let family = Family::<Labels, prometheus_client::metrics::counter::Counter>::default();
+    for (template, preset, n) in rows {
+        family
+            .get_or_create(&coder_labels(template, preset))
+            .inc_by(n);
+    }
+    let m = e.encode_descriptor(name, help, None, family.metric_type())?;
+    family.encode(m)
 }

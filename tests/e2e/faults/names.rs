@@ -11,25 +11,12 @@ use tokio::time::Instant;
 
 use super::{build, slow, wait_line};
 use crate::common::procs::{self, Proc};
-use crate::common::{Coord, TIMEOUT, wait_connected};
+use crate::common::{Coord, TIMEOUT, wait_connected, wait_daemon};
 use crate::{QUICK, template};
 
 /// Time for a daemon to start and hear the coordinator's first answer on
 /// a loaded machine: far below a retry loop's minute.
 const QUICK_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Waits until `daemons list` shows `name` as `want(status, key, id)`.
-async fn wait_daemon(coord: &Coord, name: &str, want: impl Fn(&proto::Daemon) -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let daemons = coord.daemons().await;
-        if daemons.iter().any(|d| d.name == name && want(d)) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "daemons: {daemons:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn daemon_id(daemons: &[proto::Daemon], name: &str) -> String {
     daemons

@@ -61,6 +61,12 @@ fn a_standing_offer_shows_until_withdrawn_and_a_late_ack_is_refused() {
     assert_eq!(f.daemon_row("d2").status(), "busy");
 }
 
+/// Daemon d1 (key k) reports `job` succeeded with `state`.
+fn succeed_with(f: &Fixture, job: &str, state: &[u8]) -> crate::coordinator::error::Result<()> {
+    let report = with_state(job, JobOutcome::Succeeded, state);
+    f.store.finish("d1", "k", &report, state)
+}
+
 #[test]
 fn a_repeated_finish_is_taken_only_if_it_is_the_same_report() {
     let f = fixture();
@@ -72,15 +78,7 @@ fn a_repeated_finish_is_taken_only_if_it_is_the_same_report() {
     f.store.finish("d1", "k", &taken, state).unwrap();
 
     let other = b"{\"serial\":2}";
-    let e = f
-        .store
-        .finish(
-            "d1",
-            "k",
-            &with_state(&job, JobOutcome::Succeeded, other),
-            other,
-        )
-        .unwrap_err();
+    let e = succeed_with(&f, &job, other).unwrap_err();
     assert_eq!(
         refusal(e),
         format!(
@@ -121,15 +119,7 @@ fn a_lost_jobs_late_report_stands_like_any_other() {
     f.store.finish("d1", "k", &late, state).unwrap();
     f.store.finish("d1", "k", &late, state).unwrap();
     let other = b"{\"serial\":9}";
-    let e = f
-        .store
-        .finish(
-            "d1",
-            "k",
-            &with_state(&job, JobOutcome::Succeeded, other),
-            other,
-        )
-        .unwrap_err();
+    let e = succeed_with(&f, &job, other).unwrap_err();
     let m = refusal(e);
     assert!(
         m.starts_with(&format!(
