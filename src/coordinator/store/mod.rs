@@ -31,7 +31,8 @@ pub use catalog::{NewBuild, NewImport, TemplateRow, VersionRow, WorkspaceRow};
 pub use check::{CheckError, DB_FILE, Found, SCHEMA_VERSION, Summary, inspect};
 pub use claim::{ClaimCandidate, ClaimWanted, Claimed};
 pub use daemons::{DaemonRow, KeyRow, Report};
-pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, Offer, PREBUILDS_OWNER};
+pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, PREBUILDS_OWNER};
+pub use offers::Offer;
 pub use ops::{Histo, JobGauge, PrebuildCount, PrebuildWorkspace};
 
 const SCHEMA: &str = r#"
