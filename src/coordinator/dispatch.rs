@@ -3,13 +3,26 @@
 //! daemon starts waiting and a job matches, or when a job is enqueued (or
 //! returned to the queue) and a waiting daemon matches.
 //!
+//! Cost. Waiting daemons are grouped by their tag set (`waiters.rs`): a
+//! group whose first claim finds nothing is done for that event (its
+//! other daemons would find nothing too), and an event that names the
+//! enqueued job's tags (`kick_for`) concerns only the groups that may take
+//! it. A daemon that starts waiting concerns its own group. Each claim is
+//! an index lookup in the store (`store/offers.rs`), so a deep queue of
+//! jobs nobody connected can take costs nothing per event. Events that
+//! arrive together are handled as one batch, and the batch's store work
+//! runs on a blocking thread (`spawn_blocking`), never on an async worker.
+//!
 //! It also owns the offers it made: each must be acknowledged within the
 //! offer timeout (`serve --offer-timeout`), or its timer withdraws it, the
 //! job goes back to the queue and the session is pushed a `CancelJob` for
 //! it. A session holds at most one offer: an Acquire while its offer
 //! stands is ignored, so repeated Acquires never hoard jobs.
 
-use std::collections::HashMap;
+mod batch;
+mod proto;
+mod waiters;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,19 +32,23 @@ use tokio_util::sync::CancellationToken;
 
 use prometheus_client::metrics::histogram::Histogram;
 
-use super::store::{Store, now_ms};
-use crate::proto::{CoordinatorMessage, coordinator_message::Msg};
+use super::store::Store;
+use crate::proto::CoordinatorMessage;
 use crate::tags::Tags;
+use batch::{Batch, State};
 
 /// How often the queue is re-checked without any event; a backstop only
-/// (every change that can make a job claimable sends `Kick`).
+/// (every change that can make a job claimable sends a kick).
 const BACKSTOP: Duration = Duration::from_secs(5);
+
+/// Events handled together at most; the rest wait for the next batch.
+const MAX_BATCH: usize = 256;
 
 enum Cmd {
     Wait {
         daemon_id: String,
         tags: Tags,
-        tx: mpsc::Sender<Result<CoordinatorMessage, tonic::Status>>,
+        tx: Outbound,
     },
     /// Stop waiting; answers whether the daemon was still waiting (false
     /// means an offer is already on its way).
@@ -45,26 +62,11 @@ enum Cmd {
         daemon_id: String,
         reply: oneshot::Sender<()>,
     },
-    Kick,
+    /// Jobs may be claimable: with tags, only jobs of that tag set.
+    Kick(Option<Tags>),
 }
 
 type Outbound = mpsc::Sender<Result<CoordinatorMessage, tonic::Status>>;
-
-struct Waiter {
-    daemon_id: String,
-    tags: Tags,
-    tx: mpsc::Sender<Result<CoordinatorMessage, tonic::Status>>,
-    /// When it started waiting (ms since epoch), for the dispatch latency.
-    since_ms: i64,
-}
-
-/// An offer pushed to a daemon, until its timer runs out (acknowledged
-/// or not: the store says which).
-struct Offered {
-    job_id: String,
-    tx: Outbound,
-    expires: Instant,
-}
 
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -84,16 +86,12 @@ impl Dispatcher {
         offer_timeout: Duration,
     ) -> Dispatcher {
         let (tx, rx) = mpsc::channel(1024);
-        tasks.spawn(run(store, rx, shutdown, latency, offer_timeout));
+        let state = State::new(store, latency, offer_timeout);
+        tasks.spawn(run(state, rx, shutdown));
         Dispatcher { tx }
     }
 
-    pub async fn wait(
-        &self,
-        daemon_id: String,
-        tags: Tags,
-        tx: mpsc::Sender<Result<CoordinatorMessage, tonic::Status>>,
-    ) {
+    pub async fn wait(&self, daemon_id: String, tags: Tags, tx: Outbound) {
         let _ = self
             .tx
             .send(Cmd::Wait {
@@ -127,57 +125,62 @@ impl Dispatcher {
         }
     }
 
-    /// Something changed in the queue: try to hand out jobs.
+    /// Something changed in the queue: try to hand out jobs, to every
+    /// waiting daemon.
     pub fn kick(&self) {
         // A full channel already holds work that will re-check the queue.
-        let _ = self.tx.try_send(Cmd::Kick);
+        let _ = self.tx.try_send(Cmd::Kick(None));
+    }
+
+    /// A job with `tags` was enqueued: only daemons that may take it are
+    /// tried.
+    pub fn kick_for(&self, tags: &Tags) {
+        if self.tx.try_send(Cmd::Kick(Some(tags.clone()))).is_err() {
+            // Full: the work queued re-checks, but maybe not for these
+            // tags; the backstop covers the rest.
+            tracing::debug!("dispatcher busy: kick left to the backstop");
+        }
     }
 }
 
-async fn run(
-    store: Arc<Store>,
-    mut rx: mpsc::Receiver<Cmd>,
-    shutdown: CancellationToken,
-    latency: Histogram,
-    offer_timeout: Duration,
-) {
-    let mut waiting: Vec<Waiter> = Vec::new();
-    // By daemon id: one offer per session at most.
-    let mut offered: HashMap<String, Offered> = HashMap::new();
+async fn run(mut state: State, mut rx: mpsc::Receiver<Cmd>, shutdown: CancellationToken) {
     let mut backstop = tokio::time::interval(BACKSTOP);
     loop {
-        let next_expiry = offered.values().map(|o| o.expires).min();
+        let mut batch = Batch::default();
+        // An Unwait or Gone that ended the batch: handled after it, so it
+        // sees the batch's waiters and offers.
+        let mut after = None;
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = backstop.tick() => {}
-            () = sleep_until(next_expiry) => expire(&store, &mut offered, offer_timeout),
+            _ = backstop.tick() => batch.all = true,
+            () = sleep_until(state.next_expiry()) => batch.expire = true,
             cmd = rx.recv() => match cmd {
                 None => return,
-                Some(Cmd::Wait { daemon_id, tags, tx }) => {
-                    if offer_stands(&store, &mut offered, &daemon_id) {
-                        continue;
-                    }
-                    waiting.retain(|w| w.daemon_id != daemon_id);
-                    waiting.push(Waiter { daemon_id, tags, tx, since_ms: now_ms() });
-                }
-                Some(Cmd::Unwait { daemon_id, reply }) => {
-                    // An offer already pushed stays (and expires unless
-                    // acknowledged).
-                    let before = waiting.len();
-                    waiting.retain(|w| w.daemon_id != daemon_id);
-                    let _ = reply.send(waiting.len() != before);
-                    continue;
-                }
-                Some(Cmd::Gone { daemon_id, reply }) => {
-                    waiting.retain(|w| w.daemon_id != daemon_id);
-                    offered.remove(&daemon_id);
-                    let _ = reply.send(());
-                    continue;
-                }
-                Some(Cmd::Kick) => {}
+                Some(cmd) => after = batch.take(cmd),
             }
         }
-        dispatch(&store, &mut waiting, &mut offered, &latency, offer_timeout);
+        while after.is_none() && batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(cmd) => after = batch.take(cmd),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            state = state.apply(batch).await;
+        }
+        match after {
+            Some(Cmd::Unwait { daemon_id, reply }) => {
+                // An offer already pushed stays (and expires unless
+                // acknowledged).
+                let _ = reply.send(state.waiters.remove(&daemon_id));
+            }
+            Some(Cmd::Gone { daemon_id, reply }) => {
+                state.waiters.remove(&daemon_id);
+                state.offered.remove(&daemon_id);
+                let _ = reply.send(());
+            }
+            _ => {}
+        }
     }
 }
 
@@ -185,125 +188,6 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Whether the daemon's last offer still stands (pushed, not acknowledged):
-/// then its Acquire is ignored — one session, one offer. An offer it
-/// acknowledged is forgotten here.
-fn offer_stands(store: &Store, offered: &mut HashMap<String, Offered>, daemon_id: &str) -> bool {
-    let Some(o) = offered.get(daemon_id) else {
-        return false;
-    };
-    match store.standing_offer(daemon_id) {
-        Ok(Some(job)) => {
-            tracing::warn!(
-                daemon = %daemon_id,
-                job = %job,
-                "acquire while an offer to the daemon stands: ignored (one offer at a time)"
-            );
-            true
-        }
-        Ok(None) => {
-            offered.remove(daemon_id);
-            false
-        }
-        Err(e) => {
-            // Unknown: refusing is the safe side (the offer's timer runs).
-            tracing::error!(error = %e, job = %o.job_id, "look up standing offer");
-            true
-        }
-    }
-}
-
-/// Withdraws every offer whose time is up and that its daemon has not
-/// acknowledged: the job goes back to the queue (offered next by the
-/// caller), and the session is told with a `CancelJob` push, so a daemon
-/// that acknowledges late knows not to run it (its ack and its ownership
-/// confirmation are refused anyway).
-fn expire(store: &Store, offered: &mut HashMap<String, Offered>, timeout: Duration) {
-    let now = Instant::now();
-    let due: Vec<String> = offered
-        .iter()
-        .filter(|(_, o)| o.expires <= now)
-        .map(|(d, _)| d.clone())
-        .collect();
-    for daemon_id in due {
-        let Some(o) = offered.remove(&daemon_id) else {
-            continue;
-        };
-        match store.release_offer(&o.job_id, &daemon_id) {
-            Ok(true) => {
-                tracing::warn!(
-                    job = %o.job_id,
-                    daemon = %daemon_id,
-                    "offer not acknowledged within --offer-timeout {}: withdrawn, job back in the queue",
-                    humantime::format_duration(timeout)
-                );
-                let msg = CoordinatorMessage {
-                    msg: Some(Msg::CancelJob(crate::proto::CancelJob { job_id: o.job_id })),
-                };
-                // A full queue: the daemon learns when its ack is refused.
-                let _ = o.tx.try_send(Ok(msg));
-            }
-            // Acknowledged in time, or canceled meanwhile.
-            Ok(false) => {}
-            Err(e) => tracing::error!(error = %e, job = %o.job_id, "withdraw expired offer"),
-        }
-    }
-}
-
-/// Offers jobs to waiting daemons, longest-waiting daemon first.
-fn dispatch(
-    store: &Store,
-    waiting: &mut Vec<Waiter>,
-    offered: &mut HashMap<String, Offered>,
-    latency: &Histogram,
-    offer_timeout: Duration,
-) {
-    let mut i = 0;
-    while i < waiting.len() {
-        let w = &waiting[i];
-        if w.tx.is_closed() {
-            waiting.remove(i);
-            continue;
-        }
-        let offer = match store.claim(&w.daemon_id, &w.tags) {
-            Ok(Some(offer)) => offer,
-            Ok(None) => {
-                i += 1;
-                continue;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "claim job");
-                return;
-            }
-        };
-        let w = waiting.remove(i);
-        let job_id = offer.job_id.clone();
-        let matched_since = w.since_ms.max(offer.created_at);
-        latency.observe((now_ms() - matched_since).max(0) as f64 / 1000.0);
-        tracing::info!(job = %job_id, daemon = %w.daemon_id, "offering job");
-        let msg = CoordinatorMessage {
-            msg: Some(Msg::JobOffer(offer)),
-        };
-        // The session's outbound queue is bounded and one slow session must
-        // not stall dispatching for all: a full or closed queue sends the
-        // job straight back to the queue.
-        if w.tx.try_send(Ok(msg)).is_err() {
-            if let Err(e) = store.release_offer(&job_id, &w.daemon_id) {
-                tracing::error!(error = %e, job = %job_id, "release offer");
-            }
-            continue;
-        }
-        offered.insert(
-            w.daemon_id,
-            Offered {
-                job_id,
-                tx: w.tx,
-                expires: Instant::now() + offer_timeout,
-            },
-        );
     }
 }
 

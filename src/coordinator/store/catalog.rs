@@ -96,7 +96,7 @@ pub(crate) fn declared_to_json(vars: &[TemplateVariable]) -> Result<String> {
     Ok(serde_json::to_string(&v)?)
 }
 
-fn declared_from_json(s: &str) -> Vec<TemplateVariable> {
+pub(super) fn declared_from_json(s: &str) -> Vec<TemplateVariable> {
     let v: Vec<DeclaredVar> = serde_json::from_str(s).unwrap_or_default();
     v.into_iter()
         .map(|d| TemplateVariable {
@@ -158,9 +158,11 @@ impl Store {
             params![name, now],
         )?;
         let version_id = new_id();
+        let (archive_size, archive_sha256) = super::blobs::digest(archive);
         tx.execute(
-            "INSERT INTO template_versions(id, template, archive, tags, var_values, declared, created_at, meta)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7)",
+            "INSERT INTO template_versions(id, template, archive, tags, var_values, declared,
+                                           created_at, meta, archive_size, archive_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9)",
             params![
                 version_id,
                 name,
@@ -168,7 +170,9 @@ impl Store {
                 tags_to_json(tags)?,
                 serde_json::to_string(var_values)?,
                 now,
-                import.meta_json
+                import.meta_json,
+                archive_size,
+                archive_sha256
             ],
         )?;
         let job_id = insert_job(

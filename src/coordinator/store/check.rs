@@ -23,7 +23,9 @@ const APPLICATION_ID: i32 = 0x5056_5344;
 /// `PRAGMA user_version`: the layout this build writes (0: a database from
 /// before it was recorded). Bump it when a build older than the change
 /// could no longer use the database safely: such a build then refuses it.
-pub const SCHEMA_VERSION: i32 = 1;
+/// 2: jobs carry their tag set and blobs their size and hash; a build of
+/// version 1 would write states without their hash, so it must refuse.
+pub const SCHEMA_VERSION: i32 = 2;
 /// Problems `quick_check` reports at most (the first few say enough).
 const MAX_PROBLEMS: u32 = 5;
 

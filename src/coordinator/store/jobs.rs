@@ -98,7 +98,7 @@ fn kind_to_db(kind: JobKind) -> (&'static str, Option<&'static str>) {
     }
 }
 
-fn kind_from_db(ty: &str, transition: Option<&str>) -> JobKind {
+pub(super) fn kind_from_db(ty: &str, transition: Option<&str>) -> JobKind {
     match (ty, transition) {
         ("template_import", _) => JobKind::TemplateImport,
         (_, Some("stop")) => JobKind::WorkspaceBuild(Transition::Stop),
@@ -112,8 +112,8 @@ pub(super) fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<String> {
     let (ty, transition) = kind_to_db(job.kind);
     tx.execute(
         "INSERT INTO jobs(id, type, status, initiator, is_prebuild, tags, template_version_id,
-                          workspace_id, transition, created_at)
-         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                          workspace_id, transition, created_at, tag_set)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             id,
             ty,
@@ -123,7 +123,8 @@ pub(super) fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<String> {
             job.template_version_id,
             job.workspace_id,
             transition,
-            now_ms()
+            now_ms(),
+            super::tagsets::set_id(tx, &job.tags)?
         ],
     )?;
     Ok(id)
@@ -494,10 +495,7 @@ impl Store {
                 // Absent state means "keep the previous one" (the plan failed
                 // before terraform touched it).
                 if req.has_state {
-                    tx.execute(
-                        "UPDATE workspaces SET state = ?2 WHERE id = ?1",
-                        params![ws, state],
-                    )?;
+                    super::blobs::set_state(&tx, ws, state)?;
                 }
                 if transition == Transition::Destroy && status == "succeeded" {
                     tx.execute("UPDATE workspaces SET deleted = 1 WHERE id = ?1", [ws])?;
@@ -555,10 +553,7 @@ impl Store {
                 )
                 .optional()?;
             if newest.as_deref() == Some(job.id.as_str()) {
-                tx.execute(
-                    "UPDATE workspaces SET state = ?2 WHERE id = ?1",
-                    params![ws, state],
-                )?;
+                super::blobs::set_state(&tx, ws, state)?;
             } else {
                 tx.execute(
                     "UPDATE jobs SET late_state = ?2 WHERE id = ?1",

@@ -5,6 +5,7 @@
 //! can be added behind the same methods later. Calls are short synchronous
 //! transactions behind one mutex; callers never hold it across `.await`.
 
+mod blobs;
 mod cancel;
 mod catalog;
 mod check;
@@ -14,6 +15,7 @@ mod finished;
 mod jobs;
 mod offers;
 mod ops;
+mod tagsets;
 #[cfg(test)]
 mod tests;
 
@@ -32,7 +34,7 @@ pub use check::{CheckError, DB_FILE, Found, SCHEMA_VERSION, Summary, inspect};
 pub use claim::{ClaimCandidate, ClaimWanted, Claimed};
 pub use daemons::{DaemonRow, KeyRow, Report};
 pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, PREBUILDS_OWNER};
-pub use offers::Offer;
+pub use offers::{Blob, Offer, OfferBuild, OfferVariable};
 pub use ops::{Histo, JobGauge, PrebuildCount, PrebuildWorkspace};
 
 const SCHEMA: &str = r#"
@@ -113,6 +115,11 @@ CREATE INDEX IF NOT EXISTS jobs_queue
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE INDEX IF NOT EXISTS jobs_version ON jobs(template_version_id);
 CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at);
+-- The distinct job tag sets (see tagsets.rs); key: the set's JSON.
+CREATE TABLE IF NOT EXISTS tag_sets (
+  id  INTEGER PRIMARY KEY,
+  key TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS job_logs (
   job_id     TEXT NOT NULL,
   seq        INTEGER NOT NULL,
@@ -125,8 +132,17 @@ CREATE TABLE IF NOT EXISTS job_logs (
 ) WITHOUT ROWID;
 "#;
 
+/// Made once the columns it covers exist (see `add_missing_columns`):
+/// the queue, per tag set, in claim order (people before prebuilds, then
+/// oldest; rowid breaks ties). Only claimable rows are in it, so a deep
+/// queue of offered or running jobs costs nothing.
+const CLAIM_INDEX: &str = "CREATE INDEX IF NOT EXISTS jobs_claim
+  ON jobs(tag_set, is_prebuild, created_at) WHERE status = 'pending' AND offered_to IS NULL";
+
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Lock order: `conn`, then `sets`.
+    sets: Mutex<tagsets::TagSetIndex>,
 }
 
 impl Store {
@@ -144,9 +160,13 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn)?;
+        tagsets::backfill(&conn)?;
+        blobs::backfill(&conn)?;
+        conn.execute_batch(CLAIM_INDEX)?;
         check::stamp(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
+            sets: Mutex::new(Default::default()),
         })
     }
 
@@ -237,6 +257,13 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // daemon reported them; NULL: none. Counted for
     // coderd_prebuilt_workspaces_resource_replacements_total.
     ("jobs", "replacements", "TEXT"),
+    // The job's tag set (tag_sets.id): the queue's routing key.
+    ("jobs", "tag_set", "INTEGER"),
+    // Written with the blob (see blobs.rs), so an offer reads no blob.
+    ("template_versions", "archive_size", "INTEGER"),
+    ("template_versions", "archive_sha256", "TEXT"),
+    ("workspaces", "state_size", "INTEGER"),
+    ("workspaces", "state_sha256", "TEXT"),
 ];
 
 fn add_missing_columns(conn: &Connection) -> Result<()> {

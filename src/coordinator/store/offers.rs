@@ -1,48 +1,120 @@
-//! Offers: claiming the best pending job for a daemon, building what is
-//! pushed to it, withdrawing an offer, and whether one still stands. The
-//! offer itself is `jobs.offered_to`; the daemon's acknowledgement is
-//! `ack` in `jobs.rs`.
+//! Offers: claiming the best pending job for a daemon, what is pushed to
+//! it, withdrawing an offer, and whether one still stands. The offer
+//! itself is `jobs.offered_to`; the daemon's acknowledgement is `ack` in
+//! `jobs.rs`.
+//!
+//! The claim is an index lookup, not a scan: the tag sets the daemon may
+//! take (few, cached: `tagsets.rs`), then per set the head of the
+//! `jobs_claim` index, the best of those heads marked offered by one
+//! conditional UPDATE. Its cost does not grow with the jobs the daemon
+//! cannot take. On a server database the same shape is one statement:
+//!
+//! ```sql
+//! UPDATE jobs SET offered_to = $1 WHERE id = (
+//!   SELECT id FROM jobs WHERE status = 'pending' AND offered_to IS NULL
+//!     AND tag_set = ANY($2)
+//!   ORDER BY is_prebuild, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+//! RETURNING id
+//! ```
 
-use rusqlite::{OptionalExtension, params};
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::jobs::JobKind;
 use super::{Store, tags_from_json};
 use crate::coordinator::error::Result;
-use crate::proto;
-use crate::tags::{self, Tags};
+use crate::proto::Transition;
+use crate::tags::Tags;
 
-/// A claimed job, ready to push to the daemon it was offered to.
-pub type Offer = proto::JobOffer;
+/// A claimed job as pushed to the daemon it was offered to: metadata
+/// only; the blobs are announced by size and sha256 and fetched later.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offer {
+    pub job_id: String,
+    pub kind: JobKind,
+    pub created_at: i64,
+    pub initiator: String,
+    pub tags: Tags,
+    pub template_name: String,
+    pub template_version_id: String,
+    pub archive: Blob,
+    /// Template variable values: the version's, then the workspace's.
+    pub variables: Vec<OfferVariable>,
+    pub build: Option<OfferBuild>,
+    pub parameters: BTreeMap<String, String>,
+    pub previous_parameters: BTreeMap<String, String>,
+}
+
+/// A blob's size and lowercase hex sha256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferVariable {
+    pub name: String,
+    pub value: String,
+    pub sensitive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferBuild {
+    pub workspace_id: String,
+    pub workspace_name: String,
+    pub owner: String,
+    pub transition: Transition,
+    /// The state the previous build returned (size 0: the first build).
+    pub state: Blob,
+    pub prebuild_claim: bool,
+}
 
 impl Store {
     /// Picks the best pending job this daemon may take — people's jobs
     /// before prebuilds, then oldest first — and marks it offered to the
-    /// daemon. The conditional UPDATE makes the claim exclusive even if
-    /// several callers raced for the same row.
+    /// daemon. The UPDATE is conditional on the row still being claimable,
+    /// so the claim stays exclusive with a database shared by writers.
     pub fn claim(&self, daemon_id: &str, daemon_tags: &Tags) -> Result<Option<Offer>> {
-        let candidates: Vec<(String, String)> = {
-            let conn = self.conn();
-            let mut stmt = conn.prepare(
-                "SELECT id, tags FROM jobs WHERE status = 'pending' AND offered_to IS NULL
-                 ORDER BY is_prebuild ASC, created_at ASC, rowid ASC",
+        let conn = self.conn();
+        let sets = self
+            .sets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .matching(&conn, daemon_tags)?;
+        let mut best: Option<(i64, i64, i64, String)> = None;
+        {
+            let mut head = conn.prepare_cached(
+                "SELECT is_prebuild, created_at, rowid, id FROM jobs INDEXED BY jobs_claim
+                 WHERE tag_set = ?1 AND status = 'pending' AND offered_to IS NULL
+                 ORDER BY is_prebuild, created_at, rowid LIMIT 1",
             )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        for (id, job_tags) in candidates {
-            if !tags::matches(daemon_tags, &tags_from_json(&job_tags)) {
-                continue;
-            }
-            let n = self.conn().execute(
-                "UPDATE jobs SET offered_to = ?2
-                 WHERE id = ?1 AND status = 'pending' AND offered_to IS NULL",
-                params![id, daemon_id],
-            )?;
-            if n == 1 {
-                return self.build_offer(&id).map(Some);
+            for set in sets {
+                let row = head
+                    .query_row([set], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .optional()?;
+                if let Some(row) = row
+                    && best
+                        .as_ref()
+                        .is_none_or(|b| (row.0, row.1, row.2) < (b.0, b.1, b.2))
+                {
+                    best = Some(row);
+                }
             }
         }
-        Ok(None)
+        let Some((_, _, _, id)) = best else {
+            return Ok(None);
+        };
+        let n = conn.execute(
+            "UPDATE jobs SET offered_to = ?2
+             WHERE id = ?1 AND status = 'pending' AND offered_to IS NULL",
+            params![id, daemon_id],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        offer(&conn, &id).map(Some)
     }
 
     /// Withdraws an offer that still stands (the daemon could not be
@@ -58,86 +130,6 @@ impl Store {
         Ok(n == 1)
     }
 
-    fn build_offer(&self, job_id: &str) -> Result<Offer> {
-        let job = self.job(job_id)?;
-        let version = self.version(&job.template_version_id)?;
-        let archive = self.version_archive(&version.id)?;
-        let mut values = version.var_values.clone();
-        let mut build = None;
-        if let (JobKind::WorkspaceBuild(transition), Some(ws_id)) = (job.kind, &job.workspace_id) {
-            let ws = self.workspace_by_id(ws_id)?;
-            values.extend(ws.var_values.clone());
-            let prebuild_claim: bool = self.conn().query_row(
-                "SELECT prebuild_claim FROM jobs WHERE id = ?1",
-                [&job.id],
-                |r| r.get(0),
-            )?;
-            build = Some(proto::WorkspaceBuild {
-                prebuild_claim,
-                workspace_id: ws.id,
-                workspace_name: ws.name,
-                owner: ws.owner,
-                transition: transition as i32,
-                build_id: job.id.clone(),
-                state_size: ws.state.as_ref().map_or(0, |s| s.len() as u64),
-                state_sha256: crate::chunk::sha256_hex(ws.state.as_deref().unwrap_or_default()),
-            });
-        }
-        let declared = version.declared.unwrap_or_default();
-        let variables = values
-            .into_iter()
-            .map(|(name, value)| proto::VariableValue {
-                sensitive: declared.iter().any(|d| d.name == name && d.sensitive),
-                name,
-                value,
-            })
-            .collect();
-        let ty = match job.kind {
-            JobKind::TemplateImport => proto::JobType::TemplateImport,
-            JobKind::WorkspaceBuild(_) => proto::JobType::WorkspaceBuild,
-        };
-        let (parameters, previous_parameters) = self.build_parameters(&job.id)?;
-        Ok(Offer {
-            job_id: job.id,
-            r#type: ty as i32,
-            created_at: job.created_at,
-            initiator: job.initiator,
-            tags: job.tags.into_iter().collect(),
-            template_archive_size: archive.len() as u64,
-            template_archive_sha256: crate::chunk::sha256_hex(&archive),
-            template_name: version.template,
-            template_version_id: version.id,
-            variables,
-            workspace_build: build,
-            parameters,
-            previous_parameters,
-        })
-    }
-
-    /// A build's parameter values and the ones it replaced, for terraform's
-    /// CODER_PARAMETER_* variables (none for imports).
-    fn build_parameters(
-        &self,
-        job_id: &str,
-    ) -> Result<(Vec<proto::Parameter>, Vec<proto::Parameter>)> {
-        let (now, before): (Option<String>, Option<String>) = self.conn().query_row(
-            "SELECT parameters, previous_parameters FROM jobs WHERE id = ?1",
-            [job_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let list = |json: Option<String>| -> Result<Vec<proto::Parameter>> {
-            let map: std::collections::BTreeMap<String, String> = match json {
-                Some(s) => serde_json::from_str(&s)?,
-                None => Default::default(),
-            };
-            Ok(map
-                .into_iter()
-                .map(|(name, value)| proto::Parameter { name, value })
-                .collect())
-        };
-        Ok((list(now)?, list(before)?))
-    }
-
     /// The job offered to `daemon_id` and not acknowledged yet, if any.
     pub fn standing_offer(&self, daemon_id: &str) -> Result<Option<String>> {
         Ok(self
@@ -149,4 +141,83 @@ impl Store {
             )
             .optional()?)
     }
+}
+
+/// SHA-256 of nothing: the state of a workspace's first build.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// What is pushed for job `id`: one read of the job, its version and its
+/// workspace, no blob (sizes and hashes were stored with the blobs).
+fn offer(conn: &Connection, id: &str) -> Result<Offer> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT j.type, j.transition, j.created_at, j.initiator, j.tags, j.template_version_id,
+                v.template, v.archive_size, v.archive_sha256, v.var_values, v.declared,
+                j.parameters, j.previous_parameters, j.prebuild_claim,
+                w.id, w.name, w.owner, w.var_values, w.state_size, w.state_sha256
+         FROM jobs j JOIN template_versions v ON v.id = j.template_version_id
+         LEFT JOIN workspaces w ON w.id = j.workspace_id
+         WHERE j.id = ?1",
+    )?;
+    let offer = stmt.query_row([id], |r| {
+        let kind = super::jobs::kind_from_db(
+            &r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?.as_deref(),
+        );
+        let json_map = |i: usize| -> rusqlite::Result<BTreeMap<String, String>> {
+            Ok(r.get::<_, Option<String>>(i)?
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default())
+        };
+        let mut values = json_map(9)?;
+        let declared = r
+            .get::<_, Option<String>>(10)?
+            .map(|s| super::catalog::declared_from_json(&s))
+            .unwrap_or_default();
+        let workspace_id: Option<String> = r.get(14)?;
+        let build = match (kind, workspace_id) {
+            (JobKind::WorkspaceBuild(transition), Some(workspace_id)) => {
+                values.extend(json_map(17)?);
+                Some(OfferBuild {
+                    workspace_id,
+                    workspace_name: r.get(15)?,
+                    owner: r.get(16)?,
+                    transition,
+                    state: Blob {
+                        size: r.get::<_, Option<i64>>(18)?.unwrap_or(0) as u64,
+                        sha256: r
+                            .get::<_, Option<String>>(19)?
+                            .unwrap_or_else(|| EMPTY_SHA256.to_string()),
+                    },
+                    prebuild_claim: r.get(13)?,
+                })
+            }
+            _ => None,
+        };
+        let variables = values
+            .into_iter()
+            .map(|(name, value)| OfferVariable {
+                sensitive: declared.iter().any(|d| d.name == name && d.sensitive),
+                name,
+                value,
+            })
+            .collect();
+        Ok(Offer {
+            job_id: id.to_string(),
+            kind,
+            created_at: r.get(2)?,
+            initiator: r.get(3)?,
+            tags: tags_from_json(&r.get::<_, String>(4)?),
+            template_version_id: r.get(5)?,
+            template_name: r.get(6)?,
+            archive: Blob {
+                size: r.get::<_, i64>(7)? as u64,
+                sha256: r.get(8)?,
+            },
+            variables,
+            build,
+            parameters: json_map(11)?,
+            previous_parameters: json_map(12)?,
+        })
+    })?;
+    Ok(offer)
 }
