@@ -90,3 +90,100 @@ resource "terraform_data" "w" {{
     }
     coord.stop().await;
 }
+
+/// 50 daemon sessions under three keys with different tags race for 150
+/// jobs of four tag sets: every job is offered to exactly one session, of
+/// a key allowed to take it, and runs to the end there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_sessions_of_three_pools_take_each_job_once_and_only_their_own() {
+    use provisionerd::proto::{self, DaemonState, coordinator_message::Msg as Out};
+    use std::collections::BTreeMap;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::raw::RawDaemon;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let coord = Coord::start(&tmp.path().join("data")).await;
+    let pools: [(&str, &[(&str, &str)]); 3] = [
+        ("general", &[]),
+        ("a", &[("pool", "a")]),
+        ("b", &[("pool", "b"), ("zone", "x")]),
+    ];
+    let mut keys = Vec::new();
+    for (name, tags) in pools {
+        keys.push(coord.create_key(name, tags).await);
+    }
+    let job_sets: [&[(&str, &str)]; 4] =
+        [&[], &[("pool", "a")], &[("zone", "x")], &[("pool", "b")]];
+    // Which pool may take each set: untagged → general; the rest by subset.
+    let owner_pool = ["general", "a", "b", "b"];
+    let dir = template(tmp.path(), "t", QUICK);
+    let mut want: BTreeMap<String, &str> = BTreeMap::new();
+    for n in 0..150 {
+        let set = n % job_sets.len();
+        let job = coord.push(&format!("t{n}"), &dir, job_sets[set]).await;
+        want.insert(job, owner_pool[set]);
+    }
+
+    let done = CancellationToken::new();
+    let mut sessions = Vec::new();
+    for i in 0..50 {
+        let pool = pools[i % 3].0;
+        let mut d = RawDaemon::open(
+            &coord,
+            &keys[i % 3],
+            &format!("{pool}-{i}"),
+            DaemonState::Idle,
+        )
+        .await;
+        let done = done.clone();
+        sessions.push(tokio::spawn(async move {
+            let mut ran = Vec::new();
+            loop {
+                d.send(proto::daemon_message::Msg::Acquire(proto::Acquire {})).await;
+                let offer = loop {
+                    let msg = tokio::select! {
+                        m = d.inbound.message() => m.expect("session stream").expect("session open"),
+                        _ = done.cancelled() => return (pool, ran),
+                    };
+                    match msg.msg {
+                        Some(Out::JobOffer(offer)) => break offer,
+                        // The stream's AckJob may arrive after the job
+                        // finished (the unary confirmation took it first).
+                        Some(Out::CancelJob(c)) if ran.contains(&c.job_id) => continue,
+                        other => panic!("{}: expected an offer, got {other:?}", d.name),
+                    }
+                };
+                d.send(proto::daemon_message::Msg::AckJob(proto::AckJob {
+                    job_id: offer.job_id.clone(),
+                }))
+                .await;
+                d.update(&offer.job_id).await.expect("confirm the offer");
+                let finish = proto::FinishJobRequest {
+                    job_id: offer.job_id.clone(),
+                    outcome: proto::JobOutcome::Succeeded as i32,
+                    ..Default::default()
+                };
+                d.finish(finish, None).await.expect("finish");
+                ran.push(offer.job_id);
+            }
+        }));
+    }
+    for job in want.keys() {
+        coord.wait_succeeded(job).await;
+    }
+    done.cancel();
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for s in sessions {
+        let (pool, ran) = tokio::time::timeout(Duration::from_secs(60), s)
+            .await
+            .expect("sessions end")
+            .unwrap();
+        for job in ran {
+            assert_eq!(want[&job], pool, "{job} ran in the wrong pool");
+            assert!(seen.insert(job.clone(), pool).is_none(), "{job} ran twice");
+        }
+    }
+    assert_eq!(seen.len(), want.len(), "every job ran");
+    coord.stop().await;
+}

@@ -83,38 +83,22 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .matching(&conn, daemon_tags)?;
-        let mut best: Option<(i64, i64, i64, String)> = None;
-        {
-            let mut head = conn.prepare_cached(
-                "SELECT is_prebuild, created_at, rowid, id FROM jobs INDEXED BY jobs_claim
-                 WHERE tag_set = ?1 AND status = 'pending' AND offered_to IS NULL
-                 ORDER BY is_prebuild, created_at, rowid LIMIT 1",
+        // A writer sharing the database may take the head between our read
+        // and our UPDATE: then look again, until a claim lands or nothing
+        // is left.
+        loop {
+            let Some(id) = best_head(&conn, &sets)? else {
+                return Ok(None);
+            };
+            let n = conn.execute(
+                "UPDATE jobs SET offered_to = ?2
+                 WHERE id = ?1 AND status = 'pending' AND offered_to IS NULL",
+                params![id, daemon_id],
             )?;
-            for set in sets {
-                let row = head
-                    .query_row([set], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                    .optional()?;
-                if let Some(row) = row
-                    && best
-                        .as_ref()
-                        .is_none_or(|b| (row.0, row.1, row.2) < (b.0, b.1, b.2))
-                {
-                    best = Some(row);
-                }
+            if n == 1 {
+                return offer(&conn, &id).map(Some);
             }
         }
-        let Some((_, _, _, id)) = best else {
-            return Ok(None);
-        };
-        let n = conn.execute(
-            "UPDATE jobs SET offered_to = ?2
-             WHERE id = ?1 AND status = 'pending' AND offered_to IS NULL",
-            params![id, daemon_id],
-        )?;
-        if n == 0 {
-            return Ok(None);
-        }
-        offer(&conn, &id).map(Some)
     }
 
     /// Withdraws an offer that still stands (the daemon could not be
@@ -141,6 +125,30 @@ impl Store {
             )
             .optional()?)
     }
+}
+
+/// The best claimable job among the tag sets `sets`: the head of each
+/// set's index range, then the best of those heads.
+fn best_head(conn: &Connection, sets: &[i64]) -> Result<Option<String>> {
+    let mut head = conn.prepare_cached(
+        "SELECT is_prebuild, created_at, rowid, id FROM jobs INDEXED BY jobs_claim
+         WHERE tag_set = ?1 AND status = 'pending' AND offered_to IS NULL
+         ORDER BY is_prebuild, created_at, rowid LIMIT 1",
+    )?;
+    let mut best: Option<(i64, i64, i64, String)> = None;
+    for set in sets {
+        let row = head
+            .query_row([set], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()?;
+        if let Some(row) = row
+            && best
+                .as_ref()
+                .is_none_or(|b| (row.0, row.1, row.2) < (b.0, b.1, b.2))
+        {
+            best = Some(row);
+        }
+    }
+    Ok(best.map(|b| b.3))
 }
 
 /// SHA-256 of nothing: the state of a workspace's first build.
