@@ -84,16 +84,36 @@ async fn run_offer(
         initiator = %offer.initiator,
         "job started"
     );
-    if !confirm::ownership(ctx, &job_id, &job_cancel).await {
-        return None;
-    }
+    // The confirmation and the input fetch run at once: GetJobInput
+    // acknowledges an offered job just as the confirmation does (or is
+    // refused with it), so the job waits for one round trip, not two.
+    // Nothing runs, and no record is written, before the job is confirmed.
+    let fetched = {
+        let fetch = input::fetch(ctx, &offer, &job_cancel, started);
+        let confirm = confirm::ownership(ctx, &job_id, &job_cancel);
+        tokio::pin!(fetch, confirm);
+        let mut fetched = None;
+        let ours = loop {
+            tokio::select! {
+                ours = &mut confirm => break ours,
+                r = &mut fetch, if fetched.is_none() => fetched = Some(r),
+            }
+        };
+        if !ours {
+            return None;
+        }
+        match fetched {
+            Some(r) => r,
+            None => fetch.await,
+        }
+    };
     let record = write_record(ctx, &job_id, kind);
     let runner_done = CancellationToken::new();
     let deadline = report::deadline(&ctx.cancel, &runner_done, &ctx.runner.force_kill);
     tokio::pin!(deadline);
     let mut progress = Progress::new(ctx.spool_dir.clone(), &job_id);
 
-    let job = match input::fetch(ctx, &offer, &job_cancel, started).await {
+    let job = match fetched {
         Ok((archive, state)) => job_from_offer(offer, archive, state)
             .map_err(|error| Outcome::Failed { error, state: None }),
         Err(outcome) => Err(outcome),
