@@ -25,10 +25,17 @@ pub type ReadyFn = dyn Fn() -> Result<(), Vec<String>> + Send + Sync;
 /// Starts a drain; returns what to tell the caller.
 pub type DrainFn = dyn Fn() -> String + Send + Sync;
 
+/// Run before each scrape is encoded: brings what the registry shows up
+/// to date (bounded by the hook itself).
+pub type FreshenFn =
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync;
+
 /// What the endpoint serves.
 #[derive(Clone)]
 pub struct Endpoint {
     pub registry: Arc<Registry>,
+    /// `None`: the registry is always current (the daemon's).
+    pub freshen: Option<Arc<FreshenFn>>,
     pub ready: Arc<ReadyFn>,
     /// `None`: no `/drain` route (the coordinator).
     pub drain: Option<Arc<DrainFn>>,
@@ -68,6 +75,9 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint, shutdown: Cancella
 }
 
 async fn metrics(State(ep): State<Endpoint>) -> Response {
+    if let Some(freshen) = &ep.freshen {
+        freshen().await;
+    }
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &ep.registry) {
         Ok(()) => (

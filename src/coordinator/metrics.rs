@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -15,6 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::Hub;
@@ -81,32 +82,67 @@ impl Snapshot {
     }
 }
 
-/// How often the store-backed snapshot `/metrics` shows is refreshed.
+/// A snapshot younger than this is served as it is.
 pub const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+/// How long a scrape waits for a fresh snapshot before it is served the
+/// previous one.
+const SCRAPE_WAITS: Duration = Duration::from_secs(2);
 
-/// The latest snapshot (or why it could not be read).
-type Cache = Arc<std::sync::Mutex<Result<Snapshot, String>>>;
+/// The latest snapshot (or why it could not be read), and when it was read.
+type Cache = Arc<std::sync::Mutex<(Result<Snapshot, String>, Instant)>>;
 
 #[derive(Debug)]
 struct StoreCollector {
     cache: Cache,
 }
 
-/// Keeps `cache` fresh: one read at a time, on a blocking thread, so a
-/// scrape never waits on the store.
-async fn refresh(hub: Arc<Hub>, cache: Cache, shutdown: CancellationToken) {
-    loop {
-        let h = hub.clone();
-        let read = tokio::task::spawn_blocking(move || Snapshot::read(&h))
-            .await
-            .unwrap_or_else(|e| Err(format!("metrics snapshot task: {e}")));
-        if let Err(why) = &read {
-            tracing::error!(error = %why, "metrics: read the store");
+/// The store is read for a snapshot only when a scrape asks: the read
+/// scans the job history (histograms, counters), and must not cost a
+/// coordinator nobody scrapes — or one scraped every 30 s — a scan every
+/// second, holding the store while its dispatcher waits.
+struct Snapshots {
+    cache: Cache,
+    /// A scrape wants a fresh snapshot.
+    wanted: Notify,
+    /// Bumped after each read.
+    read: watch::Sender<u64>,
+}
+
+impl Snapshots {
+    /// Before a scrape: asks for a fresh snapshot unless the cached one is
+    /// young, and waits for it (at most [`SCRAPE_WAITS`]).
+    async fn freshen(self: Arc<Self>) {
+        let taken = self.cache.lock().unwrap_or_else(|p| p.into_inner()).1;
+        if taken.elapsed() < SNAPSHOT_EVERY {
+            return;
         }
-        *cache.lock().unwrap_or_else(|p| p.into_inner()) = read;
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(SNAPSHOT_EVERY) => {}
+        let mut read = self.read.subscribe();
+        self.wanted.notify_one();
+        if tokio::time::timeout(SCRAPE_WAITS, read.changed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("metrics: the store snapshot is slow; serving the previous one");
+        }
+    }
+
+    /// Reads a snapshot whenever one is wanted, one read at a time, on a
+    /// blocking thread.
+    async fn refresh(self: Arc<Self>, hub: Arc<Hub>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                () = self.wanted.notified() => {}
+            }
+            let h = hub.clone();
+            let read = tokio::task::spawn_blocking(move || Snapshot::read(&h))
+                .await
+                .unwrap_or_else(|e| Err(format!("metrics snapshot task: {e}")));
+            if let Err(why) = &read {
+                tracing::error!(error = %why, "metrics: read the store");
+            }
+            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = (read, Instant::now());
+            self.read.send_modify(|n| *n += 1);
         }
     }
 }
@@ -155,6 +191,7 @@ impl StoreCollector {
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .0
             .clone()?;
         let jobs = snap.jobs;
         gauges(
@@ -248,23 +285,31 @@ impl Collector for StoreCollector {
     }
 }
 
-/// The coordinator's registry; its store-backed metrics come from a
-/// snapshot refreshed every [`SNAPSHOT_EVERY`] until `shutdown` (the first
-/// is read before this returns).
+/// The coordinator's registry, and the hook to run before each scrape:
+/// its store-backed metrics come from a snapshot read when a scrape finds
+/// the last one older than [`SNAPSHOT_EVERY`] (the first is read before
+/// this returns); reads stop with `shutdown`.
 pub async fn registry(
     hub: Arc<Hub>,
     dispatch_latency: Histogram,
     shutdown: CancellationToken,
-) -> Registry {
+) -> (Registry, Arc<crate::health::FreshenFn>) {
     let hub_claims = hub.claim_durations.clone();
     let h = hub.clone();
     let first = tokio::task::spawn_blocking(move || Snapshot::read(&h))
         .await
         .unwrap_or_else(|e| Err(format!("metrics snapshot task: {e}")));
-    let cache: Cache = Arc::new(std::sync::Mutex::new(first));
+    let cache: Cache = Arc::new(std::sync::Mutex::new((first, Instant::now())));
+    let snapshots = Arc::new(Snapshots {
+        cache: cache.clone(),
+        wanted: Notify::new(),
+        read: watch::channel(0).0,
+    });
     hub.tasks
         .clone()
-        .spawn(refresh(hub, cache.clone(), shutdown));
+        .spawn(snapshots.clone().refresh(hub, shutdown));
+    let freshen: Arc<crate::health::FreshenFn> =
+        Arc::new(move || Box::pin(snapshots.clone().freshen()));
     let mut r = Registry::default();
     r.register(
         "provisionerd_coordinator_dispatch_latency_seconds",
@@ -277,7 +322,7 @@ pub async fn registry(
         hub_claims,
     );
     r.register_collector(Box::new(StoreCollector { cache }));
-    r
+    (r, freshen)
 }
 
 /// How often the write probe runs, and how long one may take.

@@ -276,15 +276,15 @@ impl Coordinator {
                 .map_err(|e| CoordError::Internal(format!("listen on --metrics-address: {e}")))?;
             let ready = metrics::readiness(self.hub.clone(), shutdown.clone()).await;
             let stopping = self.hub.stopping.clone();
+            let (registry, freshen) = metrics::registry(
+                self.hub.clone(),
+                self.dispatch_latency.clone(),
+                shutdown.clone(),
+            )
+            .await;
             let endpoint = crate::health::Endpoint {
-                registry: Arc::new(
-                    metrics::registry(
-                        self.hub.clone(),
-                        self.dispatch_latency.clone(),
-                        shutdown.clone(),
-                    )
-                    .await,
-                ),
+                registry: Arc::new(registry),
+                freshen: Some(freshen),
                 ready: Arc::new(move || ready.check(&stopping)),
                 drain: None,
             };

@@ -268,6 +268,7 @@ pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonErro
         let r = ready.clone();
         let ep = crate::health::Endpoint {
             registry: Arc::new(registry),
+            freshen: None,
             ready: Arc::new(move || r.check()),
             drain: Some(ops::drain_fn(shutdown.clone())),
         };

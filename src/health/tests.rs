@@ -39,6 +39,7 @@ async fn serves_metrics_health_readiness_and_drain() {
     let (r, d) = (ready.clone(), drains.clone());
     let endpoint = Endpoint {
         registry: Arc::new(registry),
+        freshen: None,
         ready: Arc::new(move || {
             if r.load(Ordering::SeqCst) {
                 Ok(())
