@@ -327,12 +327,17 @@ impl Coordinator {
             None => "off",
         };
         tracing::info!(%addr, tls, "coordinator listening");
-        let incoming = listener::incoming(self.listener, self.cfg.connections, shutdown.clone());
+        let incoming = listener::incoming(
+            &self.hub.tasks,
+            self.listener,
+            self.cfg.connections,
+            shutdown.clone(),
+        );
         // Graceful shutdown waits for open streams; sessions only end when
         // told to.
         let stopping = self.hub.stopping.clone();
         let stop_sessions = shutdown.clone();
-        tokio::spawn(async move {
+        self.hub.tasks.spawn(async move {
             stop_sessions.cancelled().await;
             stopping.cancel();
         });

@@ -84,6 +84,7 @@ pub fn peer_certs<T>(
 /// Starts accepting on `listener`; the stream is for tonic's
 /// `serve_with_incoming`. Stops when `shutdown` is cancelled.
 pub fn incoming(
+    tasks: &tokio_util::task::TaskTracker,
     listener: TcpListener,
     limits: Limits,
     shutdown: CancellationToken,
@@ -97,7 +98,7 @@ pub fn incoming(
     // Small: tonic takes each connection at once; when it does not, the
     // kernel's backlog holds the rest.
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(accept_loop(
+    tasks.spawn(accept_loop(
         listener,
         limits.handshake_timeout,
         cap,
