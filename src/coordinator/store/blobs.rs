@@ -31,6 +31,12 @@ pub(super) fn backfill(conn: &Connection) -> Result<()> {
         .prepare("SELECT id FROM template_versions WHERE archive_sha256 IS NULL")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    if !ids.is_empty() {
+        tracing::info!(
+            versions = ids.len(),
+            "schema 2: storing template archives' sizes and hashes"
+        );
+    }
     for id in ids {
         let archive: Vec<u8> = conn.query_row(
             "SELECT archive FROM template_versions WHERE id = ?1",
@@ -47,6 +53,12 @@ pub(super) fn backfill(conn: &Connection) -> Result<()> {
         .prepare("SELECT id FROM workspaces WHERE state IS NOT NULL AND state_sha256 IS NULL")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
+    if !ids.is_empty() {
+        tracing::info!(
+            workspaces = ids.len(),
+            "schema 2: storing workspace states' sizes and hashes"
+        );
+    }
     for id in ids {
         let state: Vec<u8> =
             conn.query_row("SELECT state FROM workspaces WHERE id = ?1", [&id], |r| {

@@ -45,11 +45,14 @@ pub(super) fn backfill(conn: &Connection) -> Result<()> {
         "INSERT OR IGNORE INTO tag_sets(key) SELECT DISTINCT tags FROM jobs WHERE tag_set IS NULL",
         [],
     )?;
-    conn.execute(
+    let n = conn.execute(
         "UPDATE jobs SET tag_set = (SELECT id FROM tag_sets WHERE key = jobs.tags)
          WHERE tag_set IS NULL",
         [],
     )?;
+    if n > 0 {
+        tracing::info!(jobs = n, "schema 2: indexed jobs by tag set");
+    }
     Ok(())
 }
 
