@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use super::AdminApi;
+use super::{AdminApi, convert};
 use crate::coordinator::Hub;
 use crate::coordinator::error::Result;
 use crate::coordinator::routing;
@@ -26,7 +26,7 @@ pub(super) fn get(api: &AdminApi, req: proto::GetJobRequest) -> Result<proto::Jo
     if job.status == "pending" {
         routing.extend(routing::explain(&job.tags, &api.hub.store.list_daemons()?));
     }
-    let mut job = api.job_to_proto(job);
+    let mut job = convert::job(&api.hub.store, job);
     job.routing = routing;
     Ok(job)
 }
@@ -48,7 +48,7 @@ pub(super) fn cancel(api: &AdminApi, req: proto::CancelJobRequest) -> Result<pro
         None => tracing::info!(job = %id, "job canceled before it ran"),
     }
     api.hub.job_changed(&id);
-    Ok(api.job_to_proto(canceled.job))
+    Ok(convert::job(&api.hub.store, canceled.job))
 }
 
 type LogSender = mpsc::Sender<Result<proto::LogLine, Status>>;
@@ -92,15 +92,7 @@ async fn follow_logs(hub: Arc<Hub>, req: proto::StreamJobLogsRequest, tx: LogSen
             }
             for r in rows {
                 after = r.seq;
-                let line = proto::LogLine {
-                    seq: r.seq,
-                    created_at: r.created_at,
-                    level: r.level,
-                    source: r.source,
-                    stage: r.stage,
-                    output: r.output,
-                };
-                if tx.send(Ok(line)).await.is_err() {
+                if tx.send(Ok(convert::log_line(r))).await.is_err() {
                     return;
                 }
             }

@@ -1,7 +1,7 @@
 //! Provisioner keys: create (the secret is shown once) and delete (its
 //! daemons' sessions end).
 
-use super::{AdminApi, check_name};
+use super::{AdminApi, check_name, convert};
 use crate::coordinator::auth;
 use crate::coordinator::bounds;
 use crate::coordinator::error::Result;
@@ -20,11 +20,7 @@ pub(super) fn create(
         .create_key(&req.name, &auth::hash(&secret), &tags)?;
     Ok(proto::CreateKeyResponse {
         secret,
-        key: Some(proto::Key {
-            name: key.name,
-            tags: key.tags.into_iter().collect(),
-            created_at: key.created_at,
-        }),
+        key: Some(convert::key(key)),
     })
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{AdminApi, DEFAULT_OWNER};
+use super::{AdminApi, DEFAULT_OWNER, convert};
 use crate::coordinator::bounds;
 use crate::coordinator::claim;
 use crate::coordinator::error::{CoordError, Result};
@@ -75,5 +75,5 @@ pub(super) fn build(
 
 pub(super) fn get(api: &AdminApi, req: proto::GetWorkspaceRequest) -> Result<proto::Workspace> {
     let ws = api.hub.store.workspace(&req.name)?;
-    api.workspace_to_proto(ws)
+    convert::workspace(&api.hub.store, ws)
 }
