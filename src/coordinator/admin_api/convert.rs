@@ -63,7 +63,7 @@ pub(super) fn job(store: &Store, j: JobRow) -> proto::Job {
     proto::Job {
         id: j.id,
         r#type: ty as i32,
-        status: j.status,
+        status: j.status.to_string(),
         initiator: j.initiator,
         tags: j.tags.into_iter().collect(),
         created_at: j.created_at,
@@ -93,7 +93,7 @@ pub(super) fn workspace(store: &Store, w: WorkspaceRow) -> Result<proto::Workspa
                 JobKind::WorkspaceBuild(t) => t,
                 JobKind::TemplateImport => Transition::Unspecified,
             };
-            (t, j.id, j.status)
+            (t, j.id, j.status.to_string())
         }
         None => (Transition::Unspecified, String::new(), String::new()),
     };

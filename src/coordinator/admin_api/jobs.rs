@@ -12,6 +12,7 @@ use super::{AdminApi, convert};
 use crate::coordinator::Hub;
 use crate::coordinator::error::Result;
 use crate::coordinator::routing;
+use crate::coordinator::store::JobStatus;
 use crate::proto;
 
 pub(super) fn get(api: &AdminApi, req: proto::GetJobRequest) -> Result<proto::Job> {
@@ -23,7 +24,7 @@ pub(super) fn get(api: &AdminApi, req: proto::GetJobRequest) -> Result<proto::Jo
              or goes back to the queue if it does not in time"
         ));
     }
-    if job.status == "pending" {
+    if job.status == JobStatus::Pending {
         routing.extend(routing::explain(&job.tags, &api.hub.store.list_daemons()?));
     }
     let mut job = convert::job(&api.hub.store, job);

@@ -5,7 +5,7 @@
 use super::{AdminApi, convert};
 use crate::coordinator::error::{CoordError, Result};
 use crate::coordinator::paging::Page;
-use crate::coordinator::store::JobFilter;
+use crate::coordinator::store::{JobFilter, JobStatus};
 use crate::proto;
 use crate::tags;
 
@@ -60,21 +60,13 @@ impl AdminApi {
     }
 
     pub(super) fn jobs_page(&self, req: proto::ListJobsRequest) -> Result<proto::ListJobsResponse> {
-        const STATUSES: [&str; 6] = [
-            "pending",
-            "running",
-            "succeeded",
-            "failed",
-            "canceling",
-            "canceled",
-        ];
-        if !req.status.is_empty() && !STATUSES.contains(&req.status.as_str()) {
-            return Err(CoordError::Invalid(format!(
-                "list jobs: status {:?} is not one of {}",
-                req.status,
-                STATUSES.join(", ")
-            )));
-        }
+        let status = match req.status.as_str() {
+            "" => None,
+            s => Some(
+                s.parse::<JobStatus>()
+                    .map_err(|e| CoordError::Invalid(format!("list jobs: {e}")))?,
+            ),
+        };
         if !req.after.is_empty() {
             // A cursor is a job id; an unknown one would list nothing.
             self.hub.store.job(&req.after).map_err(|_| {
@@ -86,7 +78,7 @@ impl AdminApi {
         }
         let page = Page::new(req.limit);
         let filter = JobFilter {
-            status: (!req.status.is_empty()).then_some(req.status),
+            status,
             initiator: (!req.initiator.is_empty()).then_some(req.initiator),
             limit: page.fetch(),
             after: (!req.after.is_empty()).then_some(req.after),

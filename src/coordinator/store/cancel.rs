@@ -4,7 +4,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::jobs::JobRow;
-use super::{Store, now_ms};
+use super::{JobStatus, Store, now_ms};
 use crate::coordinator::error::{CoordError, Result};
 
 /// The error a job canceled before any daemon ran it carries.
@@ -28,7 +28,7 @@ impl Store {
         let notify_daemon = {
             let mut conn = self.conn();
             let tx = conn.transaction()?;
-            let row: Option<(String, Option<String>)> = tx
+            let row: Option<(JobStatus, Option<String>)> = tx
                 .query_row(
                     "SELECT status, daemon_id FROM jobs WHERE id = ?1",
                     [id],
@@ -40,8 +40,8 @@ impl Store {
                     "cancel job {id}: no such job"
                 )));
             };
-            let notify = match status.as_str() {
-                "pending" => {
+            let notify = match status {
+                JobStatus::Pending => {
                     let now = now_ms();
                     tx.execute(
                         "UPDATE jobs SET status = 'canceled', offered_to = NULL, error = ?2,
@@ -53,11 +53,11 @@ impl Store {
                 }
                 // The lease keeps counting from the daemon's last update: a
                 // daemon that never answers the cancel is still reaped.
-                "running" => {
+                JobStatus::Running => {
                     tx.execute("UPDATE jobs SET status = 'canceling' WHERE id = ?1", [id])?;
                     daemon_id
                 }
-                "canceling" => daemon_id,
+                JobStatus::Canceling => daemon_id,
                 done => {
                     return Err(CoordError::FailedPrecondition(format!(
                         "cancel job {id}: it has already ended ({done})"

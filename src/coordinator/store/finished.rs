@@ -5,7 +5,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::Store;
+use super::{JobStatus, Store};
 use super::jobs::JobRow;
 use crate::coordinator::error::{CoordError, Result};
 use crate::proto::FinishJobRequest;
@@ -14,7 +14,7 @@ use crate::proto::FinishJobRequest;
 /// is equal.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(super) struct Reported {
-    outcome: String,
+    outcome: JobStatus,
     error: String,
     log_count: u64,
     /// The returned state's sha256 (lowercase hex); `None`: no state.
@@ -27,9 +27,9 @@ const QUOTE_CHARS: usize = 200;
 impl Reported {
     /// `status` is the outcome as a job status. The state's hash is the
     /// header's, which the transfer checked against the bytes.
-    pub(super) fn new(status: &str, req: &FinishJobRequest) -> Reported {
+    pub(super) fn new(status: JobStatus, req: &FinishJobRequest) -> Reported {
         Reported {
-            outcome: status.to_string(),
+            outcome: status,
             error: req.error.clone(),
             log_count: req.log_count,
             state_sha256: req.has_state.then(|| req.state_sha256.to_ascii_lowercase()),
@@ -37,8 +37,8 @@ impl Reported {
     }
 
     /// The outcome, as a job status.
-    pub(super) fn outcome(&self) -> &str {
-        &self.outcome
+    pub(super) fn outcome(&self) -> JobStatus {
+        self.outcome
     }
 
     pub(super) fn to_json(&self) -> Result<String> {

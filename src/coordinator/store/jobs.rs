@@ -10,7 +10,7 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::finished::{self, Reported};
-use super::{Store, new_id, not_found, now_ms, tags_from_json, tags_to_json};
+use super::{JobStatus, Store, new_id, not_found, now_ms, tags_from_json, tags_to_json};
 use crate::coordinator::error::{CoordError, Result};
 use crate::proto::{self, JobOutcome, Transition};
 use crate::tags::Tags;
@@ -36,7 +36,7 @@ pub struct NewJob {
 pub struct JobRow {
     pub id: String,
     pub kind: JobKind,
-    pub status: String,
+    pub status: JobStatus,
     pub initiator: String,
     pub tags: Tags,
     pub template_version_id: String,
@@ -60,13 +60,13 @@ pub struct JobRow {
 
 impl JobRow {
     pub fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "succeeded" | "failed" | "canceled")
+        self.status.is_finished()
     }
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
-    pub status: Option<String>,
+    pub status: Option<JobStatus>,
     pub initiator: Option<String>,
     pub limit: u32,
     /// Only jobs listed after this one (older, or as old and inserted
@@ -272,8 +272,7 @@ impl Store {
             // Already acknowledged by the daemon's first unary call (and
             // maybe canceled since: the daemon was told on its own).
             let job = self.job(job_id)?;
-            if matches!(job.status.as_str(), "running" | "canceling")
-                && job.daemon_id.as_deref() == Some(daemon_id)
+            if job.status.is_running() && job.daemon_id.as_deref() == Some(daemon_id)
             {
                 return Ok(());
             }
@@ -297,7 +296,7 @@ impl Store {
         key_name: &str,
     ) -> Result<JobRow> {
         let mut job = self.job(job_id)?;
-        if job.status == "pending" {
+        if job.status == JobStatus::Pending {
             let daemon_id: Option<String> = self
                 .conn()
                 .query_row(
@@ -315,7 +314,7 @@ impl Store {
             // and the stale pending row would refuse the job's own daemon.
             job = self.job(job_id)?;
         }
-        if job.status == "canceled" && job.daemon_name.is_none() {
+        if job.status == JobStatus::Canceled && job.daemon_name.is_none() {
             // Canceled while offered: a refusal the daemon must not retry.
             return Err(CoordError::FailedPrecondition(format!(
                 "{action} {job_id}: it was canceled before it started"
@@ -388,7 +387,7 @@ impl Store {
         tx.commit()?;
         // A lost job is told to stop: it has been failed, whatever terraform
         // does next; the daemon interrupts it and reports its state.
-        Ok((stored, job.status == "canceling" || job.lost))
+        Ok((stored, job.status == JobStatus::Canceling || job.lost))
     }
 
     pub fn logs(&self, job_id: &str, after_seq: u64, limit: u32) -> Result<Vec<LogRow>> {
@@ -424,9 +423,9 @@ impl Store {
     ) -> Result<()> {
         let job = self.owned("finish job", &req.job_id, daemon_name, key_name)?;
         let status = match JobOutcome::try_from(req.outcome) {
-            Ok(JobOutcome::Succeeded) => "succeeded",
-            Ok(JobOutcome::Failed) => "failed",
-            Ok(JobOutcome::Canceled) => "canceled",
+            Ok(JobOutcome::Succeeded) => JobStatus::Succeeded,
+            Ok(JobOutcome::Failed) => JobStatus::Failed,
+            Ok(JobOutcome::Canceled) => JobStatus::Canceled,
             _ => {
                 return Err(CoordError::Invalid(format!(
                     "finish job {}: outcome {} is not a final outcome",
@@ -476,7 +475,7 @@ impl Store {
             )?;
         }
         match (job.kind, &job.workspace_id) {
-            (JobKind::TemplateImport, _) if status == "succeeded" => {
+            (JobKind::TemplateImport, _) if status == JobStatus::Succeeded => {
                 tx.execute(
                     "UPDATE template_versions SET declared = ?2 WHERE id = ?1",
                     params![
@@ -499,7 +498,7 @@ impl Store {
                         params![ws, state],
                     )?;
                 }
-                if transition == Transition::Destroy && status == "succeeded" {
+                if transition == Transition::Destroy && status == JobStatus::Succeeded {
                     tx.execute("UPDATE workspaces SET deleted = 1 WHERE id = ?1", [ws])?;
                 }
             }

@@ -14,6 +14,7 @@ mod finished;
 mod jobs;
 mod offers;
 mod ops;
+mod status;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +35,7 @@ pub use daemons::{DaemonRow, KeyRow, Report};
 pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, PREBUILDS_OWNER};
 pub use offers::Offer;
 pub use ops::{Histo, JobGauge, PrebuildCount, PrebuildWorkspace};
+pub use status::JobStatus;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (

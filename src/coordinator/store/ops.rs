@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rusqlite::params;
 
 use super::jobs::PREBUILDS_OWNER;
-use super::{JobRow, Store, WorkspaceRow, now_ms, tags_from_json};
+use super::{JobRow, JobStatus, Store, WorkspaceRow, now_ms, tags_from_json};
 use crate::coordinator::error::Result;
 use crate::tags;
 
@@ -100,7 +100,7 @@ impl Store {
         preset: &str,
         limit: u32,
         since_ms: i64,
-    ) -> Result<Vec<(String, Option<i64>)>> {
+    ) -> Result<Vec<(JobStatus, Option<i64>)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT j.status, j.finished_at FROM jobs j JOIN workspaces w ON w.id = j.workspace_id

@@ -57,7 +57,7 @@ fn a_standing_offer_shows_until_withdrawn_and_a_late_ack_is_refused() {
     f.store.ack(&job, &d2, "d2", "k").unwrap();
     assert!(!f.store.release_offer(&job, &d2).unwrap());
     let j = f.store.job(&job).unwrap();
-    assert_eq!((j.status.as_str(), j.offered_to), ("running", None));
+    assert_eq!((j.status, j.offered_to), (JobStatus::Running, None));
     assert_eq!(f.daemon_row("d2").status(), "busy");
 }
 
@@ -104,7 +104,7 @@ fn a_repeated_finish_is_taken_only_if_it_is_the_same_report() {
     assert!(refusal(e).contains("(this report: none)"));
 
     let j = f.store.job(&job).unwrap();
-    assert_eq!((j.status.as_str(), j.error), ("succeeded", None));
+    assert_eq!((j.status, j.error), (JobStatus::Succeeded, None));
     let kept = f.store.workspace_by_id(&ws).unwrap().state;
     assert_eq!(kept.as_deref(), Some(&state[..]));
 }
