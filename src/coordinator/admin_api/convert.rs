@@ -21,7 +21,18 @@ pub(super) fn template(t: TemplateRow) -> proto::Template {
         name: t.name,
         active_version_id: t.active_version_id.unwrap_or_default(),
         created_at: t.created_at,
-        variables: t.declared,
+        variables: t
+            .declared
+            .into_iter()
+            .map(|v| proto::TemplateVariable {
+                name: v.name,
+                description: v.description,
+                r#type: v.r#type,
+                default_json: v.default_json,
+                sensitive: v.sensitive,
+                required: v.required,
+            })
+            .collect(),
     }
 }
 

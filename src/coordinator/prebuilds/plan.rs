@@ -112,7 +112,9 @@ pub fn assess(
         // every pending job `prebuilds` initiated) is issued again, or the
         // workspace would be stranded; a failed one is left for an
         // operator.
-        if job.kind == JobKind::WorkspaceBuild(Transition::Destroy) && job.status == JobStatus::Canceled {
+        if job.kind == JobKind::WorkspaceBuild(Transition::Destroy)
+            && job.status == JobStatus::Canceled
+        {
             out.actions.push(destroy("its destroy was canceled"));
             continue;
         }

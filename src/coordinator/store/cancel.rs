@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::jobs::JobRow;
+use super::jobs::{JobRow, job_in};
 use super::{JobStatus, Store, now_ms};
 use crate::coordinator::error::{CoordError, Result};
 
@@ -25,9 +25,7 @@ impl Store {
     /// withdrawn, so the offered daemon's ack is refused. Running: canceling.
     /// Canceling: unchanged (the daemon is told again). Finished: refused.
     pub fn cancel_job(&self, id: &str) -> Result<Canceled> {
-        let notify_daemon = {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
+        self.write(|tx| {
             let row: Option<(JobStatus, Option<String>)> = tx
                 .query_row(
                     "SELECT status, daemon_id FROM jobs WHERE id = ?1",
@@ -40,7 +38,7 @@ impl Store {
                     "cancel job {id}: no such job"
                 )));
             };
-            let notify = match status {
+            let notify_daemon = match status {
                 JobStatus::Pending => {
                     let now = now_ms();
                     tx.execute(
@@ -64,12 +62,10 @@ impl Store {
                     )));
                 }
             };
-            tx.commit()?;
-            notify
-        };
-        Ok(Canceled {
-            job: self.job(id)?,
-            notify_daemon,
+            Ok(Canceled {
+                job: job_in(tx, id)?,
+                notify_daemon,
+            })
         })
     }
 

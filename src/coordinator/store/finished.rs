@@ -3,12 +3,30 @@
 //! whose answer was lost — is acknowledged, a different one is refused,
 //! naming what differs, and never replaces what was taken.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{JobStatus, Store};
 use super::jobs::JobRow;
+use super::{DeclaredVar, JobStatus};
 use crate::coordinator::error::{CoordError, Result};
-use crate::proto::FinishJobRequest;
+
+/// How a daemon says a job ended, as the store takes it: FinishJob's
+/// header, converted at the edge (`coordinator::transfer::job_report`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobReport {
+    pub job_id: String,
+    /// Succeeded, failed or canceled.
+    pub outcome: JobStatus,
+    pub error: String,
+    /// Log lines the daemon shipped: all of them must be stored.
+    pub log_count: u64,
+    /// The returned state's sha256 (lowercase hex), which the transfer
+    /// checked against the bytes; `None`: no state (keep the previous one).
+    pub state_sha256: Option<String>,
+    /// The variables an import found declared.
+    pub variables: Vec<DeclaredVar>,
+    /// The resources a claim build replaced.
+    pub replacements: Vec<String>,
+}
 
 /// What a FinishJob said; two reports are the same report when all of it
 /// is equal.
@@ -25,14 +43,12 @@ pub(super) struct Reported {
 const QUOTE_CHARS: usize = 200;
 
 impl Reported {
-    /// `status` is the outcome as a job status. The state's hash is the
-    /// header's, which the transfer checked against the bytes.
-    pub(super) fn new(status: JobStatus, req: &FinishJobRequest) -> Reported {
+    pub(super) fn new(report: &JobReport) -> Reported {
         Reported {
-            outcome: status,
-            error: req.error.clone(),
-            log_count: req.log_count,
-            state_sha256: req.has_state.then(|| req.state_sha256.to_ascii_lowercase()),
+            outcome: report.outcome,
+            error: report.error.clone(),
+            log_count: report.log_count,
+            state_sha256: report.state_sha256.clone(),
         }
     }
 
@@ -89,29 +105,22 @@ fn quote(s: &str) -> String {
     }
 }
 
-impl Store {
-    /// A FinishJob for a job that has already ended with a report: the same
-    /// report is acknowledged again, a different one refused. A job ended
-    /// before reports were kept is judged by its status alone.
-    pub(super) fn judge_repeat(&self, job: &JobRow, sent: &Reported) -> Result<()> {
-        let stored: Option<String> = self
-            .conn()
-            .query_row("SELECT report FROM jobs WHERE id = ?1", [&job.id], |r| {
-                r.get(0)
-            })
-            .optional()?
-            .flatten();
-        let stored: Option<Reported> = stored.and_then(|s| serde_json::from_str(&s).ok());
-        judge(job, stored.as_ref(), sent)
-    }
+/// A FinishJob for a job that has already ended with a report: the same
+/// report is acknowledged again, a different one refused. A job ended
+/// before reports were kept is judged by its status alone.
+pub(super) fn judge_repeat(conn: &Connection, job: &JobRow, sent: &Reported) -> Result<()> {
+    let stored: Option<String> = conn
+        .query_row("SELECT report FROM jobs WHERE id = ?1", [&job.id], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
+    let stored: Option<Reported> = stored.and_then(|s| serde_json::from_str(&s).ok());
+    judge(job, stored.as_ref(), sent)
 }
 
 /// Keeps `report` on the job, within the caller's transaction.
-pub(super) fn keep_report(
-    tx: &rusqlite::Transaction<'_>,
-    job_id: &str,
-    report: &Reported,
-) -> Result<()> {
+pub(super) fn keep_report(tx: &Connection, job_id: &str, report: &Reported) -> Result<()> {
     tx.execute(
         "UPDATE jobs SET report = ?2 WHERE id = ?1",
         params![job_id, report.to_json()?],
@@ -119,7 +128,7 @@ pub(super) fn keep_report(
     Ok(())
 }
 
-/// See [`Store::judge_repeat`]; `stored` is the report the job ended with.
+/// See [`judge_repeat`]; `stored` is the report the job ended with.
 pub(super) fn judge(job: &JobRow, stored: Option<&Reported>, sent: &Reported) -> Result<()> {
     let ended = if job.lost {
         "its daemon has already reported late".to_string()

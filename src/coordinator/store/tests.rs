@@ -94,6 +94,12 @@ impl Fixture {
     }
 }
 
+/// A FinishJob header as the store takes it (converted as the service
+/// does).
+fn took(req: &proto::FinishJobRequest) -> super::JobReport {
+    crate::coordinator::transfer::job_report(req).unwrap()
+}
+
 fn finish(job: &str, outcome: JobOutcome) -> proto::FinishJobRequest {
     proto::FinishJobRequest {
         job_id: job.to_string(),
@@ -160,7 +166,7 @@ fn running_job_goes_canceling_then_ends_as_the_daemon_reports() {
 
     // Terraform finished before the interrupt: that outcome stands.
     f.store
-        .finish("d1", "k", &finish(&job, JobOutcome::Succeeded), &[])
+        .finish("d1", "k", &took(&finish(&job, JobOutcome::Succeeded)), &[])
         .unwrap();
     assert_eq!(f.store.job(&job).unwrap().status, JobStatus::Succeeded);
     let late = f.store.cancel_job(&job).unwrap_err();
@@ -178,7 +184,7 @@ fn canceling_job_reported_canceled_ends_canceled() {
     f.store.cancel_job(&job).unwrap();
     let mut req = finish(&job, JobOutcome::Canceled);
     req.error = "canceled: terraform interrupted".into();
-    f.store.finish("d1", "k", &req, &[]).unwrap();
+    f.store.finish("d1", "k", &took(&req), &[]).unwrap();
     let j = f.store.job(&job).unwrap();
     assert_eq!(j.status, JobStatus::Canceled);
     assert_eq!(j.error.as_deref(), Some("canceled: terraform interrupted"));
@@ -316,8 +322,8 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
     late.has_state = true;
     late.log_count = 1;
     let state = b"{\"version\":4}";
-    f.store.finish("d1", "k", &late, state).unwrap();
-    f.store.finish("d1", "k", &late, state).unwrap();
+    f.store.finish("d1", "k", &took(&late), state).unwrap();
+    f.store.finish("d1", "k", &took(&late), state).unwrap();
 
     let done = f.store.job(&job).unwrap();
     assert_eq!(done.status, JobStatus::Failed, "a reaped job stays failed");
@@ -331,7 +337,7 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
     let stored = f.store.workspace_by_id(&ws).unwrap().state;
     assert_eq!(stored.as_deref(), Some(&b"{\"version\":4}"[..]));
     // Someone else's job it is not.
-    let other = f.store.finish("d2", "k", &late, state).unwrap_err();
+    let other = f.store.finish("d2", "k", &took(&late), state).unwrap_err();
     assert!(matches!(other, CoordError::PermissionDenied(_)), "{other}");
 }
 
@@ -354,7 +360,9 @@ fn a_late_state_never_overwrites_a_newer_builds() {
 
     let mut late = finish(&job, JobOutcome::Succeeded);
     late.has_state = true;
-    f.store.finish("d1", "k", &late, b"{\"serial\":1}").unwrap();
+    f.store
+        .finish("d1", "k", &took(&late), b"{\"serial\":1}")
+        .unwrap();
     assert_eq!(f.store.workspace_by_id(&ws).unwrap().state, None);
     let error = f.store.job(&job).unwrap().error.unwrap();
     assert!(

@@ -382,7 +382,7 @@ fn replacing_claims_are_counted_from_the_stored_reports_after_reopening() {
             },
             ..Default::default()
         };
-        pool.store.finish("d1", "k", &req, &[]).unwrap();
+        pool.store.finish("d1", "k", &took(&req), &[]).unwrap();
     }
     let reopened = Store::open(pool._dir.path()).unwrap();
     assert_eq!(
