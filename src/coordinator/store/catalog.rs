@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::jobs::{JobKind, NewJob, insert_job};
+use super::enqueue::{JobKind, NewJob, insert_job, set_build_parameters};
 use super::{Store, new_id, not_found, now_ms, tags_to_json};
 use crate::coordinator::error::{CoordError, Result};
 use crate::tags::Tags;
@@ -87,24 +87,6 @@ pub(crate) fn declared_to_json(vars: &[DeclaredVar]) -> Result<String> {
 
 fn declared_from_json(s: &str) -> Vec<DeclaredVar> {
     serde_json::from_str(s).unwrap_or_default()
-}
-
-/// Records a build's parameter values and the ones it replaces.
-pub(super) fn set_build_parameters(
-    tx: &rusqlite::Transaction<'_>,
-    job_id: &str,
-    parameters: &BTreeMap<String, String>,
-    previous: &BTreeMap<String, String>,
-) -> Result<()> {
-    tx.execute(
-        "UPDATE jobs SET parameters = ?2, previous_parameters = ?3 WHERE id = ?1",
-        params![
-            job_id,
-            serde_json::to_string(parameters)?,
-            serde_json::to_string(previous)?
-        ],
-    )?;
-    Ok(())
 }
 
 /// A state's outputs as a small JSON document (NULL for no state or one

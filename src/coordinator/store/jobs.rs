@@ -1,4 +1,6 @@
-//! The job queue: enqueue, claim (offer → ack), logs, finish, queries.
+//! The job queue: reads, ownership (offer → ack), job input, logs and the
+//! lease reaper; a job's row is made in `enqueue.rs` and ended in
+//! `finished.rs`.
 //!
 //! A job moves pending → running (on the daemon's ack) → succeeded | failed
 //! | canceled; an operator cancel (see `cancel.rs`) ends a pending job at
@@ -7,31 +9,16 @@
 //! acknowledged it yet. Offers are cleared when that daemon's session ends,
 //! so a dropped stream never strands a job.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::catalog::{version_archive_in, workspace_state_in};
-use super::finished::{self, JobReport, Reported};
-use super::{JobStatus, Store, new_id, not_found, now_ms, tags_from_json, tags_to_json};
+use super::enqueue::kind_from_db;
+// `offers.rs` names the kind from here.
+pub(super) use super::enqueue::JobKind;
+use super::{JobStatus, Store, not_found, now_ms, tags_from_json};
 use crate::coordinator::error::{CoordError, Result};
-use crate::proto::{self, Transition};
+use crate::proto;
 use crate::tags::Tags;
-
-/// The owner name that marks prebuild work; it queues behind people.
-pub const PREBUILDS_OWNER: &str = "prebuilds";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobKind {
-    TemplateImport,
-    WorkspaceBuild(Transition),
-}
-
-pub struct NewJob {
-    pub kind: JobKind,
-    pub initiator: String,
-    pub tags: Tags,
-    pub template_version_id: String,
-    pub workspace_id: Option<String>,
-}
 
 #[derive(Debug, Clone)]
 pub struct JobRow {
@@ -83,51 +70,6 @@ pub struct LogRow {
     pub source: i32,
     pub stage: String,
     pub output: String,
-}
-
-fn kind_to_db(kind: JobKind) -> (&'static str, Option<&'static str>) {
-    match kind {
-        JobKind::TemplateImport => ("template_import", None),
-        JobKind::WorkspaceBuild(t) => (
-            "workspace_build",
-            Some(match t {
-                Transition::Stop => "stop",
-                Transition::Destroy => "destroy",
-                _ => "start",
-            }),
-        ),
-    }
-}
-
-fn kind_from_db(ty: &str, transition: Option<&str>) -> JobKind {
-    match (ty, transition) {
-        ("template_import", _) => JobKind::TemplateImport,
-        (_, Some("stop")) => JobKind::WorkspaceBuild(Transition::Stop),
-        (_, Some("destroy")) => JobKind::WorkspaceBuild(Transition::Destroy),
-        _ => JobKind::WorkspaceBuild(Transition::Start),
-    }
-}
-
-pub(super) fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<String> {
-    let id = new_id();
-    let (ty, transition) = kind_to_db(job.kind);
-    tx.execute(
-        "INSERT INTO jobs(id, type, status, initiator, is_prebuild, tags, template_version_id,
-                          workspace_id, transition, created_at)
-         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            id,
-            ty,
-            job.initiator,
-            job.initiator == PREBUILDS_OWNER,
-            tags_to_json(&job.tags)?,
-            job.template_version_id,
-            job.workspace_id,
-            transition,
-            now_ms()
-        ],
-    )?;
-    Ok(id)
 }
 
 const JOB_COLUMNS: &str = "id, type, transition, status, initiator, tags, template_version_id,
@@ -365,89 +307,6 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Ends a job with the daemon's report and, when it has one, the state
-    /// it streamed (already checked against the report's size and hash).
-    /// Repeating the same report is acknowledged again (the daemon may have
-    /// lost our first answer); a different one for a job that has ended is
-    /// refused, naming the difference (see `finished.rs`).
-    pub fn finish(
-        &self,
-        daemon_name: &str,
-        key_name: &str,
-        report: &JobReport,
-        state: &[u8],
-    ) -> Result<()> {
-        let status = report.outcome;
-        if !status.is_finished() {
-            return Err(CoordError::Invalid(format!(
-                "finish job {}: outcome {status} is not a final outcome",
-                report.job_id
-            )));
-        }
-        let sent = Reported::new(report);
-        self.write(|tx| {
-            let job = owned_in(tx, "finish job", &report.job_id, daemon_name, key_name)?;
-            if job.lost {
-                return finish_lost(tx, &job, &sent, report, state);
-            }
-            if job.is_finished() {
-                return finished::judge_repeat(tx, &job, &sent);
-            }
-            // A canceling job takes any outcome: terraform may have finished
-            // before the interrupt reached it, and its state must be kept.
-            if report.log_count != job.log_count {
-                return Err(CoordError::FailedPrecondition(format!(
-                    "finish job {}: daemon shipped {} log lines but {} are stored",
-                    report.job_id, report.log_count, job.log_count
-                )));
-            }
-            let error = (!report.error.is_empty()).then_some(report.error.as_str());
-            tx.execute(
-                "UPDATE jobs SET status = ?2, error = ?3, finished_at = ?4, updated_at = ?4
-                 WHERE id = ?1",
-                params![job.id, status, error, now_ms()],
-            )?;
-            finished::keep_report(tx, &job.id, &sent)?;
-            if !report.replacements.is_empty() {
-                tx.execute(
-                    "UPDATE jobs SET replacements = ?2 WHERE id = ?1",
-                    params![job.id, serde_json::to_string(&report.replacements)?],
-                )?;
-            }
-            match (job.kind, &job.workspace_id) {
-                (JobKind::TemplateImport, _) if status == JobStatus::Succeeded => {
-                    tx.execute(
-                        "UPDATE template_versions SET declared = ?2 WHERE id = ?1",
-                        params![
-                            job.template_version_id,
-                            super::catalog::declared_to_json(&report.variables)?
-                        ],
-                    )?;
-                    tx.execute(
-                        "UPDATE templates SET active_version_id = ?1
-                         WHERE name = (SELECT template FROM template_versions WHERE id = ?1)",
-                        [&job.template_version_id],
-                    )?;
-                }
-                (JobKind::WorkspaceBuild(transition), Some(ws)) => {
-                    // Absent state means "keep the previous one" (the plan
-                    // failed before terraform touched it).
-                    if report.state_sha256.is_some() {
-                        tx.execute(
-                            "UPDATE workspaces SET state = ?2 WHERE id = ?1",
-                            params![ws, state],
-                        )?;
-                    }
-                    if transition == Transition::Destroy && status == JobStatus::Succeeded {
-                        tx.execute("UPDATE workspaces SET deleted = 1 WHERE id = ?1", [ws])?;
-                    }
-                }
-                _ => {}
-            }
-            Ok(())
-        })
-    }
-
     /// Fails running jobs whose daemon has not been heard from since
     /// `cutoff_ms`; returns the ids failed.
     pub fn fail_lost_jobs(&self, cutoff_ms: i64) -> Result<Vec<String>> {
@@ -512,7 +371,7 @@ fn ack_in(
 /// A job still offered to this daemon is acknowledged here: the daemon's
 /// first unary call confirms it owns the job, whatever the order in which
 /// its session's AckJob and this call arrive.
-fn owned_in(
+pub(super) fn owned_in(
     conn: &Connection,
     action: &str,
     job_id: &str,
@@ -547,59 +406,4 @@ fn owned_in(
         )));
     }
     Ok(job)
-}
-
-/// The late result of a job the reaper failed: the job stays failed (it
-/// was reported so, and nobody must rely on a different ending), but the
-/// state terraform wrote is stored and the error says how the run really
-/// ended. Repeats are acknowledged again.
-fn finish_lost(
-    tx: &Connection,
-    job: &JobRow,
-    sent: &Reported,
-    report: &JobReport,
-    state: &[u8],
-) -> Result<()> {
-    let status = sent.outcome();
-    // 2: its late report was taken already (see `ADDED_COLUMNS`).
-    let took: i64 = tx.query_row("SELECT lost FROM jobs WHERE id = ?1", [&job.id], |r| {
-        r.get(0)
-    })?;
-    if took == 2 {
-        return finished::judge_repeat(tx, job, sent);
-    }
-    let mut error = format!(
-        "{}; the daemon reported later: {status}{}",
-        job.error.as_deref().unwrap_or("daemon lost"),
-        if report.error.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", report.error)
-        }
-    );
-    if let (JobKind::WorkspaceBuild(_), Some(ws), Some(_)) =
-        (job.kind, &job.workspace_id, &report.state_sha256)
-    {
-        // Only the workspace's newest build may set its state: a build
-        // queued after the failure has a newer one (or is making it).
-        let newest = latest_build_in(tx, ws)?.map(|j| j.id);
-        if newest.as_deref() == Some(job.id.as_str()) {
-            tx.execute(
-                "UPDATE workspaces SET state = ?2 WHERE id = ?1",
-                params![ws, state],
-            )?;
-        } else {
-            tx.execute(
-                "UPDATE jobs SET late_state = ?2 WHERE id = ?1",
-                params![job.id, state],
-            )?;
-            error.push_str("; its state was kept on the job, not applied: a later build exists");
-        }
-    }
-    tx.execute(
-        "UPDATE jobs SET lost = 2, error = ?2, updated_at = ?3 WHERE id = ?1",
-        params![job.id, error, now_ms()],
-    )?;
-    finished::keep_report(tx, &job.id, sent)?;
-    Ok(())
 }

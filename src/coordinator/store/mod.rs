@@ -14,6 +14,7 @@ mod catalog;
 mod check;
 mod claim;
 mod daemons;
+mod enqueue;
 mod finished;
 mod jobs;
 mod offers;
@@ -36,8 +37,9 @@ pub use catalog::{DeclaredVar, NewBuild, NewImport, TemplateRow, VersionRow, Wor
 pub use check::{CheckError, DB_FILE, Found, SCHEMA_VERSION, Summary, inspect};
 pub use claim::{ClaimCandidate, ClaimWanted, Claimed};
 pub use daemons::{DaemonRow, KeyRow, Report};
+pub use enqueue::{JobKind, NewJob, PREBUILDS_OWNER};
 pub use finished::JobReport;
-pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, PREBUILDS_OWNER};
+pub use jobs::{JobFilter, JobRow, LogRow};
 pub use offers::Offer;
 pub use ops::{Histo, JobGauge, PrebuildCount, PrebuildWorkspace};
 pub use status::JobStatus;
@@ -228,7 +230,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("daemons", "state", "TEXT"),
     ("daemons", "current_job_id", "TEXT"),
     // 1: failed by the lease reaper, its daemon's late result still
-    // welcome; 2: that late result was taken. See `jobs::Store::finish`.
+    // welcome; 2: that late result was taken. See `finished.rs`.
     ("jobs", "lost", "INTEGER NOT NULL DEFAULT 0"),
     // A lost job's late state that could not be applied (a newer build of
     // the workspace exists), kept for an operator.

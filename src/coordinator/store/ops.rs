@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use rusqlite::params;
 
 use super::catalog::workspaces_in;
-use super::jobs::{PREBUILDS_OWNER, latest_build_in};
+use super::enqueue::PREBUILDS_OWNER;
+use super::jobs::latest_build_in;
 use super::{JobRow, JobStatus, Store, WorkspaceRow, now_ms, tags_from_json};
 use crate::coordinator::error::Result;
 use crate::tags;
