@@ -6,15 +6,13 @@ use std::time::Duration;
 use tokio_stream::StreamExt;
 
 use super::client::Client;
-use super::{CliError, print_job, print_json};
+use super::{CliError, job_status, print_job, print_json};
 use crate::config::Output;
+use crate::coordinator::store::JobStatus;
 use crate::proto;
 
-/// The statuses a job never leaves.
-const FINISHED: [&str; 3] = ["succeeded", "failed", "canceled"];
-
 fn is_finished(job: &proto::Job) -> bool {
-    FINISHED.contains(&job.status.as_str())
+    job_status(job).is_some_and(JobStatus::is_finished)
 }
 
 /// The ids to cancel: the arguments, with `-` replaced by the ids on
@@ -76,7 +74,7 @@ pub(super) async fn cancel_all(
         for job in done {
             let id = job.id.clone();
             // A job that ended at once was reported when it was canceled.
-            let was_canceling = job.status == "canceling";
+            let was_canceling = job_status(&job) == Some(JobStatus::Canceling);
             match wait_ended(c, job).await {
                 Ok(job) => {
                     if was_canceling {
@@ -123,7 +121,7 @@ async fn cancel(c: &mut Client, id: &str, wait: bool) -> Result<proto::Job, CliE
         .cancel_job(proto::CancelJobRequest { id: id.to_string() })
         .await?
         .into_inner();
-    if job.status == "canceling" {
+    if job_status(&job) == Some(JobStatus::Canceling) {
         eprintln!(
             "Job {id} is canceling: daemon {:?} was told to interrupt it.",
             job.daemon
@@ -139,10 +137,10 @@ async fn cancel(c: &mut Client, id: &str, wait: bool) -> Result<proto::Job, CliE
 /// Says how a canceled job stands.
 fn report(job: &proto::Job) {
     let id = &job.id;
-    match job.status.as_str() {
-        "canceled" => eprintln!("Job {id} canceled."),
-        "canceling" => {}
-        other => eprintln!("Job {id} {other} before the cancel took effect."),
+    match job_status(job) {
+        Some(JobStatus::Canceled) => eprintln!("Job {id} canceled."),
+        Some(JobStatus::Canceling) => {}
+        _ => eprintln!("Job {id} {} before the cancel took effect.", job.status),
     }
 }
 

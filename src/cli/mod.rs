@@ -18,6 +18,7 @@ use tokio_stream::StreamExt;
 use crate::config::{
     AdminArgs, BuildArgs, DaemonsCmd, JobsCmd, KeysCmd, Output, TemplatesCmd, WorkspacesCmd,
 };
+use crate::coordinator::store::JobStatus;
 use crate::proto::{self, Transition};
 use client::Client;
 use render::{job_json, table, tags_text};
@@ -400,7 +401,7 @@ async fn wait_for_job(c: &mut Client, job_id: &str) -> Result<(), CliError> {
         })
         .await?
         .into_inner();
-    if job.status == "succeeded" {
+    if job_status(&job) == Some(JobStatus::Succeeded) {
         eprintln!("Job {job_id} succeeded.");
         Ok(())
     } else {
@@ -545,6 +546,12 @@ pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
 }
 
 /// One job: JSON, or one `field: value` line per JSON field.
+/// A job's status as the coordinator spells it; `None`: one this CLI does
+/// not know (a newer coordinator's).
+fn job_status(j: &proto::Job) -> Option<JobStatus> {
+    j.status.parse().ok()
+}
+
 fn print_job(j: &proto::Job, output: Output) {
     let v = job_json(j);
     if output == Output::Json {

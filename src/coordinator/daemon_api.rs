@@ -211,18 +211,16 @@ impl ProvisionerDaemon for DaemonApi {
         let (req, state) = read.inspect_err(|e| {
             tracing::warn!(daemon = %name, error = %e, "job report not taken: nothing stored");
         })?;
-        let req = super::bounds::finish(req)?;
+        let report = transfer::job_report(&super::bounds::finish(req)?)?;
         self.hub
             .store
-            .finish(&name, &key.name, &req, &state)
+            .finish(&name, &key.name, &report, &state)
             .inspect_err(|e| {
                 tracing::warn!(daemon = %name, error = %e, "job report refused");
             })?;
-        let outcome = proto::JobOutcome::try_from(req.outcome)
-            .map(|o| o.as_str_name())
-            .unwrap_or("unknown");
-        tracing::info!(job = %req.job_id, daemon = %name, outcome, "job finished");
-        self.hub.job_changed(&req.job_id);
+        let outcome = report.outcome.as_str();
+        tracing::info!(job = %report.job_id, daemon = %name, outcome, "job finished");
+        self.hub.job_changed(&report.job_id);
         Ok(Response::new(proto::FinishJobResponse {}))
     }
 }

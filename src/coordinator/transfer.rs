@@ -9,10 +9,11 @@ use tokio_stream::StreamExt;
 use tonic::{Code, Streaming};
 
 use super::error::{CoordError, Result};
+use super::store::{DeclaredVar, JobReport, JobStatus};
 use crate::chunk::{self, Assembly, ChunkError};
 use crate::proto::{
-    FinishJobPart, FinishJobRequest, JobInputChunk, PushTemplatePart, PushTemplateRequest,
-    finish_job_part::Part as FinishPart, job_input_chunk::Chunk,
+    FinishJobPart, FinishJobRequest, JobInputChunk, JobOutcome, PushTemplatePart,
+    PushTemplateRequest, finish_job_part::Part as FinishPart, job_input_chunk::Chunk,
     push_template_part::Part as PushPart,
 };
 
@@ -177,6 +178,43 @@ pub async fn read_finish(
         )));
     }
     Ok((header, state))
+}
+
+/// FinishJob's header as the store takes it: its outcome a final job
+/// status (anything else is refused), the state's hash only when it has
+/// one.
+pub fn job_report(req: &FinishJobRequest) -> Result<JobReport> {
+    let outcome = match JobOutcome::try_from(req.outcome) {
+        Ok(JobOutcome::Succeeded) => JobStatus::Succeeded,
+        Ok(JobOutcome::Failed) => JobStatus::Failed,
+        Ok(JobOutcome::Canceled) => JobStatus::Canceled,
+        _ => {
+            return Err(CoordError::Invalid(format!(
+                "finish job {}: outcome {} is not a final outcome",
+                req.job_id, req.outcome
+            )));
+        }
+    };
+    Ok(JobReport {
+        job_id: req.job_id.clone(),
+        outcome,
+        error: req.error.clone(),
+        log_count: req.log_count,
+        state_sha256: req.has_state.then(|| req.state_sha256.to_ascii_lowercase()),
+        variables: req
+            .variables
+            .iter()
+            .map(|v| DeclaredVar {
+                name: v.name.clone(),
+                description: v.description.clone(),
+                r#type: v.r#type.clone(),
+                default_json: v.default_json.clone(),
+                sensitive: v.sensitive,
+                required: v.required,
+            })
+            .collect(),
+        replacements: req.replacements.clone(),
+    })
 }
 
 /// PushTemplate's header and archive, whole and checked.

@@ -1,6 +1,6 @@
 //! Conversions between the wire types of a job and the runner's.
 
-use super::transfer::Report;
+use super::record::Report;
 use crate::proto::{self, FinishJobRequest, JobOffer, JobOutcome, JobType};
 use crate::runner::{self, Build, JobKind, Outcome, Parameter, Transition, Variable};
 

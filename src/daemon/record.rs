@@ -13,8 +13,16 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::transfer::Report;
 use crate::proto::{FinishJobRequest, JobOutcome, TemplateVariable};
+
+/// A job's result as the daemon holds it until reported: FinishJob's
+/// header, and the state that streams after it (`None`: keep the
+/// previous one).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Report {
+    pub header: FinishJobRequest,
+    pub state: Option<Vec<u8>>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct JobRecord {

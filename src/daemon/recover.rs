@@ -19,9 +19,10 @@ use tonic::{Code, Status};
 
 use super::backoff::Backoff;
 use super::record::Records;
+use super::record::Report;
 use super::rpc::{self, Client, Verdict};
 use super::spool;
-use super::transfer::{self, Report};
+use super::transfer;
 use crate::proto::{FinishJobRequest, JobOutcome, LogLevel, LogLine, LogSource, UpdateJobRequest};
 pub(super) use collect::{Unfinished, collect};
 

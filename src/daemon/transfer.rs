@@ -8,19 +8,10 @@ use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::Status;
 
-use super::record::Records;
+use super::record::{Records, Report};
 use super::rpc::{self, Client};
 use crate::chunk::{self, Assembly, ChunkError};
-use crate::proto::{FinishJobRequest, GetJobInputRequest, JobOffer, job_input_chunk::Chunk};
-
-/// A job's result as the daemon holds it until reported: FinishJob's
-/// header, and the state that streams after it (`None`: keep the
-/// previous one).
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Report {
-    pub header: FinishJobRequest,
-    pub state: Option<Vec<u8>>,
-}
+use crate::proto::{GetJobInputRequest, JobOffer, job_input_chunk::Chunk};
 
 /// Bytes per second the time limit of a transfer assumes at worst, on top
 /// of [`rpc::RPC_TIMEOUT`]: a 256 MiB state gets about 4 more minutes, a

@@ -2,10 +2,10 @@
 //! rows after the request's cursor in a stable order, and the cursor to
 //! continue from.
 
-use super::AdminApi;
+use super::{AdminApi, convert};
 use crate::coordinator::error::{CoordError, Result};
 use crate::coordinator::paging::Page;
-use crate::coordinator::store::JobFilter;
+use crate::coordinator::store::{JobFilter, JobStatus};
 use crate::proto;
 use crate::tags;
 
@@ -13,16 +13,10 @@ impl AdminApi {
     pub(super) fn keys_page(&self, req: proto::ListKeysRequest) -> Result<proto::ListKeysResponse> {
         let page = Page::new(req.limit);
         let rows = self.hub.store.keys_after(&req.after, page.fetch().into())?;
-        let (keys, next_cursor) = page.fill(
-            rows.into_iter().map(|k| {
-                Ok(proto::Key {
-                    name: k.name,
-                    tags: k.tags.into_iter().collect(),
-                    created_at: k.created_at,
-                })
-            }),
-            |k| k.name.clone(),
-        )?;
+        let (keys, next_cursor) = page
+            .fill(rows.into_iter().map(|k| Ok(convert::key(k))), |k| {
+                k.name.clone()
+            })?;
         Ok(proto::ListKeysResponse { keys, next_cursor })
     }
 
@@ -35,17 +29,10 @@ impl AdminApi {
             .hub
             .store
             .templates_after(&req.after, page.fetch().into())?;
-        let (templates, next_cursor) = page.fill(
-            rows.into_iter().map(|t| {
-                Ok(proto::Template {
-                    name: t.name,
-                    active_version_id: t.active_version_id.unwrap_or_default(),
-                    created_at: t.created_at,
-                    variables: t.declared,
-                })
-            }),
-            |t| t.name.clone(),
-        )?;
+        let (templates, next_cursor) = page
+            .fill(rows.into_iter().map(|t| Ok(convert::template(t))), |t| {
+                t.name.clone()
+            })?;
         Ok(proto::ListTemplatesResponse {
             templates,
             next_cursor,
@@ -61,10 +48,11 @@ impl AdminApi {
             self.hub
                 .store
                 .workspaces_after(&req.after, &req.owner, &req.template, page.fetch())?;
-        let (workspaces, next_cursor) = page
-            .fill(rows.into_iter().map(|w| self.workspace_to_proto(w)), |w| {
-                w.name.clone()
-            })?;
+        let (workspaces, next_cursor) = page.fill(
+            rows.into_iter()
+                .map(|w| convert::workspace(&self.hub.store, w)),
+            |w| w.name.clone(),
+        )?;
         Ok(proto::ListWorkspacesResponse {
             workspaces,
             next_cursor,
@@ -72,21 +60,13 @@ impl AdminApi {
     }
 
     pub(super) fn jobs_page(&self, req: proto::ListJobsRequest) -> Result<proto::ListJobsResponse> {
-        const STATUSES: [&str; 6] = [
-            "pending",
-            "running",
-            "succeeded",
-            "failed",
-            "canceling",
-            "canceled",
-        ];
-        if !req.status.is_empty() && !STATUSES.contains(&req.status.as_str()) {
-            return Err(CoordError::Invalid(format!(
-                "list jobs: status {:?} is not one of {}",
-                req.status,
-                STATUSES.join(", ")
-            )));
-        }
+        let status = match req.status.as_str() {
+            "" => None,
+            s => Some(
+                s.parse::<JobStatus>()
+                    .map_err(|e| CoordError::Invalid(format!("list jobs: {e}")))?,
+            ),
+        };
         if !req.after.is_empty() {
             // A cursor is a job id; an unknown one would list nothing.
             self.hub.store.job(&req.after).map_err(|_| {
@@ -98,16 +78,17 @@ impl AdminApi {
         }
         let page = Page::new(req.limit);
         let filter = JobFilter {
-            status: (!req.status.is_empty()).then_some(req.status),
+            status,
             initiator: (!req.initiator.is_empty()).then_some(req.initiator),
             limit: page.fetch(),
             after: (!req.after.is_empty()).then_some(req.after),
         };
         let jobs = self.hub.store.list_jobs(&filter)?;
-        let (jobs, next_cursor) = page
-            .fill(jobs.into_iter().map(|j| Ok(self.job_to_proto(j))), |j| {
-                j.id.clone()
-            })?;
+        let (jobs, next_cursor) = page.fill(
+            jobs.into_iter()
+                .map(|j| Ok(convert::job(&self.hub.store, j))),
+            |j| j.id.clone(),
+        )?;
         Ok(proto::ListJobsResponse { jobs, next_cursor })
     }
 
@@ -120,21 +101,10 @@ impl AdminApi {
             .hub
             .store
             .daemons_after(&req.after, page.fetch().into())?;
-        let (daemons, next_cursor) = page.fill(
-            rows.into_iter().map(|d| {
-                Ok(proto::Daemon {
-                    status: d.status().to_string(),
-                    current_job_id: d.current_job().unwrap_or_default().to_string(),
-                    id: d.id,
-                    name: d.name,
-                    tags: d.tags.into_iter().collect(),
-                    last_seen_at: d.last_seen_at,
-                    version: d.version,
-                    key_name: d.key_name,
-                })
-            }),
-            |d| d.name.clone(),
-        )?;
+        let (daemons, next_cursor) = page
+            .fill(rows.into_iter().map(|d| Ok(convert::daemon(d))), |d| {
+                d.name.clone()
+            })?;
         Ok(proto::ListDaemonsResponse {
             daemons,
             next_cursor,

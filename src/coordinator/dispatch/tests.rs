@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::coordinator::error::CoordError;
-use crate::coordinator::store::{NewImport, Report};
+use crate::coordinator::store::{JobStatus, NewImport, Report};
 use crate::proto::coordinator_message::Msg;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -124,7 +124,7 @@ async fn an_unacknowledged_offer_is_withdrawn_at_its_timeout_and_offered_again()
         .wait(d2.clone(), Tags::new(), tx2.clone())
         .await;
     assert_eq!(next(&mut rx2).await, Ok(j1.clone()));
-    assert_eq!(s.store.job(&j2).unwrap().status, "running");
+    assert_eq!(s.store.job(&j2).unwrap().status, JobStatus::Running);
     // d1 asks again and is free to get work; none is left.
     s.dispatcher
         .wait(d1.clone(), Tags::new(), tx1.clone())

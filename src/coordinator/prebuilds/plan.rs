@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::coordinator::store::{JobKind, PrebuildWorkspace};
+use crate::coordinator::store::{JobKind, JobStatus, PrebuildWorkspace};
 use crate::proto::Transition;
 
 /// The longest wait between creates of a failing pool (at least one
@@ -66,10 +66,10 @@ pub struct Assessment {
 }
 
 /// Create history of a pool, newest first: (job status, finished_at).
-pub type History = Vec<(String, Option<i64>)>;
+pub type History = Vec<(JobStatus, Option<i64>)>;
 
-fn in_flight(status: &str) -> bool {
-    matches!(status, "pending" | "running" | "canceling")
+fn in_flight(status: JobStatus) -> bool {
+    !status.is_finished()
 }
 
 /// How long a pool waits after `failures` consecutive failed creates:
@@ -112,7 +112,9 @@ pub fn assess(
         // every pending job `prebuilds` initiated) is issued again, or the
         // workspace would be stranded; a failed one is left for an
         // operator.
-        if job.kind == JobKind::WorkspaceBuild(Transition::Destroy) && job.status == "canceled" {
+        if job.kind == JobKind::WorkspaceBuild(Transition::Destroy)
+            && job.status == JobStatus::Canceled
+        {
             out.actions.push(destroy("its destroy was canceled"));
             continue;
         }
@@ -130,9 +132,9 @@ pub fn assess(
         // until the daemon reports or the grace runs out (see
         // `PrebuildWorkspace::awaiting_late`).
         let status = if pw.awaiting_late {
-            "running"
+            JobStatus::Running
         } else {
-            job.status.as_str()
+            job.status
         };
         match (slot, status) {
             (Some(i), s) if in_flight(s) => busy[i] += 1,
@@ -141,7 +143,7 @@ pub fn assess(
             (None, _) => out.actions.push(destroy(
                 "its template version or preset no longer has prebuilds",
             )),
-            (Some(i), "succeeded") => {
+            (Some(i), JobStatus::Succeeded) => {
                 let ttl = slots[i].ttl_seconds.unwrap_or(0);
                 let age_ms = now_ms - pw.workspace.created_at;
                 if ttl > 0 && age_ms > (ttl as i64).saturating_mul(1000) {
@@ -172,15 +174,15 @@ pub fn assess(
                 });
             }
         }
-        let finished = history[i].iter().filter(|(s, _)| !in_flight(s));
+        let finished = history[i].iter().filter(|(s, _)| !in_flight(*s));
         let mut failures = 0u32;
         let mut last_failure = None;
         for (status, finished_at) in finished {
-            match status.as_str() {
-                "succeeded" => break,
+            match status {
+                JobStatus::Succeeded => break,
                 // An operator's cancel (the runbook) is not the template
                 // failing.
-                "canceled" => continue,
+                JobStatus::Canceled => continue,
                 _ => {}
             }
             failures += 1;

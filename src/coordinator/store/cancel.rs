@@ -3,8 +3,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::jobs::JobRow;
-use super::{Store, now_ms};
+use super::jobs::{JobRow, job_in};
+use super::{JobStatus, Store, now_ms};
 use crate::coordinator::error::{CoordError, Result};
 
 /// The error a job canceled before any daemon ran it carries.
@@ -25,10 +25,8 @@ impl Store {
     /// withdrawn, so the offered daemon's ack is refused. Running: canceling.
     /// Canceling: unchanged (the daemon is told again). Finished: refused.
     pub fn cancel_job(&self, id: &str) -> Result<Canceled> {
-        let notify_daemon = {
-            let mut conn = self.conn();
-            let tx = conn.transaction()?;
-            let row: Option<(String, Option<String>)> = tx
+        self.write(|tx| {
+            let row: Option<(JobStatus, Option<String>)> = tx
                 .query_row(
                     "SELECT status, daemon_id FROM jobs WHERE id = ?1",
                     [id],
@@ -40,8 +38,8 @@ impl Store {
                     "cancel job {id}: no such job"
                 )));
             };
-            let notify = match status.as_str() {
-                "pending" => {
+            let notify_daemon = match status {
+                JobStatus::Pending => {
                     let now = now_ms();
                     tx.execute(
                         "UPDATE jobs SET status = 'canceled', offered_to = NULL, error = ?2,
@@ -53,23 +51,21 @@ impl Store {
                 }
                 // The lease keeps counting from the daemon's last update: a
                 // daemon that never answers the cancel is still reaped.
-                "running" => {
+                JobStatus::Running => {
                     tx.execute("UPDATE jobs SET status = 'canceling' WHERE id = ?1", [id])?;
                     daemon_id
                 }
-                "canceling" => daemon_id,
+                JobStatus::Canceling => daemon_id,
                 done => {
                     return Err(CoordError::FailedPrecondition(format!(
                         "cancel job {id}: it has already ended ({done})"
                     )));
                 }
             };
-            tx.commit()?;
-            notify
-        };
-        Ok(Canceled {
-            job: self.job(id)?,
-            notify_daemon,
+            Ok(Canceled {
+                job: job_in(tx, id)?,
+                notify_daemon,
+            })
         })
     }
 

@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use super::jobs::{JobKind, NewJob, insert_job};
+use super::enqueue::{JobKind, NewJob, insert_job, set_build_parameters};
 use super::{Store, new_id, not_found, now_ms, tags_to_json};
 use crate::coordinator::error::{CoordError, Result};
-use crate::proto::TemplateVariable;
 use crate::tags::Tags;
 
 #[derive(Debug, Clone)]
@@ -18,7 +17,7 @@ pub struct TemplateRow {
     pub active_version_id: Option<String>,
     pub created_at: i64,
     /// Variables declared by the active version.
-    pub declared: Vec<TemplateVariable>,
+    pub declared: Vec<DeclaredVar>,
 }
 
 #[derive(Debug, Clone)]
@@ -28,7 +27,7 @@ pub struct VersionRow {
     pub tags: Tags,
     pub var_values: BTreeMap<String, String>,
     /// Set once the version's import succeeded.
-    pub declared: Option<Vec<TemplateVariable>>,
+    pub declared: Option<Vec<DeclaredVar>>,
     /// `template::TemplateMeta` as JSON, read when the version was pushed.
     pub meta_json: Option<String>,
 }
@@ -70,62 +69,24 @@ pub struct NewBuild {
     pub preset: Option<String>,
 }
 
-/// Stored form of declared variables (the proto message is not serde).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct DeclaredVar {
-    name: String,
-    description: String,
-    r#type: String,
-    default_json: String,
-    sensitive: bool,
-    required: bool,
+/// A variable a template version declares, as its import reported it
+/// (stored as JSON in `template_versions.declared`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeclaredVar {
+    pub name: String,
+    pub description: String,
+    pub r#type: String,
+    pub default_json: String,
+    pub sensitive: bool,
+    pub required: bool,
 }
 
-pub(crate) fn declared_to_json(vars: &[TemplateVariable]) -> Result<String> {
-    let v: Vec<DeclaredVar> = vars
-        .iter()
-        .map(|v| DeclaredVar {
-            name: v.name.clone(),
-            description: v.description.clone(),
-            r#type: v.r#type.clone(),
-            default_json: v.default_json.clone(),
-            sensitive: v.sensitive,
-            required: v.required,
-        })
-        .collect();
-    Ok(serde_json::to_string(&v)?)
+pub(crate) fn declared_to_json(vars: &[DeclaredVar]) -> Result<String> {
+    Ok(serde_json::to_string(vars)?)
 }
 
-pub(super) fn declared_from_json(s: &str) -> Vec<TemplateVariable> {
-    let v: Vec<DeclaredVar> = serde_json::from_str(s).unwrap_or_default();
-    v.into_iter()
-        .map(|d| TemplateVariable {
-            name: d.name,
-            description: d.description,
-            r#type: d.r#type,
-            default_json: d.default_json,
-            sensitive: d.sensitive,
-            required: d.required,
-        })
-        .collect()
-}
-
-/// Records a build's parameter values and the ones it replaces.
-pub(super) fn set_build_parameters(
-    tx: &rusqlite::Transaction<'_>,
-    job_id: &str,
-    parameters: &BTreeMap<String, String>,
-    previous: &BTreeMap<String, String>,
-) -> Result<()> {
-    tx.execute(
-        "UPDATE jobs SET parameters = ?2, previous_parameters = ?3 WHERE id = ?1",
-        params![
-            job_id,
-            serde_json::to_string(parameters)?,
-            serde_json::to_string(previous)?
-        ],
-    )?;
-    Ok(())
+pub(super) fn declared_from_json(s: &str) -> Vec<DeclaredVar> {
+    serde_json::from_str(s).unwrap_or_default()
 }
 
 /// A state's outputs as a small JSON document (NULL for no state or one
@@ -224,48 +185,26 @@ impl Store {
 
     /// The newest version pushed for a template (whatever its import did).
     pub fn latest_version(&self, template: &str) -> Result<VersionRow> {
-        let id: String = self
-            .conn()
-            .query_row(
-                "SELECT id FROM template_versions WHERE template = ?1
-                 ORDER BY created_at DESC, rowid DESC LIMIT 1",
-                [template],
-                |r| r.get(0),
-            )
-            .optional()?
-            .ok_or_else(|| not_found("template", template))?;
-        self.version(&id)
+        self.read(|c| {
+            let id: String = c
+                .query_row(
+                    "SELECT id FROM template_versions WHERE template = ?1
+                     ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                    [template],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| not_found("template", template))?;
+            version_in(c, &id)
+        })
     }
 
     pub fn version(&self, id: &str) -> Result<VersionRow> {
-        self.conn()
-            .query_row(
-                "SELECT id, template, tags, var_values, declared, meta FROM template_versions WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok(VersionRow {
-                        id: r.get(0)?,
-                        template: r.get(1)?,
-                        tags: super::tags_from_json(&r.get::<_, String>(2)?),
-                        var_values: serde_json::from_str(&r.get::<_, String>(3)?)
-                            .unwrap_or_default(),
-                        declared: r
-                            .get::<_, Option<String>>(4)?
-                            .map(|s| declared_from_json(&s)),
-                        meta_json: r.get(5)?,
-                    })
-                },
-            )
-            .optional()?
-            .ok_or_else(|| not_found("template version", id))
+        self.read(|c| version_in(c, id))
     }
 
     pub fn version_archive(&self, id: &str) -> Result<Vec<u8>> {
-        Ok(self.conn().query_row(
-            "SELECT archive FROM template_versions WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )?)
+        self.read(|c| version_archive_in(c, id))
     }
 
     /// Creates workspace `id` and enqueues its first build (transition
@@ -396,31 +335,7 @@ impl Store {
         state: &str,
         limit: i64,
     ) -> Result<Vec<WorkspaceRow>> {
-        let conn = self.conn();
-        let sql = format!(
-            "SELECT id, name, owner, template, template_version_id, var_values, {state},
-                    created_at, parameters, preset
-             FROM workspaces WHERE {cond} ORDER BY name LIMIT {limit}"
-        );
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(args, |r| {
-            Ok(WorkspaceRow {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                owner: r.get(2)?,
-                template: r.get(3)?,
-                template_version_id: r.get(4)?,
-                var_values: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
-                state: r.get(6)?,
-                created_at: r.get(7)?,
-                parameters: r
-                    .get::<_, Option<String>>(8)?
-                    .and_then(|s| serde_json::from_str(&s).ok())
-                    .unwrap_or_default(),
-                preset: r.get(9)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read(|c| workspaces_in(c, cond, args, state, limit))
     }
 
     /// A live (not deleted) workspace by name.
@@ -460,4 +375,79 @@ impl Store {
             i64::from(limit),
         )
     }
+}
+
+/// Workspaces where `cond` (with `args`) holds, by name, at most `limit`
+/// (-1: all); `state` is the column expression read as their state.
+pub(super) fn workspaces_in(
+    conn: &Connection,
+    cond: &str,
+    args: &[&dyn rusqlite::ToSql],
+    state: &str,
+    limit: i64,
+) -> Result<Vec<WorkspaceRow>> {
+    let sql = format!(
+        "SELECT id, name, owner, template, template_version_id, var_values, {state},
+                created_at, parameters, preset
+         FROM workspaces WHERE {cond} ORDER BY name LIMIT {limit}"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(args, |r| {
+        Ok(WorkspaceRow {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            owner: r.get(2)?,
+            template: r.get(3)?,
+            template_version_id: r.get(4)?,
+            var_values: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+            state: r.get(6)?,
+            created_at: r.get(7)?,
+            parameters: r
+                .get::<_, Option<String>>(8)?
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default(),
+            preset: r.get(9)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn version_in(conn: &Connection, id: &str) -> Result<VersionRow> {
+    conn.query_row(
+        "SELECT id, template, tags, var_values, declared, meta FROM template_versions WHERE id = ?1",
+        [id],
+        |r| {
+            Ok(VersionRow {
+                id: r.get(0)?,
+                template: r.get(1)?,
+                tags: super::tags_from_json(&r.get::<_, String>(2)?),
+                var_values: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                declared: r
+                    .get::<_, Option<String>>(4)?
+                    .map(|s| declared_from_json(&s)),
+                meta_json: r.get(5)?,
+            })
+        },
+    )
+    .optional()?
+    .ok_or_else(|| not_found("template version", id))
+}
+
+pub(super) fn version_archive_in(conn: &Connection, id: &str) -> Result<Vec<u8>> {
+    Ok(conn.query_row(
+        "SELECT archive FROM template_versions WHERE id = ?1",
+        [id],
+        |r| r.get(0),
+    )?)
+}
+
+/// A workspace's state (empty: none yet), deleted or not.
+pub(super) fn workspace_state_in(conn: &Connection, id: &str) -> Result<Vec<u8>> {
+    let state: Option<Vec<u8>> = conn
+        .query_row("SELECT state FROM workspaces WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .ok_or_else(|| not_found("workspace", id))?;
+    Ok(state.unwrap_or_default())
 }

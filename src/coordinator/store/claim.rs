@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::catalog::set_build_parameters;
-use super::jobs::{JobKind, NewJob, PREBUILDS_OWNER, insert_job};
+use super::enqueue::{JobKind, NewJob, PREBUILDS_OWNER, insert_job, set_build_parameters};
 use super::{NewBuild, Store, VersionRow, WorkspaceRow, now_ms};
 use crate::coordinator::error::{CoordError, Result};
 use crate::proto::Transition;

@@ -218,92 +218,93 @@ impl Store {
         version: &str,
         report: &Report,
     ) -> Result<DaemonRow> {
-        let conn = self.conn();
-        let mut existing: Option<(String, String, bool)> = conn
-            .query_row(
-                "SELECT id, key_name, connected FROM daemons WHERE name = ?1",
-                [name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let mut owner_deleted = false;
-        if let Some((id, owner, connected)) = &existing {
-            owner_deleted = !conn.query_row(
-                "SELECT EXISTS(SELECT 1 FROM keys WHERE name = ?1)",
-                [owner],
-                |r| r.get::<_, bool>(0),
-            )?;
-            // A deleted key's daemon still connected is being disconnected
-            // (`Hub::disconnect_key`); until then its name stays taken.
-            if owner_deleted && !connected {
-                conn.execute("DELETE FROM daemons WHERE id = ?1", [id])?;
-                existing = None;
-            }
-        }
-        let now = now_ms();
-        let tags = tags_to_json(&key.tags)?;
-        let id = match existing {
-            Some((_, owner, _)) if owner != key.name && !owner_deleted => {
-                // The owner is not named: a key holder learns nothing
-                // about other keys.
-                tracing::warn!(daemon = name, key = %key.name, owner, "daemon name of another key refused");
-                return Err(CoordError::FailedPrecondition(format!(
-                    "register daemon {name:?}: the name belongs to another provisioner \
-                     key; choose another --name (a name is freed when its key is deleted)"
-                )));
-            }
-            Some((_, _, true)) => {
-                return Err(CoordError::AlreadyExists(format!(
-                    "register daemon {name:?}: a daemon with that name is already connected"
-                )));
-            }
-            Some((id, _, false)) => {
-                conn.execute(
-                    "UPDATE daemons SET tags = ?2, version = ?3,
-                     connected = 1, last_seen_at = ?4, state = ?5, current_job_id = ?6
-                     WHERE id = ?1",
-                    params![
-                        id,
-                        tags,
-                        version,
-                        now,
-                        state_to_db(report.state),
-                        report.job_id
-                    ],
+        self.write(|tx| {
+            let mut existing: Option<(String, String, bool)> = tx
+                .query_row(
+                    "SELECT id, key_name, connected FROM daemons WHERE name = ?1",
+                    [name],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            let mut owner_deleted = false;
+            if let Some((id, owner, connected)) = &existing {
+                owner_deleted = !tx.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM keys WHERE name = ?1)",
+                    [owner],
+                    |r| r.get::<_, bool>(0),
                 )?;
-                id
+                // A deleted key's daemon still connected is being disconnected
+                // (`Hub::disconnect_key`); until then its name stays taken.
+                if owner_deleted && !connected {
+                    tx.execute("DELETE FROM daemons WHERE id = ?1", [id])?;
+                    existing = None;
+                }
             }
-            None => {
-                let id = new_id();
-                conn.execute(
-                    "INSERT INTO daemons(id, name, key_name, tags, version, connected,
-                                         last_seen_at, state, current_job_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8)",
-                    params![
-                        id,
-                        name,
-                        key.name,
-                        tags,
-                        version,
-                        now,
-                        state_to_db(report.state),
-                        report.job_id
-                    ],
-                )?;
-                id
-            }
-        };
-        Ok(DaemonRow {
-            id,
-            name: name.to_string(),
-            key_name: key.name.clone(),
-            tags: key.tags.clone(),
-            version: version.to_string(),
-            connected: true,
-            last_seen_at: now,
-            current_job_id: None,
-            report: report.clone(),
-            offered_job_id: None,
+            let now = now_ms();
+            let tags = tags_to_json(&key.tags)?;
+            let id = match existing {
+                Some((_, owner, _)) if owner != key.name && !owner_deleted => {
+                    // The owner is not named: a key holder learns nothing
+                    // about other keys.
+                    tracing::warn!(daemon = name, key = %key.name, owner, "daemon name of another key refused");
+                    return Err(CoordError::FailedPrecondition(format!(
+                        "register daemon {name:?}: the name belongs to another provisioner \
+                         key; choose another --name (a name is freed when its key is deleted)"
+                    )));
+                }
+                Some((_, _, true)) => {
+                    return Err(CoordError::AlreadyExists(format!(
+                        "register daemon {name:?}: a daemon with that name is already connected"
+                    )));
+                }
+                Some((id, _, false)) => {
+                    tx.execute(
+                        "UPDATE daemons SET tags = ?2, version = ?3,
+                         connected = 1, last_seen_at = ?4, state = ?5, current_job_id = ?6
+                         WHERE id = ?1",
+                        params![
+                            id,
+                            tags,
+                            version,
+                            now,
+                            state_to_db(report.state),
+                            report.job_id
+                        ],
+                    )?;
+                    id
+                }
+                None => {
+                    let id = new_id();
+                    tx.execute(
+                        "INSERT INTO daemons(id, name, key_name, tags, version, connected,
+                                             last_seen_at, state, current_job_id)
+                         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8)",
+                        params![
+                            id,
+                            name,
+                            key.name,
+                            tags,
+                            version,
+                            now,
+                            state_to_db(report.state),
+                            report.job_id
+                        ],
+                    )?;
+                    id
+                }
+            };
+            Ok(DaemonRow {
+                id,
+                name: name.to_string(),
+                key_name: key.name.clone(),
+                tags: key.tags.clone(),
+                version: version.to_string(),
+                connected: true,
+                last_seen_at: now,
+                current_job_id: None,
+                report: report.clone(),
+                offered_job_id: None,
+            })
         })
     }
 
@@ -334,16 +335,17 @@ impl Store {
     /// The daemon's session ended: it is offline, and any job offered to it
     /// but not acknowledged goes back to the queue.
     pub fn disconnect_daemon(&self, daemon_id: &str) -> Result<()> {
-        let conn = self.conn();
-        conn.execute(
-            "UPDATE daemons SET connected = 0, last_seen_at = ?2 WHERE id = ?1",
-            params![daemon_id, now_ms()],
-        )?;
-        conn.execute(
-            "UPDATE jobs SET offered_to = NULL WHERE offered_to = ?1 AND status = 'pending'",
-            [daemon_id],
-        )?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE daemons SET connected = 0, last_seen_at = ?2 WHERE id = ?1",
+                params![daemon_id, now_ms()],
+            )?;
+            tx.execute(
+                "UPDATE jobs SET offered_to = NULL WHERE offered_to = ?1 AND status = 'pending'",
+                [daemon_id],
+            )?;
+            Ok(())
+        })
     }
 
     pub fn touch_daemon(&self, daemon_id: &str) -> Result<()> {

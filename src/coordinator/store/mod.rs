@@ -4,6 +4,10 @@
 //! All SQL is in this module (and its children) so that a PostgreSQL backend
 //! can be added behind the same methods later. Calls are short synchronous
 //! transactions behind one mutex; callers never hold it across `.await`.
+//! Each public method takes the connection once and does all its work in
+//! one transaction ([`Store::write`], [`Store::read`]; helpers below it
+//! take the `&Connection` of that transaction), so nothing another caller
+//! does can land between a method's read and its write.
 
 mod blobs;
 mod cancel;
@@ -11,10 +15,12 @@ mod catalog;
 mod check;
 mod claim;
 mod daemons;
+mod enqueue;
 mod finished;
 mod jobs;
 mod offers;
 mod ops;
+mod status;
 mod tagsets;
 #[cfg(test)]
 mod tests;
@@ -23,19 +29,22 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::coordinator::error::{CoordError, Result};
 use crate::tags::Tags;
 
 pub use cancel::Canceled;
-pub use catalog::{NewBuild, NewImport, TemplateRow, VersionRow, WorkspaceRow};
+pub use catalog::{DeclaredVar, NewBuild, NewImport, TemplateRow, VersionRow, WorkspaceRow};
 pub use check::{CheckError, DB_FILE, Found, SCHEMA_VERSION, Summary, inspect};
 pub use claim::{ClaimCandidate, ClaimWanted, Claimed};
 pub use daemons::{DaemonRow, KeyRow, Report};
-pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, PREBUILDS_OWNER};
+pub use enqueue::{JobKind, NewJob, PREBUILDS_OWNER};
+pub use finished::JobReport;
+pub use jobs::{JobFilter, JobRow, LogRow};
 pub use offers::{Blob, Offer, OfferBuild, OfferVariable};
 pub use ops::{Histo, JobGauge, PrebuildCount, PrebuildWorkspace};
+pub use status::JobStatus;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -176,6 +185,24 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` as one write transaction, committed if it returns `Ok`
+    /// (rolled back otherwise). Immediate: the write lock is taken first,
+    /// so a read inside `f` is never stale by the time `f` writes.
+    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f`'s reads as one transaction: they all see the same state.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        f(&tx)
+    }
+
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         use rusqlite::OptionalExtension;
         Ok(self
@@ -199,19 +226,20 @@ impl Store {
     /// a previous process were never acknowledged, so they go back to the
     /// queue.
     pub fn reset_on_start(&self) -> Result<()> {
-        let conn = self.conn();
-        conn.execute("UPDATE daemons SET connected = 0", [])?;
-        conn.execute(
-            "UPDATE jobs SET offered_to = NULL WHERE status = 'pending'",
-            [],
-        )?;
-        // Daemons could not reach us while we were down: the lease of a
-        // running job counts from now, not from before the restart.
-        conn.execute(
-            "UPDATE jobs SET updated_at = ?1 WHERE status IN ('running', 'canceling')",
-            [now_ms()],
-        )?;
-        Ok(())
+        self.write(|tx| {
+            tx.execute("UPDATE daemons SET connected = 0", [])?;
+            tx.execute(
+                "UPDATE jobs SET offered_to = NULL WHERE status = 'pending'",
+                [],
+            )?;
+            // Daemons could not reach us while we were down: the lease of a
+            // running job counts from now, not from before the restart.
+            tx.execute(
+                "UPDATE jobs SET updated_at = ?1 WHERE status IN ('running', 'canceling')",
+                [now_ms()],
+            )?;
+            Ok(())
+        })
     }
 }
 
@@ -222,7 +250,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("daemons", "state", "TEXT"),
     ("daemons", "current_job_id", "TEXT"),
     // 1: failed by the lease reaper, its daemon's late result still
-    // welcome; 2: that late result was taken. See `jobs::Store::finish`.
+    // welcome; 2: that late result was taken. See `finished.rs`.
     ("jobs", "lost", "INTEGER NOT NULL DEFAULT 0"),
     // A lost job's late state that could not be applied (a newer build of
     // the workspace exists), kept for an operator.

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::jobs::JobKind;
+use super::enqueue::JobKind;
 use super::{Store, tags_from_json};
 use crate::coordinator::error::Result;
 use crate::proto::Transition;
@@ -77,28 +77,29 @@ impl Store {
     /// daemon. The UPDATE is conditional on the row still being claimable,
     /// so the claim stays exclusive with a database shared by writers.
     pub fn claim(&self, daemon_id: &str, daemon_tags: &Tags) -> Result<Option<Offer>> {
-        let conn = self.conn();
-        let sets = self
-            .sets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .matching(&conn, daemon_tags)?;
-        // A writer sharing the database may take the head between our read
-        // and our UPDATE: then look again, until a claim lands or nothing
-        // is left.
-        loop {
-            let Some(id) = best_head(&conn, &sets)? else {
-                return Ok(None);
-            };
-            let n = conn.execute(
-                "UPDATE jobs SET offered_to = ?2
-                 WHERE id = ?1 AND status = 'pending' AND offered_to IS NULL",
-                params![id, daemon_id],
-            )?;
-            if n == 1 {
-                return offer(&conn, &id).map(Some);
+        self.write(|tx| {
+            let sets = self
+                .sets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .matching(tx, daemon_tags)?;
+            // A writer sharing the database may take the head between our
+            // read and our UPDATE: then look again, until a claim lands or
+            // nothing is left.
+            loop {
+                let Some(id) = best_head(tx, &sets)? else {
+                    return Ok(None);
+                };
+                let n = tx.execute(
+                    "UPDATE jobs SET offered_to = ?2
+                     WHERE id = ?1 AND status = 'pending' AND offered_to IS NULL",
+                    params![id, daemon_id],
+                )?;
+                if n == 1 {
+                    return offer(tx, &id).map(Some);
+                }
             }
-        }
+        })
     }
 
     /// Withdraws an offer that still stands (the daemon could not be
@@ -167,7 +168,7 @@ fn offer(conn: &Connection, id: &str) -> Result<Offer> {
          WHERE j.id = ?1",
     )?;
     let offer = stmt.query_row([id], |r| {
-        let kind = super::jobs::kind_from_db(
+        let kind = super::enqueue::kind_from_db(
             &r.get::<_, String>(0)?,
             r.get::<_, Option<String>>(1)?.as_deref(),
         );

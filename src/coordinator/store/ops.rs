@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 
 use rusqlite::params;
 
-use super::jobs::PREBUILDS_OWNER;
-use super::{JobRow, Store, WorkspaceRow, now_ms, tags_from_json};
+use super::catalog::workspaces_in;
+use super::enqueue::PREBUILDS_OWNER;
+use super::jobs::latest_build_in;
+use super::{JobRow, JobStatus, Store, WorkspaceRow, now_ms, tags_from_json};
 use crate::coordinator::error::Result;
 use crate::tags;
 
@@ -64,29 +66,29 @@ impl Store {
     /// Live workspaces the reconciler created, each with its latest build
     /// (without their state: not needed, and possibly large).
     pub fn prebuild_workspaces(&self) -> Result<Vec<PrebuildWorkspace>> {
-        let rows =
-            self.workspaces_matching("deleted = 0 AND reconciled = 1 AND ?1 = ?1", "", false)?;
-        rows.into_iter()
-            .map(|w| {
-                let latest = self.latest_build(&w.id)?;
-                let awaiting_late = match &latest {
-                    Some(j) if j.lost => {
-                        let lost: i64 = self.conn().query_row(
-                            "SELECT lost FROM jobs WHERE id = ?1",
-                            [&j.id],
-                            |r| r.get(0),
-                        )?;
-                        lost == 1
-                    }
-                    _ => false,
-                };
-                Ok(PrebuildWorkspace {
-                    latest,
-                    awaiting_late,
-                    workspace: w,
+        self.read(|c| {
+            let rows = workspaces_in(c, "deleted = 0 AND reconciled = 1", &[], "NULL", -1)?;
+            rows.into_iter()
+                .map(|w| {
+                    let latest = latest_build_in(c, &w.id)?;
+                    let awaiting_late = match &latest {
+                        Some(j) if j.lost => {
+                            let lost: i64 =
+                                c.query_row("SELECT lost FROM jobs WHERE id = ?1", [&j.id], |r| {
+                                    r.get(0)
+                                })?;
+                            lost == 1
+                        }
+                        _ => false,
+                    };
+                    Ok(PrebuildWorkspace {
+                        latest,
+                        awaiting_late,
+                        workspace: w,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
 
     /// The newest `limit` create builds (first start builds of prebuilt
@@ -100,7 +102,7 @@ impl Store {
         preset: &str,
         limit: u32,
         since_ms: i64,
-    ) -> Result<Vec<(String, Option<i64>)>> {
+    ) -> Result<Vec<(JobStatus, Option<i64>)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT j.status, j.finished_at FROM jobs j JOIN workspaces w ON w.id = j.workspace_id

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 
 use super::cancel::CANCELED_BY_OPERATOR;
-use super::{DaemonRow, KeyRow, NewBuild, NewImport, Report, Store};
+use super::{DaemonRow, JobStatus, KeyRow, NewBuild, NewImport, Report, Store};
 use crate::coordinator::error::CoordError;
 use crate::proto::{self, DaemonState, JobOutcome};
 use crate::tags::Tags;
@@ -94,6 +94,12 @@ impl Fixture {
     }
 }
 
+/// A FinishJob header as the store takes it (converted as the service
+/// does).
+fn took(req: &proto::FinishJobRequest) -> super::JobReport {
+    crate::coordinator::transfer::job_report(req).unwrap()
+}
+
 fn finish(job: &str, outcome: JobOutcome) -> proto::FinishJobRequest {
     proto::FinishJobRequest {
         job_id: job.to_string(),
@@ -107,7 +113,7 @@ fn pending_job_is_canceled_at_once_and_never_claimed() {
     let f = fixture();
     let job = f.job();
     let c = f.store.cancel_job(&job).unwrap();
-    assert_eq!(c.job.status, "canceled");
+    assert_eq!(c.job.status, JobStatus::Canceled);
     assert_eq!(c.job.error.as_deref(), Some(CANCELED_BY_OPERATOR));
     assert!(c.job.finished_at.is_some());
     assert_eq!(c.notify_daemon, None, "nobody runs it");
@@ -122,7 +128,7 @@ fn offered_job_canceled_refuses_the_ack_and_the_ownership_confirm() {
     let d = f.daemon("d1");
     f.store.claim(&d, &Tags::new()).unwrap().unwrap();
     let c = f.store.cancel_job(&job).unwrap();
-    assert_eq!(c.job.status, "canceled");
+    assert_eq!(c.job.status, JobStatus::Canceled);
     assert_eq!(c.notify_daemon, None);
     let ack = f.store.ack(&job, &d, "d1", "k").unwrap_err();
     assert!(matches!(ack, CoordError::FailedPrecondition(_)), "{ack}");
@@ -134,7 +140,7 @@ fn offered_job_canceled_refuses_the_ack_and_the_ownership_confirm() {
     );
     // The offer is gone, so its daemon ending its session changes nothing.
     f.store.disconnect_daemon(&d).unwrap();
-    assert_eq!(f.store.job(&job).unwrap().status, "canceled");
+    assert_eq!(f.store.job(&job).unwrap().status, JobStatus::Canceled);
 }
 
 #[test]
@@ -142,13 +148,13 @@ fn running_job_goes_canceling_then_ends_as_the_daemon_reports() {
     let f = fixture();
     let (job, d) = f.running_job();
     let c = f.store.cancel_job(&job).unwrap();
-    assert_eq!(c.job.status, "canceling");
+    assert_eq!(c.job.status, JobStatus::Canceling);
     assert_eq!(c.notify_daemon.as_deref(), Some(d.as_str()));
     assert_eq!(f.store.canceling_jobs(&d).unwrap(), vec![job.clone()]);
 
     // Again: accepted, nothing changes, the daemon is named again.
     let again = f.store.cancel_job(&job).unwrap();
-    assert_eq!(again.job.status, "canceling");
+    assert_eq!(again.job.status, JobStatus::Canceling);
     assert_eq!(again.job.finished_at, None);
     assert_eq!(again.notify_daemon.as_deref(), Some(d.as_str()));
 
@@ -160,9 +166,9 @@ fn running_job_goes_canceling_then_ends_as_the_daemon_reports() {
 
     // Terraform finished before the interrupt: that outcome stands.
     f.store
-        .finish("d1", "k", &finish(&job, JobOutcome::Succeeded), &[])
+        .finish("d1", "k", &took(&finish(&job, JobOutcome::Succeeded)), &[])
         .unwrap();
-    assert_eq!(f.store.job(&job).unwrap().status, "succeeded");
+    assert_eq!(f.store.job(&job).unwrap().status, JobStatus::Succeeded);
     let late = f.store.cancel_job(&job).unwrap_err();
     assert!(
         matches!(&late, CoordError::FailedPrecondition(m)
@@ -178,9 +184,9 @@ fn canceling_job_reported_canceled_ends_canceled() {
     f.store.cancel_job(&job).unwrap();
     let mut req = finish(&job, JobOutcome::Canceled);
     req.error = "canceled: terraform interrupted".into();
-    f.store.finish("d1", "k", &req, &[]).unwrap();
+    f.store.finish("d1", "k", &took(&req), &[]).unwrap();
     let j = f.store.job(&job).unwrap();
-    assert_eq!(j.status, "canceled");
+    assert_eq!(j.status, JobStatus::Canceled);
     assert_eq!(j.error.as_deref(), Some("canceled: terraform interrupted"));
     assert!(f.store.canceling_jobs(&d).unwrap().is_empty());
     let err = f.store.cancel_job(&job).unwrap_err();
@@ -299,7 +305,7 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
     let reaped = f.store.fail_lost_jobs(super::now_ms() + 1).unwrap();
     assert!(reaped.contains(&job));
     let lost = f.store.job(&job).unwrap();
-    assert_eq!((lost.status.as_str(), lost.lost), ("failed", true));
+    assert_eq!((lost.status, lost.lost), (JobStatus::Failed, true));
 
     // The daemon comes back: its lines are stored, and it is told to stop.
     let line = proto::LogLine {
@@ -316,11 +322,11 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
     late.has_state = true;
     late.log_count = 1;
     let state = b"{\"version\":4}";
-    f.store.finish("d1", "k", &late, state).unwrap();
-    f.store.finish("d1", "k", &late, state).unwrap();
+    f.store.finish("d1", "k", &took(&late), state).unwrap();
+    f.store.finish("d1", "k", &took(&late), state).unwrap();
 
     let done = f.store.job(&job).unwrap();
-    assert_eq!(done.status, "failed", "a reaped job stays failed");
+    assert_eq!(done.status, JobStatus::Failed, "a reaped job stays failed");
     assert_eq!(
         done.error.as_deref(),
         Some(
@@ -331,7 +337,7 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
     let stored = f.store.workspace_by_id(&ws).unwrap().state;
     assert_eq!(stored.as_deref(), Some(&b"{\"version\":4}"[..]));
     // Someone else's job it is not.
-    let other = f.store.finish("d2", "k", &late, state).unwrap_err();
+    let other = f.store.finish("d2", "k", &took(&late), state).unwrap_err();
     assert!(matches!(other, CoordError::PermissionDenied(_)), "{other}");
 }
 
@@ -354,7 +360,9 @@ fn a_late_state_never_overwrites_a_newer_builds() {
 
     let mut late = finish(&job, JobOutcome::Succeeded);
     late.has_state = true;
-    f.store.finish("d1", "k", &late, b"{\"serial\":1}").unwrap();
+    f.store
+        .finish("d1", "k", &took(&late), b"{\"serial\":1}")
+        .unwrap();
     assert_eq!(f.store.workspace_by_id(&ws).unwrap().state, None);
     let error = f.store.job(&job).unwrap().error.unwrap();
     assert!(

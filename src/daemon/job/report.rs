@@ -9,9 +9,10 @@ use tokio_util::sync::CancellationToken;
 use crate::daemon::REPORT_BUDGET;
 use crate::daemon::backlog::Backlog;
 use crate::daemon::backoff::Backoff;
+use crate::daemon::record::Report;
 use crate::daemon::record::{Finished, JobRecord, Records};
 use crate::daemon::rpc::{self, Client, Verdict};
-use crate::daemon::transfer::{self, Report};
+use crate::daemon::transfer;
 use crate::proto::LogLine;
 use crate::runner::Outcome;
 

@@ -39,7 +39,7 @@ fn ws(
         latest: Some(JobRow {
             id: format!("{name}-job"),
             kind: JobKind::WorkspaceBuild(kind),
-            status: status.into(),
+            status: status.parse().unwrap(),
             initiator: "prebuilds".into(),
             tags: Default::default(),
             template_version_id: version.into(),
@@ -102,7 +102,7 @@ fn a_lost_create_awaiting_its_daemon_is_in_flight_not_destroyed_or_replaced() {
     lost_old.latest.as_mut().unwrap().lost = true;
     lost_old.awaiting_late = true;
     let have = [lost.clone(), lost_old.clone()];
-    let history = vec![("failed".to_string(), Some(1))];
+    let history = vec![(JobStatus::Failed, Some(1))];
     let a = assess(
         vec![slot(1)],
         &have,
@@ -159,7 +159,7 @@ fn extras_and_expired_ones_are_destroyed_oldest_extra_first() {
 
 #[test]
 fn a_pool_at_its_hard_limit_creates_nothing_but_still_deletes() {
-    let failed = |at| ("failed".to_string(), Some(at));
+    let failed = |at| (JobStatus::Failed, Some(at));
     let mut s = slot(2);
     s.hard_limit = 3;
     let two = vec![failed(2_000), failed(1_000)];
@@ -189,11 +189,11 @@ fn a_pool_at_its_hard_limit_creates_nothing_but_still_deletes() {
     assert_eq!(destroyed(&a), ["old"], "deleting goes on");
     // A canceled create in between neither counts nor breaks the run.
     let mut with_cancel = three.clone();
-    with_cancel.insert(1, ("canceled".into(), Some(2_500)));
+    with_cancel.insert(1, (JobStatus::Canceled, Some(2_500)));
     let a = assess(vec![s.clone()], &[], &[with_cancel], i64::MAX / 2, MIN);
     assert!(a.pools[0].hard_limited);
     // A success resets the run; 0 turns the limit off.
-    let recovered = vec![failed(3_000), ("succeeded".into(), Some(2_500))];
+    let recovered = vec![failed(3_000), (JobStatus::Succeeded, Some(2_500))];
     let a = assess(vec![s.clone()], &[], &[recovered], i64::MAX / 2, MIN);
     assert!(!a.pools[0].hard_limited);
     assert_eq!(creates(&a), 1);
@@ -205,11 +205,11 @@ fn a_pool_at_its_hard_limit_creates_nothing_but_still_deletes() {
 
 #[test]
 fn failing_pools_back_off_doubling_and_probe_one_at_a_time() {
-    let failed = |at| ("failed".to_string(), Some(at));
+    let failed = |at| (JobStatus::Failed, Some(at));
     let history = vec![
         failed(100_000),
         failed(50_000),
-        ("succeeded".into(), Some(1)),
+        (JobStatus::Succeeded, Some(1)),
     ];
     // Two failures: wait 2 intervals after the last one.
     let a = assess(
@@ -226,8 +226,8 @@ fn failing_pools_back_off_doubling_and_probe_one_at_a_time() {
     assert_eq!(creates(&a), 1, "one probe, not three");
     // A canceled create (the runbook) is not a failure.
     let canceled = vec![
-        ("canceled".to_string(), Some(5)),
-        ("succeeded".into(), Some(1)),
+        (JobStatus::Canceled, Some(5)),
+        (JobStatus::Succeeded, Some(1)),
     ];
     let a = assess(vec![slot(2)], &[], &[canceled], 6, MIN);
     assert_eq!((creates(&a), a.pools[0].failures), (2, 0));

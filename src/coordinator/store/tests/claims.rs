@@ -273,8 +273,8 @@ fn a_failed_claim_build_keeps_the_new_owner_and_never_returns_to_the_pool() {
     assert_eq!(ws.owner, "erin");
     let latest = pool.store.latest_build(&ws.id).unwrap().unwrap();
     assert_eq!(
-        (latest.id.as_str(), latest.status.as_str()),
-        (c.job_id.as_str(), "failed")
+        (latest.id.as_str(), latest.status),
+        (c.job_id.as_str(), JobStatus::Failed)
     );
     // Not the reconciler's: it neither counts toward the pool nor gets
     // destroyed by it, and no one else can claim it.
@@ -321,7 +321,7 @@ fn claims_are_still_counted_after_the_store_is_reopened() {
 #[test]
 fn a_claimed_prebuilds_create_still_counts_as_the_pools_last_success() {
     let (pool, _) = pool(1);
-    let creates = |store: &Store| -> Vec<String> {
+    let creates = |store: &Store| -> Vec<JobStatus> {
         store
             .prebuild_creates(&pool.version.id, "p", 10, 0)
             .unwrap()
@@ -351,7 +351,7 @@ fn a_claimed_prebuilds_create_still_counts_as_the_pools_last_success() {
         before,
         "the claim changed the history"
     );
-    assert_eq!(before.first().map(String::as_str), Some("succeeded"));
+    assert_eq!(before.first(), Some(&JobStatus::Succeeded));
 }
 
 #[test]
@@ -382,7 +382,7 @@ fn replacing_claims_are_counted_from_the_stored_reports_after_reopening() {
             },
             ..Default::default()
         };
-        pool.store.finish("d1", "k", &req, &[]).unwrap();
+        pool.store.finish("d1", "k", &took(&req), &[]).unwrap();
     }
     let reopened = Store::open(pool._dir.path()).unwrap();
     assert_eq!(

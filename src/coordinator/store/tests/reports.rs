@@ -57,14 +57,14 @@ fn a_standing_offer_shows_until_withdrawn_and_a_late_ack_is_refused() {
     f.store.ack(&job, &d2, "d2", "k").unwrap();
     assert!(!f.store.release_offer(&job, &d2).unwrap());
     let j = f.store.job(&job).unwrap();
-    assert_eq!((j.status.as_str(), j.offered_to), ("running", None));
+    assert_eq!((j.status, j.offered_to), (JobStatus::Running, None));
     assert_eq!(f.daemon_row("d2").status(), "busy");
 }
 
 /// Daemon d1 (key k) reports `job` succeeded with `state`.
 fn succeed_with(f: &Fixture, job: &str, state: &[u8]) -> crate::coordinator::error::Result<()> {
     let report = with_state(job, JobOutcome::Succeeded, state);
-    f.store.finish("d1", "k", &report, state)
+    f.store.finish("d1", "k", &took(&report), state)
 }
 
 #[test]
@@ -73,9 +73,9 @@ fn a_repeated_finish_is_taken_only_if_it_is_the_same_report() {
     let (_, ws, job) = f.running_build();
     let state = b"{\"serial\":1}";
     let taken = with_state(&job, JobOutcome::Succeeded, state);
-    f.store.finish("d1", "k", &taken, state).unwrap();
+    f.store.finish("d1", "k", &took(&taken), state).unwrap();
     // The same again (the daemon lost our answer): acknowledged.
-    f.store.finish("d1", "k", &taken, state).unwrap();
+    f.store.finish("d1", "k", &took(&taken), state).unwrap();
 
     let other = b"{\"serial\":2}";
     let e = succeed_with(&f, &job, other).unwrap_err();
@@ -92,19 +92,22 @@ fn a_repeated_finish_is_taken_only_if_it_is_the_same_report() {
     failed.outcome = JobOutcome::Failed as i32;
     failed.error = "boom".into();
     failed.log_count = 3;
-    let e = f.store.finish("d1", "k", &failed, state).unwrap_err();
+    let e = f
+        .store
+        .finish("d1", "k", &took(&failed), state)
+        .unwrap_err();
     assert!(refusal(e).ends_with(
         "outcome succeeded (this report: failed); error \"\" (this report: \"boom\"); \
              log_count 0 (this report: 3)"
     ));
     let e = f
         .store
-        .finish("d1", "k", &finish(&job, JobOutcome::Succeeded), &[])
+        .finish("d1", "k", &took(&finish(&job, JobOutcome::Succeeded)), &[])
         .unwrap_err();
     assert!(refusal(e).contains("(this report: none)"));
 
     let j = f.store.job(&job).unwrap();
-    assert_eq!((j.status.as_str(), j.error), ("succeeded", None));
+    assert_eq!((j.status, j.error), (JobStatus::Succeeded, None));
     let kept = f.store.workspace_by_id(&ws).unwrap().state;
     assert_eq!(kept.as_deref(), Some(&state[..]));
 }
@@ -116,8 +119,8 @@ fn a_lost_jobs_late_report_stands_like_any_other() {
     f.store.fail_lost_jobs(super::super::now_ms() + 1).unwrap();
     let state = b"{\"serial\":1}";
     let late = with_state(&job, JobOutcome::Succeeded, state);
-    f.store.finish("d1", "k", &late, state).unwrap();
-    f.store.finish("d1", "k", &late, state).unwrap();
+    f.store.finish("d1", "k", &took(&late), state).unwrap();
+    f.store.finish("d1", "k", &took(&late), state).unwrap();
     let other = b"{\"serial\":9}";
     let e = succeed_with(&f, &job, other).unwrap_err();
     let m = refusal(e);
@@ -136,20 +139,44 @@ fn a_job_ended_before_reports_were_kept_is_judged_by_its_status() {
     let f = fixture();
     let (job, _) = f.running_job();
     let taken = finish(&job, JobOutcome::Succeeded);
-    f.store.finish("d1", "k", &taken, &[]).unwrap();
+    f.store.finish("d1", "k", &took(&taken), &[]).unwrap();
     f.store
         .conn()
         .execute("UPDATE jobs SET report = NULL WHERE id = ?1", [&job])
         .unwrap();
     let mut same_status = taken.clone();
     same_status.error = "whatever".into();
-    f.store.finish("d1", "k", &same_status, &[]).unwrap();
+    f.store.finish("d1", "k", &took(&same_status), &[]).unwrap();
     let e = f
         .store
-        .finish("d1", "k", &finish(&job, JobOutcome::Failed), &[])
+        .finish("d1", "k", &took(&finish(&job, JobOutcome::Failed)), &[])
         .unwrap_err();
     assert_eq!(
         refusal(e),
         format!("finish job {job}: it has already succeeded")
     );
+}
+
+/// A daemon's unary call confirms an offered job on its way (see `owned`),
+/// but a refused finish is one transaction rolled back whole: the offer
+/// still stands, the job is not left running on a refusal.
+#[test]
+fn a_refused_finish_of_an_offered_job_changes_nothing() {
+    let f = fixture();
+    let job = f.job();
+    let d = f.daemon("d1");
+    f.store.claim(&d, &Tags::new()).unwrap().unwrap();
+    let mut bad = finish(&job, JobOutcome::Succeeded);
+    bad.log_count = 3;
+    let refused = f.store.finish("d1", "k", &took(&bad), b"");
+    assert!(
+        matches!(&refused, Err(CoordError::FailedPrecondition(m)) if m.contains("3 log lines")),
+        "{refused:?}"
+    );
+    let j = f.store.job(&job).unwrap();
+    assert_eq!(
+        (j.status, j.offered_to.as_deref(), j.daemon_name),
+        (JobStatus::Pending, Some("d1"), None)
+    );
+    assert_eq!(f.store.standing_offer(&d).unwrap(), Some(job));
 }
