@@ -74,7 +74,8 @@ fn quiet(c: &mut Command) {
 }
 
 /// `provisionerd start` named `name` with the no-op terraform, its cache
-/// under `cache`; the terraform stand-in stamps each command into `stamps`.
+/// under `cache`; the terraform stand-in stamps each command into `stamps`
+/// (appends of one short line: many daemons may share the file).
 pub fn daemon(url: &str, key: &str, name: &str, cache: &Path, stamps: &Path) -> Result<Proc> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut start = Command::new(binary()?);
