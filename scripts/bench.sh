@@ -140,6 +140,8 @@ if l:
     settle = l["settle_s"] if l["settle_s"] is not None else f"> {l['settle_limit_s']:.0f}"
     row(f"{n} daemons connecting at once: settled (s)", settle)
     row(f"  coordinator CPU over {l['cpu_window_s']:.0f} s after (% of a core)", l["cpu_pct"])
+    quiet = l["quiet_s"] if l["quiet_s"] is not None else f"> {l['settle_limit_s']:.0f}"
+    row("  coordinator quiet (< 5% for 1 s) after (s)", quiet)
     row("  coordinator RSS / peak (MiB)", l["rss_kib"] / 1024, l["hwm_kib"] / 1024)
 for key, what in (("sim_throughput", "simulated daemons"), ("proc_throughput", "daemon processes")):
     t = r.get(key)
