@@ -180,11 +180,12 @@ async fn main() -> Result<()> {
     }
 
     let pid = c.pid();
-    let cpu = cpu_after(pid, t0, a.cpu_window, settle.map(|_| deadline)).await?;
+    let cpu = procs::cpu_after(pid, t0, a.cpu_window, settle.map(|_| deadline)).await?;
     let cpu_pct = cpu.pct;
     match cpu.quiet {
         Some(d) => println!(
-            "coordinator quiet (< {QUIET_PCT}% of a core for 1 s) {:.2} s after the daemons connected",
+            "coordinator quiet (< {}% of a core for 1 s) {:.2} s after the daemons connected",
+            procs::QUIET_PCT,
             d.as_secs_f64()
         ),
         None => println!("coordinator not quiet within {:?}", a.settle_limit),
@@ -255,52 +256,6 @@ async fn main() -> Result<()> {
         }})
     );
     Ok(())
-}
-
-/// Below this share of a core a 1 s window counts as quiet.
-const QUIET_PCT: f64 = 5.0;
-
-struct Cpu {
-    /// Share of one core over the window right after settling.
-    pct: f64,
-    /// From `t0` (the daemons connecting) to the end of the first 1 s
-    /// window below `QUIET_PCT`: when the coordinator had nothing left to
-    /// do for them. `None` if none came before the deadline.
-    quiet: Option<Duration>,
-}
-
-/// Samples the coordinator's CPU in 1 s windows: for `window`, then on
-/// (while not quiet) until `quiet_by`; no quiet figure without `quiet_by`.
-async fn cpu_after(
-    pid: u32,
-    t0: Instant,
-    window: Duration,
-    quiet_by: Option<Instant>,
-) -> Result<Cpu> {
-    let start = (Instant::now(), procs::cpu_ticks(pid)?);
-    let mut last = start;
-    let mut total = None;
-    let mut quiet = None;
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = (Instant::now(), procs::cpu_ticks(pid)?);
-        let share = |from: (Instant, u64)| {
-            100.0 * (now.1 - from.1) as f64 / procs::TICKS_PER_SEC / (now.0 - from.0).as_secs_f64()
-        };
-        if quiet.is_none() && quiet_by.is_some() && share(last) < QUIET_PCT {
-            quiet = Some(now.0 - t0);
-        }
-        if total.is_none() && now.0 - start.0 >= window {
-            total = Some(share(start));
-        }
-        last = now;
-        let waiting_quiet = quiet.is_none() && quiet_by.is_some_and(|d| now.0 < d);
-        if let Some(pct) = total
-            && !waiting_quiet
-        {
-            return Ok(Cpu { pct, quiet });
-        }
-    }
 }
 
 struct Rounds {

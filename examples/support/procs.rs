@@ -285,3 +285,49 @@ pub async fn next_init(
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
 }
+
+/// Below this share of a core a 1 s window counts as quiet.
+pub const QUIET_PCT: f64 = 5.0;
+
+pub struct Cpu {
+    /// Share of one core over the window right after settling.
+    pub pct: f64,
+    /// From `t0` (the daemons connecting) to the end of the first 1 s
+    /// window below `QUIET_PCT`: when the coordinator had nothing left to
+    /// do for them. `None` if none came before the deadline.
+    pub quiet: Option<Duration>,
+}
+
+/// Samples the coordinator's CPU in 1 s windows: for `window`, then on
+/// (while not quiet) until `quiet_by`; no quiet figure without `quiet_by`.
+pub async fn cpu_after(
+    pid: u32,
+    t0: Instant,
+    window: Duration,
+    quiet_by: Option<Instant>,
+) -> Result<Cpu> {
+    let start = (Instant::now(), cpu_ticks(pid)?);
+    let mut last = start;
+    let mut total = None;
+    let mut quiet = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = (Instant::now(), cpu_ticks(pid)?);
+        let share = |from: (Instant, u64)| {
+            100.0 * (now.1 - from.1) as f64 / TICKS_PER_SEC / (now.0 - from.0).as_secs_f64()
+        };
+        if quiet.is_none() && quiet_by.is_some() && share(last) < QUIET_PCT {
+            quiet = Some(now.0 - t0);
+        }
+        if total.is_none() && now.0 - start.0 >= window {
+            total = Some(share(start));
+        }
+        last = now;
+        let waiting_quiet = quiet.is_none() && quiet_by.is_some_and(|d| now.0 < d);
+        if let Some(pct) = total
+            && !waiting_quiet
+        {
+            return Ok(Cpu { pct, quiet });
+        }
+    }
+}
