@@ -7,7 +7,10 @@
 //!
 //! Also: how long the N daemons connecting at once take to settle (every
 //! session Welcomed with its Acquire sent, and `ListDaemons` showing all N
-//! `idle`), the coordinator's CPU over a window after that, and its memory.
+//! `idle`), the coordinator's CPU over a window after that, when it went
+//! quiet (the first second under 5% of a core: "idle" in `ListDaemons`
+//! does not say the coordinator has finished handling their Acquires), and
+//! its memory.
 //! Every wait has a limit: a build that cannot keep up yields "> limit".
 //!
 //!   cargo build --release && cargo run --release --example bench_load -- [--daemons N] [--jobs M] ...
