@@ -3,24 +3,54 @@
 # table, then the same figures as JSON. Sizes are flags:
 #
 #   scripts/bench.sh [--rounds N] [--cancel-rounds N] [--claim-rounds N]
-#                    [--skip-claim] [--json-only]
+#                    [--load-daemons N] [--load-jobs N] [--load-rounds N]
+#                    [--settle-limit D] [--round-limit D]
+#                    [--sim-daemons N] [--sim-jobs N]
+#                    [--proc-daemons N] [--proc-jobs N] [--limit D]
+#                    [--skip-claim] [--skip-load] [--json-only]
 #
-# Cases so far: job start with one idle daemon (create call, create →
-# terraform started, with scripts/noop-terraform so only provisionerd's own
-# cost shows), idle RSS of coordinator and daemon, and cancel latency
-# (examples/bench_cancel, real terraform), and `workspaces create --wait`
-# claiming a prebuild against a fresh build of a template with a 10 s VM
-# (examples/bench_claim, real terraform and the stand-in coder provider;
-# about 30 s a round, so --skip-claim leaves it out).
+# Cases: job start with one idle daemon (create call, create → terraform
+# started, with scripts/noop-terraform so only provisionerd's own cost
+# shows) and idle RSS (examples/bench_dispatch); dispatch under load:
+# --load-daemons simulated daemons (default 1000) that match none of
+# --load-jobs pending jobs (default 10000), then a real daemon's jobs, how
+# long the daemons take to settle, the coordinator's CPU and memory after
+# (examples/bench_load; waits capped by --settle-limit and --round-limit,
+# a build that cannot keep up shows "> limit"); coordinator throughput
+# with --sim-daemons simulated daemons (default 50) running --sim-jobs
+# queued jobs (default 2000) at once (examples/bench_sim_throughput);
+# throughput with --proc-daemons `provisionerd start` processes (default
+# 20) and --proc-jobs jobs (default 500) (examples/bench_proc_throughput;
+# both capped by --limit); cancel latency (examples/bench_cancel, real
+# terraform); and `workspaces create --wait` claiming a prebuild against a
+# fresh build of a template with a 10 s VM (examples/bench_claim, real
+# terraform and the stand-in coder provider; about 30 s a round, so
+# --skip-claim leaves it out).
+#
+# PROVISIONERD_BENCH_BIN=/path/to/provisionerd runs the same cases against
+# another build of the binary (e.g. an older release, for before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=50 cancel_rounds=10 claim_rounds=3 skip_claim="" json_only=""
+rounds=50 cancel_rounds=10 claim_rounds=3 skip_claim="" skip_load="" json_only=""
+load_daemons=1000 load_jobs=10000 load_rounds=30 settle_limit=60s round_limit=20s
+sim_daemons=50 sim_jobs=2000 proc_daemons=20 proc_jobs=500 limit=120s
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --cancel-rounds) cancel_rounds=$2; shift 2 ;;
     --claim-rounds) claim_rounds=$2; shift 2 ;;
+    --load-daemons) load_daemons=$2; shift 2 ;;
+    --load-jobs) load_jobs=$2; shift 2 ;;
+    --load-rounds) load_rounds=$2; shift 2 ;;
+    --settle-limit) settle_limit=$2; shift 2 ;;
+    --round-limit) round_limit=$2; shift 2 ;;
+    --sim-daemons) sim_daemons=$2; shift 2 ;;
+    --sim-jobs) sim_jobs=$2; shift 2 ;;
+    --proc-daemons) proc_daemons=$2; shift 2 ;;
+    --proc-jobs) proc_jobs=$2; shift 2 ;;
+    --limit) limit=$2; shift 2 ;;
     --skip-claim) skip_claim=1; shift ;;
+    --skip-load) skip_load=1; shift ;;
     --json-only) json_only=1; shift ;;
     *) echo "bench.sh: unknown argument $1 (see the header of $0)" >&2; exit 64 ;;
   esac
@@ -30,12 +60,24 @@ export PROVISIONERD_TEST_TERRAFORM=$(scripts/install-terraform.sh | tail -n 1)
 if [ -z "$skip_claim" ]; then
   export PROVISIONERD_TEST_TF_CLI_CONFIG=$(scripts/install-coder-provider.sh 2>/dev/null | tail -n 1)
 fi
-cargo build --release --locked --quiet --bin provisionerd --example bench_dispatch --example bench_cancel --example bench_claim
+cargo build --release --locked --quiet --bin provisionerd --example bench_dispatch --example bench_cancel \
+  --example bench_claim --example bench_load --example bench_sim_throughput --example bench_proc_throughput
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 target/release/examples/bench_dispatch "$rounds" >"$out/dispatch"
 target/release/examples/bench_cancel "$cancel_rounds" >"$out/cancel"
+if [ -z "$skip_load" ]; then
+  target/release/examples/bench_load --daemons "$load_daemons" --jobs "$load_jobs" \
+    --rounds "$load_rounds" --settle-limit "$settle_limit" --round-limit "$round_limit" >"$out/load"
+else
+  : >"$out/load"
+fi
+target/release/examples/bench_sim_throughput --daemons "$sim_daemons" --jobs "$sim_jobs" --limit "$limit" >"$out/sim"
+target/release/examples/bench_proc_throughput --daemons "$proc_daemons" --jobs "$proc_jobs" --limit "$limit" >"$out/proc"
+# Log throughput (examples/bench_logs, another branch): run it here into
+# "$out/logs"; its JSON line is merged like the others.
+: >"$out/logs"
 if [ -z "$skip_claim" ]; then
   target/release/examples/bench_claim "$claim_rounds" >"$out/claim"
 else
@@ -46,9 +88,11 @@ json=$(python3 - "$out" <<'PY'
 import json, re, sys
 d = sys.argv[1]
 res = {}
-for line in open(f"{d}/dispatch"):
-    if line.startswith("JSON "):
-        res.update(json.loads(line[5:]))
+# Each example prints one `JSON {...}` line; its keys join the result.
+for name in ("dispatch", "load", "sim", "proc", "logs"):
+    for line in open(f"{d}/{name}"):
+        if line.startswith("JSON "):
+            res.update(json.loads(line[5:]))
 cancel = {}
 for line in open(f"{d}/cancel"):
     m = re.match(r"\s+cancel → (terraform interrupted|job canceled)\s+p50\s+(\d+)\s+p95\s+(\d+)\s+max\s+(\d+)", line)
@@ -72,16 +116,47 @@ rows = [
     ("cancel → terraform interrupted (ms)", r["cancel_ms"]["interrupt"]["p50"], r["cancel_ms"]["interrupt"]["p95"]),
     ("cancel → job canceled (ms)", r["cancel_ms"]["canceled"]["p50"], r["cancel_ms"]["canceled"]["p95"]),
 ]
-print(f"{'case':42} {'p50':>9} {'p99/p95':>9}")
+def cell(v):
+    return v if isinstance(v, str) else ("-" if v is None else f"{v:.2f}")
+def row(name, a, b=""):
+    print(f"{name:54} {cell(a):>9} {cell(b):>9}")
+print(f"{'case':54} {'p50':>9} {'p99/p95':>9}")
 for name, a, b in rows:
-    print(f"{name:42} {a:>9.2f} {b:>9.2f}")
+    row(name, a, b)
 rss = r["idle_rss_kib"]
-print(f"{'idle RSS coordinator / daemon (MiB)':42} {rss['coordinator']/1024:>9.1f} {rss['daemon']/1024:>9.1f}")
+row("idle RSS coordinator / daemon (MiB)", rss["coordinator"] / 1024, rss["daemon"] / 1024)
+l = r.get("load")
+if l:
+    n, m = l["daemons"], l["jobs"]
+    d = l["dispatch_ms"]
+    over = f"> {d['limit_ms']}"
+    if d["timed_out"] and d["rounds"] == 0:
+        row(f"{n} daemons, {m} jobs: create → terraform (ms)", over, over)
+    else:
+        row(f"{n} daemons, {m} jobs: create → terraform (ms)", d["p50"], d["p99"])
+    row("  first matching job (ms)", d["first"] if d["first"] is not None else over)
+    if d["timed_out"] and d["rounds"] > 0:
+        row(f"  round {d['rounds'] + 1} gave up (ms)", over)
+    settle = l["settle_s"] if l["settle_s"] is not None else f"> {l['settle_limit_s']:.0f}"
+    row(f"{n} daemons connecting at once: settled (s)", settle)
+    row(f"  coordinator CPU over {l['cpu_window_s']:.0f} s after (% of a core)", l["cpu_pct"])
+    quiet = l["quiet_s"] if l["quiet_s"] is not None else f"> {l['settle_limit_s']:.0f}"
+    row("  coordinator quiet (< 5% for 1 s) after (s)", quiet)
+    row("  coordinator RSS / peak (MiB)", l["rss_kib"] / 1024, l["hwm_kib"] / 1024)
+for key, what in (("sim_throughput", "simulated daemons"), ("proc_throughput", "daemon processes")):
+    t = r.get(key)
+    if t:
+        capped = f"  (limit: {t['done']}/{t['jobs']})" if t["timed_out"] else ""
+        row(f"throughput, {t['daemons']} {what}, {t['jobs']} jobs (jobs/s)", t["jobs_per_s"])
+        if capped:
+            print(capped)
+# Log throughput (examples/bench_logs, another branch): its rows go here,
+# from r["logs"].
 c = r.get("claim")
 if c:
-    print(f"{'create --wait claiming a prebuild (s)':42} {c['claim_create_s']['p50']:>9.2f} {c['claim_create_s']['max']:>9.2f}  (max)")
-    print(f"{'create --wait fresh build, 10 s VM (s)':42} {c['fresh_create_s']['p50']:>9.2f} {c['fresh_create_s']['max']:>9.2f}  (max)")
-    print(f"{'claim / fresh build (p50s)':42} {c['claim_over_fresh']:>9.3f}")
+    row("create --wait claiming a prebuild (s, p50/max)", c["claim_create_s"]["p50"], c["claim_create_s"]["max"])
+    row("create --wait fresh build, 10 s VM (s, p50/max)", c["fresh_create_s"]["p50"], c["fresh_create_s"]["max"])
+    row("claim / fresh build (p50s)", f"{c['claim_over_fresh']:.3f}")
 PY
 fi
 echo "$json"

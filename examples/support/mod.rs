@@ -1,7 +1,13 @@
 //! What the benchmark examples share: the admin client type, the release
 //! binary and its processes, pushing a one-file template and waiting for
 //! its import, job status polling, percentiles. Included by each example with `#[path]`.
+//! `procs` starts the coordinator and daemons as processes and reads their
+//! CPU and memory; `sim` speaks the daemon protocol itself (hundreds of
+//! simulated daemons from one process).
 #![allow(dead_code)]
+
+pub mod procs;
+pub mod sim;
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -25,8 +31,17 @@ impl Drop for Proc {
     }
 }
 
-/// The `provisionerd` binary beside this example's (target/release/).
+/// The `provisionerd` binary beside this example's (target/release/), or
+/// the one `PROVISIONERD_BENCH_BIN` names: the same benchmarks then measure
+/// another build (an older release, for a before/after table).
 pub fn binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("PROVISIONERD_BENCH_BIN") {
+        let bin = PathBuf::from(bin);
+        if !bin.is_file() {
+            bail!("PROVISIONERD_BENCH_BIN: {} is not a file", bin.display());
+        }
+        return Ok(bin);
+    }
     let exe = std::env::current_exe()?;
     let bin = exe
         .parent()
