@@ -12,6 +12,7 @@ mod claim;
 mod daemons;
 mod finished;
 mod jobs;
+mod logs;
 mod offers;
 mod ops;
 #[cfg(test)]
@@ -31,7 +32,8 @@ pub use catalog::{NewBuild, NewImport, TemplateRow, VersionRow, WorkspaceRow};
 pub use check::{CheckError, DB_FILE, Found, SCHEMA_VERSION, Summary, inspect};
 pub use claim::{ClaimCandidate, ClaimWanted, Claimed};
 pub use daemons::{DaemonRow, KeyRow, Report};
-pub use jobs::{JobFilter, JobKind, JobRow, LogRow, NewJob, PREBUILDS_OWNER};
+pub use jobs::{JobFilter, JobKind, JobRow, NewJob, PREBUILDS_OWNER};
+pub use logs::LogRow;
 pub use offers::Offer;
 pub use ops::{Histo, JobGauge, PrebuildCount, PrebuildWorkspace};
 
