@@ -25,8 +25,12 @@ impl Drop for Proc {
     }
 }
 
-/// The `provisionerd` binary beside this example's (target/release/).
+/// The `provisionerd` binary beside this example's (target/release/), or
+/// `PROVISIONERD_BENCH_BIN` (another build, to compare against).
 pub fn binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("PROVISIONERD_BENCH_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
     let exe = std::env::current_exe()?;
     let bin = exe
         .parent()
