@@ -27,7 +27,7 @@ impl Default for BatchPolicy {
     fn default() -> Self {
         BatchPolicy {
             max_age: Duration::from_millis(250),
-            max_lines: 200,
+            max_lines: 2000,
             max_bytes: 512 * 1024,
             max_pending_lines: 10_000,
             max_pending_bytes: 4 * 1024 * 1024,
@@ -174,7 +174,7 @@ mod tests {
     fn a_continuous_stream_is_flushed_at_max_age_of_its_oldest_line() {
         let t0 = Instant::now();
         let mut b = Batcher::new(BatchPolicy::default());
-        // One line every 10 ms never goes quiet, and never reaches 200 lines
+        // One line every 10 ms never goes quiet, and never reaches max_lines
         // before 250 ms: the age of the first line triggers the batch.
         let mut t = t0;
         while t < t0 + ms(250) {
@@ -196,14 +196,15 @@ mod tests {
     fn line_and_byte_limits_make_a_batch_due_at_once_and_cap_it() {
         let t0 = Instant::now();
         let mut b = Batcher::new(BatchPolicy::default());
-        for _ in 0..199 {
+        let max = BatchPolicy::default().max_lines;
+        for _ in 1..max {
             b.push(line("x"), t0);
         }
         assert!(!b.due(t0));
         b.push(line("x"), t0);
         b.push(line("x"), t0);
         assert!(b.due(t0));
-        assert_eq!(b.batch().len(), 200);
+        assert_eq!(b.batch().len(), max);
 
         let mut b = Batcher::new(BatchPolicy::default());
         let big = "y".repeat(300 * 1024);

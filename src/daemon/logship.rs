@@ -36,6 +36,10 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// However short the lease, heartbeats never come closer than this.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 
+/// Most runner lines taken in one go, so a batch that is due is not kept
+/// waiting behind a flood.
+const BURST: usize = 512;
+
 type InFlight = Pin<Box<dyn Future<Output = Result<UpdateJobResponse, Status>> + Send>>;
 
 pub(super) struct Shipper<'a> {
@@ -165,7 +169,25 @@ impl Shipper<'_> {
             let answer = tokio::select! {
                 entry = logs.recv(), if open && backlog.accepting() => {
                     match entry {
-                        Some(entry) => self.take(backlog, entry),
+                        Some(entry) => {
+                            self.take(backlog, entry);
+                            // Whatever else the runner has sent is taken now:
+                            // one turn of this loop per line cost more than
+                            // the line (timers set up and torn down).
+                            for _ in 1..BURST {
+                                if !backlog.accepting() {
+                                    break;
+                                }
+                                match logs.try_recv() {
+                                    Ok(entry) => self.take(backlog, entry),
+                                    Err(mpsc::error::TryRecvError::Empty) => break,
+                                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                                        open = false;
+                                        break;
+                                    }
+                                }
+                            }
+                        }
                         None => open = false,
                     }
                     continue;

@@ -39,24 +39,27 @@ impl Store {
         }
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let mut stored: u64 =
-            tx.query_row("SELECT log_count FROM jobs WHERE id = ?1", [job_id], |r| {
-                r.get::<_, i64>(0)
-            })? as u64;
-        for line in lines {
-            if line.seq <= stored {
-                continue;
-            }
-            if line.seq != stored + 1 {
-                return Err(CoordError::FailedPrecondition(format!(
-                    "update job {job_id}: log line {} would leave a gap after {stored}",
-                    line.seq
-                )));
-            }
-            tx.execute(
+        let mut stored: u64 = tx
+            .prepare_cached("SELECT log_count FROM jobs WHERE id = ?1")?
+            .query_row([job_id], |r| r.get::<_, i64>(0))? as u64;
+        {
+            // Cached: parsing the statement again for every line cost more
+            // than storing the line.
+            let mut insert = tx.prepare_cached(
                 "INSERT INTO job_logs(job_id, seq, created_at, level, source, stage, output)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
+            )?;
+            for line in lines {
+                if line.seq <= stored {
+                    continue;
+                }
+                if line.seq != stored + 1 {
+                    return Err(CoordError::FailedPrecondition(format!(
+                        "update job {job_id}: log line {} would leave a gap after {stored}",
+                        line.seq
+                    )));
+                }
+                insert.execute(params![
                     job_id,
                     line.seq as i64,
                     line.created_at,
@@ -64,14 +67,12 @@ impl Store {
                     line.source,
                     line.stage,
                     line.output
-                ],
-            )?;
-            stored = line.seq;
+                ])?;
+                stored = line.seq;
+            }
         }
-        tx.execute(
-            "UPDATE jobs SET log_count = ?2, updated_at = ?3 WHERE id = ?1",
-            params![job_id, stored as i64, now_ms()],
-        )?;
+        tx.prepare_cached("UPDATE jobs SET log_count = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![job_id, stored as i64, now_ms()])?;
         tx.commit()?;
         // A lost job is told to stop: it has been failed, whatever terraform
         // does next; the daemon interrupts it and reports its state.
@@ -80,7 +81,7 @@ impl Store {
 
     pub fn logs(&self, job_id: &str, after_seq: u64, limit: u32) -> Result<Vec<LogRow>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "SELECT seq, created_at, level, source, stage, output FROM job_logs
              WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )?;
