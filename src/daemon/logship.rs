@@ -171,11 +171,12 @@ impl Shipper<'_> {
                     match entry {
                         Some(entry) => {
                             self.take(backlog, entry);
-                            // Whatever else the runner has sent is taken now:
-                            // one turn of this loop per line cost more than
-                            // the line (timers set up and torn down).
+                            // Whatever else the runner has sent is taken now,
+                            // and what spills goes to disk in one write: one
+                            // turn of this loop, or one write, per line cost
+                            // more than the line.
                             for _ in 1..BURST {
-                                if !backlog.accepting() {
+                                if !backlog.taking_more() {
                                     break;
                                 }
                                 match logs.try_recv() {
@@ -187,6 +188,7 @@ impl Shipper<'_> {
                                     }
                                 }
                             }
+                            self.flush(backlog);
                         }
                         None => open = false,
                     }
@@ -249,17 +251,25 @@ impl Shipper<'_> {
         }
     }
 
-    /// Adds one runner line to the backlog. A spool write failure keeps the
-    /// line and pauses reading: the runner waits, nothing is lost.
+    /// Adds one runner line to the backlog; lines bound for the spool wait
+    /// for [`Shipper::flush`].
     fn take(&self, backlog: &mut Backlog, entry: LogEntry) {
+        let now = Instant::now();
         for line in log_lines(entry) {
-            if let Err(e) = backlog.push(line, Instant::now()) {
-                tracing::warn!(
-                    job_id = self.job_id,
-                    error = %e,
-                    "spool job logs to disk failed; terraform's output waits for the coordinator"
-                );
-            }
+            backlog.push_buffered(line, now);
+        }
+    }
+
+    /// Writes the lines taken past the memory bound to the spool. A write
+    /// failure keeps them and pauses reading: the runner waits, nothing is
+    /// lost.
+    fn flush(&self, backlog: &mut Backlog) {
+        if let Err(e) = backlog.flush(Instant::now()) {
+            tracing::warn!(
+                job_id = self.job_id,
+                error = %e,
+                "spool job logs to disk failed; terraform's output waits for the coordinator"
+            );
         }
     }
 
