@@ -122,7 +122,9 @@ async fn check_stored(admin: &mut Admin, id: &str, want: u64) -> Result<()> {
         }
     }
     if flood != want || read != log_count {
-        bail!("job {id}: {flood} flood lines stored (want {want}), {read} lines read, log_count {log_count}");
+        bail!(
+            "job {id}: {flood} flood lines stored (want {want}), {read} lines read, log_count {log_count}"
+        );
     }
     Ok(())
 }

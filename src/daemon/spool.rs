@@ -7,9 +7,10 @@
 //! still deliver what it holds; a torn last record (the daemon died while
 //! writing it) reads as the end of the file.
 //!
-//! The I/O is plain blocking file I/O: each append is one write to the page
-//! cache (so a killed daemon leaves every line it took on disk), reads go
-//! through a buffer; either costs less than a thread hop would.
+//! The I/O is plain blocking file I/O: each append (one line, or the lines
+//! of one burst) is one write to the page cache, done before the shipper
+//! waits again (so a killed daemon leaves every line it took on disk), reads
+//! go through a buffer; either costs less than a thread hop would.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
