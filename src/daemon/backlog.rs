@@ -163,7 +163,11 @@ impl Backlog {
             }
         }
         let drained = self.spool.as_ref().is_some_and(|s| s.unread() == 0);
-        if drained && self.held.is_empty() && (self.batcher.is_empty() || self.spool_broken) {
+        if drained
+            && self.spill.is_empty()
+            && self.held.is_empty()
+            && (self.batcher.is_empty() || self.spool_broken)
+        {
             self.spool_broken = false;
             if let Some(spool) = self.spool.take() {
                 spool.remove()?;
