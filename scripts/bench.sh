@@ -7,7 +7,7 @@
 #                    [--settle-limit D] [--round-limit D]
 #                    [--sim-daemons N] [--sim-jobs N]
 #                    [--proc-daemons N] [--proc-jobs N] [--limit D]
-#                    [--skip-claim] [--skip-load] [--json-only]
+#                    [--log-lines N] [--skip-claim] [--skip-load] [--json-only]
 #
 # Cases: job start with one idle daemon (create call, create → terraform
 # started, with scripts/noop-terraform so only provisionerd's own cost
@@ -25,7 +25,9 @@
 # terraform); and `workspaces create --wait` claiming a prebuild against a
 # fresh build of a template with a 10 s VM (examples/bench_claim, real
 # terraform and the stand-in coder provider; about 30 s a round, so
-# --skip-claim leaves it out).
+# --skip-claim leaves it out); and log throughput (examples/bench_logs:
+# one job of --log-lines lines, default 1000000, then 10 jobs of a tenth
+# each at once; lines/s, peak RSS).
 #
 # PROVISIONERD_BENCH_BIN=/path/to/provisionerd runs the same cases against
 # another build of the binary (e.g. an older release, for before/after).
@@ -33,7 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=50 cancel_rounds=10 claim_rounds=3 skip_claim="" skip_load="" json_only=""
 load_daemons=1000 load_jobs=10000 load_rounds=30 settle_limit=60s round_limit=20s
-sim_daemons=50 sim_jobs=2000 proc_daemons=20 proc_jobs=500 limit=120s
+sim_daemons=50 sim_jobs=2000 proc_daemons=20 proc_jobs=500 limit=120s log_lines=1000000
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
@@ -49,6 +51,7 @@ while [ $# -gt 0 ]; do
     --proc-daemons) proc_daemons=$2; shift 2 ;;
     --proc-jobs) proc_jobs=$2; shift 2 ;;
     --limit) limit=$2; shift 2 ;;
+    --log-lines) log_lines=$2; shift 2 ;;
     --skip-claim) skip_claim=1; shift ;;
     --skip-load) skip_load=1; shift ;;
     --json-only) json_only=1; shift ;;
@@ -61,7 +64,7 @@ if [ -z "$skip_claim" ]; then
   export PROVISIONERD_TEST_TF_CLI_CONFIG=$(scripts/install-coder-provider.sh 2>/dev/null | tail -n 1)
 fi
 cargo build --release --locked --quiet --bin provisionerd --example bench_dispatch --example bench_cancel \
-  --example bench_claim --example bench_load --example bench_sim_throughput --example bench_proc_throughput
+  --example bench_claim --example bench_load --example bench_sim_throughput --example bench_proc_throughput --example bench_logs
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
@@ -75,9 +78,7 @@ else
 fi
 target/release/examples/bench_sim_throughput --daemons "$sim_daemons" --jobs "$sim_jobs" --limit "$limit" >"$out/sim"
 target/release/examples/bench_proc_throughput --daemons "$proc_daemons" --jobs "$proc_jobs" --limit "$limit" >"$out/proc"
-# Log throughput (examples/bench_logs, another branch): run it here into
-# "$out/logs"; its JSON line is merged like the others.
-: >"$out/logs"
+target/release/examples/bench_logs "$log_lines" 10 >"$out/logs"
 if [ -z "$skip_claim" ]; then
   target/release/examples/bench_claim "$claim_rounds" >"$out/claim"
 else
@@ -150,8 +151,11 @@ for key, what in (("sim_throughput", "simulated daemons"), ("proc_throughput", "
         row(f"throughput, {t['daemons']} {what}, {t['jobs']} jobs (jobs/s)", t["jobs_per_s"])
         if capped:
             print(capped)
-# Log throughput (examples/bench_logs, another branch): its rows go here,
-# from r["logs"].
+for key, what in (("one", "log lines/s, 1 job"), ("many", "log lines/s, 10 jobs at once")):
+    c = r["logs"][key]
+    peak = c["peak_rss_kib"]
+    row(what, f"{c['lines_per_sec']:.0f}")
+    print(f"  peak RSS MiB: coordinator {peak['coordinator']/1024:.1f}, daemon {peak['daemon']/1024:.1f}")
 c = r.get("claim")
 if c:
     row("create --wait claiming a prebuild (s, p50/max)", c["claim_create_s"]["p50"], c["claim_create_s"]["max"])

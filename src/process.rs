@@ -277,7 +277,12 @@ async fn pump<R: AsyncRead + Unpin>(reader: Option<R>, stream: Stream, tx: &mpsc
     let mut open = true;
     let mut emit = async |bytes: &[u8]| {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        let text = String::from_utf8_lossy(bytes).into_owned();
+        // Valid UTF-8 (nearly always) is copied once, without the lossy
+        // conversion's slower scan.
+        let text = match std::str::from_utf8(bytes) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        };
         if open && tx.send(Line { stream, text }).await.is_err() {
             // Nobody listens any more; keep draining so the child never
             // blocks on a full pipe.

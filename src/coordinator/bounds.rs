@@ -81,24 +81,29 @@ pub fn hello(h: &proto::Hello) -> Result<()> {
 /// lines, so a line over the limit is a client's mistake and refused whole
 /// (nothing of the batch is stored; the lines before it stay unsent).
 pub fn log_lines(job_id: &str, lines: &[proto::LogLine]) -> Result<()> {
+    // Every line of every job passes here: the messages are only built for
+    // a line that is refused.
+    let over = |l: &proto::LogLine| {
+        l.output.len() > MAX_LOG_LINE_BYTES || l.stage.len() > MAX_LOG_STAGE_BYTES
+    };
+    let Some(line) = lines.iter().find(|l| over(l)) else {
+        return Ok(());
+    };
     let action = format!("update job {}", tags::shown(job_id));
-    for line in lines {
-        let which = format!("log line {}", line.seq);
-        text(
-            &action,
-            &format!("{which} output"),
-            &line.output,
-            MAX_LOG_LINE_BYTES,
-        )
-        .map_err(|e| CoordError::Invalid(format!("{e} (split longer output into lines)")))?;
-        text(
-            &action,
-            &format!("{which} stage"),
-            &line.stage,
-            MAX_LOG_STAGE_BYTES,
-        )?;
-    }
-    Ok(())
+    let which = format!("log line {}", line.seq);
+    text(
+        &action,
+        &format!("{which} output"),
+        &line.output,
+        MAX_LOG_LINE_BYTES,
+    )
+    .map_err(|e| CoordError::Invalid(format!("{e} (split longer output into lines)")))?;
+    text(
+        &action,
+        &format!("{which} stage"),
+        &line.stage,
+        MAX_LOG_STAGE_BYTES,
+    )
 }
 
 /// FinishJob's header: an error over the limit is truncated with a marker

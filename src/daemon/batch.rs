@@ -27,7 +27,10 @@ impl Default for BatchPolicy {
     fn default() -> Self {
         BatchPolicy {
             max_age: Duration::from_millis(250),
-            max_lines: 200,
+            // A flood of short lines takes one UpdateJob per 1000 (200
+            // made the round trips the bound); a batch still holds the
+            // coordinator's store only a millisecond or two.
+            max_lines: 1000,
             max_bytes: 512 * 1024,
             max_pending_lines: 10_000,
             max_pending_bytes: 4 * 1024 * 1024,
@@ -174,7 +177,7 @@ mod tests {
     fn a_continuous_stream_is_flushed_at_max_age_of_its_oldest_line() {
         let t0 = Instant::now();
         let mut b = Batcher::new(BatchPolicy::default());
-        // One line every 10 ms never goes quiet, and never reaches 200 lines
+        // One line every 10 ms never goes quiet, and never reaches max_lines
         // before 250 ms: the age of the first line triggers the batch.
         let mut t = t0;
         while t < t0 + ms(250) {
@@ -196,14 +199,15 @@ mod tests {
     fn line_and_byte_limits_make_a_batch_due_at_once_and_cap_it() {
         let t0 = Instant::now();
         let mut b = Batcher::new(BatchPolicy::default());
-        for _ in 0..199 {
+        let max = BatchPolicy::default().max_lines;
+        for _ in 1..max {
             b.push(line("x"), t0);
         }
         assert!(!b.due(t0));
         b.push(line("x"), t0);
         b.push(line("x"), t0);
         assert!(b.due(t0));
-        assert_eq!(b.batch().len(), 200);
+        assert_eq!(b.batch().len(), max);
 
         let mut b = Batcher::new(BatchPolicy::default());
         let big = "y".repeat(300 * 1024);
@@ -216,6 +220,46 @@ mod tests {
         let mut b = Batcher::new(BatchPolicy::default());
         b.push(line(&"z".repeat(1024 * 1024)), t0);
         assert_eq!(b.batch().len(), 1, "an oversized line still goes");
+    }
+
+    #[test]
+    fn a_flood_of_short_lines_goes_in_few_batches_each_far_below_the_message_limit() {
+        use crate::grpc::limits::{MAX_LOG_STAGE_BYTES, MAX_MESSAGE_BYTES};
+        use crate::proto::UpdateJobRequest;
+        use prost::Message;
+        let t0 = Instant::now();
+        // The largest a batch of short lines gets: every field at its
+        // widest (the longest stage, varints of the largest values).
+        let widest = |output: &str| LogLine {
+            seq: 0, // numbered by the batcher
+            created_at: i64::MAX,
+            level: i32::MAX,
+            source: i32::MAX,
+            stage: "s".repeat(MAX_LOG_STAGE_BYTES),
+            output: output.to_string(),
+        };
+        let mut b = Batcher::new(BatchPolicy::default());
+        let total = 10_000;
+        for i in 0..total {
+            b.push(widest(&format!("flood line {i:>40}")), t0);
+        }
+        let mut batches = 0;
+        while !b.is_empty() {
+            let batch = b.batch();
+            let last = batch.last().unwrap().seq;
+            let req = UpdateJobRequest {
+                job_id: "x".repeat(64),
+                logs: batch,
+            };
+            assert!(
+                req.encoded_len() < MAX_MESSAGE_BYTES / 4,
+                "{} bytes",
+                req.encoded_len()
+            );
+            b.ack(last);
+            batches += 1;
+        }
+        assert!(batches <= 10, "{total} lines took {batches} UpdateJobs");
     }
 
     #[test]

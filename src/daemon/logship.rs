@@ -36,6 +36,10 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// However short the lease, heartbeats never come closer than this.
 const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 
+/// Most runner lines taken in one go, so a batch that is due is not kept
+/// waiting behind a flood.
+const BURST: usize = 512;
+
 type InFlight = Pin<Box<dyn Future<Output = Result<UpdateJobResponse, Status>> + Send>>;
 
 pub(super) struct Shipper<'a> {
@@ -165,7 +169,27 @@ impl Shipper<'_> {
             let answer = tokio::select! {
                 entry = logs.recv(), if open && backlog.accepting() => {
                     match entry {
-                        Some(entry) => self.take(backlog, entry),
+                        Some(entry) => {
+                            self.take(backlog, entry);
+                            // Whatever else the runner has sent is taken now,
+                            // and what spills goes to disk in one write: one
+                            // turn of this loop, or one write, per line cost
+                            // more than the line.
+                            for _ in 1..BURST {
+                                if !backlog.taking_more() {
+                                    break;
+                                }
+                                match logs.try_recv() {
+                                    Ok(entry) => self.take(backlog, entry),
+                                    Err(mpsc::error::TryRecvError::Empty) => break,
+                                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                                        open = false;
+                                        break;
+                                    }
+                                }
+                            }
+                            self.flush(backlog);
+                        }
                         None => open = false,
                     }
                     continue;
@@ -227,17 +251,25 @@ impl Shipper<'_> {
         }
     }
 
-    /// Adds one runner line to the backlog. A spool write failure keeps the
-    /// line and pauses reading: the runner waits, nothing is lost.
+    /// Adds one runner line to the backlog; lines bound for the spool wait
+    /// for [`Shipper::flush`].
     fn take(&self, backlog: &mut Backlog, entry: LogEntry) {
+        let now = Instant::now();
         for line in log_lines(entry) {
-            if let Err(e) = backlog.push(line, Instant::now()) {
-                tracing::warn!(
-                    job_id = self.job_id,
-                    error = %e,
-                    "spool job logs to disk failed; terraform's output waits for the coordinator"
-                );
-            }
+            backlog.push_buffered(line, now);
+        }
+    }
+
+    /// Writes the lines taken past the memory bound to the spool. A write
+    /// failure keeps them and pauses reading: the runner waits, nothing is
+    /// lost.
+    fn flush(&self, backlog: &mut Backlog) {
+        if let Err(e) = backlog.flush(Instant::now()) {
+            tracing::warn!(
+                job_id = self.job_id,
+                error = %e,
+                "spool job logs to disk failed; terraform's output waits for the coordinator"
+            );
         }
     }
 

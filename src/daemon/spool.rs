@@ -7,9 +7,10 @@
 //! still deliver what it holds; a torn last record (the daemon died while
 //! writing it) reads as the end of the file.
 //!
-//! The I/O is plain blocking file I/O: each append is one write to the page
-//! cache (so a killed daemon leaves every line it took on disk), reads go
-//! through a buffer; either costs less than a thread hop would.
+//! The I/O is plain blocking file I/O: each append (one line, or the lines
+//! of one burst) is one write to the page cache, done before the shipper
+//! waits again (so a killed daemon leaves every line it took on disk), reads
+//! go through a buffer; either costs less than a thread hop would.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -115,25 +116,37 @@ impl Spool {
     }
 
     pub(super) fn append(&mut self, line: &LogLine) -> Result<(), SpoolError> {
-        let body = line.encode_to_vec();
-        let len = u32::try_from(body.len())
-            .ok()
-            .filter(|&n| n as usize <= MAX_RECORD_BYTES)
-            .ok_or_else(|| {
-                io_err("append to", &self.reader.path)(io::Error::other(format!(
-                    "log line {} is {} bytes, over the {MAX_RECORD_BYTES} byte record limit",
-                    line.seq,
-                    body.len()
-                )))
-            })?;
-        // Buffered so that prefix and body go out in one write.
+        self.append_all(std::slice::from_ref(line))
+    }
+
+    /// Appends `lines` with one write: a flood spills thousands of lines a
+    /// second, and a write per line was most of the daemon's work then. On
+    /// an error none of them counts as appended (a torn tail reads as the
+    /// end of the file).
+    pub(super) fn append_all(&mut self, lines: &[LogLine]) -> Result<(), SpoolError> {
+        let mut buf = Vec::with_capacity(lines.iter().map(|l| 4 + l.encoded_len()).sum());
+        for line in lines {
+            let len = line.encoded_len();
+            let len = u32::try_from(len)
+                .ok()
+                .filter(|&n| n as usize <= MAX_RECORD_BYTES)
+                .ok_or_else(|| {
+                    io_err("append to", &self.reader.path)(io::Error::other(format!(
+                        "log line {} is {len} bytes, over the {MAX_RECORD_BYTES} byte record limit",
+                        line.seq
+                    )))
+                })?;
+            buf.extend_from_slice(&len.to_le_bytes());
+            line.encode(&mut buf)
+                .map_err(|e| io_err("append to", &self.reader.path)(io::Error::other(e)))?;
+        }
+        // Buffered so that the records go out in one write.
         self.writer
-            .write_all(&len.to_le_bytes())
-            .and_then(|()| self.writer.write_all(&body))
+            .write_all(&buf)
             .and_then(|()| self.writer.flush())
             .map_err(io_err("append to", &self.reader.path))?;
-        self.written += 4 + u64::from(len);
-        self.unread += 1;
+        self.written += buf.len() as u64;
+        self.unread += lines.len() as u64;
         Ok(())
     }
 
@@ -190,6 +203,10 @@ impl Replacement {
 
     pub(super) fn append(&mut self, line: &LogLine) -> Result<(), SpoolError> {
         self.spool.append(line)
+    }
+
+    pub(super) fn append_all(&mut self, lines: &[LogLine]) -> Result<(), SpoolError> {
+        self.spool.append_all(lines)
     }
 
     /// Puts the new spool in place of the old one; returns its path.

@@ -3,6 +3,8 @@
 //! rendered the way terraform's human output shows them (summary, location,
 //! detail), one log line per text line so the UI never has to re-split.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use super::Level;
@@ -16,12 +18,14 @@ pub struct Parsed {
     pub error: Option<String>,
 }
 
+/// Borrowed from the line where it can be (no escapes): every output line
+/// of a job is parsed here.
 #[derive(Deserialize)]
-struct UiMessage {
-    #[serde(rename = "@level")]
-    level: Option<String>,
-    #[serde(rename = "@message")]
-    message: Option<String>,
+struct UiMessage<'a> {
+    #[serde(rename = "@level", borrow)]
+    level: Option<Cow<'a, str>>,
+    #[serde(rename = "@message", borrow)]
+    message: Option<Cow<'a, str>>,
     diagnostic: Option<Diagnostic>,
 }
 

@@ -241,13 +241,17 @@ impl Terraform<'_> {
         let mut last_error = None;
         let mut replacements = Vec::new();
         let mut warned = false;
+        // Made once: a fresh one per line registered and removed a waiter
+        // on the token for every line.
+        let cancelled = self.cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let line = tokio::select! {
                 line = rx.recv() => match line {
                     Some(line) => line,
                     None => return (last_error, replacements),
                 },
-                _ = self.cancel.cancelled(), if !warned => {
+                () = &mut cancelled, if !warned => {
                     warned = true;
                     let msg = "Job canceled: interrupting terraform";
                     self.logs.daemon(Level::Warn, stage, msg).await;

@@ -17,7 +17,6 @@ use super::enqueue::kind_from_db;
 pub(super) use super::enqueue::JobKind;
 use super::{JobStatus, Store, not_found, now_ms, tags_from_json};
 use crate::coordinator::error::{CoordError, Result};
-use crate::proto;
 use crate::tags::Tags;
 
 #[derive(Debug, Clone)]
@@ -60,16 +59,6 @@ pub struct JobFilter {
     /// Only jobs listed after this one (older, or as old and inserted
     /// earlier): the cursor of the previous page.
     pub after: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct LogRow {
-    pub seq: u64,
-    pub created_at: i64,
-    pub level: i32,
-    pub source: i32,
-    pub stage: String,
-    pub output: String,
 }
 
 const JOB_COLUMNS: &str = "id, type, transition, status, initiator, tags, template_version_id,
@@ -215,96 +204,6 @@ impl Store {
         key_name: &str,
     ) -> Result<()> {
         self.write(|tx| ack_in(tx, job_id, daemon_id, daemon_name, key_name))
-    }
-
-    /// [`owned_in`] as a transaction of its own, for `append_logs`.
-    fn owned(
-        &self,
-        action: &str,
-        job_id: &str,
-        daemon_name: &str,
-        key_name: &str,
-    ) -> Result<JobRow> {
-        self.write(|tx| owned_in(tx, action, job_id, daemon_name, key_name))
-    }
-
-    /// Stores log lines and bumps the job's heartbeat. Sequence numbers
-    /// already stored are skipped (a retried batch), a gap is refused.
-    /// Returns (lines stored so far, job canceled).
-    pub fn append_logs(
-        &self,
-        job_id: &str,
-        daemon_name: &str,
-        key_name: &str,
-        lines: &[proto::LogLine],
-    ) -> Result<(u64, bool)> {
-        let job = self.owned("update job", job_id, daemon_name, key_name)?;
-        // A job the reaper failed still takes its daemon's logs: the daemon
-        // was only out of touch, and its lines and state are worth keeping.
-        if job.is_finished() && !job.lost {
-            return Err(CoordError::FailedPrecondition(format!(
-                "update job {job_id}: it has already {}",
-                job.status
-            )));
-        }
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut stored: u64 =
-            tx.query_row("SELECT log_count FROM jobs WHERE id = ?1", [job_id], |r| {
-                r.get::<_, i64>(0)
-            })? as u64;
-        for line in lines {
-            if line.seq <= stored {
-                continue;
-            }
-            if line.seq != stored + 1 {
-                return Err(CoordError::FailedPrecondition(format!(
-                    "update job {job_id}: log line {} would leave a gap after {stored}",
-                    line.seq
-                )));
-            }
-            tx.execute(
-                "INSERT INTO job_logs(job_id, seq, created_at, level, source, stage, output)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    job_id,
-                    line.seq as i64,
-                    line.created_at,
-                    line.level,
-                    line.source,
-                    line.stage,
-                    line.output
-                ],
-            )?;
-            stored = line.seq;
-        }
-        tx.execute(
-            "UPDATE jobs SET log_count = ?2, updated_at = ?3 WHERE id = ?1",
-            params![job_id, stored as i64, now_ms()],
-        )?;
-        tx.commit()?;
-        // A lost job is told to stop: it has been failed, whatever terraform
-        // does next; the daemon interrupts it and reports its state.
-        Ok((stored, job.status == JobStatus::Canceling || job.lost))
-    }
-
-    pub fn logs(&self, job_id: &str, after_seq: u64, limit: u32) -> Result<Vec<LogRow>> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT seq, created_at, level, source, stage, output FROM job_logs
-             WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![job_id, after_seq as i64, limit], |r| {
-            Ok(LogRow {
-                seq: r.get::<_, i64>(0)? as u64,
-                created_at: r.get(1)?,
-                level: r.get(2)?,
-                source: r.get(3)?,
-                stage: r.get(4)?,
-                output: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Fails running jobs whose daemon has not been heard from since

@@ -140,3 +140,92 @@ fn giving_up_keeps_every_unconfirmed_line_on_disk_in_order() {
     assert_eq!(b.persist(Vec::new()).unwrap(), None);
     assert!(!spool::path(tmp.path(), "j1").exists());
 }
+
+#[test]
+fn a_burst_past_the_bound_is_spooled_at_its_flush_and_delivered_once_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Instant::now();
+    let mut b = Backlog::new(policy(), tmp.path().to_path_buf(), "j1");
+    for i in 1..=300 {
+        b.push_buffered(line(i), now);
+    }
+    // Taken, not written yet: the burst goes to disk in one write.
+    assert!(!spool::path(tmp.path(), "j1").exists());
+    assert!(!b.is_empty());
+    b.flush(now).unwrap();
+    // Memory's copies first, then the burst: the file continues exactly
+    // where the coordinator's copy will end.
+    let want: Vec<(u64, String)> = (1..=300).map(|i| (i, format!("line-{i}"))).collect();
+    assert_eq!(spooled(tmp.path()), want);
+    assert_eq!(b.spooled(), 200);
+    assert_eq!(deliver(&mut b, 1, now), 300);
+    assert!(!spool::path(tmp.path(), "j1").exists());
+}
+
+#[test]
+fn a_burst_the_spool_cannot_take_is_held_whole_and_pauses_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocked = tmp.path().join("spool");
+    std::fs::write(&blocked, "").unwrap();
+    let now = Instant::now();
+    let mut b = Backlog::new(policy(), blocked, "j1");
+    for i in 1..=150 {
+        b.push_buffered(line(i), now);
+    }
+    assert!(b.taking_more());
+    let err = b.flush(now).unwrap_err().to_string();
+    assert!(err.contains("log spool"), "{err}");
+    assert!(!b.accepting() && !b.taking_more(), "the runner waits");
+    // Confirmed lines make room: the held burst moves into memory.
+    b.ack(60, now).unwrap();
+    assert!(b.accepting());
+    b.push(line(151), now).unwrap();
+    assert_eq!(deliver(&mut b, 61, now), 151);
+}
+
+/// The output length of a long line in these tests: a whole one.
+const LONG: usize = crate::grpc::MAX_LOG_LINE_BYTES;
+
+#[test]
+fn a_burst_of_long_lines_stops_at_the_spill_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let now = Instant::now();
+    let mut b = Backlog::new(policy(), tmp.path().to_path_buf(), "j1");
+    let long = |i: u64| {
+        let digits = i.to_string();
+        LogLine {
+            output: "0".repeat(LONG - digits.len()) + &digits,
+            ..Default::default()
+        }
+    };
+    let mut i = 0;
+    while b.taking_more() {
+        i += 1;
+        b.push_buffered(long(i), now);
+        assert!(i < 1000, "a burst never stops");
+    }
+    b.flush(now).unwrap();
+    // Memory took its share; the spill held about SPILL_BYTES, no more.
+    let spilled = b.spooled() as usize * LONG;
+    assert!(
+        (SPILL_BYTES..SPILL_BYTES + LONG).contains(&spilled),
+        "{spilled} bytes"
+    );
+    assert!(b.taking_more());
+    assert_eq!(deliver_long(&mut b, now), i);
+}
+
+/// Like `deliver`, for lines whose output is their seq, zero-padded.
+fn deliver_long(b: &mut Backlog, now: Instant) -> u64 {
+    let mut expect = 1;
+    while !b.is_empty() {
+        let batch = b.batch();
+        for l in &batch {
+            assert_eq!(l.seq, expect);
+            assert_eq!(l.output.trim_start_matches('0'), expect.to_string());
+            expect += 1;
+        }
+        b.ack(batch.last().unwrap().seq, now).unwrap();
+    }
+    expect - 1
+}
