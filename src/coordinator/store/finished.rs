@@ -179,7 +179,7 @@ impl Store {
                     // Absent state means "keep the previous one" (the plan
                     // failed before terraform touched it).
                     if report.state_sha256.is_some() {
-                        super::blobs::set_state(&tx, ws, state)?;
+                        super::blobs::set_state(tx, ws, state)?;
                     }
                     if transition == Transition::Destroy && status == JobStatus::Succeeded {
                         tx.execute("UPDATE workspaces SET deleted = 1 WHERE id = ?1", [ws])?;
