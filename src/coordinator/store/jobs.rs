@@ -252,10 +252,12 @@ fn ack_in(
         params![job_id, daemon_id, daemon_name, key_name, now],
     )?;
     if n == 0 {
-        // Already acknowledged by the daemon's first unary call (and
-        // maybe canceled since: the daemon was told on its own).
+        // Already acknowledged by the daemon's first unary call (and maybe
+        // canceled, or even finished since: the stream's AckJob and the
+        // unary calls race, and a fast job can end before its AckJob is
+        // read). Nothing to do, and nothing to refuse.
         let job = job_in(conn, job_id)?;
-        if job.status.is_running() && job.daemon_id.as_deref() == Some(daemon_id) {
+        if job.status != JobStatus::Pending && job.daemon_id.as_deref() == Some(daemon_id) {
             return Ok(());
         }
         return Err(CoordError::FailedPrecondition(format!(
