@@ -159,6 +159,8 @@ impl ProvisionerDaemon for DaemonApi {
         let (key, name) = self.caller(&req)?;
         let req = req.into_inner();
         super::bounds::log_lines(&req.job_id, &req.logs)?;
+        // On the worker: the heartbeat's small batch costs less than the
+        // hop to the blocking pool (see ARCHITECTURE.md, "Store").
         let (stored_seq, canceled) =
             self.hub
                 .store
@@ -181,7 +183,12 @@ impl ProvisionerDaemon for DaemonApi {
     ) -> Result<Response<Self::GetJobInputStream>, Status> {
         let (key, name) = self.caller(&req)?;
         let job_id = req.into_inner().job_id;
-        let (archive, state) = self.hub.store.job_input(&job_id, &name, &key.name)?;
+        let (archive, state) = {
+            let (id, name, key) = (job_id.clone(), name.clone(), key.name.clone());
+            (self.hub.store)
+                .call(move |s| s.job_input(&id, &name, &key))
+                .await?
+        };
         tracing::info!(job = %job_id, daemon = %name, archive = archive.len(), state = state.len(), "job input fetched");
         let chunks = transfer::input_chunks(archive, state).map(Ok);
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
@@ -212,12 +219,15 @@ impl ProvisionerDaemon for DaemonApi {
             tracing::warn!(daemon = %name, error = %e, "job report not taken: nothing stored");
         })?;
         let report = transfer::job_report(&super::bounds::finish(req)?)?;
-        self.hub
-            .store
-            .finish(&name, &key.name, &report, &state)
-            .inspect_err(|e| {
-                tracing::warn!(daemon = %name, error = %e, "job report refused");
-            })?;
+        let taken = {
+            let (name, key, report) = (name.clone(), key.name.clone(), report.clone());
+            (self.hub.store)
+                .call(move |s| s.finish(&name, &key, &report, &state))
+                .await
+        };
+        taken.inspect_err(|e| {
+            tracing::warn!(daemon = %name, error = %e, "job report refused");
+        })?;
         let outcome = report.outcome.as_str();
         tracing::info!(job = %report.job_id, daemon = %name, outcome, "job finished");
         self.hub.job_changed(&report.job_id);

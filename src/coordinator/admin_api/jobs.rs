@@ -73,7 +73,8 @@ async fn follow_logs(hub: Arc<Hub>, req: proto::StreamJobLogsRequest, tx: LogSen
     loop {
         // Read the status before the lines: if it says finished, the lines
         // read next are complete (FinishJob requires every line stored).
-        let finished = match hub.store.job(&req.job_id) {
+        let id = req.job_id.clone();
+        let finished = match hub.store.call(move |s| s.job(&id)).await {
             Ok(j) => j.is_finished(),
             Err(e) => {
                 let _ = tx.send(Err(e.into())).await;
@@ -81,7 +82,8 @@ async fn follow_logs(hub: Arc<Hub>, req: proto::StreamJobLogsRequest, tx: LogSen
             }
         };
         loop {
-            let rows = match hub.store.logs(&req.job_id, after, 500) {
+            let id = req.job_id.clone();
+            let rows = match hub.store.call(move |s| s.logs(&id, after, 500)).await {
                 Ok(rows) => rows,
                 Err(e) => {
                     let _ = tx.send(Err(e.into())).await;

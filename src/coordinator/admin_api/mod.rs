@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::Hub;
 use super::auth;
 use super::error::{CoordError, Result};
+use super::store;
 use crate::archive;
 use crate::proto;
 use crate::proto::admin_server::Admin;
@@ -28,6 +29,7 @@ mod workspaces;
 /// The owner of workspaces created without `--owner`.
 pub const DEFAULT_OWNER: &str = "admin";
 
+#[derive(Clone)]
 pub struct AdminApi {
     pub hub: Arc<Hub>,
     /// Bounds a pushed template archive must stay within.
@@ -41,6 +43,18 @@ fn check_name(what: &str, name: &str) -> Result<()> {
 impl AdminApi {
     fn auth<T>(&self, req: &Request<T>) -> Result<()> {
         auth::check_admin(&self.hub.store, req)
+    }
+
+    /// Runs a call's store work off the async workers (`store::blocking`):
+    /// for the list pages, which read up to a thousand rows. Small unary
+    /// calls stay on the worker: the hop to the blocking pool costs more
+    /// than their few indexed statements (ARCHITECTURE.md, "Store").
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AdminApi) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let api = self.clone();
+        store::blocking(move || f(&api)).await
     }
 }
 
@@ -59,7 +73,10 @@ impl Admin for AdminApi {
         req: Request<proto::ListKeysRequest>,
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
         self.auth(&req)?;
-        Ok(Response::new(self.keys_page(req.into_inner())?))
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.blocking(move |api| api.keys_page(r)).await?,
+        ))
     }
 
     async fn delete_key(
@@ -85,7 +102,10 @@ impl Admin for AdminApi {
         req: Request<proto::ListTemplatesRequest>,
     ) -> Result<Response<proto::ListTemplatesResponse>, Status> {
         self.auth(&req)?;
-        Ok(Response::new(self.templates_page(req.into_inner())?))
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.blocking(move |api| api.templates_page(r)).await?,
+        ))
     }
 
     async fn get_template(
@@ -117,7 +137,10 @@ impl Admin for AdminApi {
         req: Request<proto::ListWorkspacesRequest>,
     ) -> Result<Response<proto::ListWorkspacesResponse>, Status> {
         self.auth(&req)?;
-        Ok(Response::new(self.workspaces_page(req.into_inner())?))
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.blocking(move |api| api.workspaces_page(r)).await?,
+        ))
     }
 
     async fn get_workspace(
@@ -133,7 +156,10 @@ impl Admin for AdminApi {
         req: Request<proto::ListJobsRequest>,
     ) -> Result<Response<proto::ListJobsResponse>, Status> {
         self.auth(&req)?;
-        Ok(Response::new(self.jobs_page(req.into_inner())?))
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.blocking(move |api| api.jobs_page(r)).await?,
+        ))
     }
 
     async fn get_job(
@@ -167,7 +193,10 @@ impl Admin for AdminApi {
         req: Request<proto::ListDaemonsRequest>,
     ) -> Result<Response<proto::ListDaemonsResponse>, Status> {
         self.auth(&req)?;
-        Ok(Response::new(self.daemons_page(req.into_inner())?))
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.blocking(move |api| api.daemons_page(r)).await?,
+        ))
     }
 
     async fn pause_prebuilds(

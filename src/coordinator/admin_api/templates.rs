@@ -73,17 +73,16 @@ pub(super) async fn push(
             meta_json.len()
         )));
     }
-    let (version_id, job_id) = api.hub.store.push_template(
-        &req.name,
-        &archive,
-        &tags,
-        &vars,
-        DEFAULT_OWNER,
-        &store::NewImport {
-            meta_json: Some(meta_json),
-            tags: import_tags,
-        },
-    )?;
+    let import = store::NewImport {
+        meta_json: Some(meta_json),
+        tags: import_tags,
+    };
+    let name = req.name.clone();
+    let (version_id, job_id) = api
+        .hub
+        .store
+        .call(move |s| s.push_template(&name, &archive, &tags, &vars, DEFAULT_OWNER, &import))
+        .await?;
     api.hub.dispatcher.kick();
     Ok(proto::PushTemplateResponse {
         template_version_id: version_id,

@@ -27,7 +27,7 @@ mod tagsets;
 mod tests;
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -187,6 +187,17 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` (calls into the store) on tokio's blocking pool: SQLite's
+    /// work, and waiting for the store's lock behind a large blob, never
+    /// hold an async worker thread (a service handler awaits this).
+    pub async fn call<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = Arc::clone(self);
+        blocking(move || f(&store)).await
+    }
+
     /// Runs `f` as one write transaction, committed if it returns `Ok`
     /// (rolled back otherwise). Immediate: the write lock is taken first,
     /// so a read inside `f` is never stale by the time `f` writes.
@@ -308,6 +319,16 @@ fn add_missing_columns(conn: &Connection) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `f`, which does store work, on tokio's blocking pool and waits for
+/// it (see [`Store::call`]).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CoordError::Internal(format!("store call: {e}")))?
 }
 
 /// Milliseconds since the Unix epoch.
