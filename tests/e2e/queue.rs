@@ -140,18 +140,16 @@ async fn fifty_sessions_of_three_pools_take_each_job_once_and_only_their_own() {
         sessions.push(tokio::spawn(async move {
             let mut ran = Vec::new();
             loop {
-                d.send(proto::daemon_message::Msg::Acquire(proto::Acquire {})).await;
-                let offer = loop {
-                    let msg = tokio::select! {
-                        m = d.inbound.message() => m.expect("session stream").expect("session open"),
-                        _ = done.cancelled() => return (pool, ran),
-                    };
-                    // Nothing else: not even a CancelJob for a job whose
-                    // AckJob arrived after its finish.
-                    match msg.msg {
-                        Some(Out::JobOffer(offer)) => break offer,
-                        other => panic!("{}: expected an offer, got {other:?}", d.name),
-                    }
+                d.send(proto::daemon_message::Msg::Acquire(proto::Acquire {}))
+                    .await;
+                let msg = tokio::select! {
+                    m = d.inbound.message() => m.expect("session stream").expect("session open"),
+                    _ = done.cancelled() => return (pool, ran),
+                };
+                // Nothing else: not even a CancelJob for a job whose AckJob
+                // arrived after its finish.
+                let Some(Out::JobOffer(offer)) = msg.msg else {
+                    panic!("{}: expected an offer, got {msg:?}", d.name);
                 };
                 d.send(proto::daemon_message::Msg::AckJob(proto::AckJob {
                     job_id: offer.job_id.clone(),
