@@ -189,17 +189,15 @@ impl Store {
     pub fn key_by_hash(&self, hash: &str) -> Result<Option<KeyRow>> {
         Ok(self
             .conn()
-            .query_row(
-                "SELECT name, tags, created_at FROM keys WHERE secret_hash = ?1",
-                [hash],
-                |r| {
-                    Ok(KeyRow {
-                        name: r.get(0)?,
-                        tags: tags_from_json(&r.get::<_, String>(1)?),
-                        created_at: r.get(2)?,
-                    })
-                },
-            )
+            // Cached: every daemon call is authenticated with it.
+            .prepare_cached("SELECT name, tags, created_at FROM keys WHERE secret_hash = ?1")?
+            .query_row([hash], |r| {
+                Ok(KeyRow {
+                    name: r.get(0)?,
+                    tags: tags_from_json(&r.get::<_, String>(1)?),
+                    created_at: r.get(2)?,
+                })
+            })
             .optional()?)
     }
 
@@ -349,10 +347,9 @@ impl Store {
     }
 
     pub fn touch_daemon(&self, daemon_id: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE daemons SET last_seen_at = ?2 WHERE id = ?1",
-            params![daemon_id, now_ms()],
-        )?;
+        self.conn()
+            .prepare_cached("UPDATE daemons SET last_seen_at = ?2 WHERE id = ?1")?
+            .execute(params![daemon_id, now_ms()])?;
         Ok(())
     }
 

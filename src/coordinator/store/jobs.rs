@@ -98,13 +98,11 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
 
 /// Job `id`, read on the caller's connection (its transaction).
 pub(super) fn job_in(conn: &Connection, id: &str) -> Result<JobRow> {
-    conn.query_row(
-        &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
-        [id],
-        job_from_row,
-    )
-    .optional()?
-    .ok_or_else(|| not_found("job", id))
+    // Cached: the hottest read of the daemon calls.
+    conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+        .query_row([id], job_from_row)
+        .optional()?
+        .ok_or_else(|| not_found("job", id))
 }
 
 /// The newest job of a workspace (its latest build).
@@ -245,12 +243,13 @@ fn ack_in(
     key_name: &str,
 ) -> Result<()> {
     let now = now_ms();
-    let n = conn.execute(
-        "UPDATE jobs SET status = 'running', offered_to = NULL, daemon_id = ?2,
-             daemon_name = ?3, key_name = ?4, started_at = ?5, updated_at = ?5
-         WHERE id = ?1 AND offered_to = ?2 AND status = 'pending'",
-        params![job_id, daemon_id, daemon_name, key_name, now],
-    )?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE jobs SET status = 'running', offered_to = NULL, daemon_id = ?2,
+                 daemon_name = ?3, key_name = ?4, started_at = ?5, updated_at = ?5
+             WHERE id = ?1 AND offered_to = ?2 AND status = 'pending'",
+        )?
+        .execute(params![job_id, daemon_id, daemon_name, key_name, now])?;
     if n == 0 {
         // Already acknowledged by the daemon's first unary call (and maybe
         // canceled, or even finished since: the stream's AckJob and the
@@ -282,12 +281,11 @@ pub(super) fn owned_in(
     let mut job = job_in(conn, job_id)?;
     if job.status == JobStatus::Pending {
         let daemon_id: Option<String> = conn
-            .query_row(
+            .prepare_cached(
                 "SELECT d.id FROM daemons d JOIN jobs j ON j.offered_to = d.id
                  WHERE j.id = ?1 AND d.name = ?2 AND d.key_name = ?3",
-                params![job_id, daemon_name, key_name],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![job_id, daemon_name, key_name], |r| r.get(0))
             .optional()?;
         if let Some(daemon_id) = daemon_id {
             ack_in(conn, job_id, &daemon_id, daemon_name, key_name)?;

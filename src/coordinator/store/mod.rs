@@ -148,7 +148,10 @@ CREATE TABLE IF NOT EXISTS job_logs (
 /// oldest; rowid breaks ties). Only claimable rows are in it, so a deep
 /// queue of offered or running jobs costs nothing.
 const CLAIM_INDEX: &str = "CREATE INDEX IF NOT EXISTS jobs_claim
-  ON jobs(tag_set, is_prebuild, created_at) WHERE status = 'pending' AND offered_to IS NULL";
+  ON jobs(tag_set, is_prebuild, created_at) WHERE status = 'pending' AND offered_to IS NULL;
+-- A daemon's standing offer (asked at each Acquire) and the offers a
+-- session's end returns: without it, a scan of the pending jobs.
+CREATE INDEX IF NOT EXISTS jobs_offered ON jobs(offered_to) WHERE offered_to IS NOT NULL";
 
 pub struct Store {
     conn: Mutex<Connection>,
@@ -169,6 +172,9 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // The hot paths cache their statements (`prepare_cached`); room for
+        // all of them, so none is parsed again per call.
+        conn.set_prepared_statement_cache_capacity(64);
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn)?;
         tagsets::backfill(&conn)?;

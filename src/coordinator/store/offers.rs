@@ -119,11 +119,10 @@ impl Store {
     pub fn standing_offer(&self, daemon_id: &str) -> Result<Option<String>> {
         Ok(self
             .conn()
-            .query_row(
+            .prepare_cached(
                 "SELECT id FROM jobs WHERE offered_to = ?1 AND status = 'pending' LIMIT 1",
-                [daemon_id],
-                |r| r.get(0),
-            )
+            )?
+            .query_row([daemon_id], |r| r.get(0))
             .optional()?)
     }
 }
