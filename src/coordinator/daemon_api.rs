@@ -185,8 +185,10 @@ impl ProvisionerDaemon for DaemonApi {
         let job_id = req.into_inner().job_id;
         let (archive, state) = {
             let (id, name, key) = (job_id.clone(), name.clone(), key.name.clone());
+            // Sizes are stored with the blobs: reading them costs no blob.
+            let bytes = self.hub.store.input_size(&job_id)?;
             (self.hub.store)
-                .call(move |s| s.job_input(&id, &name, &key))
+                .call_sized(bytes, move |s| s.job_input(&id, &name, &key))
                 .await?
         };
         tracing::info!(job = %job_id, daemon = %name, archive = archive.len(), state = state.len(), "job input fetched");
@@ -222,7 +224,9 @@ impl ProvisionerDaemon for DaemonApi {
         let taken = {
             let (name, key, report) = (name.clone(), key.name.clone(), report.clone());
             (self.hub.store)
-                .call(move |s| s.finish(&name, &key, &report, &state))
+                .call_sized(state.len() as u64, move |s| {
+                    s.finish(&name, &key, &report, &state)
+                })
                 .await
         };
         taken.inspect_err(|e| {

@@ -153,6 +153,10 @@ const CLAIM_INDEX: &str = "CREATE INDEX IF NOT EXISTS jobs_claim
 -- session's end returns: without it, a scan of the pending jobs.
 CREATE INDEX IF NOT EXISTS jobs_offered ON jobs(offered_to) WHERE offered_to IS NOT NULL";
 
+/// Blob work smaller than this runs on the async worker (see
+/// [`Store::call_sized`]): copying 256 KiB takes microseconds.
+pub const INLINE_BYTES: u64 = 256 * 1024;
+
 pub struct Store {
     conn: Mutex<Connection>,
     /// Lock order: `conn`, then `sets`.
@@ -202,6 +206,20 @@ impl Store {
     ) -> Result<T> {
         let store = Arc::clone(self);
         blocking(move || f(&store)).await
+    }
+
+    /// [`Store::call`] for work that moves about `bytes` of blobs: below
+    /// [`INLINE_BYTES`] it runs right here, where the hop to the blocking
+    /// pool (two thread switches) would cost more than the work.
+    pub async fn call_sized<T: Send + 'static>(
+        self: &Arc<Self>,
+        bytes: u64,
+        f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if bytes < INLINE_BYTES {
+            return f(self);
+        }
+        self.call(f).await
     }
 
     /// Runs `f` as one write transaction, committed if it returns `Ok`

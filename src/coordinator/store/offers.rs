@@ -115,6 +115,22 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// The bytes a job's input fetch moves (its archive and, for a build,
+    /// its workspace's state), from the sizes stored with them; 0 for an
+    /// unknown job (the fetch itself says so).
+    pub fn input_size(&self, job_id: &str) -> Result<u64> {
+        let size: Option<i64> = self
+            .conn()
+            .prepare_cached(
+                "SELECT COALESCE(v.archive_size, 0) + COALESCE(w.state_size, 0)
+                 FROM jobs j JOIN template_versions v ON v.id = j.template_version_id
+                 LEFT JOIN workspaces w ON w.id = j.workspace_id WHERE j.id = ?1",
+            )?
+            .query_row([job_id], |r| r.get(0))
+            .optional()?;
+        Ok(size.unwrap_or(0).max(0) as u64)
+    }
+
     /// The job offered to `daemon_id` and not acknowledged yet, if any.
     pub fn standing_offer(&self, daemon_id: &str) -> Result<Option<String>> {
         Ok(self
