@@ -1,6 +1,7 @@
 //! Measures job start with one idle daemon, as a user runs it: the release
 //! `provisionerd serve` and `provisionerd start` as processes, and
-//! `scripts/noop-terraform` (answers every command at once and stamps the
+//! a no-op terraform (`examples/noop_terraform.rs`, or `scripts/noop-terraform`
+//! when that is not built: answers every command at once and stamps the
 //! time it started) so only provisionerd's own cost shows. Per round: the
 //! `CreateWorkspace` call's own time, and from its answer to terraform's
 //! first command (`init`) starting in the daemon's work dir. After the
@@ -102,7 +103,7 @@ async fn main() -> Result<()> {
     start
         .arg(tmp.path().join("cache"))
         .arg("--terraform-path")
-        .arg(root.join("scripts/noop-terraform"))
+        .arg(support::noop_terraform(root))
         .env("PROVISIONERD_KEY", key.as_str())
         .env("NOOP_TF_STAMPS", &stamps)
         .env("RUST_LOG", "warn");

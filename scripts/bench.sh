@@ -64,7 +64,7 @@ if [ -z "$skip_claim" ]; then
   export PROVISIONERD_TEST_TF_CLI_CONFIG=$(scripts/install-coder-provider.sh 2>/dev/null | tail -n 1)
 fi
 cargo build --release --locked --quiet --bin provisionerd --example bench_dispatch --example bench_cancel \
-  --example bench_claim --example bench_load --example bench_sim_throughput --example bench_proc_throughput --example bench_logs
+  --example bench_claim --example bench_load --example bench_sim_throughput --example bench_proc_throughput --example bench_logs --example noop_terraform
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

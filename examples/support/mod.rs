@@ -31,6 +31,19 @@ impl Drop for Proc {
     }
 }
 
+/// The no-op terraform for latency cases: the compiled one beside this
+/// example (`examples/noop_terraform.rs`, built by scripts/bench.sh) when
+/// it is there, else `scripts/noop-terraform` (bash).
+pub fn noop_terraform(root: &Path) -> PathBuf {
+    let compiled = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("noop_terraform")));
+    match compiled {
+        Some(path) if path.is_file() => path,
+        _ => root.join("scripts/noop-terraform"),
+    }
+}
+
 /// The `provisionerd` binary beside this example's (target/release/), or
 /// the one `PROVISIONERD_BENCH_BIN` names: the same benchmarks then measure
 /// another build (an older release, for a before/after table).

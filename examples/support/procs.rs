@@ -83,7 +83,7 @@ pub fn daemon(url: &str, key: &str, name: &str, cache: &Path, stamps: &Path) -> 
     start
         .arg(cache)
         .arg("--terraform-path")
-        .arg(root.join("scripts/noop-terraform"))
+        .arg(super::noop_terraform(root))
         .env("PROVISIONERD_KEY", key)
         .env("NOOP_TF_STAMPS", stamps)
         .env("RUST_LOG", "warn");
