@@ -20,7 +20,9 @@ fn main() -> std::io::Result<()> {
             .create(true)
             .append(true)
             .open(stamps)?;
-        writeln!(f, "{now:.6} {cmd}")?;
+        // One write: daemons running at once append to the same file, and
+        // `writeln!` may split a line over several writes.
+        f.write_all(format!("{now:.6} {cmd}\n").as_bytes())?;
     }
     match cmd.as_str() {
         "version" => println!("Terraform v1.15.0 (noop)"),

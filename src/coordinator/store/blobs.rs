@@ -27,44 +27,50 @@ pub(super) fn digest(bytes: &[u8]) -> (i64, String) {
 /// Fills the columns for rows written before they existed: one pass at
 /// open, reading each blob once.
 pub(super) fn backfill(conn: &Connection) -> Result<()> {
-    let ids: Vec<String> = conn
-        .prepare("SELECT id FROM template_versions WHERE archive_sha256 IS NULL")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    if !ids.is_empty() {
+    let versions = each_blob(
+        conn,
+        "SELECT id FROM template_versions WHERE archive_sha256 IS NULL",
+        "SELECT archive FROM template_versions WHERE id = ?1",
+        |id, archive| {
+            let (size, sha) = digest(archive);
+            conn.execute(
+                "UPDATE template_versions SET archive_size = ?2, archive_sha256 = ?3 WHERE id = ?1",
+                params![id, size, sha],
+            )?;
+            Ok(())
+        },
+    )?;
+    let workspaces = each_blob(
+        conn,
+        "SELECT id FROM workspaces WHERE state IS NOT NULL AND state_sha256 IS NULL",
+        "SELECT state FROM workspaces WHERE id = ?1",
+        |id, state| set_state(conn, id, state),
+    )?;
+    if versions + workspaces > 0 {
         tracing::info!(
-            versions = ids.len(),
-            "schema 2: storing template archives' sizes and hashes"
+            versions,
+            workspaces,
+            "schema 2: stored the sizes and hashes of template archives and workspace states"
         );
-    }
-    for id in ids {
-        let archive: Vec<u8> = conn.query_row(
-            "SELECT archive FROM template_versions WHERE id = ?1",
-            [&id],
-            |r| r.get(0),
-        )?;
-        let (size, sha) = digest(&archive);
-        conn.execute(
-            "UPDATE template_versions SET archive_size = ?2, archive_sha256 = ?3 WHERE id = ?1",
-            params![id, size, sha],
-        )?;
-    }
-    let ids: Vec<String> = conn
-        .prepare("SELECT id FROM workspaces WHERE state IS NOT NULL AND state_sha256 IS NULL")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    if !ids.is_empty() {
-        tracing::info!(
-            workspaces = ids.len(),
-            "schema 2: storing workspace states' sizes and hashes"
-        );
-    }
-    for id in ids {
-        let state: Vec<u8> =
-            conn.query_row("SELECT state FROM workspaces WHERE id = ?1", [&id], |r| {
-                r.get(0)
-            })?;
-        set_state(conn, &id, &state)?;
     }
     Ok(())
+}
+
+/// Calls `f` with each row `ids` names and its blob, one blob in memory at
+/// a time; returns how many.
+fn each_blob(
+    conn: &Connection,
+    ids: &str,
+    blob: &str,
+    mut f: impl FnMut(&str, &[u8]) -> Result<()>,
+) -> Result<usize> {
+    let ids: Vec<String> = conn
+        .prepare(ids)?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for id in &ids {
+        let bytes: Vec<u8> = conn.query_row(blob, [id], |r| r.get(0))?;
+        f(id, &bytes)?;
+    }
+    Ok(ids.len())
 }
