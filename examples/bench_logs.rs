@@ -23,13 +23,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use provisionerd::grpc::Credentials;
-use provisionerd::proto::{self, admin_client::AdminClient};
+use provisionerd::proto;
 use tokio_stream::StreamExt;
 
 #[path = "support/mod.rs"]
 mod support;
-use support::{Admin, Proc, binary, wait_file};
+use support::procs::Coordinator;
+use support::{Admin, Proc, binary};
 
 /// How long one case may take before the benchmark gives up.
 const CASE_LIMIT: Duration = Duration::from_secs(600);
@@ -135,35 +135,15 @@ async fn run_case(jobs: usize, lines_each: u64) -> Result<Case> {
     let bin = binary()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir()?;
-    let data = tmp.path().join("data");
+    let mut c = Coordinator::start(&tmp.path().join("data")).await?;
+    let key = c.key("bench", &[]).await?;
+    let (url, coord) = (c.url.clone(), c.pid());
+    let admin = &mut c.admin;
     let quiet = |c: &mut Command| {
         c.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
     };
-    let mut serve = Command::new(&bin);
-    serve.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
-    serve.arg(&data).env("RUST_LOG", "warn");
-    quiet(&mut serve);
-    let coord = Proc(serve.spawn().context("start serve")?);
-    let url = wait_file(&data.join("address")).await?;
-    let token = wait_file(&data.join("admin-token")).await?;
-    let channel = tonic::transport::Channel::from_shared(url.clone())?
-        .tcp_nodelay(true)
-        .connect()
-        .await?;
-    let mut admin = AdminClient::with_interceptor(
-        channel,
-        Credentials::bearer(&token).map_err(anyhow::Error::msg)?,
-    );
-    let key = admin
-        .create_key(proto::CreateKeyRequest {
-            name: "bench".into(),
-            tags: Default::default(),
-        })
-        .await?
-        .into_inner()
-        .secret;
     let mut daemons = Vec::new();
     for d in 0..jobs {
         let mut start = Command::new(&bin);
@@ -180,7 +160,7 @@ async fn run_case(jobs: usize, lines_each: u64) -> Result<Case> {
         daemons.push(Proc(start.spawn().context("start daemon")?));
     }
     let empty = "resource \"terraform_data\" \"w\" {}\n";
-    support::push_template(&mut admin, tmp.path(), "t", empty).await?;
+    support::push_template(admin, tmp.path(), "t", empty).await?;
     // Every daemon connected and idle before the clock starts, so each
     // takes one job.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -205,26 +185,26 @@ async fn run_case(jobs: usize, lines_each: u64) -> Result<Case> {
     let started = Instant::now();
     let mut ids = Vec::new();
     for j in 0..jobs {
-        ids.push(support::create_workspace(&mut admin, &format!("w{j}")).await?);
+        ids.push(support::create_workspace(admin, &format!("w{j}")).await?);
     }
     let deadline = started + CASE_LIMIT;
     for id in &ids {
-        wait_succeeded(&mut admin, id, deadline).await?;
+        wait_succeeded(admin, id, deadline).await?;
     }
     let secs = started.elapsed().as_secs_f64();
-    let coord_kib = peak_rss_kib(coord.0.id());
+    let coord_kib = peak_rss_kib(coord);
     let daemon_kib = daemons
         .iter()
         .map(|d| peak_rss_kib(d.0.id()))
         .max()
         .unwrap_or(0);
-    let coord_cpu = cpu_secs(coord.0.id());
+    let coord_cpu = cpu_secs(coord);
     let daemon_cpu = daemons.iter().map(|d| cpu_secs(d.0.id())).sum();
     for id in &ids {
-        check_stored(&mut admin, id, lines_each).await?;
+        check_stored(admin, id, lines_each).await?;
     }
     drop(daemons);
-    drop(coord);
+    drop(c);
     Ok(Case {
         jobs,
         lines_each,
