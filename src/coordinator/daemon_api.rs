@@ -263,14 +263,18 @@ async fn serve_session(
     let mut touched = std::time::Instant::now();
     loop {
         let msg = tokio::select! {
+            // The last word is not waited for: a daemon that does not read
+            // its queue would hold the session, and with it the shutdown
+            // (which waits for open streams), until the connection died.
+            // Ending the task ends the stream either way.
             _ = hub.stopping.cancelled() => {
-                let _ = tx.send(Err(Status::unavailable("coordinator shutting down"))).await;
+                let _ = tx.try_send(Err(Status::unavailable("coordinator shutting down")));
                 return;
             }
             _ = end.cancelled() => {
-                let _ = tx.send(Err(Status::unauthenticated(format!(
+                let _ = tx.try_send(Err(Status::unauthenticated(format!(
                     "provisioner key {:?} was deleted", peer.key.name
-                )))).await;
+                ))));
                 return;
             }
             msg = inbound.next() => msg,
