@@ -86,23 +86,10 @@ pub async fn wait_file(path: &Path) -> Result<String> {
 /// Polls until job `id` is `want` (5 ms apart, 60 s at most); fails at
 /// once when it ended otherwise.
 pub async fn wait_status(admin: &mut Admin, id: &str, want: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = admin
-            .get_job(proto::GetJobRequest { id: id.into() })
-            .await?
-            .into_inner();
-        if job.status == want {
-            return Ok(());
-        }
-        if matches!(job.status.as_str(), "succeeded" | "failed" | "canceled") {
-            bail!("job {id} ended {} ({}), not {want}", job.status, job.error);
-        }
-        if Instant::now() > deadline {
-            bail!("job {id} still {} after 60 s", job.status);
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    if !procs::wait_job(admin, id, want, Duration::from_secs(60)).await? {
+        bail!("job {id} not {want} after 60 s");
     }
+    Ok(())
 }
 
 /// Pushes `main_tf` as template `name` (from a dir under `root`) and waits

@@ -181,8 +181,13 @@ impl Store {
         conn.set_prepared_statement_cache_capacity(64);
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn)?;
-        tagsets::backfill(&conn)?;
-        blobs::backfill(&conn)?;
+        // Rows written by a schema-1 build lack their tag set and digests;
+        // a schema-2 database has them all, so its start scans nothing.
+        let schema: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if schema < 2 {
+            tagsets::backfill(&conn)?;
+            blobs::backfill(&conn)?;
+        }
         conn.execute_batch(CLAIM_INDEX)?;
         check::stamp(&conn)?;
         Ok(Store {

@@ -155,7 +155,8 @@ fn jobs_and_blobs_from_before_the_index_are_claimed_after_reopening() {
     conn.execute_batch(
         "DROP INDEX jobs_claim; DELETE FROM tag_sets;
          UPDATE jobs SET tag_set = NULL;
-         UPDATE template_versions SET archive_size = NULL, archive_sha256 = NULL;",
+         UPDATE template_versions SET archive_size = NULL, archive_sha256 = NULL;
+         PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(conn);
