@@ -27,11 +27,20 @@ pub enum CoordError {
     #[error("{0}")]
     DeadlineExceeded(String),
     #[error("store: {0}")]
-    Store(#[from] rusqlite::Error),
+    Store(#[from] super::store::db::Error),
+    /// The database was written by a newer provisionerd.
+    #[error("{0}")]
+    SchemaTooNew(String),
     #[error("store: {0}")]
     Encoding(#[from] serde_json::Error),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<rusqlite::Error> for CoordError {
+    fn from(e: rusqlite::Error) -> CoordError {
+        CoordError::Store(e.into())
+    }
 }
 
 pub type Result<T, E = CoordError> = std::result::Result<T, E>;
@@ -47,7 +56,13 @@ impl From<CoordError> for Status {
             CoordError::Unauthenticated(_) => Code::Unauthenticated,
             CoordError::Aborted(_) => Code::Aborted,
             CoordError::DeadlineExceeded(_) => Code::DeadlineExceeded,
-            CoordError::Store(_) | CoordError::Encoding(_) | CoordError::Internal(_) => {
+            // The database is down or out of reach: the caller retries
+            // (daemons back off and reconnect), as with a coordinator down.
+            CoordError::Store(db) if db.is_unavailable() => Code::Unavailable,
+            CoordError::Store(_)
+            | CoordError::SchemaTooNew(_)
+            | CoordError::Encoding(_)
+            | CoordError::Internal(_) => {
                 // Internals are logged here, once, with their detail.
                 tracing::error!(error = %e, "internal error");
                 Code::Internal

@@ -163,7 +163,7 @@ pub(super) fn open(dir: &Path, allow_new: bool) -> Result<Store, StartError> {
 /// check; anything else is an internal error.
 fn damaged_or(e: CoordError, db: &Path) -> StartError {
     match e {
-        CoordError::Store(e) => match e.sqlite_error_code() {
+        CoordError::Store(e) => match sqlite_code(&e) {
             Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
                 CheckError::Damaged(format!("use database {}: damaged: {e}", db.display())).into()
             }
@@ -173,6 +173,13 @@ fn damaged_or(e: CoordError, db: &Path) -> StartError {
             ))),
         },
         e => StartError::Failed(e),
+    }
+}
+
+fn sqlite_code(e: &super::store::db::Error) -> Option<rusqlite::ErrorCode> {
+    match e {
+        super::store::db::Error::Sqlite(s) => s.sqlite_error_code(),
+        _ => None,
     }
 }
 

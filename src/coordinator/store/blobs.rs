@@ -4,7 +4,7 @@
 //! the dispatch path. The blob itself is read once, when the daemon
 //! fetches it (`GetJobInput`).
 
-use rusqlite::{Connection, params};
+use super::db::{Connection, params};
 
 use crate::chunk::sha256_hex;
 use crate::coordinator::error::Result;
@@ -67,7 +67,7 @@ fn each_blob(
     let ids: Vec<String> = conn
         .prepare(ids)?
         .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     for id in &ids {
         let bytes: Vec<u8> = conn.query_row(blob, [id], |r| r.get(0))?;
         f(id, &bytes)?;

@@ -1,7 +1,7 @@
 //! Operator cancels: a pending job ends at once; a running job becomes
 //! `canceling` until its daemon reports how it ended.
 
-use rusqlite::{OptionalExtension, params};
+use super::db::{OptionalExtension, params};
 
 use super::jobs::{JobRow, job_in};
 use super::{JobStatus, Store, now_ms};
@@ -72,7 +72,7 @@ impl Store {
     /// The canceling jobs a daemon runs (to tell it again when it
     /// reconnects).
     pub fn canceling_jobs(&self, daemon_id: &str) -> Result<Vec<String>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt =
             conn.prepare("SELECT id FROM jobs WHERE daemon_id = ?1 AND status = 'canceling'")?;
         let rows = stmt.query_map([daemon_id], |r| r.get(0))?;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::enqueue::{JobKind, NewJob, insert_job, set_build_parameters};
 use super::{Store, new_id, not_found, now_ms, tags_to_json};
@@ -110,8 +110,8 @@ impl Store {
         initiator: &str,
         import: &NewImport,
     ) -> Result<(String, String)> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let conn = self.conn()?;
+        let tx = conn.begin(super::db::TxKind::Write)?;
         let now = now_ms();
         tx.execute(
             "INSERT OR IGNORE INTO templates(name, active_version_id, created_at)
@@ -156,7 +156,7 @@ impl Store {
 
     /// Templates named after `after`, by name; at most `limit` (-1: all).
     pub fn templates_after(&self, after: &str, limit: i64) -> Result<Vec<TemplateRow>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT t.name, t.active_version_id, t.created_at, v.declared
              FROM templates t LEFT JOIN template_versions v ON v.id = t.active_version_id
@@ -222,8 +222,8 @@ impl Store {
         build: &NewBuild,
         reconciled: bool,
     ) -> Result<(String, String)> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let conn = self.conn()?;
+        let tx = conn.begin(super::db::TxKind::Write)?;
         let exists: bool = tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM workspaces WHERE name = ?1 AND deleted = 0)",
             [name],
@@ -275,8 +275,8 @@ impl Store {
         initiator: &str,
         build: &NewBuild,
     ) -> Result<String> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let conn = self.conn()?;
+        let tx = conn.begin(super::db::TxKind::Write)?;
         let busy: Option<String> = tx
             .query_row(
                 "SELECT id FROM jobs WHERE workspace_id = ?1
@@ -331,7 +331,7 @@ impl Store {
     fn workspaces_limited(
         &self,
         cond: &str,
-        args: &[&dyn rusqlite::ToSql],
+        args: &[&dyn super::db::ToSql],
         state: &str,
         limit: i64,
     ) -> Result<Vec<WorkspaceRow>> {
@@ -382,7 +382,7 @@ impl Store {
 pub(super) fn workspaces_in(
     conn: &Connection,
     cond: &str,
-    args: &[&dyn rusqlite::ToSql],
+    args: &[&dyn super::db::ToSql],
     state: &str,
     limit: i64,
 ) -> Result<Vec<WorkspaceRow>> {

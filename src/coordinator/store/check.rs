@@ -202,12 +202,12 @@ pub struct Summary {
 impl Store {
     /// Counts for the start log; each is one indexed or small-table query.
     pub fn summary(&self) -> Result<Summary> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
         let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;
         let jobs = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<super::db::Result<_>>()?;
         Ok(Summary {
             jobs,
             daemons: count("SELECT COUNT(*) FROM daemons")?,

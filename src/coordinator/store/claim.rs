@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::enqueue::{JobKind, NewJob, PREBUILDS_OWNER, insert_job, set_build_parameters};
 use super::{NewBuild, Store, VersionRow, WorkspaceRow, now_ms};
@@ -69,8 +69,8 @@ impl Store {
         want: &ClaimWanted<'_>,
         plan: &dyn Fn(&ClaimCandidate) -> Result<NewBuild>,
     ) -> Result<Option<Claimed>> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let conn = self.conn()?;
+        let tx = conn.begin(super::db::TxKind::Write)?;
         let taken: bool = tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM workspaces WHERE name = ?1 AND deleted = 0)",
             [want.name],
@@ -134,8 +134,8 @@ impl Store {
     /// for it) only if it is still the reconciler's and idle; a claimed or
     /// busy one is refused (FAILED_PRECONDITION) and left alone.
     pub fn destroy_prebuild(&self, ws: &WorkspaceRow, build: &NewBuild) -> Result<String> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let conn = self.conn()?;
+        let tx = conn.begin(super::db::TxKind::Write)?;
         let still: bool = tx.query_row(
             &format!(
                 "SELECT EXISTS(SELECT 1 FROM workspaces w WHERE w.id = ?1 AND {STILL_PREBUILD})"
@@ -168,7 +168,7 @@ impl Store {
     /// built for its owner.
     pub fn claim_of(&self, workspace_id: &str) -> Result<Option<(String, i64)>> {
         Ok(self
-            .conn()
+            .conn()?
             .query_row(
                 "SELECT claimed_from, claimed_at FROM workspaces
                  WHERE id = ?1 AND claimed_from IS NOT NULL",
@@ -181,7 +181,7 @@ impl Store {
     /// Claim builds ever enqueued, by (template, preset): the claimed
     /// counter, read from the jobs so it survives a restart.
     pub fn claim_counts(&self) -> Result<Vec<(String, String, u64)>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT w.template, COALESCE(w.preset, ''), COUNT(*) FROM jobs j
              JOIN workspaces w ON w.id = j.workspace_id
@@ -197,7 +197,7 @@ impl Store {
     /// Claim builds that replaced resources, by (template, preset): the
     /// replacements counter, read from the jobs so it survives a restart.
     pub fn replacement_counts(&self) -> Result<Vec<(String, String, u64)>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT w.template, COALESCE(w.preset, ''), COUNT(*) FROM jobs j
              JOIN workspaces w ON w.id = j.workspace_id
@@ -213,7 +213,7 @@ impl Store {
 
 /// The oldest eligible prebuild, if any.
 fn eligible(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     want: &ClaimWanted<'_>,
     now: i64,
 ) -> Result<Option<ClaimCandidate>> {

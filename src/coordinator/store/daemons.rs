@@ -1,6 +1,6 @@
 //! Provisioner keys and daemon records.
 
-use rusqlite::{OptionalExtension, params};
+use super::db::{OptionalExtension, params};
 
 use super::{Store, new_id, not_found, now_ms, tags_from_json, tags_to_json};
 use crate::coordinator::error::{CoordError, Result};
@@ -132,7 +132,7 @@ impl DaemonRow {
 impl Store {
     pub fn create_key(&self, name: &str, secret_hash: &str, tags: &Tags) -> Result<KeyRow> {
         let created_at = now_ms();
-        let res = self.conn().execute(
+        let res = self.conn()?.execute(
             "INSERT INTO keys(name, secret_hash, tags, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![name, secret_hash, tags_to_json(tags)?, created_at],
         );
@@ -142,9 +142,7 @@ impl Store {
                 tags: tags.clone(),
                 created_at,
             }),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
+            Err(e) if e.is_unique_violation() => {
                 Err(CoordError::AlreadyExists(format!(
                     "create key {name:?}: a key with that name exists"
                 )))
@@ -159,7 +157,7 @@ impl Store {
 
     /// Keys named after `after`, by name; at most `limit` (-1: all).
     pub fn keys_after(&self, after: &str, limit: i64) -> Result<Vec<KeyRow>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT name, tags, created_at FROM keys WHERE name > ?1 ORDER BY name LIMIT ?2",
         )?;
@@ -177,7 +175,7 @@ impl Store {
     /// sessions end) but their names are free: see `connect_daemon`.
     pub fn delete_key(&self, name: &str) -> Result<()> {
         let n = self
-            .conn()
+            .conn()?
             .execute("DELETE FROM keys WHERE name = ?1", [name])?;
         if n == 0 {
             return Err(not_found("key", name));
@@ -188,7 +186,7 @@ impl Store {
     /// The key whose secret hashes to `hash`.
     pub fn key_by_hash(&self, hash: &str) -> Result<Option<KeyRow>> {
         Ok(self
-            .conn()
+            .conn()?
             // Cached: every daemon call is authenticated with it.
             .prepare_cached("SELECT name, tags, created_at FROM keys WHERE secret_hash = ?1")?
             .query_row([hash], |r| {
@@ -309,7 +307,7 @@ impl Store {
     /// Offers to a daemon it has not acknowledged go back to the queue (it
     /// said it is not ready: it will not take them).
     pub fn release_offers(&self, daemon_id: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE jobs SET offered_to = NULL WHERE offered_to = ?1 AND status = 'pending'",
             [daemon_id],
         )?;
@@ -318,7 +316,7 @@ impl Store {
 
     /// Stores a daemon's StateUpdate.
     pub fn report_daemon_state(&self, daemon_id: &str, report: &Report) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE daemons SET state = ?2, current_job_id = ?3, last_seen_at = ?4 WHERE id = ?1",
             params![
                 daemon_id,
@@ -347,7 +345,7 @@ impl Store {
     }
 
     pub fn touch_daemon(&self, daemon_id: &str) -> Result<()> {
-        self.conn()
+        self.conn()?
             .prepare_cached("UPDATE daemons SET last_seen_at = ?2 WHERE id = ?1")?
             .execute(params![daemon_id, now_ms()])?;
         Ok(())
@@ -359,7 +357,7 @@ impl Store {
 
     /// Daemons named after `after`, by name; at most `limit` (-1: all).
     pub fn daemons_after(&self, after: &str, limit: i64) -> Result<Vec<DaemonRow>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT d.id, d.name, d.key_name, d.tags, d.version, d.connected, d.last_seen_at,
                     (SELECT j.id FROM jobs j WHERE j.daemon_id = d.id

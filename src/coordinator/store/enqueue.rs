@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Transaction, params};
+use super::db::{Connection, params};
 
 use super::{new_id, now_ms, tags_to_json};
 use crate::coordinator::error::Result;
@@ -51,7 +51,7 @@ pub(super) fn kind_from_db(ty: &str, transition: Option<&str>) -> JobKind {
     }
 }
 
-pub(super) fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<String> {
+pub(super) fn insert_job(tx: &Connection, job: &NewJob) -> Result<String> {
     let id = new_id();
     let (ty, transition) = kind_to_db(job.kind);
     tx.execute(
@@ -76,7 +76,7 @@ pub(super) fn insert_job(tx: &Transaction<'_>, job: &NewJob) -> Result<String> {
 
 /// Records a build's parameter values and the ones it replaces.
 pub(super) fn set_build_parameters(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &super::db::Connection,
     job_id: &str,
     parameters: &BTreeMap<String, String>,
     previous: &BTreeMap<String, String>,

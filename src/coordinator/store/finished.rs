@@ -5,7 +5,7 @@
 //! whose answer was lost — is acknowledged, a different one is refused,
 //! naming what differs, and never replaces what was taken.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::catalog::declared_to_json;
 use super::enqueue::JobKind;

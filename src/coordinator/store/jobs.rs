@@ -9,7 +9,7 @@
 //! acknowledged it yet. Offers are cleared when that daemon's session ends,
 //! so a dropped stream never strands a job.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::catalog::{version_archive_in, workspace_state_in};
 use super::enqueue::kind_from_db;
@@ -67,7 +67,7 @@ const JOB_COLUMNS: &str = "id, type, transition, status, initiator, tags, templa
     (SELECT d.name FROM daemons d WHERE d.id = jobs.offered_to AND jobs.status = 'pending'),
     replacements";
 
-fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+fn job_from_row(r: &super::db::Row<'_>) -> super::db::Result<JobRow> {
     Ok(JobRow {
         id: r.get(0)?,
         kind: kind_from_db(
@@ -130,7 +130,7 @@ impl Store {
     }
 
     pub fn list_jobs(&self, f: &JobFilter) -> Result<Vec<JobRow>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR initiator = ?2)

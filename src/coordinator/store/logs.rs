@@ -1,7 +1,7 @@
 //! A job's log lines: appended by its daemon's UpdateJob, read by the
 //! admin API and log followers.
 
-use rusqlite::params;
+use super::db::params;
 
 use super::jobs::owned_in;
 use super::{JobStatus, Store, now_ms};
@@ -80,7 +80,7 @@ impl Store {
     }
 
     pub fn logs(&self, job_id: &str, after_seq: u64, limit: u32) -> Result<Vec<LogRow>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(
             "SELECT seq, created_at, level, source, stage, output FROM job_logs
              WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",

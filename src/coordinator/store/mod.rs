@@ -14,6 +14,7 @@ mod cancel;
 mod catalog;
 mod check;
 mod claim;
+pub mod db;
 mod daemons;
 mod enqueue;
 mod finished;
@@ -21,6 +22,7 @@ mod jobs;
 mod logs;
 mod offers;
 mod ops;
+mod postgres;
 mod status;
 mod tagsets;
 #[cfg(test)]
@@ -28,9 +30,10 @@ mod tests;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use db::{Connection, TxKind};
 
 use crate::coordinator::error::{CoordError, Result};
 use crate::tags::Tags;
@@ -158,9 +161,33 @@ CREATE INDEX IF NOT EXISTS jobs_offered ON jobs(offered_to) WHERE offered_to IS 
 pub const INLINE_BYTES: u64 = 256 * 1024;
 
 pub struct Store {
-    conn: Mutex<Connection>,
-    /// Lock order: `conn`, then `sets`.
+    engine: EngineConn,
+    /// Lock order: a connection, then `sets`.
     sets: Mutex<tagsets::TagSetIndex>,
+}
+
+/// Where the store's connections come from.
+enum EngineConn {
+    /// One connection; SQLite has one writer anyway.
+    Sqlite(Mutex<Connection>),
+    /// A pool shared by this replica's callers.
+    Postgres(Arc<db::Pool>),
+}
+
+/// A connection lent to one store method.
+enum Lent<'a> {
+    Sqlite(MutexGuard<'a, Connection>),
+    Postgres(db::PoolConn),
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            Lent::Sqlite(c) => c,
+            Lent::Postgres(c) => c,
+        }
+    }
 }
 
 impl Store {
@@ -169,7 +196,7 @@ impl Store {
     /// whatever database it finds.
     pub fn open(dir: &Path) -> Result<Store> {
         let path = dir.join(DB_FILE);
-        let conn = Connection::open(&path)?;
+        let conn = rusqlite::Connection::open(&path)?;
         // WAL keeps readers (log followers) from blocking the writer, and a
         // busy timeout covers the CLI reading while the server writes.
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -184,22 +211,47 @@ impl Store {
         // Rows written by a schema-1 build lack their tag set and digests;
         // a schema-2 database has them all, so its start scans nothing.
         let schema: i32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let conn = Connection::Sqlite(conn);
         if schema < 2 {
             tagsets::backfill(&conn)?;
             blobs::backfill(&conn)?;
         }
+        let Connection::Sqlite(conn) = conn else {
+            unreachable!("opened as SQLite")
+        };
         conn.execute_batch(CLAIM_INDEX)?;
         check::stamp(&conn)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            engine: EngineConn::Sqlite(Mutex::new(Connection::Sqlite(conn))),
             sets: Mutex::new(Default::default()),
         })
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (every
-        // write is a transaction), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Connects to the PostgreSQL database at `url` and brings its schema
+    /// up to date (see `postgres.rs`): `pool` connections at most.
+    pub fn open_postgres(url: &str, pool: usize) -> Result<Store> {
+        let pool = db::Pool::new(url, pool)?;
+        postgres::migrate(&*pool.get()?)?;
+        Ok(Store {
+            engine: EngineConn::Postgres(pool),
+            sets: Mutex::new(Default::default()),
+        })
+    }
+
+    pub fn engine(&self) -> db::Engine {
+        match self.engine {
+            EngineConn::Sqlite(_) => db::Engine::Sqlite,
+            EngineConn::Postgres(_) => db::Engine::Postgres,
+        }
+    }
+
+    fn conn(&self) -> Result<Lent<'_>> {
+        Ok(match &self.engine {
+            // A panic while holding the lock leaves SQLite consistent (every
+            // write is a transaction), so a poisoned lock is safe to reuse.
+            EngineConn::Sqlite(c) => Lent::Sqlite(c.lock().unwrap_or_else(|p| p.into_inner())),
+            EngineConn::Postgres(p) => Lent::Postgres(p.get()?),
+        })
     }
 
     /// Runs `f` (calls into the store) on tokio's blocking pool: SQLite's
@@ -215,40 +267,44 @@ impl Store {
 
     /// [`Store::call`] for work that moves about `bytes` of blobs: below
     /// [`INLINE_BYTES`] it runs right here, where the hop to the blocking
-    /// pool (two thread switches) would cost more than the work.
+    /// pool (two thread switches) would cost more than the work. Not for
+    /// PostgreSQL, whose round trips would hold the async worker.
     pub async fn call_sized<T: Send + 'static>(
         self: &Arc<Self>,
         bytes: u64,
         f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        if bytes < INLINE_BYTES {
+        if bytes < INLINE_BYTES && self.engine() == db::Engine::Sqlite {
             return f(self);
         }
         self.call(f).await
     }
 
     /// Runs `f` as one write transaction, committed if it returns `Ok`
-    /// (rolled back otherwise). Immediate: the write lock is taken first,
-    /// so a read inside `f` is never stale by the time `f` writes.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
+    /// (rolled back otherwise). Writers are one at a time (see
+    /// [`TxKind::Write`]), so a read inside `f` is never stale by the time
+    /// `f` writes.
+    fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.conn()?;
+        let tx = conn.begin(TxKind::Write)?;
+        let out = f(&conn)?;
         tx.commit()?;
         Ok(out)
     }
 
     /// Runs `f`'s reads as one transaction: they all see the same state.
     fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        f(&tx)
+        let conn = self.conn()?;
+        let tx = conn.begin(TxKind::Read)?;
+        let out = f(&conn)?;
+        tx.commit()?;
+        Ok(out)
     }
 
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
-        use rusqlite::OptionalExtension;
+        use db::OptionalExtension;
         Ok(self
-            .conn()
+            .conn()?
             .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
                 r.get(0)
             })
@@ -256,7 +312,7 @@ impl Store {
     }
 
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
-        self.conn().execute(
+        self.conn()?.execute(
             "INSERT INTO settings(key, value) VALUES (?1, ?2)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             [key, value],
@@ -336,7 +392,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("workspaces", "state_sha256", "TEXT"),
 ];
 
-fn add_missing_columns(conn: &Connection) -> Result<()> {
+fn add_missing_columns(conn: &rusqlite::Connection) -> Result<()> {
     for (table, column, decl) in ADDED_COLUMNS {
         let present: bool = conn.query_row(
             "SELECT EXISTS(SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::enqueue::JobKind;
 use super::{Store, tags_from_json};
@@ -107,7 +107,7 @@ impl Store {
     /// when the daemon acknowledged it first (the ack and this are both
     /// conditional on the row, so exactly one wins), or it was canceled.
     pub fn release_offer(&self, job_id: &str, daemon_id: &str) -> Result<bool> {
-        let n = self.conn().execute(
+        let n = self.conn()?.execute(
             "UPDATE jobs SET offered_to = NULL
              WHERE id = ?1 AND offered_to = ?2 AND status = 'pending'",
             params![job_id, daemon_id],
@@ -120,7 +120,7 @@ impl Store {
     /// unknown job (the fetch itself says so).
     pub fn input_size(&self, job_id: &str) -> Result<u64> {
         let size: Option<i64> = self
-            .conn()
+            .conn()?
             .prepare_cached(
                 "SELECT COALESCE(v.archive_size, 0) + COALESCE(w.state_size, 0)
                  FROM jobs j JOIN template_versions v ON v.id = j.template_version_id
@@ -134,7 +134,7 @@ impl Store {
     /// The job offered to `daemon_id` and not acknowledged yet, if any.
     pub fn standing_offer(&self, daemon_id: &str) -> Result<Option<String>> {
         Ok(self
-            .conn()
+            .conn()?
             .prepare_cached(
                 "SELECT id FROM jobs WHERE offered_to = ?1 AND status = 'pending' LIMIT 1",
             )?
@@ -187,7 +187,7 @@ fn offer(conn: &Connection, id: &str) -> Result<Offer> {
             &r.get::<_, String>(0)?,
             r.get::<_, Option<String>>(1)?.as_deref(),
         );
-        let json_map = |i: usize| -> rusqlite::Result<BTreeMap<String, String>> {
+        let json_map = |i: usize| -> super::db::Result<BTreeMap<String, String>> {
             Ok(r.get::<_, Option<String>>(i)?
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or_default())

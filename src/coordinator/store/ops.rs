@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
+use super::db::params;
 
 use super::catalog::workspaces_in;
 use super::enqueue::PREBUILDS_OWNER;
@@ -103,7 +103,7 @@ impl Store {
         limit: u32,
         since_ms: i64,
     ) -> Result<Vec<(JobStatus, Option<i64>)>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT j.status, j.finished_at FROM jobs j JOIN workspaces w ON w.id = j.workspace_id
              WHERE j.initiator = ?1 AND (w.reconciled = 1 OR w.claimed_from IS NOT NULL)
@@ -122,7 +122,7 @@ impl Store {
     /// Unfinished jobs by status, tag set and initiator kind.
     pub fn job_gauges(&self) -> Result<Vec<JobGauge>> {
         let raw: Vec<(String, String, bool, i64)> = {
-            let conn = self.conn();
+            let conn = self.conn()?;
             let mut stmt = conn.prepare(
                 "SELECT status, tags, initiator = ?1, COUNT(*) FROM jobs
                  WHERE status IN ('pending', 'running', 'canceling')
@@ -152,7 +152,7 @@ impl Store {
 
     /// Finished jobs by type and outcome: how many (labels, count).
     pub fn job_outcomes(&self) -> Result<Vec<(String, String, u64)>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT type, status, COUNT(*) FROM jobs
              WHERE status IN ('succeeded', 'failed', 'canceled') GROUP BY 1, 2 ORDER BY 1, 2",
@@ -212,7 +212,7 @@ impl Store {
              WHERE {filter} GROUP BY {group} ORDER BY {group}",
             under.join(", ")
         );
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(&sql)?;
         let rows = stmt.query_map([], |r| {
             let mut labels = Vec::new();
@@ -261,7 +261,7 @@ impl Store {
     /// failed, by template and preset. Read from the job history, which
     /// is never pruned, so the counts survive a restart and only grow.
     pub fn prebuild_counts(&self) -> Result<Vec<PrebuildCount>> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT w.template, w.preset, COUNT(*), SUM(j.status = 'failed')
              FROM workspaces w JOIN jobs j ON j.workspace_id = w.id

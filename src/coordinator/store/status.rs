@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use super::db::{FromSql, ToSql, ValueRef};
 
 /// pending → running (acknowledged) → succeeded | failed | canceled; an
 /// operator's cancel turns a running job `canceling` until its daemon
@@ -79,17 +79,17 @@ impl FromStr for JobStatus {
 }
 
 impl ToSql for JobStatus {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Text(self.as_str())
     }
 }
 
 impl FromSql for JobStatus {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<JobStatus> {
-        value
-            .as_str()?
-            .parse()
-            .map_err(|e: String| FromSqlError::Other(e.into()))
+    fn from_sql(value: ValueRef<'_>) -> Result<JobStatus, String> {
+        match value {
+            ValueRef::Text(s) => s.parse(),
+            v => Err(format!("expected a job status, found {v:?}")),
+        }
     }
 }
 

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Connection, OptionalExtension, params};
 
 use super::tags_to_json;
 use crate::coordinator::error::Result;
@@ -33,16 +33,17 @@ pub(super) fn set_id(conn: &Connection, tags: &Tags) -> Result<i64> {
     if let Some(id) = found {
         return Ok(id);
     }
-    conn.prepare_cached("INSERT INTO tag_sets(key) VALUES (?1)")?
-        .execute([&key])?;
-    Ok(conn.last_insert_rowid())
+    Ok(conn
+        .prepare_cached("INSERT INTO tag_sets(key) VALUES (?1) RETURNING id")?
+        .query_row([&key], |r| r.get(0))?)
 }
 
 /// Gives every job without a set its set: rows written before the column
 /// existed. Runs at open, before anything claims.
 pub(super) fn backfill(conn: &Connection) -> Result<()> {
     conn.execute(
-        "INSERT OR IGNORE INTO tag_sets(key) SELECT DISTINCT tags FROM jobs WHERE tag_set IS NULL",
+        "INSERT INTO tag_sets(key) SELECT DISTINCT tags FROM jobs WHERE tag_set IS NULL
+         ON CONFLICT DO NOTHING",
         [],
     )?;
     let n = conn.execute(

@@ -58,6 +58,7 @@ fn pool(n: usize) -> (Pool, Vec<String>) {
     prebuild("expired", "p", true);
     store
         .conn()
+        .unwrap()
         .execute(
             "UPDATE workspaces SET created_at = 1 WHERE name = 'expired'",
             [],
@@ -76,6 +77,7 @@ fn pool(n: usize) -> (Pool, Vec<String>) {
 fn succeed(store: &Store, job: &str) {
     store
         .conn()
+        .unwrap()
         .execute(
             "UPDATE jobs SET status = 'succeeded', finished_at = 1 WHERE id = ?1",
             [job],
@@ -101,7 +103,7 @@ fn claim(store: &Store, version: &VersionRow, name: &str, owner: &str) -> Option
 
 /// (name, owner, reconciled, claimed_from) of every live workspace.
 fn live(store: &Store) -> Vec<(String, String, bool, Option<String>)> {
-    let conn = store.conn();
+    let conn = store.conn().unwrap();
     let mut stmt = conn
         .prepare(
             "SELECT name, owner, reconciled, claimed_from FROM workspaces
@@ -174,6 +176,7 @@ fn twenty_concurrent_creates_claim_exactly_the_five_eligible() {
     let n: i64 = pool
         .store
         .conn()
+        .unwrap()
         .query_row(
             "SELECT COUNT(*) FROM jobs WHERE prebuild_claim = 1 AND status = 'pending'",
             [],
@@ -210,7 +213,7 @@ fn reconciler_destroy_and_claim_each_win_a_prebuild_never_both() {
     // Each of the 8 prebuilds went to exactly one side: a claim that lost
     // its first choice takes another, so count per workspace.
     assert!(wins <= 16);
-    let conn = pool.store.conn();
+    let conn = pool.store.conn().unwrap();
     for id in &ids {
         let (owner, destroys, claims): (String, i64, i64) = conn
             .query_row(
@@ -263,6 +266,7 @@ fn a_failed_claim_build_keeps_the_new_owner_and_never_returns_to_the_pool() {
     let c = claim(&pool.store, &pool.version, "mine", "erin").unwrap();
     pool.store
         .conn()
+        .unwrap()
         .execute(
             "UPDATE jobs SET status = 'failed', finished_at = 2, error = 'apply failed'
              WHERE id = ?1",
@@ -332,6 +336,7 @@ fn a_claimed_prebuilds_create_still_counts_as_the_pools_last_success() {
     // An older failed create, then the succeeded one (prebuild-0) newest.
     pool.store
         .conn()
+        .unwrap()
         .execute(
             "UPDATE jobs SET created_at = 0 WHERE workspace_id = 'still-building-id'",
             [],
@@ -339,6 +344,7 @@ fn a_claimed_prebuilds_create_still_counts_as_the_pools_last_success() {
         .unwrap();
     pool.store
         .conn()
+        .unwrap()
         .execute(
             "UPDATE jobs SET status = 'failed' WHERE workspace_id IN ('still-building-id')",
             [],

@@ -142,6 +142,7 @@ fn a_job_ended_before_reports_were_kept_is_judged_by_its_status() {
     f.store.finish("d1", "k", &took(&taken), &[]).unwrap();
     f.store
         .conn()
+        .unwrap()
         .execute("UPDATE jobs SET report = NULL WHERE id = ?1", [&job])
         .unwrap();
     let mut same_status = taken.clone();
