@@ -103,6 +103,12 @@ async fn main() -> Result<()> {
         prebuild_failure_hard_limit: 3,
         offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
         connections: Default::default(),
+
+        database_url: None,
+
+        database_pool: 16,
+
+        admin_token_file: None,
     })
     .await?;
     let url = format!("http://{}", coordinator.local_addr());

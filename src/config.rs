@@ -4,7 +4,7 @@
 //! turns a failure into exit code 64.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -174,8 +174,50 @@ pub struct ServeArgs {
     /// leaves room for).
     #[arg(long, env = "PROVISIONERD_MAX_UNAUTHENTICATED_CONNECTIONS", default_value_t = crate::coordinator::listener::DEFAULT_MAX_UNAUTHENTICATED)]
     pub max_unauthenticated_connections: usize,
+    /// Serve from this PostgreSQL database (postgres://user:pass@host/db)
+    /// instead of SQLite under --data-dir; any number of replicas may
+    /// share it. Prefer --database-url-file for a URL with a password.
+    #[arg(long, env = "PROVISIONERD_DATABASE_URL", conflicts_with = "database_url_file")]
+    pub database_url: Option<String>,
+    /// Read the PostgreSQL URL from this file (e.g. a mounted Secret).
+    #[arg(long, env = "PROVISIONERD_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
+    /// Connections this coordinator keeps to PostgreSQL at most.
+    #[arg(long, env = "PROVISIONERD_DATABASE_POOL", default_value_t = 16)]
+    pub database_pool: usize,
+    /// Read the admin token from this file at start (only its hash is
+    /// stored): one token for every replica. Without it the first start
+    /// writes a new one to DATA_DIR/admin-token.
+    #[arg(long, env = "PROVISIONERD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub archive: ArchiveLimitArgs,
+}
+
+/// The PostgreSQL URL from `--database-url` or `--database-url-file`,
+/// checked: a bad one is refused before anything starts.
+fn database_url(url: Option<String>, file: Option<&Path>) -> Result<Option<String>, String> {
+    let (url, flag) = match (url, file) {
+        (Some(u), _) => (u, "--database-url".to_string()),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("--database-url-file {}: {e}", f.display()))?;
+            (text.trim().to_string(), format!("--database-url-file {}", f.display()))
+        }
+        (None, None) => return Ok(None),
+    };
+    if url.is_empty() {
+        return Err(format!("{flag}: empty"));
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!(
+            "{flag}: not a PostgreSQL URL (postgres://user:password@host:5432/database)"
+        ));
+    }
+    // The URL may hold a password: name the problem, never echo it.
+    url.parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("{flag}: cannot be read: {e}"))?;
+    Ok(Some(url))
 }
 
 impl ServeArgs {
@@ -227,7 +269,24 @@ impl ServeArgs {
                 "--prebuild-reconcile-interval {reconcile:?}: must be 0 (off) or at least 100ms"
             ));
         }
+        if self.database_pool == 0 {
+            return Err("--database-pool 0: must be at least 1".into());
+        }
+        let database_url = database_url(self.database_url, self.database_url_file.as_deref())?;
+        if let Some(f) = &self.admin_token_file {
+            let token = std::fs::read_to_string(f)
+                .map_err(|e| format!("--admin-token-file {}: {e}", f.display()))?;
+            if token.trim().len() < 16 {
+                return Err(format!(
+                    "--admin-token-file {}: the token must be at least 16 characters",
+                    f.display()
+                ));
+            }
+        }
         Ok(ServeConfig {
+            database_url,
+            database_pool: self.database_pool,
+            admin_token_file: self.admin_token_file,
             metrics_address: self.metrics_address,
             prebuild_reconcile_interval: (!reconcile.is_zero()).then_some(reconcile),
             prebuild_failure_hard_limit: self.prebuild_failure_hard_limit,

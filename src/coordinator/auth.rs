@@ -47,6 +47,28 @@ pub enum AdminToken {
     Adopted(std::path::PathBuf),
 }
 
+/// Makes the token in `file` the admin token (`--admin-token-file`): every
+/// replica given the same file accepts the same token, and a changed file
+/// replaces the old token at the next start.
+pub fn provision_admin_token(store: &Store, file: &Path) -> Result<()> {
+    let token = std::fs::read_to_string(file).map_err(|e| {
+        CoordError::Invalid(format!("read admin token {}: {e}", file.display()))
+    })?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(CoordError::Invalid(format!(
+            "read admin token {}: the file is empty",
+            file.display()
+        )));
+    }
+    let hashed = hash(token);
+    if store.setting(ADMIN_HASH)?.as_deref() != Some(hashed.as_str()) {
+        store.set_setting(ADMIN_HASH, &hashed)?;
+        tracing::info!(path = %file.display(), "admin token set from --admin-token-file");
+    }
+    Ok(())
+}
+
 /// Makes sure an admin token exists: on first start it is created and
 /// written to `DIR/admin-token` (0600). An existing file is never
 /// overwritten: operators' CLIs read it, so when the database has no token

@@ -74,6 +74,12 @@ pub struct ServeConfig {
     pub offer_timeout: Duration,
     /// `--handshake-timeout`, `--max-unauthenticated-connections`.
     pub connections: listener::Limits,
+    /// `--database-url[-file]`: PostgreSQL; `None`: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// `--database-pool`: PostgreSQL connections at most.
+    pub database_pool: usize,
+    /// `--admin-token-file`: the admin token, provisioned at start.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// `--offer-timeout` unless set.
@@ -205,7 +211,15 @@ impl Coordinator {
             ),
             None => None,
         };
-        let store = Arc::new(startup::open(&cfg.data_dir, cfg.allow_new_database)?);
+        let store = Arc::new(match &cfg.database_url {
+            Some(url) => startup::open_postgres(&cfg.data_dir, url, cfg.database_pool)?,
+            None => startup::open(&cfg.data_dir, cfg.allow_new_database)?,
+        });
+        if let Some(file) = &cfg.admin_token_file {
+            auth::provision_admin_token(&store, file)?;
+        } else {
+            startup::ensure_admin_token(&store, &cfg.data_dir)?;
+        }
         let address_file = cfg.data_dir.join("address");
         let scheme = if cfg.tls.is_some() { "https" } else { "http" };
         std::fs::write(&address_file, format!("{scheme}://{bound}\n"))

@@ -142,7 +142,37 @@ pub(super) fn open(dir: &Path, allow_new: bool) -> Result<Store, StartError> {
         tracing::info!(data_dir = %dir.display(), "initialised a new data dir");
     }
     store.reset_on_start().map_err(|e| damaged_or(e, &db))?;
-    match auth::ensure_admin_token(&store, dir)? {
+    mark_initialised(dir)?;
+    Ok(store)
+}
+
+/// Connects to PostgreSQL and brings its schema up to date (see
+/// `store/postgres.rs`); a schema newer than this build is refused.
+pub(super) fn open_postgres(dir: &Path, url: &str, pool: usize) -> Result<Store, StartError> {
+    let store = Store::open_postgres(url, pool).map_err(|e| match e {
+        CoordError::SchemaTooNew(m) => StartError::Refused(m),
+        CoordError::Store(db) if db.is_unavailable() => {
+            StartError::Failed(CoordError::Internal(format!("open database: {db}")))
+        }
+        e => StartError::Failed(e),
+    })?;
+    let summary = store.summary()?;
+    tracing::info!(
+        data_dir = %dir.display(),
+        jobs = ?summary.jobs,
+        daemons = summary.daemons,
+        keys = summary.keys,
+        templates = summary.templates,
+        workspaces = summary.workspaces,
+        "opened PostgreSQL database"
+    );
+    store.reset_on_start()?;
+    Ok(store)
+}
+
+/// The first-start admin token in `dir` (see [`auth::ensure_admin_token`]).
+pub(super) fn ensure_admin_token(store: &Store, dir: &Path) -> Result<(), StartError> {
+    match auth::ensure_admin_token(store, dir)? {
         AdminToken::Kept => {}
         AdminToken::Created(path) => tracing::info!(
             path = %path.display(),
@@ -154,8 +184,7 @@ pub(super) fn open(dir: &Path, allow_new: bool) -> Result<Store, StartError> {
              using it keep working"
         ),
     }
-    mark_initialised(dir)?;
-    Ok(store)
+    Ok(())
 }
 
 /// A store error that says the file's bytes are bad (a page `quick_check`

@@ -65,6 +65,12 @@ impl Coord {
             prebuild_failure_hard_limit: 3,
             offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
             connections: Default::default(),
+
+            database_url: provisionerd::coordinator::store::testdb::url_for(data_dir).unwrap(),
+
+            database_pool: 16,
+
+            admin_token_file: None,
         })
         .await
     }
@@ -87,6 +93,12 @@ impl Coord {
             prebuild_failure_hard_limit: 3,
             offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
             connections: Default::default(),
+
+            database_url: provisionerd::coordinator::store::testdb::url_for(data_dir).unwrap(),
+
+            database_pool: 16,
+
+            admin_token_file: None,
         })
         .await
     }

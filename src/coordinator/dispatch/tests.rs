@@ -21,7 +21,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let store = Arc::new(crate::coordinator::store::testdb::open(dir.path()).unwrap());
     let stop = CancellationToken::new();
     let latency = crate::coordinator::metrics::dispatch_latency();
     let dispatcher = Dispatcher::spawn(

@@ -92,9 +92,20 @@ pub(super) fn declared_from_json(s: &str) -> Vec<DeclaredVar> {
 /// A state's outputs as a small JSON document (NULL for no state or one
 /// that is not JSON). A BLOB would be read as JSONB, hence the cast in;
 /// the row reads `state` as a BLOB, hence the cast out.
-const OUTPUTS_ONLY: &str = "CASE WHEN json_valid(CAST(state AS TEXT))
-     THEN CAST(json_object('outputs', json(json_extract(CAST(state AS TEXT), '$.outputs'))) AS BLOB)
-     END";
+/// A state's outputs as a small JSON document (NULL for no state or one
+/// that is not JSON), per engine. SQLite: a BLOB would be read as JSONB,
+/// hence the cast in; the row reads `state` as a BLOB, hence the cast out.
+/// PostgreSQL: a function of the schema (`postgres.rs`).
+fn outputs_only(engine: super::db::Engine) -> &'static str {
+    match engine {
+        super::db::Engine::Sqlite => {
+            "CASE WHEN json_valid(CAST(state AS TEXT))
+             THEN CAST(json_object('outputs', json(json_extract(CAST(state AS TEXT), '$.outputs'))) AS BLOB)
+             END"
+        }
+        super::db::Engine::Postgres => "provisionerd_outputs(state)",
+    }
+}
 
 impl Store {
     /// Stores a new template version (creating the template on first push)
@@ -114,8 +125,8 @@ impl Store {
         let tx = conn.begin(super::db::TxKind::Write)?;
         let now = now_ms();
         tx.execute(
-            "INSERT OR IGNORE INTO templates(name, active_version_id, created_at)
-             VALUES (?1, NULL, ?2)",
+            "INSERT INTO templates(name, active_version_id, created_at)
+             VALUES (?1, NULL, ?2) ON CONFLICT DO NOTHING",
             params![name, now],
         )?;
         let version_id = new_id();
@@ -371,7 +382,7 @@ impl Store {
         self.workspaces_limited(
             "deleted = 0 AND name > ?1 AND (?2 = '' OR owner = ?2) AND (?3 = '' OR template = ?3)",
             &[&after, &owner, &template],
-            OUTPUTS_ONLY,
+            outputs_only(self.engine()),
             i64::from(limit),
         )
     }
@@ -386,6 +397,8 @@ pub(super) fn workspaces_in(
     state: &str,
     limit: i64,
 ) -> Result<Vec<WorkspaceRow>> {
+    // PostgreSQL refuses SQLite's LIMIT -1.
+    let limit = if limit < 0 { i64::MAX } else { limit };
     let sql = format!(
         "SELECT id, name, owner, template, template_version_id, var_values, {state},
                 created_at, parameters, preset

@@ -217,8 +217,12 @@ impl Store {
         self.write(|tx| {
             let mut existing: Option<(String, String, bool)> = tx
                 .query_row(
-                    "SELECT id, key_name, connected FROM daemons WHERE name = ?1",
-                    [name],
+                    // A session on a dead replica is no session.
+                    &format!(
+                        "SELECT d.id, d.key_name, {} FROM daemons d WHERE d.name = ?1",
+                        super::replicas::live_session("d", 2)
+                    ),
+                    params![name, super::replicas::cutoff()],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
@@ -256,7 +260,8 @@ impl Store {
                 Some((id, _, false)) => {
                     tx.execute(
                         "UPDATE daemons SET tags = ?2, version = ?3,
-                         connected = 1, last_seen_at = ?4, state = ?5, current_job_id = ?6
+                         connected = 1, last_seen_at = ?4, state = ?5, current_job_id = ?6,
+                         replica = ?7
                          WHERE id = ?1",
                         params![
                             id,
@@ -264,7 +269,8 @@ impl Store {
                             version,
                             now,
                             state_to_db(report.state),
-                            report.job_id
+                            report.job_id,
+                            self.replica
                         ],
                     )?;
                     id
@@ -273,8 +279,8 @@ impl Store {
                     let id = new_id();
                     tx.execute(
                         "INSERT INTO daemons(id, name, key_name, tags, version, connected,
-                                             last_seen_at, state, current_job_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8)",
+                                             last_seen_at, state, current_job_id, replica)
+                         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?9)",
                         params![
                             id,
                             name,
@@ -283,7 +289,8 @@ impl Store {
                             version,
                             now,
                             state_to_db(report.state),
-                            report.job_id
+                            report.job_id,
+                            self.replica
                         ],
                     )?;
                     id
@@ -332,14 +339,20 @@ impl Store {
     /// but not acknowledged goes back to the queue.
     pub fn disconnect_daemon(&self, daemon_id: &str) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
-                "UPDATE daemons SET connected = 0, last_seen_at = ?2 WHERE id = ?1",
-                params![daemon_id, now_ms()],
+            // Only the session of this replica ends: after a failover the
+            // daemon may already be registered on another one.
+            let n = tx.execute(
+                "UPDATE daemons SET connected = 0, last_seen_at = ?2
+                 WHERE id = ?1 AND COALESCE(replica, '') = ?3",
+                params![daemon_id, now_ms(), self.replica.as_deref().unwrap_or("")],
             )?;
-            tx.execute(
-                "UPDATE jobs SET offered_to = NULL WHERE offered_to = ?1 AND status = 'pending'",
-                [daemon_id],
-            )?;
+            if n == 1 {
+                tx.execute(
+                    "UPDATE jobs SET offered_to = NULL
+                     WHERE offered_to = ?1 AND status = 'pending'",
+                    [daemon_id],
+                )?;
+            }
             Ok(())
         })
     }
@@ -357,17 +370,20 @@ impl Store {
 
     /// Daemons named after `after`, by name; at most `limit` (-1: all).
     pub fn daemons_after(&self, after: &str, limit: i64) -> Result<Vec<DaemonRow>> {
+        // PostgreSQL refuses SQLite's LIMIT -1.
+        let limit = if limit < 0 { i64::MAX } else { limit };
         let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT d.id, d.name, d.key_name, d.tags, d.version, d.connected, d.last_seen_at,
+        let mut stmt = conn.prepare(&format!(
+            "SELECT d.id, d.name, d.key_name, d.tags, d.version, {}, d.last_seen_at,
                     (SELECT j.id FROM jobs j WHERE j.daemon_id = d.id
                        AND j.status IN ('running', 'canceling') LIMIT 1),
                     d.state, d.current_job_id,
                     (SELECT j.id FROM jobs j WHERE j.offered_to = d.id
                        AND j.status = 'pending' LIMIT 1)
              FROM daemons d WHERE d.name > ?1 ORDER BY d.name LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after, limit], |r| {
+            super::replicas::live_session("d", 3)
+        ))?;
+        let rows = stmt.query_map(params![after, limit, super::replicas::cutoff()], |r| {
             Ok(DaemonRow {
                 id: r.get(0)?,
                 name: r.get(1)?,

@@ -23,6 +23,9 @@ mod logs;
 mod offers;
 mod ops;
 mod postgres;
+pub mod replicas;
+#[doc(hidden)]
+pub mod testdb;
 mod status;
 mod tagsets;
 #[cfg(test)]
@@ -33,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use db::{Connection, TxKind};
+use db::{Connection, TxKind, params};
 
 use crate::coordinator::error::{CoordError, Result};
 use crate::tags::Tags;
@@ -134,6 +137,12 @@ CREATE TABLE IF NOT EXISTS tag_sets (
   id  INTEGER PRIMARY KEY,
   key TEXT NOT NULL UNIQUE
 );
+-- Coordinator processes sharing a PostgreSQL database (see replicas.rs);
+-- empty on SQLite, kept so both engines have the same tables.
+CREATE TABLE IF NOT EXISTS replicas (
+  id           TEXT PRIMARY KEY,
+  heartbeat_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS job_logs (
   job_id     TEXT NOT NULL,
   seq        INTEGER NOT NULL,
@@ -164,6 +173,8 @@ pub struct Store {
     engine: EngineConn,
     /// Lock order: a connection, then `sets`.
     sets: Mutex<tagsets::TagSetIndex>,
+    /// This process's replica id (PostgreSQL; see `replicas.rs`).
+    replica: Option<String>,
 }
 
 /// Where the store's connections come from.
@@ -224,6 +235,7 @@ impl Store {
         Ok(Store {
             engine: EngineConn::Sqlite(Mutex::new(Connection::Sqlite(conn))),
             sets: Mutex::new(Default::default()),
+            replica: None,
         })
     }
 
@@ -235,6 +247,7 @@ impl Store {
         Ok(Store {
             engine: EngineConn::Postgres(pool),
             sets: Mutex::new(Default::default()),
+            replica: Some(new_id()),
         })
     }
 
@@ -322,10 +335,31 @@ impl Store {
 
     /// Called once at start: no daemon is connected yet, and offers made by
     /// a previous process were never acknowledged, so they go back to the
-    /// queue.
+    /// queue. On PostgreSQL this registers the replica, and resets only
+    /// when no other replica is serving (a whole cluster restarted).
     pub fn reset_on_start(&self) -> Result<()> {
+        let me = self.replica.clone();
         self.write(|tx| {
-            tx.execute("UPDATE daemons SET connected = 0", [])?;
+            let now = now_ms();
+            if let Some(me) = &me {
+                // Other replicas serving: what they hold is theirs. Dead
+                // ones are cleared by the heartbeats (`replicas.rs`).
+                let others: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM replicas WHERE heartbeat_at >= ?1",
+                    [replicas::cutoff()],
+                    |r| r.get(0),
+                )?;
+                tx.execute(
+                    "INSERT INTO replicas(id, heartbeat_at) VALUES (?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                    params![me, now],
+                )?;
+                if others > 0 {
+                    return Ok(());
+                }
+                tx.execute("DELETE FROM replicas WHERE id <> ?1", [me])?;
+            }
+            tx.execute("UPDATE daemons SET connected = 0, replica = NULL", [])?;
             tx.execute(
                 "UPDATE jobs SET offered_to = NULL WHERE status = 'pending'",
                 [],
@@ -334,7 +368,7 @@ impl Store {
             // running job counts from now, not from before the restart.
             tx.execute(
                 "UPDATE jobs SET updated_at = ?1 WHERE status IN ('running', 'canceling')",
-                [now_ms()],
+                [now],
             )?;
             Ok(())
         })
@@ -390,6 +424,9 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("template_versions", "archive_sha256", "TEXT"),
     ("workspaces", "state_size", "INTEGER"),
     ("workspaces", "state_sha256", "TEXT"),
+    // The replica holding the daemon's session (PostgreSQL; see
+    // replicas.rs); NULL on SQLite.
+    ("daemons", "replica", "TEXT"),
 ];
 
 fn add_missing_columns(conn: &rusqlite::Connection) -> Result<()> {

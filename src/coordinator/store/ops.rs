@@ -208,7 +208,7 @@ impl Store {
             })
             .collect();
         let sql = format!(
-            "SELECT {group}, COUNT(*), COALESCE(SUM({value_ms}), 0), {} FROM jobs
+            "SELECT {group}, COUNT(*), CAST(COALESCE(SUM({value_ms}), 0) AS BIGINT), {} FROM jobs
              WHERE {filter} GROUP BY {group} ORDER BY {group}",
             under.join(", ")
         );
@@ -263,7 +263,7 @@ impl Store {
     pub fn prebuild_counts(&self) -> Result<Vec<PrebuildCount>> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
-            "SELECT w.template, w.preset, COUNT(*), SUM(j.status = 'failed')
+            "SELECT w.template, w.preset, COUNT(*), SUM(CASE WHEN j.status = 'failed' THEN 1 ELSE 0 END)
              FROM workspaces w JOIN jobs j ON j.workspace_id = w.id
              WHERE (w.reconciled = 1 OR w.claimed_from IS NOT NULL) AND w.preset IS NOT NULL
                AND j.type = 'workspace_build' AND j.transition = 'start'

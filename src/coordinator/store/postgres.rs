@@ -14,8 +14,9 @@
 use super::db::{Connection, OptionalExtension};
 use crate::coordinator::error::{CoordError, Result};
 
-/// The key of the session advisory lock migrations run under.
-const MIGRATE_LOCK: i64 = 0x7072_6f76_0002;
+/// The session advisory lock migrations run under (per schema, as the
+/// write lock in `db/pg.rs`).
+const MIGRATE_LOCK: &str = "hashtext(current_schema()), 2";
 
 /// Migrations in order; the database's version is how many it has.
 const MIGRATIONS: &[&str] = &[
@@ -40,7 +41,12 @@ CREATE TABLE daemons (
   connected      BIGINT NOT NULL,
   last_seen_at   BIGINT NOT NULL,
   state          TEXT,
-  current_job_id TEXT
+  current_job_id TEXT,
+  replica        TEXT
+);
+CREATE TABLE replicas (
+  id           TEXT PRIMARY KEY,
+  heartbeat_at BIGINT NOT NULL
 );
 CREATE TABLE templates (
   name              TEXT PRIMARY KEY,

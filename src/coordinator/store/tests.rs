@@ -19,7 +19,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = super::testdb::open(dir.path()).unwrap();
     let key = store.create_key("k", "hash-k", &Tags::new()).unwrap();
     Fixture {
         _dir: dir,
@@ -259,6 +259,7 @@ fn reported_state_decides_the_status_until_the_daemon_is_offline() {
 
 #[test]
 fn database_from_before_daemon_states_gains_the_columns() {
+    // SQLite's own upgrade path (PostgreSQL's schema is versioned).
     let dir = tempfile::tempdir().unwrap();
     {
         // The daemons table as the previous version created it, with a row.
@@ -374,11 +375,11 @@ fn a_late_state_never_overwrites_a_newer_builds() {
 #[test]
 fn the_prebuild_pause_survives_reopening_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = super::testdb::open(dir.path()).unwrap();
     assert!(!store.prebuilds_paused().unwrap());
     store.set_prebuilds_paused(true).unwrap();
     drop(store);
-    let store = Store::open(dir.path()).unwrap();
+    let store = super::testdb::open(dir.path()).unwrap();
     assert!(store.prebuilds_paused().unwrap());
     store.set_prebuilds_paused(false).unwrap();
     assert!(!store.prebuilds_paused().unwrap());

@@ -17,9 +17,11 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 use super::error::pg_unavailable;
 use super::{Connection, Error, RawRow, Result, Row, TxKind, ValueRef};
 
-/// The key of the advisory lock every write transaction takes: one writer
-/// at a time across all replicas (see `TxKind::Write`).
-const WRITE_LOCK: i64 = 0x7072_6f76_0001;
+/// The advisory lock every write transaction takes: one writer at a time
+/// across all replicas (see `TxKind::Write`). Keyed by the schema too, so
+/// installations sharing a database in schemas of their own (and tests)
+/// do not wait on each other.
+pub const WRITE_LOCK: &str = "hashtext(current_schema()), 1";
 
 /// How long a call waits for a free connection before it reports the
 /// database unavailable.
@@ -95,7 +97,9 @@ impl PgConn {
 
     pub(super) fn begin(&self, kind: TxKind) -> Result<()> {
         static BEGIN_WRITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!("BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+            format!(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+            )
         });
         match kind {
             TxKind::Write => self.batch(&BEGIN_WRITE),

@@ -17,7 +17,7 @@ struct Pool {
 /// are not eligible: another preset, one still building, one expired.
 fn pool(n: usize) -> (Pool, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let store = Arc::new(super::super::testdb::open(dir.path()).unwrap());
     let (version_id, import) = store
         .push_template(
             "t",
@@ -304,7 +304,7 @@ fn claims_are_still_counted_after_the_store_is_reopened() {
     let created_before = created(&pool.store);
     claim(&pool.store, &pool.version, "a", "u1").unwrap();
     claim(&pool.store, &pool.version, "b", "u2").unwrap();
-    let reopened = Store::open(pool._dir.path()).unwrap();
+    let reopened = super::super::testdb::open(pool._dir.path()).unwrap();
     assert_eq!(
         reopened.claim_counts().unwrap(),
         [("t".to_string(), "p".to_string(), 2)]
@@ -390,7 +390,7 @@ fn replacing_claims_are_counted_from_the_stored_reports_after_reopening() {
         };
         pool.store.finish("d1", "k", &took(&req), &[]).unwrap();
     }
-    let reopened = Store::open(pool._dir.path()).unwrap();
+    let reopened = super::super::testdb::open(pool._dir.path()).unwrap();
     assert_eq!(
         reopened.replacement_counts().unwrap(),
         [("t".to_string(), "p".to_string(), 1)]

@@ -59,7 +59,7 @@ const TABLE: [(&str, &[usize]); 6] = [
 fn a_claim_finds_exactly_the_jobs_of_the_routing_table() {
     for (daemon_tags, want) in TABLE {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = super::super::testdb::open(dir.path()).unwrap();
         let mut by_set: BTreeMap<String, usize> = BTreeMap::new();
         for (i, set) in JOB_SETS.iter().enumerate() {
             for n in 0..2 {
@@ -83,7 +83,7 @@ fn a_claim_finds_exactly_the_jobs_of_the_routing_table() {
 #[test]
 fn a_claim_takes_people_before_prebuilds_then_the_oldest_across_tag_sets() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = super::super::testdb::open(dir.path()).unwrap();
     // Enqueued in this order (created_at ties broken by insertion).
     let p1 = enqueue(&store, "p1", "pool=a", "prebuilds");
     let h1 = enqueue(&store, "h1", "pool=a,zone=x", "alice");
@@ -106,8 +106,8 @@ fn a_claim_takes_people_before_prebuilds_then_the_oldest_across_tag_sets() {
 #[test]
 fn fifty_racing_claimers_take_each_job_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let a = Arc::new(Store::open(dir.path()).unwrap());
-    let b = Arc::new(Store::open(dir.path()).unwrap());
+    let a = Arc::new(super::super::testdb::open(dir.path()).unwrap());
+    let b = Arc::new(super::super::testdb::open(dir.path()).unwrap());
     let mut jobs: BTreeMap<String, &str> = BTreeMap::new();
     for n in 0..300 {
         let set = JOB_SETS[n % JOB_SETS.len()];
