@@ -162,6 +162,13 @@ impl Hub {
         s.tx.try_send(Ok(msg)).is_ok()
     }
 
+    /// Ends every session (their daemons reconnect).
+    pub fn end_all_sessions(&self) {
+        for s in self.lock_sessions().values() {
+            s.end.cancel();
+        }
+    }
+
     /// Ends the sessions of every daemon using `key_name`.
     pub fn disconnect_key(&self, key_name: &str) {
         for s in self.lock_sessions().values() {
@@ -278,6 +285,9 @@ impl Coordinator {
             self.cfg.job_lease,
             shutdown.clone(),
         ));
+        if self.hub.store.replica().is_some() {
+            (self.hub.tasks).spawn(replica_heartbeat(self.hub.clone(), shutdown.clone()));
+        }
         // Jobs left pending by a previous run are offered as soon as
         // daemons wait.
         self.hub.dispatcher.kick();
@@ -373,9 +383,60 @@ impl Coordinator {
                 "stop coordinator: tasks still running after {TASKS_STOP:?}; releasing the data dir anyway"
             );
         }
+        // The other replicas need not wait for this one's heartbeat to
+        // expire (its sessions have ended).
+        let store = self.hub.store.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.leave()).await {
+            tracing::warn!(error = %e, "stop coordinator: leave the replica list");
+        }
         // Only now may another coordinator take the data dir.
         drop(self.lock);
         result.map_err(|e| CoordError::Internal(format!("serve on {addr}: {e}")))
+    }
+}
+
+/// Keeps this replica's heartbeat (PostgreSQL; see `store/replicas.rs`):
+/// clears replicas found dead and offers their jobs again; ends every
+/// session here when this replica was itself declared dead (cut off from
+/// the database for longer than the replica timeout), since their daemons
+/// were marked disconnected.
+async fn replica_heartbeat(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(store::replicas::HEARTBEAT_EVERY) => {}
+        }
+        let store = hub.store.clone();
+        let beat = match store::blocking(move || store.heartbeat()).await {
+            Ok(b) => b,
+            Err(e) => {
+                if !failing {
+                    tracing::error!(error = %e, "replica heartbeat: database unreachable");
+                }
+                failing = true;
+                continue;
+            }
+        };
+        if failing {
+            tracing::info!("replica heartbeat: database reachable again");
+            failing = false;
+        }
+        if beat.revived {
+            tracing::warn!(
+                "replica heartbeat: this replica was declared dead by the others; ending its \
+                 sessions so its daemons register again"
+            );
+            hub.end_all_sessions();
+        }
+        if beat.buried > 0 {
+            tracing::warn!(
+                replicas = beat.buried,
+                offers = beat.offers_returned,
+                "replica heartbeat: replicas gone silent; their daemons may register elsewhere"
+            );
+            hub.dispatcher.kick();
+        }
     }
 }
 

@@ -300,6 +300,18 @@ impl Coord {
     /// The state the coordinator stores for a live workspace, read from its
     /// database (what no API returns whole).
     pub fn stored_state(&self, workspace: &str) -> Option<Vec<u8>> {
+        use provisionerd::coordinator::store::{db as pg, testdb};
+        if let Some(url) = testdb::url_for(&self.data_dir).unwrap() {
+            let pool = pg::Pool::new(&url, 1).unwrap();
+            let conn = pool.get().expect("open the coordinator's database");
+            return conn
+                .query_row(
+                    "SELECT state FROM workspaces WHERE name = ?1 AND deleted = 0",
+                    [workspace],
+                    |r| r.get(0),
+                )
+                .expect("read workspace state");
+        }
         let db = rusqlite::Connection::open_with_flags(
             self.data_dir.join("provisionerd.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,

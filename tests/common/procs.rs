@@ -118,6 +118,11 @@ pub async fn serve_with(
         lease,
     ];
     args.extend(extra);
+    // The tests' engine: PostgreSQL when PROVISIONERD_TEST_DATABASE_URL is set.
+    let url = provisionerd::coordinator::store::testdb::url_for(data_dir).unwrap();
+    if let Some(url) = &url {
+        args.extend(["--database-url", url.as_str()]);
+    }
     let p = Proc::spawn(&args, &[], &log);
     wait_serving(p, data_dir).await
 }

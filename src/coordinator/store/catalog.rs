@@ -167,6 +167,7 @@ impl Store {
 
     /// Templates named after `after`, by name; at most `limit` (-1: all).
     pub fn templates_after(&self, after: &str, limit: i64) -> Result<Vec<TemplateRow>> {
+        let limit = super::all_if_negative(limit);
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT t.name, t.active_version_id, t.created_at, v.declared
@@ -397,8 +398,7 @@ pub(super) fn workspaces_in(
     state: &str,
     limit: i64,
 ) -> Result<Vec<WorkspaceRow>> {
-    // PostgreSQL refuses SQLite's LIMIT -1.
-    let limit = if limit < 0 { i64::MAX } else { limit };
+    let limit = super::all_if_negative(limit);
     let sql = format!(
         "SELECT id, name, owner, template, template_version_id, var_values, {state},
                 created_at, parameters, preset

@@ -157,6 +157,7 @@ impl Store {
 
     /// Keys named after `after`, by name; at most `limit` (-1: all).
     pub fn keys_after(&self, after: &str, limit: i64) -> Result<Vec<KeyRow>> {
+        let limit = super::all_if_negative(limit);
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
             "SELECT name, tags, created_at FROM keys WHERE name > ?1 ORDER BY name LIMIT ?2",
@@ -370,8 +371,7 @@ impl Store {
 
     /// Daemons named after `after`, by name; at most `limit` (-1: all).
     pub fn daemons_after(&self, after: &str, limit: i64) -> Result<Vec<DaemonRow>> {
-        // PostgreSQL refuses SQLite's LIMIT -1.
-        let limit = if limit < 0 { i64::MAX } else { limit };
+        let limit = super::all_if_negative(limit);
         let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT d.id, d.name, d.key_name, d.tags, d.version, {}, d.last_seen_at,

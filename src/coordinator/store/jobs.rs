@@ -133,8 +133,9 @@ impl Store {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs
-             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR initiator = ?2)
-               AND (?4 IS NULL OR (created_at, rowid) <
+             WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR initiator = ?2)
+               AND (CAST(?4 AS TEXT) IS NULL OR (created_at, rowid) <
                     (SELECT created_at, rowid FROM jobs WHERE id = ?4))
              ORDER BY created_at DESC, rowid DESC LIMIT ?3"
         ))?;

@@ -453,6 +453,11 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| CoordError::Internal(format!("store call: {e}")))?
 }
 
+/// A row limit where -1 means all: PostgreSQL refuses SQLite's LIMIT -1.
+fn all_if_negative(limit: i64) -> i64 {
+    if limit < 0 { i64::MAX } else { limit }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     SystemTime::now()

@@ -102,7 +102,7 @@ async fn a_restarted_daemon_fails_its_interrupted_job_at_once_and_keeps_the_stat
     assert!(left.is_empty(), "orphans left: {left:?}");
 
     // terraform had recorded `a` before the kill; that state was reported.
-    let store = provisionerd::coordinator::store::Store::open(&data).unwrap();
+    let store = provisionerd::coordinator::store::testdb::open(&data).unwrap();
     let state = store
         .workspace("ws")
         .unwrap()

@@ -165,7 +165,7 @@ async fn a_spool_that_cannot_be_read_back_fails_the_job_with_its_lines_and_state
     assert!(d.log_text().contains(&spool.display().to_string()));
 
     // The state terraform returned was kept.
-    let store = provisionerd::coordinator::store::Store::open(&data).unwrap();
+    let store = provisionerd::coordinator::store::testdb::open(&data).unwrap();
     let state = store.workspace("ws").unwrap().state.expect("a state");
     let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
     assert_eq!(state["resources"][0]["name"], "w");
