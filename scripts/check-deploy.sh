@@ -95,6 +95,8 @@ check provisionerd pool --set key.existingSecret=k
 check provisionerd prebuilds -f examples/kubernetes/prebuild-pool.yaml
 check provisionerd general -f examples/kubernetes/general-pool.yaml
 check provisionerd pool --set key.existingSecret=k --set keda.enabled=true
+# Each coordinator replica reports the whole queue: taken once, not summed.
+renders 'sum(max without(instance, pod) (provisionerd_coordinator_jobs{'
 check provisionerd pool --set key.value=pdk_example --set cache.persistence.enabled=true \
   --set coordinator.tls.clientCertSecret=client
 
