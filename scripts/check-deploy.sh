@@ -44,6 +44,26 @@ refused() { # what-to-expect chart [helm args…]
   echo "== refused as expected: $want"
 }
 
+renders() { # what-to-find… : in what the last `check` rendered
+  local want
+  for want in "$@"; do
+    grep -q -- "$want" "$tmp/out.yaml" || {
+      echo "rendered without \"$want\"" >&2
+      exit 1
+    }
+  done
+}
+
+renders_no() { # what-not-to-find… : in what the last `check` rendered
+  local unwanted
+  for unwanted in "$@"; do
+    if grep -q -- "$unwanted" "$tmp/out.yaml"; then
+      echo "rendered with \"$unwanted\", which it should not have" >&2
+      exit 1
+    fi
+  done
+}
+
 # Every PROVISIONERD_* variable the charts, units and examples set must be
 # one the binary reads (src/config.rs): a typo would be silently ignored.
 known=$(grep -o 'env = "PROVISIONERD_[A-Z_]*"' src/config.rs | grep -o 'PROVISIONERD_[A-Z_]*' | sort -u)
@@ -56,15 +76,41 @@ done
 echo "== every PROVISIONERD_* variable deployed is a flag"
 
 check provisionerd-coordinator coordinator
+renders 'kind: StatefulSet' 'volumeClaimTemplates:' 'replicas: 1$'
+renders_no 'kind: PodDisruptionBudget' 'podAntiAffinity' 'PROVISIONERD_DATABASE_URL_FILE'
 check provisionerd-coordinator coordinator -f examples/kubernetes/coordinator.yaml
+# HA on PostgreSQL: a Deployment of 3 with scratch data dirs, the URL and
+# the admin token as files from Secrets, a PDB, anti-affinity.
+check provisionerd-coordinator coordinator -f examples/kubernetes/coordinator-ha.yaml
+renders 'kind: Deployment' 'replicas: 3$' 'kind: PodDisruptionBudget' 'maxUnavailable: 1$' \
+  'preferredDuringSchedulingIgnoredDuringExecution' 'topologyKey: kubernetes.io/hostname' \
+  'PROVISIONERD_DATABASE_URL_FILE' 'secretName: provisionerd-database$' \
+  'PROVISIONERD_ADMIN_TOKEN_FILE' 'secretName: provisionerd-admin-token$' 'path: /readyz'
+renders_no 'volumeClaimTemplates:' 'PROVISIONERD_DATABASE_URL$' 'postgres://'
+check provisionerd-coordinator coordinator -f examples/kubernetes/coordinator-ha.yaml \
+  --set podAntiAffinity.mode=required --set podDisruptionBudget.enabled=false
+renders 'requiredDuringSchedulingIgnoredDuringExecution'
+renders_no 'kind: PodDisruptionBudget'
 check provisionerd pool --set key.existingSecret=k
 check provisionerd prebuilds -f examples/kubernetes/prebuild-pool.yaml
 check provisionerd general -f examples/kubernetes/general-pool.yaml
 check provisionerd pool --set key.existingSecret=k --set keda.enabled=true
+# Each coordinator replica reports the whole queue: taken once, not summed.
+renders 'sum(max without(instance, pod) (provisionerd_coordinator_jobs{'
 check provisionerd pool --set key.value=pdk_example --set cache.persistence.enabled=true \
   --set coordinator.tls.clientCertSecret=client
 
 refused "set key.existingSecret" provisionerd
+# SQLite has one writer: several replicas need the database Secret. The
+# schema refuses first; the template's own message holds without it.
+refused "database/existingSecret" provisionerd-coordinator --set replicas=3
+refused "replicas: 3 needs database.existingSecret" provisionerd-coordinator \
+  --set replicas=3 --skip-schema-validation
+refused "adminToken/existingSecret" provisionerd-coordinator --set database.existingSecret=pg
+refused "database.url is not taken" provisionerd-coordinator \
+  --set database.url=postgres://u:p@db/provisionerd --skip-schema-validation
+refused "additional properties 'url' not allowed" provisionerd-coordinator \
+  --set database.url=postgres://u:p@db/provisionerd
 refused "must be at least daemon.cancelGraceSeconds + 10" provisionerd \
   --set key.existingSecret=k --set shutdown.terminationGracePeriodSeconds=60
 refused "coordinator.url" provisionerd --set key.existingSecret=k --set coordinator.url=ftp://x
