@@ -179,7 +179,7 @@ impl Connector {
                 url = %url,
                 error = %rpc::describe(&err),
                 hint = hint.unwrap_or(crate::grpc::tls::closed_hint(&url, &rpc::describe(&err))),
-                next_url = failover.url(failover.current()),
+                next_url = %failover.url(failover.current()),
                 retry_in = ?wait,
                 "connect to coordinator failed; retrying"
             );
@@ -254,7 +254,7 @@ fn name_taken(url: &str, st: &Status, advice: &str) -> DaemonError {
 fn log_welcome(w: &Welcome, url: &str) {
     let tags: crate::tags::Tags = w.tags.clone().into_iter().collect();
     tracing::info!(
-        url,
+        url = %url,
         daemon_id = %w.daemon_id,
         key = %w.key_name,
         tags = %crate::tags::display(&tags),
