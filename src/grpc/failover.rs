@@ -163,4 +163,24 @@ mod tests {
         assert_eq!(f.current(), 1);
         assert_eq!(f.pinned(5).url(5), "http://127.0.0.1:3");
     }
+
+    /// A request to a port nothing listens on (port 1 and 2 on loopback).
+    async fn call(f: &mut Failover) -> Result<http::Response<Body>, tonic::transport::Error> {
+        let req = http::Request::builder()
+            .uri("/provisionerd.v1.Admin/ListKeys")
+            .body(Body::empty())
+            .unwrap();
+        f.call(req).await
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_moves_the_next_call_to_the_next_url() {
+        let mut f = failover(2);
+        assert!(call(&mut f).await.is_err());
+        assert_eq!(f.current(), 1, "moved on from the refused URL");
+        // A pinned call that fails moves the shared current on as well.
+        let mut pinned = f.pinned(1);
+        assert!(call(&mut pinned).await.is_err());
+        assert_eq!(f.current(), 0);
+    }
 }
