@@ -264,3 +264,30 @@ async fn a_job_and_its_log_follow_survive_the_coordinator_killed_and_back_on_the
         "every stored line printed once:\n{out}"
     );
 }
+
+#[tokio::test]
+async fn a_restarted_daemon_reports_its_interrupted_job_past_a_dead_first_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A 60s lease: only the restarted daemon's report can fail it quickly.
+    let coord = Coord::start(&tmp.path().join("data")).await;
+    let key = coord.create_key("k", &[]).await;
+    let cache = tmp.path().join("c1");
+    let mut d = procs::start(&coord.url, &key, "d1", &cache, &[]);
+    let dir = template(tmp.path(), "t", &crate::faults::slow(3, "0", 45));
+    coord
+        .wait_succeeded(&coord.push("t", &dir, &[]).await)
+        .await;
+    let job = coord.create_workspace("ws", "t", "alice", &[]).await;
+    crate::faults::wait_line(&coord, &job, 3).await;
+    d.kill9().await;
+
+    // The report of the interrupted job is made before any session opens:
+    // it must find the live URL by itself.
+    let urls = format!("{},{}", dead_url(), coord.url);
+    let d2 = procs::start(&urls, &key, "d1", &cache, &[]);
+    d2.wait_log("reported a job interrupted by a restart").await;
+    let failed = coord.wait_job(&job).await;
+    assert_eq!(failed.status, "failed");
+    assert!(failed.error.contains("restart"), "{}", failed.error);
+    coord.stop().await;
+}
