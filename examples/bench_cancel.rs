@@ -134,7 +134,7 @@ async fn main() -> Result<()> {
     let shutdown = Shutdown::new();
     let daemon = tokio::spawn(daemon::run(
         DaemonConfig {
-            url,
+            urls: vec![url],
             key: key.as_str().into(),
             tls: Default::default(),
             name: "bench".into(),

@@ -308,9 +308,11 @@ impl ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// Coordinator URL.
-    #[arg(long, env = "PROVISIONERD_URL")]
-    pub url: String,
+    /// Coordinator URL; several (comma-separated, or the flag repeated)
+    /// are tried in turn: the daemon moves to the next when one cannot be
+    /// reached or its session breaks.
+    #[arg(long, env = "PROVISIONERD_URL", value_delimiter = ',', required = true)]
+    pub url: Vec<String>,
     /// Provisioner key secret (from `provisionerd keys create`); visible
     /// in the process list, so prefer --key-file.
     #[arg(long, env = "PROVISIONERD_KEY", hide_env_values = true)]
@@ -380,7 +382,7 @@ pub enum OnSigterm {
 
 impl StartArgs {
     pub fn validate(self) -> Result<DaemonConfig, String> {
-        crate::grpc::check_url(&self.url).map_err(|e| format!("--url {e}"))?;
+        let urls = crate::grpc::check_urls(&self.url)?;
         let key = match (self.key, &self.key_file) {
             (Some(_), Some(_)) => {
                 return Err("--key and --key-file (or PROVISIONERD_KEY and \
@@ -398,7 +400,7 @@ impl StartArgs {
             (Some(key), None) => key,
             (None, Some(path)) => Secret::from_file("--key-file", path)?,
         };
-        let tls = self.tls.load(&self.url)?;
+        let tls = self.tls.load_for(&urls)?;
         let name = match self.name {
             Some(n) => n,
             None => nix::unistd::gethostname()
@@ -445,7 +447,7 @@ impl StartArgs {
             }
         }
         Ok(DaemonConfig {
-            url: self.url.trim_end_matches('/').to_string(),
+            urls,
             key,
             tls,
             name,
@@ -518,13 +520,15 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
 // become the description of every subcommand that flattens it).
 #[derive(Debug, Args, Clone)]
 pub struct AdminArgs {
-    /// Coordinator URL.
+    /// Coordinator URL; several (comma-separated, or the flag repeated):
+    /// the first that connects is used.
     #[arg(
         long,
         env = "PROVISIONERD_URL",
+        value_delimiter = ',',
         default_value = "http://127.0.0.1:7800"
     )]
-    pub url: String,
+    pub url: Vec<String>,
     /// Admin token (written to DATA_DIR/admin-token on the coordinator's
     /// first start); wins over --token-file.
     #[arg(long, env = "PROVISIONERD_TOKEN", hide_env_values = true)]
@@ -563,6 +567,16 @@ impl ClientTlsArgs {
             self.tls_client_key.as_deref(),
         )
         .map_err(|e| e.to_string())
+    }
+
+    /// [`ClientTlsArgs::load`] checked against each URL (TLS flags need
+    /// https:// URLs); one set of TLS settings serves them all.
+    pub fn load_for(&self, urls: &[String]) -> Result<ClientTls, String> {
+        let mut tls = None;
+        for url in urls {
+            tls = Some(self.load(url)?);
+        }
+        tls.ok_or_else(|| "--url: no coordinator URL given".to_string())
     }
 }
 

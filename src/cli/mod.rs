@@ -3,6 +3,7 @@
 
 mod cancel;
 mod client;
+mod logs;
 mod pages;
 mod prebuilds;
 pub mod render;
@@ -12,16 +13,15 @@ pub use prebuilds::prebuilds;
 
 use std::collections::HashMap;
 
-use serde_json::json;
-use tokio_stream::StreamExt;
-
 use crate::config::{
     AdminArgs, BuildArgs, DaemonsCmd, JobsCmd, KeysCmd, Output, TemplatesCmd, WorkspacesCmd,
 };
 use crate::coordinator::store::JobStatus;
 use crate::proto::{self, Transition};
 use client::Client;
+use logs::print_logs;
 use render::{job_json, table, tags_text};
+use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -427,27 +427,6 @@ async fn pending_hint(mut c: Client, job_id: String) {
     for line in &job.routing {
         eprintln!("  {line}");
     }
-}
-
-async fn print_logs(c: &mut Client, job_id: &str, follow: bool) -> Result<(), CliError> {
-    let mut stream = c
-        .stream_job_logs(proto::StreamJobLogsRequest {
-            job_id: job_id.to_string(),
-            after_seq: 0,
-            follow,
-        })
-        .await?
-        .into_inner();
-    let mut stage = String::new();
-    while let Some(line) = stream.next().await {
-        let line = line?;
-        if line.stage != stage {
-            stage = line.stage.clone();
-            println!("==> {stage}");
-        }
-        println!("{}", render::log_line(&line));
-    }
-    Ok(())
 }
 
 pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {

@@ -162,8 +162,7 @@ impl Link {
                     Ok(Ok(None)) => LinkEvent::Stopped,
                     Ok(Err(e)) => LinkEvent::Fatal(e),
                     Err(e) => LinkEvent::Fatal(DaemonError::Fatal(format!(
-                        "connect to coordinator {}: connect task failed: {e}",
-                        self.connector.url
+                        "connect to coordinator: connect task failed: {e}"
                     ))),
                 }
             }
@@ -186,7 +185,13 @@ impl Link {
     }
 
     fn lose(&mut self) {
-        if let State::Up { since, .. } = self.state {
+        if let State::Up { since, ref session } = self.state {
+            // The next session tries the next URL first: this one just
+            // failed us (with one URL, the same again).
+            self.connector
+                .clients
+                .failover
+                .advance_from(session.coordinator);
             self.next_delay = if since.elapsed() < STABLE_AFTER {
                 self.flaps.next_delay()
             } else {

@@ -70,8 +70,9 @@ pub fn escalation_delay(drain_timeout: Duration, cancel_grace: Duration) -> Dura
 /// Validated daemon configuration (built from the clap flags in `config`).
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
-    /// Coordinator URL, e.g. `http://127.0.0.1:7800`.
-    pub url: String,
+    /// Coordinator URLs, e.g. `http://127.0.0.1:7800`: tried in turn (the
+    /// replicas of one coordinator, or one load-balanced name).
+    pub urls: Vec<String>,
     /// Provisioner key secret (sent as `authorization: Bearer <key>`).
     pub key: crate::grpc::Secret,
     /// Trust roots and client certificate for an https:// URL.
@@ -249,7 +250,7 @@ impl DaemonError {
 pub async fn run(cfg: DaemonConfig, shutdown: Shutdown) -> Result<(), DaemonError> {
     let (metrics, registry) = Metrics::new(&cfg.name);
     let ready = Arc::new(ops::Readiness::new(
-        &cfg.url,
+        &cfg.urls.join(" or "),
         cfg.cache_dir.clone(),
         cfg.terraform_path.clone(),
         shutdown.clone(),
@@ -302,10 +303,11 @@ async fn run_with(
             .clone()
             .sample_cache_dir(cfg.cache_dir.clone(), ops_stop.clone()),
     );
-    let client = rpc::client(&cfg)?;
+    let clients = rpc::client(&cfg)?;
+    let client = clients.any.clone();
     tracing::info!(
         name = %cfg.name,
-        url = %cfg.url,
+        url = %cfg.urls.join(","),
         cache_dir = %cfg.cache_dir.display(),
         "daemon starting"
     );
@@ -329,8 +331,7 @@ async fn run_with(
     });
     let lease_ms = Arc::new(AtomicU64::new(0));
     let connector = session::Connector {
-        client: client.clone(),
-        url: cfg.url.clone(),
+        clients,
         name: cfg.name.clone(),
         tracker: tracker.clone(),
         state,

@@ -4,14 +4,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::{DaemonConfig, DaemonError};
+use crate::grpc::failover::Failover;
 use crate::grpc::{self, Credentials};
 use crate::proto::provisioner_daemon_client::ProvisionerDaemonClient;
 
-pub(super) type Client = ProvisionerDaemonClient<InterceptedService<Channel, Credentials>>;
+pub(super) type Client = ProvisionerDaemonClient<InterceptedService<Failover, Credentials>>;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -26,27 +26,60 @@ pub(super) const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 /// retried for this long after the job started.
 const ACK_GRACE: Duration = Duration::from_secs(5);
 
-/// Builds the client. The channel connects lazily and reconnects by itself
-/// after a broken connection, so one client serves the whole daemon life:
+/// The clients of the coordinator URLs (`--url A,B`).
+#[derive(Clone)]
+pub(super) struct Clients {
+    /// Calls go to the current URL, the one the session last reached (a
+    /// transport failure moves on to the next).
+    pub(super) any: Client,
+    /// `pinned[i]` calls URL `i` only: one session attempt.
+    pub(super) pinned: Vec<Client>,
+    pub(super) failover: Failover,
+}
+
+/// Builds the clients. Each channel connects lazily and reconnects by
+/// itself after a broken connection, so they serve the whole daemon life:
 /// each session attempt and each unary retry rides a live connection.
-pub(super) fn client(cfg: &DaemonConfig) -> Result<Client, DaemonError> {
-    grpc::check_url(&cfg.url)
-        .map_err(|e| DaemonError::Fatal(format!("connect to coordinator {e}")))?;
-    grpc::tls::warn_if_plain(&cfg.url, "provisioner key");
-    let endpoint = grpc::tls::endpoint(&cfg.url, &cfg.tls)
-        .map_err(|e| DaemonError::Fatal(format!("connect to coordinator: {e}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
-        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true);
+pub(super) fn client(cfg: &DaemonConfig) -> Result<Clients, DaemonError> {
+    let urls = grpc::check_urls(&cfg.urls)
+        .map_err(|e| DaemonError::Fatal(format!("connect to coordinator: {e}")))?;
     let credentials = Credentials::bearer(cfg.key.expose())
         .and_then(|c| c.with_daemon_name(&cfg.name))
         .map_err(|e| DaemonError::Fatal(format!("read provisioner key: {e}")))?;
-    Ok(
-        ProvisionerDaemonClient::with_interceptor(endpoint.connect_lazy(), credentials)
+    let mut channels = Vec::with_capacity(urls.len());
+    for url in &urls {
+        grpc::tls::warn_if_plain(url, "provisioner key");
+        let endpoint = grpc::tls::endpoint(url, &cfg.tls)
+            .map_err(|e| DaemonError::Fatal(format!("connect to coordinator: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
+        channels.push(endpoint.connect_lazy());
+    }
+    let failover = Failover::new(urls, channels);
+    let with = |service: Failover| {
+        ProvisionerDaemonClient::with_interceptor(service, credentials.clone())
             .max_decoding_message_size(grpc::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES),
-    )
+            .max_encoding_message_size(grpc::MAX_MESSAGE_BYTES)
+    };
+    Ok(Clients {
+        any: with(failover.clone()),
+        pinned: (0..failover.len())
+            .map(|i| with(failover.pinned(i)))
+            .collect(),
+        failover,
+    })
+}
+
+/// A client of one URL, connecting lazily, with key "k" (unit tests).
+#[cfg(test)]
+pub(super) fn test_client(url: &str) -> Client {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect_lazy();
+    let failover = Failover::new(vec![url.to_string()], vec![channel]);
+    ProvisionerDaemonClient::with_interceptor(failover, Credentials::bearer("k").unwrap())
 }
 
 /// Whether the coordinator refused our credentials (never worth a retry).
@@ -119,7 +152,7 @@ mod tests {
     #[tokio::test]
     async fn only_bad_schemes_and_keys_are_refused_up_front() {
         let cfg = DaemonConfig {
-            url: "ftp://coord:7800".into(),
+            urls: vec!["ftp://coord:7800".into()],
             key: "k".into(),
             tls: Default::default(),
             name: "d".into(),
@@ -134,12 +167,12 @@ mod tests {
         let err = client(&cfg).err().unwrap().to_string();
         assert!(err.contains("must start with https:// or http://"), "{err}");
         let https = DaemonConfig {
-            url: "https://coord:7800".into(),
+            urls: vec!["http://coord:7800".into(), "https://coord:7801".into()],
             ..cfg.clone()
         };
         assert!(client(&https).is_ok());
         let bad_key = DaemonConfig {
-            url: "http://coord:7800".into(),
+            urls: vec!["http://coord:7800".into()],
             key: "a\nb".into(),
             ..cfg
         };

@@ -1,5 +1,6 @@
-//! The `Session` stream: opening it (Hello → Welcome), retrying until the
-//! coordinator is reachable, and the reader task that owns the inbound half.
+//! The `Session` stream: opening it (Hello → Welcome), retrying until a
+//! coordinator is reachable (round robin over `--url`), and the reader task
+//! that owns the inbound half.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use tonic::{Code, Status};
 
 use super::DaemonError;
 use super::backoff::Backoff;
-use super::rpc::{self, Client};
+use super::rpc::{self, Clients};
 use crate::proto::{
     CoordinatorMessage, DaemonMessage, Hello, StateUpdate, Welcome, coordinator_message,
     daemon_message,
@@ -38,6 +39,8 @@ pub(super) enum Inbound {
 /// One open session. Dropping it stops the reader and ends the outbound
 /// half, which closes the stream.
 pub(super) struct Session {
+    /// Which of the coordinator URLs it runs to.
+    pub(super) coordinator: usize,
     tx: mpsc::Sender<DaemonMessage>,
     rx: mpsc::Receiver<Inbound>,
     _reader: DropGuard,
@@ -67,8 +70,7 @@ impl Session {
 /// Opens sessions for one daemon identity.
 #[derive(Clone)]
 pub(super) struct Connector {
-    pub(super) client: Client,
-    pub(super) url: String,
+    pub(super) clients: Clients,
     pub(super) name: String,
     pub(super) tracker: TaskTracker,
     /// The daemon's current state, told in Hello so a daemon reconnecting
@@ -90,7 +92,9 @@ pub(super) struct Connector {
 impl Connector {
     /// Opens a session, retrying with backoff after `delay`, until it is
     /// welcomed (`Some`), `stop` fires (`None`), or the coordinator refuses
-    /// the key (an error: a bad key never fixes itself).
+    /// the key (an error: a bad key never fixes itself). Each failed
+    /// attempt moves on to the next URL; the backoff is slept once per
+    /// round of them, so a dead URL does not delay reaching a live one.
     pub(super) async fn connect(
         self,
         stop: CancellationToken,
@@ -105,22 +109,27 @@ impl Connector {
         let mut backoff = Backoff::new();
         // Since when our name has been held by a connected daemon.
         let mut conflict_since: Option<tokio::time::Instant> = None;
+        let failover = &self.clients.failover;
+        // Attempts since the last backoff sleep.
+        let mut in_round = 0;
         loop {
+            let i = failover.current();
+            let url = failover.url(i).to_string();
             let attempt = tokio::select! {
                 () = stop.cancelled() => return Ok(None),
-                r = self.open() => r,
+                r = self.open(i) => r,
             };
             let err = match attempt {
                 Ok(session) => return Ok(Some(session)),
                 Err(st) if rpc::is_auth_refusal(&st) => {
                     return Err(DaemonError::AuthRefused {
-                        url: self.url.clone(),
+                        url,
                         message: st.message().to_string(),
                     });
                 }
                 Err(st) if st.code() == Code::FailedPrecondition => {
                     // The name belongs to another key: final.
-                    return Err(self.name_taken(&st, ""));
+                    return Err(name_taken(&url, &st, ""));
                 }
                 Err(st) if st.code() == Code::AlreadyExists => {
                     // Likely our own previous session (a restart, a broken
@@ -133,7 +142,7 @@ impl Connector {
                              daemon or choose another --name",
                             humantime::format_duration(self.name_conflict_timeout)
                         );
-                        return Err(self.name_taken(&st, &advice));
+                        return Err(name_taken(&url, &st, &advice));
                     }
                     st
                 }
@@ -149,23 +158,34 @@ impl Connector {
             let hint = crate::grpc::tls::refusal_hint(&rpc::describe(&err));
             if let Some(hint) = hint.filter(|_| !self.welcomed.load(Ordering::Relaxed)) {
                 return Err(DaemonError::TlsRefused {
-                    url: self.url.clone(),
+                    url,
                     message: format!("{}; {hint}", rpc::describe(&err)),
                 });
             }
-            let mut wait = backoff.next_delay();
+            failover.advance_from(i);
+            in_round += 1;
+            let mut wait = if in_round < failover.len() {
+                Duration::ZERO
+            } else {
+                in_round = 0;
+                backoff.next_delay()
+            };
             if let Some(since) = conflict_since {
                 // The last try comes when the window closes, not a backoff
                 // step after it.
                 wait = wait.min(self.name_conflict_timeout.saturating_sub(since.elapsed()));
             }
             tracing::warn!(
-                url = %self.url,
+                url = %url,
                 error = %rpc::describe(&err),
-                hint = hint.unwrap_or(crate::grpc::tls::closed_hint(&self.url, &rpc::describe(&err))),
+                hint = hint.unwrap_or(crate::grpc::tls::closed_hint(&url, &rpc::describe(&err))),
+                next_url = %failover.url(failover.current()),
                 retry_in = ?wait,
                 "connect to coordinator failed; retrying"
             );
+            if wait.is_zero() {
+                continue;
+            }
             tokio::select! {
                 () = stop.cancelled() => return Ok(None),
                 () = tokio::time::sleep(wait) => {}
@@ -173,17 +193,9 @@ impl Connector {
         }
     }
 
-    /// The coordinator's refusal of our name, with `advice` appended.
-    fn name_taken(&self, st: &Status, advice: &str) -> DaemonError {
-        DaemonError::NameTaken {
-            url: self.url.clone(),
-            message: format!("{}{advice}", st.message()),
-        }
-    }
-
-    /// One attempt: open the stream, say Hello, wait for Welcome, then hand
-    /// the inbound half to a reader task.
-    async fn open(&self) -> Result<Session, Status> {
+    /// One attempt at URL `i`: open the stream, say Hello, wait for
+    /// Welcome, then hand the inbound half to a reader task.
+    async fn open(&self, i: usize) -> Result<Session, Status> {
         let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let state = self.state.borrow().clone();
         let hello = daemon_message::Msg::Hello(Hello {
@@ -194,7 +206,7 @@ impl Connector {
         });
         tx.try_send(DaemonMessage { msg: Some(hello) })
             .map_err(|_| Status::internal("queue Hello: outbound buffer unavailable"))?;
-        let mut client = self.client.clone();
+        let mut client = self.clients.pinned[i].clone();
         let handshake = async {
             let mut stream = client.session(ReceiverStream::new(rx)).await?.into_inner();
             match stream.message().await? {
@@ -212,7 +224,10 @@ impl Connector {
         let (stream, welcome) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
             .await
             .map_err(|_| Status::deadline_exceeded("open session: no Welcome within 10s"))??;
-        log_welcome(&welcome);
+        let failover = &self.clients.failover;
+        log_welcome(&welcome, failover.url(i));
+        // The unary calls (job updates, finishes) follow the session.
+        failover.set_current(i);
         self.lease_ms.store(welcome.job_lease_ms, Ordering::Relaxed);
         self.welcomed.store(true, Ordering::Relaxed);
 
@@ -220,6 +235,7 @@ impl Connector {
         let stop = CancellationToken::new();
         self.tracker.spawn(read(stream, in_tx, stop.clone()));
         Ok(Session {
+            coordinator: i,
             tx,
             rx: in_rx,
             _reader: stop.drop_guard(),
@@ -227,9 +243,18 @@ impl Connector {
     }
 }
 
-fn log_welcome(w: &Welcome) {
+/// The coordinator's refusal of our name, with `advice` appended.
+fn name_taken(url: &str, st: &Status, advice: &str) -> DaemonError {
+    DaemonError::NameTaken {
+        url: url.to_string(),
+        message: format!("{}{advice}", st.message()),
+    }
+}
+
+fn log_welcome(w: &Welcome, url: &str) {
     let tags: crate::tags::Tags = w.tags.clone().into_iter().collect();
     tracing::info!(
+        url = %url,
         daemon_id = %w.daemon_id,
         key = %w.key_name,
         tags = %crate::tags::display(&tags),

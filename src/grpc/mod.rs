@@ -2,6 +2,7 @@
 //! credentials interceptor and how transport errors are described; TLS in
 //! [`tls`], secrets that never print in [`secret`].
 
+pub mod failover;
 pub mod limits;
 pub mod secret;
 pub mod tls;
@@ -25,6 +26,21 @@ pub fn check_url(url: &str) -> Result<(), String> {
     } else {
         Err(format!("{url:?}: must start with https:// or http://"))
     }
+}
+
+/// The coordinator URLs of `--url` (comma-separated and/or repeated), each
+/// checked by [`check_url`], without a trailing `/`; at least one.
+pub fn check_urls(urls: &[String]) -> Result<Vec<String>, String> {
+    if urls.is_empty() {
+        return Err("--url: no coordinator URL given".into());
+    }
+    urls.iter()
+        .map(|u| {
+            let u = u.trim();
+            check_url(u).map_err(|e| format!("--url {e}"))?;
+            Ok(u.trim_end_matches('/').to_string())
+        })
+        .collect()
 }
 
 /// Adds `authorization: Bearer <secret>` (a provisioner key or the admin

@@ -392,9 +392,10 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// `url` may list several, comma-separated (as `--url` does).
     pub fn config(url: &str, key: &str, name: &str, cache_dir: &Path) -> DaemonConfig {
         DaemonConfig {
-            url: url.to_string(),
+            urls: url.split(',').map(str::to_string).collect(),
             key: key.into(),
             tls: Default::default(),
             name: name.to_string(),

@@ -23,7 +23,7 @@ use crate::template;
 
 /// Two resources: `a` is created (and in the state) at once; `w` prints
 /// `line-1..=n`, one every `pause` seconds, then sleeps `tail` seconds.
-fn slow(n: u32, pause: &str, tail: u32) -> String {
+pub(crate) fn slow(n: u32, pause: &str, tail: u32) -> String {
     format!(
         r#"
 resource "terraform_data" "a" {{}}
@@ -57,7 +57,7 @@ fn assert_gapless(job: &Job, logs: &[LogLine]) {
 }
 
 /// Waits until the job's logs show `line-n`.
-async fn wait_line(coord: &Coord, job: &str, n: u64) {
+pub(crate) async fn wait_line(coord: &Coord, job: &str, n: u64) {
     let deadline = Instant::now() + TIMEOUT;
     while !numbered(&coord.logs(job).await).contains(&n) {
         assert!(

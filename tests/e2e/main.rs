@@ -18,6 +18,7 @@ mod claim;
 mod cli;
 mod connections;
 mod datadir;
+mod failover;
 mod faults;
 mod finish_commit;
 mod large;

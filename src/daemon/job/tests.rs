@@ -3,7 +3,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 
 use super::report::{FORCED_REPORT_BUDGET, deadline, give_up, lease_failure, spool_failure};
 use super::*;
@@ -11,13 +10,10 @@ use crate::daemon::backlog::Backlog;
 use crate::daemon::batch::BatchPolicy;
 use crate::daemon::recover;
 use crate::daemon::{REPORT_BUDGET, spool};
-use crate::grpc::Credentials;
-use crate::proto::provisioner_daemon_client::ProvisionerDaemonClient;
 use crate::proto::{JobOutcome, LogLine};
 
 fn client(url: String) -> Client {
-    let channel = Endpoint::from_shared(url).unwrap().connect_lazy();
-    ProvisionerDaemonClient::with_interceptor(channel, Credentials::bearer("k").unwrap())
+    crate::daemon::rpc::test_client(&url)
 }
 
 fn ctx(client: Client, dir: &Path) -> JobCtx {

@@ -1,14 +1,10 @@
 use super::*;
 use crate::daemon::spool;
-use crate::grpc::Credentials;
-use crate::proto::provisioner_daemon_client::ProvisionerDaemonClient;
-use tonic::transport::Endpoint;
 
 /// A client whose every call fails as with a coordinator that is down.
 fn unreachable() -> Client {
     // Port 1 on loopback: nothing listens, connecting is refused.
-    let channel = Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
-    ProvisionerDaemonClient::with_interceptor(channel, Credentials::bearer("k").unwrap())
+    crate::daemon::rpc::test_client("http://127.0.0.1:1")
 }
 
 /// A shipper for job `j1`, started now.
