@@ -53,7 +53,9 @@ case "$cmd" in
       as_owner "$(find_bin initdb)" -D "$dir/data" -A trust -U postgres --no-sync \
         >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
-    port=$(free_port)
+    # A restart keeps its port: the URLs handed out stay true.
+    if [ -f "$dir/port" ]; then port=$(cat "$dir/port"); else port=$(free_port); fi
+    echo "$port" >"$dir/port"
     # Many replicas and test processes share one server: room for their pools.
     as_owner "$(find_bin pg_ctl)" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
       -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off \

@@ -2,6 +2,7 @@
 //! process, running real terraform (installed by scripts/install-terraform.sh).
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod procs;
 
 #[path = "../tools/mod.rs"]
@@ -65,12 +66,36 @@ impl Coord {
             prebuild_failure_hard_limit: 3,
             offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
             connections: Default::default(),
-
             database_url: provisionerd::coordinator::store::testdb::url_for(data_dir).unwrap(),
-
             database_pool: 16,
-
             admin_token_file: None,
+        })
+        .await
+    }
+
+    /// A replica serving the PostgreSQL database at `database_url`, with
+    /// the admin token `token` (`--admin-token-file`; also left in its data
+    /// dir, where [`Coord::start_config`] reads it).
+    pub async fn start_replica(data_dir: &Path, database_url: &str, token: &str) -> Coord {
+        std::fs::create_dir_all(data_dir).unwrap();
+        let token_file = data_dir.join("admin-token");
+        std::fs::write(&token_file, token).unwrap();
+        Self::start_config(ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: data_dir.to_path_buf(),
+            allow_new_database: false,
+            job_lease: Duration::from_secs(60),
+            tls: None,
+            archive_limits: Default::default(),
+            max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
+            metrics_address: None,
+            prebuild_reconcile_interval: None,
+            prebuild_failure_hard_limit: 3,
+            offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
+            connections: Default::default(),
+            database_url: Some(database_url.to_string()),
+            database_pool: 8,
+            admin_token_file: Some(token_file),
         })
         .await
     }
@@ -93,11 +118,8 @@ impl Coord {
             prebuild_failure_hard_limit: 3,
             offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
             connections: Default::default(),
-
             database_url: provisionerd::coordinator::store::testdb::url_for(data_dir).unwrap(),
-
             database_pool: 16,
-
             admin_token_file: None,
         })
         .await

@@ -120,7 +120,9 @@ pub async fn serve_with(
     args.extend(extra);
     // The tests' engine: PostgreSQL when PROVISIONERD_TEST_DATABASE_URL is set.
     let url = provisionerd::coordinator::store::testdb::url_for(data_dir).unwrap();
-    if let Some(url) = &url {
+    if let Some(url) = &url
+        && !extra.contains(&"--database-url")
+    {
         args.extend(["--database-url", url.as_str()]);
     }
     let p = Proc::spawn(&args, &[], &log);

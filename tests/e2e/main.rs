@@ -30,6 +30,7 @@ mod prebuilds;
 mod queue;
 mod raw;
 mod replace;
+mod replicas;
 mod routing;
 mod secrets;
 mod templates;

@@ -19,14 +19,19 @@ pub const SERVER_ENV: &str = "PROVISIONERD_TEST_DATABASE_URL";
 /// The PostgreSQL URL for `dir`, its schema made if new; `None` when the
 /// tests run on SQLite.
 pub fn url_for(dir: &Path) -> Result<Option<String>> {
-    let Some(server) = std::env::var(SERVER_ENV).ok().filter(|s| !s.is_empty()) else {
-        return Ok(None);
-    };
+    match std::env::var(SERVER_ENV).ok().filter(|s| !s.is_empty()) {
+        Some(server) => url_on(&server, dir).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The URL of `dir`'s schema on the server at `server`, made if new.
+pub fn url_on(server: &str, dir: &Path) -> Result<String> {
     // As given (made absolute): the dir may not exist yet.
     let path = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let digest = hex::encode(Sha256::digest(path.to_string_lossy().as_bytes()));
     let schema = format!("t_{}", &digest[..20]);
-    let pool = super::db::Pool::new(&server, 1)?;
+    let pool = super::db::Pool::new(server, 1)?;
     let conn = pool.get()?;
     match conn.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")) {
         // Two processes making it at once: one wins, both may go on.
@@ -34,9 +39,7 @@ pub fn url_for(dir: &Path) -> Result<Option<String>> {
         _ => {}
     }
     let sep = if server.contains('?') { '&' } else { '?' };
-    Ok(Some(format!(
-        "{server}{sep}options=-csearch_path%3D{schema}"
-    )))
+    Ok(format!("{server}{sep}options=-csearch_path%3D{schema}"))
 }
 
 /// A store for `dir` on the tests' engine (see the module doc).
