@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod proxy;
 pub mod procs;
 
 #[path = "../tools/mod.rs"]

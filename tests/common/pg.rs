@@ -22,6 +22,12 @@ impl Server {
         {
             return Server { url, dir: None };
         }
+        Self::start_own()
+    }
+
+    /// A server of this test's own, even when the suite has one: for a
+    /// test that stops and restarts it.
+    pub fn start_own() -> Server {
         let dir = tempfile::Builder::new()
             .prefix("pg-")
             .tempdir()
@@ -55,13 +61,24 @@ impl Server {
         provisionerd::coordinator::store::testdb::url_on(&self.url, dir).unwrap()
     }
 
-    /// Restarts the server (this test's own only).
-    pub fn restart(&self) {
-        let dir = self.dir.as_ref().expect("restart: a server this test started");
-        for cmd in ["stop", "start"] {
-            let out = Command::new(script()).arg(cmd).arg(dir).output().unwrap();
-            assert!(out.status.success(), "postgres.sh {cmd}: {}", String::from_utf8_lossy(&out.stderr));
-        }
+    /// Stops the server (this test's own; see [`Server::start_own`]).
+    pub fn stop(&self) {
+        self.run("stop");
+    }
+
+    /// Starts it again, on the same port.
+    pub fn resume(&self) {
+        self.run("start");
+    }
+
+    fn run(&self, cmd: &str) {
+        let dir = self.dir.as_ref().expect("a server this test started");
+        let out = Command::new(script()).arg(cmd).arg(dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "postgres.sh {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

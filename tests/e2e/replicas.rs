@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::common::pg::Server;
 use crate::common::{Coord, Daemon, procs, wait_connected};
 use crate::faults::{slow, wait_line};
+use crate::ops_coordinator::{http_get, ops_addr};
 use crate::template;
 
 const TOKEN: &str = "pda_replicas_test_token_0123456789";
@@ -164,4 +165,125 @@ async fn a_replica_killed_mid_job_loses_no_line_and_keeps_the_state() {
     let next = b.build("ws", provisionerd::proto::Transition::Stop).await;
     b.wait_succeeded(&next).await;
     d.stop().await.unwrap();
+}
+
+/// PostgreSQL stopped mid-job and started again: the replicas say they are
+/// not ready (and why) while it is away, the daemon keeps running its job
+/// and keeps its lines, and once the database is back the job completes
+/// with every line stored once and its state kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_restarted_mid_job_loses_and_doubles_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Server::start_own();
+    let db = pg.database(&tmp.path().join("db"));
+    let mut procs_ = Vec::new();
+    let mut urls = Vec::new();
+    for i in 0..2 {
+        let data = tmp.path().join(format!("r{i}"));
+        std::fs::create_dir_all(&data).unwrap();
+        let token_file = data.join("admin-token");
+        std::fs::write(&token_file, TOKEN).unwrap();
+        let (p, url, _) = procs::serve_with(
+            &data,
+            "127.0.0.1:0",
+            "60s",
+            &[
+                "--database-url",
+                &db,
+                "--admin-token-file",
+                token_file.to_str().unwrap(),
+                "--metrics-address",
+                "127.0.0.1:0",
+            ],
+        )
+        .await;
+        procs_.push(p);
+        urls.push(url);
+    }
+    let ops = ops_addr(&procs_[1]).await;
+    assert_eq!(http_get(&ops, "/readyz").await.0, 200);
+    let a = Coord::attach(&urls[0], &tmp.path().join("r0"), TOKEN);
+    let key = a.create_key("k", &[]).await;
+    let dir = template(tmp.path(), "t", &slow(60, "0.2", 0));
+    let import = a.push("t", &dir, &[]).await;
+    let d = Daemon::start(&urls.join(","), &key, "d1", &tmp.path().join("c1"));
+    a.wait_succeeded(&import).await;
+    let job = a.create_workspace("ws", "t", "alice", &[]).await;
+    wait_line(&a, &job, 5).await;
+
+    pg.stop();
+    // Not ready, saying why, while the database is away.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (code, body) = http_get(&ops, "/readyz").await;
+        if code == 503 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "/readyz stayed {code}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(body.contains("database"), "/readyz names the database: {body}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pg.resume();
+
+    let done = a.wait_succeeded(&job).await;
+    let logs = a.logs(&job).await;
+    let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, (1..=done.log_count).collect::<Vec<_>>(), "seqs 1..=N once");
+    let numbered: Vec<u64> = logs
+        .iter()
+        .filter_map(|l| l.output.rsplit_once("line-")?.1.parse().ok())
+        .collect();
+    assert_eq!(numbered, (1..=60).collect::<Vec<_>>(), "every line once, in order");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while http_get(&ops, "/readyz").await.0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "ready again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    d.stop().await.unwrap();
+}
+
+/// A replica cut off from the database hands out no work: a job queued
+/// meanwhile waits for a daemon of a replica that can reach the database,
+/// instead of going to the cut-off replica's idle daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_cut_off_from_the_database_hands_out_no_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Server::start();
+    let db = pg.database(&tmp.path().join("db"));
+    let pg_addr: std::net::SocketAddr = {
+        let cfg: tokio_postgres::Config = db.parse().unwrap();
+        let host = match &cfg.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            h => panic!("a TCP host, not {h:?}"),
+        };
+        format!("{host}:{}", cfg.get_ports()[0]).parse().unwrap()
+    };
+    let proxy = crate::common::proxy::Proxy::start(pg_addr).await;
+    let via_proxy = db.replacen(&pg_addr.to_string(), &proxy.addr.to_string(), 1);
+    assert_ne!(via_proxy, db);
+    let cut_off = Coord::start_replica(&tmp.path().join("r0"), &via_proxy, TOKEN).await;
+    let healthy = Coord::start_replica(&tmp.path().join("r1"), &db, TOKEN).await;
+    let key = healthy.create_key("k", &[]).await;
+    let dir = template(tmp.path(), "t", crate::QUICK);
+    let import = healthy.push("t", &dir, &[]).await;
+    // Its only daemon works through the replica about to be cut off.
+    let d0 = Daemon::start(&cut_off.url, &key, "d0", &tmp.path().join("c0"));
+    healthy.wait_succeeded(&import).await;
+
+    proxy.cut();
+    let job = healthy.create_workspace("ws", "t", "alice", &[]).await;
+    // Well past a dispatch and a heartbeat: still nobody's.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let j = healthy.job(&job).await;
+    assert_eq!(j.status, "pending", "the cut-off replica handed it out: {j:?}");
+    let d1 = Daemon::start(&healthy.url, &key, "d1", &tmp.path().join("c1"));
+    let done = healthy.wait_succeeded(&job).await;
+    assert_eq!(done.daemon, "d1");
+
+    proxy.heal();
+    d0.stop().await.unwrap();
+    d1.stop().await.unwrap();
+    healthy.stop().await;
+    cut_off.stop().await;
 }
