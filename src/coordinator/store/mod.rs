@@ -298,8 +298,13 @@ impl Store {
     /// [`TxKind::Write`]), so a read inside `f` is never stale by the time
     /// `f` writes.
     fn write<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.transaction(TxKind::Write, f)
+    }
+
+    /// Runs `f` as one transaction of `kind`, committed if it returns `Ok`.
+    fn transaction<T>(&self, kind: TxKind, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.conn()?;
-        let tx = conn.begin(TxKind::Write)?;
+        let tx = conn.begin(kind)?;
         let out = f(&conn)?;
         tx.commit()?;
         Ok(out)

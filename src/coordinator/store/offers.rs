@@ -75,9 +75,10 @@ impl Store {
     /// Picks the best pending job this daemon may take — people's jobs
     /// before prebuilds, then oldest first — and marks it offered to the
     /// daemon. The UPDATE is conditional on the row still being claimable,
-    /// so the claim stays exclusive with a database shared by writers.
+    /// so the claim stays exclusive with a database shared by writers
+    /// (on PostgreSQL it takes no writers' lock: see `TxKind::Claim`).
     pub fn claim(&self, daemon_id: &str, daemon_tags: &Tags) -> Result<Option<Offer>> {
-        self.write(|tx| {
+        self.transaction(super::db::TxKind::Claim, |tx| {
             let sets = self
                 .sets
                 .lock()
@@ -85,7 +86,8 @@ impl Store {
                 .matching(tx, daemon_tags)?;
             // A writer sharing the database may take the head between our
             // read and our UPDATE: then look again, until a claim lands or
-            // nothing is left.
+            // nothing is left. (PostgreSQL: each statement reads what is
+            // committed, so the next look sees the other claim.)
             loop {
                 let Some(id) = best_head(tx, &sets)? else {
                     return Ok(None);

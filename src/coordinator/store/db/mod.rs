@@ -40,6 +40,12 @@ pub enum TxKind {
     Write,
     /// Reads only, all seeing the same state.
     Read,
+    /// A claim: writes one row with a statement conditional on it, so it
+    /// is exclusive by itself. PostgreSQL runs it without the writers'
+    /// lock (claims on several replicas, and other writes, go on at once;
+    /// two claims of one row: the second's UPDATE waits for the first and
+    /// then finds the row taken). SQLite: as `Write`.
+    Claim,
 }
 
 impl Connection {

@@ -104,6 +104,7 @@ impl PgConn {
         match kind {
             TxKind::Write => self.batch(&BEGIN_WRITE),
             TxKind::Read => self.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            TxKind::Claim => self.batch("BEGIN ISOLATION LEVEL READ COMMITTED"),
         }
     }
 

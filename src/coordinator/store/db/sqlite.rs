@@ -6,7 +6,7 @@ pub(super) fn begin(c: &rusqlite::Connection, kind: TxKind) -> Result<()> {
     // Immediate: the write lock is taken first, so a read inside the
     // transaction is never stale by the time it writes.
     c.execute_batch(match kind {
-        TxKind::Write => "BEGIN IMMEDIATE",
+        TxKind::Write | TxKind::Claim => "BEGIN IMMEDIATE",
         TxKind::Read => "BEGIN",
     })?;
     Ok(())
