@@ -421,6 +421,12 @@ async fn replica_heartbeat(hub: Arc<Hub>, shutdown: CancellationToken) {
         if failing {
             tracing::info!("replica heartbeat: database reachable again");
             failing = false;
+            // Before the reaper can judge them: daemons could not report
+            // while the database was away.
+            let store = hub.store.clone();
+            if let Err(e) = store::blocking(move || store.extend_leases()).await {
+                tracing::warn!(error = %e, "extend running jobs' leases after the outage");
+            }
         }
         if beat.revived {
             tracing::warn!(

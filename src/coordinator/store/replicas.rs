@@ -111,6 +111,18 @@ impl Store {
         })
     }
 
+    /// The database is back after an outage: daemons could not report
+    /// while it was away, so running jobs' leases count from now (as at a
+    /// start), not from their last update.
+    pub fn extend_leases(&self) -> Result<usize> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE jobs SET updated_at = ?1 WHERE status IN ('running', 'canceling')",
+                [now_ms()],
+            )?)
+        })
+    }
+
     /// Replicas with a recent heartbeat, this one included.
     pub fn live_replicas(&self) -> Result<u64> {
         self.read(|c| {
