@@ -50,13 +50,17 @@ resource "terraform_data" "w" {{
     let mut jobs = BTreeMap::new();
     for i in 0..12 {
         let r = &replicas[i % 3];
-        let id = r.create_workspace(&format!("p{i}"), "t", "prebuilds", &[]).await;
+        let id = r
+            .create_workspace(&format!("p{i}"), "t", "prebuilds", &[])
+            .await;
         jobs.insert(id, false);
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
     for i in 0..12 {
         let r = &replicas[i % 3];
-        let id = r.create_workspace(&format!("h{i}"), "t", "alice", &[]).await;
+        let id = r
+            .create_workspace(&format!("h{i}"), "t", "alice", &[])
+            .await;
         jobs.insert(id, true);
     }
     let daemons: Vec<Daemon> = (0..12)
@@ -123,7 +127,12 @@ async fn a_replica_killed_mid_job_loses_no_line_and_keeps_the_state() {
             &data,
             "127.0.0.1:0",
             "60s",
-            &["--database-url", &db, "--admin-token-file", token_file.to_str().unwrap()],
+            &[
+                "--database-url",
+                &db,
+                "--admin-token-file",
+                token_file.to_str().unwrap(),
+            ],
         )
         .await;
         procs_.push(p);
@@ -144,12 +153,20 @@ async fn a_replica_killed_mid_job_loses_no_line_and_keeps_the_state() {
     let done = b.wait_succeeded(&job).await;
     let logs = b.logs(&job).await;
     let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
-    assert_eq!(seqs, (1..=done.log_count).collect::<Vec<_>>(), "seqs 1..=N once");
+    assert_eq!(
+        seqs,
+        (1..=done.log_count).collect::<Vec<_>>(),
+        "seqs 1..=N once"
+    );
     let numbered: Vec<u64> = logs
         .iter()
         .filter_map(|l| l.output.rsplit_once("line-")?.1.parse().ok())
         .collect();
-    assert_eq!(numbered, (1..=40).collect::<Vec<_>>(), "every line once, in order");
+    assert_eq!(
+        numbered,
+        (1..=40).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
     let pool = provisionerd::coordinator::store::db::Pool::new(&db, 1).unwrap();
     let state: Vec<u8> = pool
         .get()
@@ -219,22 +236,36 @@ async fn postgres_restarted_mid_job_loses_and_doubles_nothing() {
         if code == 503 {
             break body;
         }
-        assert!(std::time::Instant::now() < deadline, "/readyz stayed {code}: {body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz stayed {code}: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(body.contains("database"), "/readyz names the database: {body}");
+    assert!(
+        body.contains("database"),
+        "/readyz names the database: {body}"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     pg.resume();
 
     let done = a.wait_succeeded(&job).await;
     let logs = a.logs(&job).await;
     let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
-    assert_eq!(seqs, (1..=done.log_count).collect::<Vec<_>>(), "seqs 1..=N once");
+    assert_eq!(
+        seqs,
+        (1..=done.log_count).collect::<Vec<_>>(),
+        "seqs 1..=N once"
+    );
     let numbered: Vec<u64> = logs
         .iter()
         .filter_map(|l| l.output.rsplit_once("line-")?.1.parse().ok())
         .collect();
-    assert_eq!(numbered, (1..=60).collect::<Vec<_>>(), "every line once, in order");
+    assert_eq!(
+        numbered,
+        (1..=60).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while http_get(&ops, "/readyz").await.0 != 200 {
         assert!(std::time::Instant::now() < deadline, "ready again");
@@ -276,7 +307,10 @@ async fn a_replica_cut_off_from_the_database_hands_out_no_work() {
     // Well past a dispatch and a heartbeat: still nobody's.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let j = healthy.job(&job).await;
-    assert_eq!(j.status, "pending", "the cut-off replica handed it out: {j:?}");
+    assert_eq!(
+        j.status, "pending",
+        "the cut-off replica handed it out: {j:?}"
+    );
     let d1 = Daemon::start(&healthy.url, &key, "d1", &tmp.path().join("c1"));
     let done = healthy.wait_succeeded(&job).await;
     assert_eq!(done.daemon, "d1");
