@@ -13,6 +13,36 @@ use crate::template;
 
 const TOKEN: &str = "pda_replicas_test_token_0123456789";
 
+/// `n` replicas as `provisionerd serve` processes on `db`, each with the
+/// test's admin token (`--admin-token-file`, left where the harness reads
+/// it) and `extra` flags: the processes and their URLs.
+async fn serve_replicas(
+    root: &std::path::Path,
+    db: &str,
+    n: usize,
+    extra: &[&str],
+) -> (Vec<procs::Proc>, Vec<String>) {
+    let mut procs_ = Vec::new();
+    let mut urls = Vec::new();
+    for i in 0..n {
+        let data = root.join(format!("r{i}"));
+        std::fs::create_dir_all(&data).unwrap();
+        let token_file = data.join("admin-token");
+        std::fs::write(&token_file, TOKEN).unwrap();
+        let mut args = vec![
+            "--database-url",
+            db,
+            "--admin-token-file",
+            token_file.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let (p, url, _) = procs::serve_with(&data, "127.0.0.1:0", "60s", &args).await;
+        procs_.push(p);
+        urls.push(url);
+    }
+    (procs_, urls)
+}
+
 /// Three replicas, twelve daemons spread over them, and a queue of
 /// prebuilds older than the people's jobs: every job runs exactly once,
 /// and the people's go first even though they are newer.
@@ -114,30 +144,7 @@ async fn a_replica_killed_mid_job_loses_no_line_and_keeps_the_state() {
     let tmp = tempfile::tempdir().unwrap();
     let pg = Server::start();
     let db = pg.database(&tmp.path().join("db"));
-    let mut procs_ = Vec::new();
-    let mut urls = Vec::new();
-    for i in 0..3 {
-        let data = tmp.path().join(format!("r{i}"));
-        // Where `serve` would write a first-start token (and the harness
-        // reads it): the token every replica is given.
-        std::fs::create_dir_all(&data).unwrap();
-        let token_file = data.join("admin-token");
-        std::fs::write(&token_file, TOKEN).unwrap();
-        let (p, url, _) = procs::serve_with(
-            &data,
-            "127.0.0.1:0",
-            "60s",
-            &[
-                "--database-url",
-                &db,
-                "--admin-token-file",
-                token_file.to_str().unwrap(),
-            ],
-        )
-        .await;
-        procs_.push(p);
-        urls.push(url);
-    }
+    let (mut procs_, urls) = serve_replicas(tmp.path(), &db, 3, &[]).await;
     let a = Coord::attach(&urls[0], &tmp.path().join("r0"), TOKEN);
     let b = Coord::attach(&urls[1], &tmp.path().join("r1"), TOKEN);
     let key = a.create_key("k", &[]).await;
@@ -193,30 +200,8 @@ async fn postgres_restarted_mid_job_loses_and_doubles_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let pg = Server::start_own();
     let db = pg.database(&tmp.path().join("db"));
-    let mut procs_ = Vec::new();
-    let mut urls = Vec::new();
-    for i in 0..2 {
-        let data = tmp.path().join(format!("r{i}"));
-        std::fs::create_dir_all(&data).unwrap();
-        let token_file = data.join("admin-token");
-        std::fs::write(&token_file, TOKEN).unwrap();
-        let (p, url, _) = procs::serve_with(
-            &data,
-            "127.0.0.1:0",
-            "60s",
-            &[
-                "--database-url",
-                &db,
-                "--admin-token-file",
-                token_file.to_str().unwrap(),
-                "--metrics-address",
-                "127.0.0.1:0",
-            ],
-        )
-        .await;
-        procs_.push(p);
-        urls.push(url);
-    }
+    let (procs_, urls) =
+        serve_replicas(tmp.path(), &db, 2, &["--metrics-address", "127.0.0.1:0"]).await;
     let ops = ops_addr(&procs_[1]).await;
     assert_eq!(http_get(&ops, "/readyz").await.0, 200);
     let a = Coord::attach(&urls[0], &tmp.path().join("r0"), TOKEN);
