@@ -185,22 +185,30 @@ pub fn set_paused(hub: &Hub, paused: bool) -> Result<proto::PrebuildStatus> {
     status(hub)
 }
 
-/// The reconciler: runs every `interval` (and at once on resume) until
-/// `shutdown`. The only code that creates or destroys prebuilt workspaces.
+/// The reconciler: runs every `interval` (and at once on resume, and on
+/// becoming the leader) until `shutdown`. The only code that creates or
+/// destroys prebuilt workspaces; it acts only on the cluster's leader, so
+/// one replica at a time does.
 pub async fn run(hub: std::sync::Arc<Hub>, interval: Duration, shutdown: CancellationToken) {
     tracing::info!(interval = ?interval, "prebuilds: reconciler started");
+    let mut leadership = hub.cluster.leadership();
     loop {
-        // The store is synchronous: off the async workers.
-        let pass = hub.clone();
-        match tokio::task::spawn_blocking(move || reconcile(&pass)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "prebuilds: reconcile"),
-            Err(e) => tracing::error!(error = %e, "prebuilds: reconcile task"),
+        if hub.cluster.is_leader() {
+            // The store is synchronous: off the async workers.
+            let pass = hub.clone();
+            match tokio::task::spawn_blocking(move || reconcile(&pass)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "prebuilds: reconcile"),
+                Err(e) => tracing::error!(error = %e, "prebuilds: reconcile task"),
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
             _ = hub.prebuilds.wake.notified() => {}
+            // A replica that never changes leadership (SQLite) has no
+            // sender: the branch is then off.
+            Ok(()) = leadership.changed() => {}
         }
     }
 }

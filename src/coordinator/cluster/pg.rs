@@ -1,0 +1,273 @@
+//! Events over PostgreSQL: one dedicated connection `LISTEN`s (and comes
+//! back after a drop, with a resync for what it may have missed), another
+//! sends what this replica publishes as `NOTIFY`s.
+
+use std::future::poll_fn;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Socket, Statement};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{CHANNEL, ClusterError, Event};
+
+pub(super) type Conn = tokio_postgres::Connection<Socket, NoTlsStream>;
+
+/// A `NOTIFY` payload must stay under 8000 bytes.
+const MAX_PAYLOAD: usize = 7900;
+/// Events sent in one statement at most.
+const MAX_BATCH: usize = 256;
+/// Reconnect delays: from the first to the longest.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MOST: Duration = Duration::from_secs(2);
+
+/// The connection settings for `url`, with TCP keepalives short enough
+/// that a replica cut off from the database notices within seconds (an
+/// idle LISTEN connection would otherwise wait for the kernel's hours).
+pub(super) fn config(url: &str) -> Result<Config, ClusterError> {
+    let mut c = Config::from_str(url).map_err(|e| ClusterError::Url(e.to_string()))?;
+    c.application_name("provisionerd-coordinator")
+        .connect_timeout(Duration::from_secs(5))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(1))
+        .keepalives_retries(3);
+    Ok(c)
+}
+
+/// A growing delay between reconnects.
+pub(super) struct Backoff(Duration);
+
+impl Backoff {
+    pub(super) fn new() -> Backoff {
+        Backoff(BACKOFF_FIRST)
+    }
+
+    pub(super) fn next(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(BACKOFF_MOST);
+        d
+    }
+}
+
+/// Sleeps `d`; false if `shutdown` came first.
+pub(super) async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// Connects and runs `LISTEN`, driving the connection meanwhile.
+async fn subscribe(config: &Config) -> Result<(Client, Conn), String> {
+    let (client, mut conn) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+    let listened = {
+        let sql = format!("LISTEN {CHANNEL}");
+        let listen = client.batch_execute(&sql);
+        tokio::pin!(listen);
+        loop {
+            tokio::select! {
+                r = &mut listen => break r.map_err(|e| e.to_string()),
+                m = poll_fn(|cx| conn.poll_message(cx)) => match m {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break Err(e.to_string()),
+                    None => break Err("the server closed the connection".to_string()),
+                },
+            }
+        }
+    };
+    listened.map(|()| (client, conn))
+}
+
+/// Connects the listen connection (an error here stops the start), then
+/// hands it to a task that feeds `inbox` until `shutdown`.
+pub(super) async fn listen(
+    config: &Config,
+    tasks: &TaskTracker,
+    shutdown: CancellationToken,
+    inbox: mpsc::Sender<Event>,
+) -> Result<(), ClusterError> {
+    let (client, conn) = subscribe(config).await.map_err(ClusterError::Connect)?;
+    tasks.spawn(listener(config.clone(), client, conn, inbox, shutdown));
+    Ok(())
+}
+
+/// Delivers notifications to the inbox; reconnects after a drop and then
+/// delivers a resync, because events sent meanwhile are gone.
+async fn listener(
+    config: Config,
+    mut client: Client,
+    mut conn: Conn,
+    inbox: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let why = loop {
+            let m = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                m = poll_fn(|cx| conn.poll_message(cx)) => m,
+            };
+            match m {
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    match serde_json::from_str::<Event>(n.payload()) {
+                        Ok(event) => {
+                            if !deliver(&inbox, event, &shutdown).await {
+                                return;
+                            }
+                        }
+                        // Another version's event: what it meant is unknown.
+                        Err(e) => {
+                            tracing::warn!(error = %e, payload = n.payload(), "cluster: an event this version does not know; resyncing");
+                            if !deliver(&inbox, Event::Resync, &shutdown).await {
+                                return;
+                            }
+                        }
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break e.to_string(),
+                None => break "the server closed the connection".to_string(),
+            }
+        };
+        drop(client);
+        tracing::warn!(error = %why, "cluster: lost the event connection (LISTEN); reconnecting");
+        let mut backoff = Backoff::new();
+        let mut tries = 0u32;
+        (client, conn) = loop {
+            if !pause(backoff.next(), &shutdown).await {
+                return;
+            }
+            match subscribe(&config).await {
+                Ok(up) => break up,
+                Err(e) => {
+                    tries += 1;
+                    tracing::debug!(error = %e, tries, "cluster: reconnect the event connection");
+                }
+            }
+        };
+        tracing::info!(
+            tries = tries + 1,
+            "cluster: event connection back; resyncing, as events may have been missed"
+        );
+        if !deliver(&inbox, Event::Resync, &shutdown).await {
+            return;
+        }
+    }
+}
+
+/// False if the inbox is gone or `shutdown` came first.
+async fn deliver(inbox: &mpsc::Sender<Event>, e: Event, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        r = inbox.send(e) => r.is_ok(),
+    }
+}
+
+/// Sends this replica's published events, in order, a batch per statement.
+pub(super) struct Publisher {
+    pub(super) config: Config,
+    pub(super) rx: mpsc::Receiver<Event>,
+    /// Set when an event was dropped before it reached `rx`.
+    pub(super) overflow: Arc<AtomicBool>,
+    pub(super) tasks: TaskTracker,
+}
+
+impl Publisher {
+    pub(super) async fn run(mut self, shutdown: CancellationToken) {
+        let mut link: Option<(Client, Statement)> = None;
+        let mut batch: Vec<String> = Vec::new();
+        let mut backoff = Backoff::new();
+        loop {
+            if batch.is_empty() {
+                let first = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    e = self.rx.recv() => e,
+                };
+                let Some(first) = first else { return };
+                self.take(first, &mut batch);
+                while batch.len() < MAX_BATCH {
+                    match self.rx.try_recv() {
+                        Ok(e) => self.take(e, &mut batch),
+                        Err(_) => break,
+                    }
+                }
+            }
+            if self.overflow.swap(false, Ordering::AcqRel) {
+                self.take(Event::Resync, &mut batch);
+            }
+            if link.is_none() {
+                match self.connect().await {
+                    Ok(l) => link = Some(l),
+                    Err(e) => {
+                        tracing::warn!(error = %e, pending = batch.len(), "cluster: connect to publish events; retrying");
+                        if !pause(backoff.next(), &shutdown).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some((client, notify)) = &link else {
+                continue;
+            };
+            // Kept until sent: a retry after a reconnect sends them again
+            // (events are idempotent, so one sent twice does no harm).
+            match client.execute(notify, &[&batch]).await {
+                Ok(_) => {
+                    batch.clear();
+                    backoff = Backoff::new();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, pending = batch.len(), "cluster: publish events; reconnecting");
+                    link = None;
+                }
+            }
+        }
+    }
+
+    /// Adds `e` to the batch as its payload, unless the same payload is
+    /// already in it (one is enough).
+    fn take(&self, e: Event, batch: &mut Vec<String>) {
+        let payload = payload(e);
+        if !batch.contains(&payload) {
+            batch.push(payload);
+        }
+    }
+
+    async fn connect(&self) -> Result<(Client, Statement), tokio_postgres::Error> {
+        let (client, conn) = self.config.connect(NoTls).await?;
+        self.tasks.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "cluster: publish connection ended");
+            }
+        });
+        // One statement for the batch: one round trip; a function scan
+        // yields the array in order, so the events go out in order.
+        let notify = client
+            .prepare(&format!(
+                "SELECT pg_notify('{CHANNEL}', p) FROM unnest($1::text[]) AS p"
+            ))
+            .await?;
+        Ok((client, notify))
+    }
+}
+
+/// The event as a payload; one too large for `NOTIFY` becomes what stands
+/// in for it (a queued job's tags: a kick of every daemon).
+fn payload(e: Event) -> String {
+    let text = serde_json::to_string(&e).unwrap_or_default();
+    if !text.is_empty() && text.len() <= MAX_PAYLOAD {
+        return text;
+    }
+    let stand_in = match e {
+        Event::JobQueued { .. } => Event::Kick,
+        _ => Event::Resync,
+    };
+    tracing::warn!(bytes = text.len(), "cluster: event too large to send; sending {stand_in:?} instead");
+    serde_json::to_string(&stand_in).unwrap_or_default()
+}
