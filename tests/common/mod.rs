@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod postgres;
 pub mod procs;
 pub mod proxy;
 

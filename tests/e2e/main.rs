@@ -15,6 +15,7 @@ mod authz;
 mod bounds;
 mod cancel;
 mod claim;
+mod cluster;
 mod cli;
 mod connections;
 mod datadir;

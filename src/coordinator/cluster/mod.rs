@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::tags::Tags;
 pub use apply::{ALL_JOBS, apply_events};
+pub use leader::LOCK_KEY;
 
 /// The PostgreSQL notification channel all replicas listen on.
 pub const CHANNEL: &str = "provisionerd";

@@ -1,0 +1,262 @@
+//! The cluster module against a real PostgreSQL: two replicas' `Cluster`s
+//! on one database exchange events and elect one leader; a restarted
+//! server loses nothing published after it is back.
+
+use std::time::{Duration, Instant};
+
+use provisionerd::coordinator::cluster::{Cluster, Event, Inbox, LOCK_KEY, Options};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::common::TIMEOUT;
+use crate::common::postgres::Postgres;
+
+/// One replica's cluster end, as the coordinator holds it.
+struct Replica {
+    cluster: Cluster,
+    inbox: Inbox,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+async fn replica(url: Option<&str>, every: Duration) -> Replica {
+    let tasks = TaskTracker::new();
+    let shutdown = CancellationToken::new();
+    let opts = Options {
+        database_url: url.map(str::to_string),
+        election_every: every,
+    };
+    let (cluster, inbox) = Cluster::start(&opts, &tasks, shutdown.clone())
+        .await
+        .expect("start cluster");
+    Replica {
+        cluster,
+        inbox,
+        tasks,
+        shutdown,
+    }
+}
+
+impl Replica {
+    /// The next event in its inbox (fails the test after [`TIMEOUT`]).
+    async fn next(&mut self) -> Event {
+        tokio::time::timeout(TIMEOUT, self.inbox.recv())
+            .await
+            .expect("an event within the timeout")
+            .expect("inbox open")
+    }
+
+    /// The next event that is `want`, skipping others (resyncs).
+    async fn until(&mut self, want: &Event) {
+        while self.next().await != *want {}
+    }
+
+    /// Stops its tasks and waits until they (and their connections) ended.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        tokio::time::timeout(TIMEOUT, self.tasks.wait())
+            .await
+            .expect("cluster tasks end");
+    }
+
+    /// Waits until its leadership is `want`; how long that took.
+    async fn leading(&self, want: bool) -> Duration {
+        let t = Instant::now();
+        let mut w = self.cluster.leadership();
+        tokio::time::timeout(TIMEOUT, w.wait_for(|l| *l == want))
+            .await
+            .expect("leadership changes within the timeout")
+            .expect("election running");
+        t.elapsed()
+    }
+}
+
+fn changed(id: &str) -> Event {
+    Event::JobChanged {
+        job_id: id.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_events_cross_replicas_once_each() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database().await;
+    let mut a = replica(Some(&url), Duration::from_secs(1)).await;
+    let mut b = replica(Some(&url), Duration::from_secs(1)).await;
+    assert!(a.cluster.is_distributed());
+    let events = vec![
+        Event::JobQueued {
+            tags: [("os".to_string(), "linux".to_string())].into(),
+        },
+        Event::Kick,
+        Event::CancelJob {
+            daemon_id: "d1".into(),
+            job_id: "j1".into(),
+        },
+        Event::KeyDeleted { key: "k1".into() },
+        changed("j2"),
+    ];
+    for e in &events {
+        a.cluster.publish(e.clone());
+    }
+    // In order, on the other replica and (once: no direct local apply as
+    // well) on the publisher's own.
+    for e in &events {
+        assert_eq!(b.next().await, *e);
+        assert_eq!(a.next().await, *e);
+    }
+    a.cluster.publish(changed("marker"));
+    assert_eq!(a.next().await, changed("marker"), "A applied an event twice");
+    assert_eq!(b.next().await, changed("marker"));
+
+    // Latency, publish on A to applied on B, one event at a time.
+    let mut took = Vec::new();
+    for i in 0..200 {
+        let e = changed(&format!("lat-{i}"));
+        let t = Instant::now();
+        a.cluster.publish(e.clone());
+        assert_eq!(b.next().await, e);
+        took.push(t.elapsed());
+        assert_eq!(a.next().await, e);
+    }
+    took.sort();
+    let (p50, p99, max) = (took[100], took[198], took[199]);
+    eprintln!("cluster event A→B latency: p50 {p50:?}, p99 {p99:?}, max {max:?}");
+    assert!(p50 < Duration::from_millis(10), "p50 {p50:?}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_one_leader_and_takeover_within_an_interval() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database().await;
+    let every = Duration::from_millis(300);
+    let a = replica(Some(&url), every).await;
+    let b = replica(Some(&url), every).await;
+    let t = Instant::now();
+    while !(a.cluster.is_leader() || b.cluster.is_leader()) {
+        assert!(t.elapsed() < TIMEOUT, "no leader elected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Several intervals: the other keeps trying and keeps failing.
+    for _ in 0..10 {
+        assert!(
+            a.cluster.is_leader() ^ b.cluster.is_leader(),
+            "exactly one leader (a: {}, b: {})",
+            a.cluster.is_leader(),
+            b.cluster.is_leader()
+        );
+        tokio::time::sleep(every / 2).await;
+    }
+    let (leader, follower) = if a.cluster.is_leader() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(leader.cluster.leader_gauge().get(), 1);
+    assert_eq!(follower.cluster.leader_gauge().get(), 0);
+    leader.stop().await;
+    let took = follower.leading(true).await;
+    eprintln!("leader takeover after a shutdown: {took:?} (interval {every:?})");
+    // One interval, and slack for a loaded machine; a lock left to the
+    // server's keepalive would take seconds.
+    assert!(took < every + Duration::from_millis(700), "took {took:?}");
+    assert_eq!(follower.cluster.leader_gauge().get(), 1);
+    follower.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_leader_steps_down_at_once_when_its_connection_dies() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database().await;
+    let every = Duration::from_millis(300);
+    let a = replica(Some(&url), every).await;
+    a.leading(true).await;
+    // The server ends the session holding the lock.
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let killed = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
+             WHERE locktype = 'advisory' AND granted \
+             AND ((classid::bigint << 32) | objid::bigint) = $1",
+            &[&LOCK_KEY],
+        )
+        .await
+        .expect("terminate the lock's session")
+        .get::<_, i64>(0);
+    assert_eq!(killed, 1, "one session held the leader lock");
+    let t = Instant::now();
+    a.leading(false).await;
+    let lost = t.elapsed();
+    eprintln!("leader stepped down {lost:?} after its connection was terminated");
+    assert!(lost < every, "stepped down after {lost:?}, not at once");
+    // And leads again once it has a connection back.
+    a.leading(true).await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_events_flow_again_after_postgres_restart() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database().await;
+    let every = Duration::from_millis(300);
+    let mut a = replica(Some(&url), every).await;
+    let mut b = replica(Some(&url), every).await;
+    a.cluster.publish(changed("before"));
+    b.until(&changed("before")).await;
+    a.until(&changed("before")).await;
+    if pg.owned() {
+        pg.restart();
+    } else {
+        // An external server is not ours to restart: end every session
+        // on the test's database instead.
+        let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("terminate sessions");
+    }
+    // Each listener reconnects and resyncs (events may have been missed).
+    assert_eq!(b.next().await, Event::Resync);
+    assert_eq!(a.next().await, Event::Resync);
+    // The publisher's connection died too: the event is sent once it is back.
+    let t = Instant::now();
+    a.cluster.publish(changed("after"));
+    b.until(&changed("after")).await;
+    eprintln!("first event after the restart arrived in {:?}", t.elapsed());
+    a.until(&changed("after")).await;
+    // Someone leads again, and only one.
+    let t = Instant::now();
+    while !(a.cluster.is_leader() || b.cluster.is_leader()) {
+        assert!(t.elapsed() < TIMEOUT, "no leader after the restart");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!(a.cluster.is_leader() && b.cluster.is_leader()));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn cluster_without_database_is_one_leading_replica() {
+    let mut r = replica(None, Duration::from_secs(1)).await;
+    assert!(r.cluster.is_leader());
+    assert!(!r.cluster.is_distributed());
+    assert_eq!(r.cluster.leader_gauge().get(), 1);
+    r.cluster.publish(Event::Kick);
+    r.cluster.publish(changed("j"));
+    assert_eq!(r.next().await, Event::Kick);
+    assert_eq!(r.next().await, changed("j"));
+    r.stop().await;
+}
