@@ -126,8 +126,9 @@ impl Election {
     }
 
     fn set(&self, leading: bool, why: &str) {
-        let was = self.leader.send_replace(leading);
+        // The gauge first: whoever sees the change sees it on the gauge too.
         self.gauge.set(i64::from(leading));
+        let was = self.leader.send_replace(leading);
         match (was, leading) {
             (false, true) => tracing::info!(why, "cluster: this replica is now the leader (lease reaper, prebuild reconciler)"),
             (true, false) => tracing::warn!(why, "cluster: this replica is no longer the leader"),
