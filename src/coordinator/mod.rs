@@ -312,6 +312,9 @@ impl Coordinator {
             cluster,
         });
         (hub.tasks).spawn(cluster::apply_events(hub.clone(), inbox, hub.stopping.clone()));
+        if hub.cluster.is_distributed() {
+            (hub.tasks).spawn(cluster::relay_returned(hub.clone(), hub.stopping.clone()));
+        }
         Ok(Coordinator {
             listener,
             ops,

@@ -34,6 +34,18 @@ pub async fn apply_events(hub: Arc<Hub>, mut inbox: Inbox, shutdown: Cancellatio
     }
 }
 
+/// Tells every replica when this one's dispatcher sent a job back to the
+/// queue by itself (with one replica its own retry is enough).
+pub async fn relay_returned(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let returned = hub.dispatcher.returned();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            () = returned.notified() => hub.kick(),
+        }
+    }
+}
+
 /// Pushes the cancel if the daemon's session is on this replica (only
 /// one replica holds it; the others have nothing to do).
 fn cancel(hub: &Hub, daemon_id: &str, job_id: &str) {

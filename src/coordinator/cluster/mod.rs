@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::tags::Tags;
-pub use apply::{ALL_JOBS, apply_events};
+pub use apply::{ALL_JOBS, apply_events, relay_returned};
 pub use leader::LOCK_KEY;
 
 /// The PostgreSQL notification channel all replicas listen on.
