@@ -157,8 +157,12 @@ async fn cluster_one_leader_and_takeover_within_an_interval() {
     };
     assert_eq!(leader.cluster.leader_gauge().get(), 1);
     assert_eq!(follower.cluster.leader_gauge().get(), 0);
+    // From the moment the leader is told to stop: its stop itself must
+    // give the lock up, not only the end of its tasks.
+    let t = Instant::now();
     leader.stop().await;
-    let took = follower.leading(true).await;
+    follower.leading(true).await;
+    let took = t.elapsed();
     eprintln!("leader takeover after a shutdown: {took:?} (interval {every:?})");
     // One interval, and slack for a loaded machine; a lock left to the
     // server's keepalive would take seconds.
@@ -171,7 +175,8 @@ async fn cluster_one_leader_and_takeover_within_an_interval() {
 async fn cluster_leader_steps_down_at_once_when_its_connection_dies() {
     let pg = Postgres::start();
     let url = pg.fresh_database().await;
-    let every = Duration::from_millis(300);
+    // Long, so that noticing at the next check would show.
+    let every = Duration::from_secs(3);
     let a = replica(Some(&url), every).await;
     a.leading(true).await;
     // The server ends the session holding the lock.
@@ -194,7 +199,10 @@ async fn cluster_leader_steps_down_at_once_when_its_connection_dies() {
     a.leading(false).await;
     let lost = t.elapsed();
     eprintln!("leader stepped down {lost:?} after its connection was terminated");
-    assert!(lost < every, "stepped down after {lost:?}, not at once");
+    assert!(
+        lost < Duration::from_millis(500),
+        "stepped down after {lost:?}, not at once"
+    );
     // And leads again once it has a connection back.
     a.leading(true).await;
     a.stop().await;
