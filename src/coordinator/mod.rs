@@ -311,7 +311,11 @@ impl Coordinator {
             claim_durations: claim::claim_durations(),
             cluster,
         });
-        (hub.tasks).spawn(cluster::apply_events(hub.clone(), inbox, hub.stopping.clone()));
+        (hub.tasks).spawn(cluster::apply_events(
+            hub.clone(),
+            inbox,
+            hub.stopping.clone(),
+        ));
         if hub.cluster.is_distributed() {
             (hub.tasks).spawn(cluster::relay_returned(hub.clone(), hub.stopping.clone()));
         }

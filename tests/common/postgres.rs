@@ -49,7 +49,11 @@ impl Postgres {
             .tempdir()
             .expect("temp dir for PostgreSQL");
         let out = run_script("start", dir.path());
-        let url = out.lines().last().expect("postgres.sh prints the URL").to_string();
+        let url = out
+            .lines()
+            .last()
+            .expect("postgres.sh prints the URL")
+            .to_string();
         Postgres {
             url,
             dir: Some(dir),
@@ -64,7 +68,10 @@ impl Postgres {
     /// Restarts the server this guard started (fast shutdown: every
     /// connection is dropped), on the same port.
     pub fn restart(&self) {
-        let dir = self.dir.as_ref().expect("restart: not a server this test started");
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("restart: not a server this test started");
         run_script("restart", dir.path());
     }
 

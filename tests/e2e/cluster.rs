@@ -107,7 +107,11 @@ async fn cluster_events_cross_replicas_once_each() {
         assert_eq!(a.next().await, *e);
     }
     a.cluster.publish(changed("marker"));
-    assert_eq!(a.next().await, changed("marker"), "A applied an event twice");
+    assert_eq!(
+        a.next().await,
+        changed("marker"),
+        "A applied an event twice"
+    );
     assert_eq!(b.next().await, changed("marker"));
 
     // Latency, publish on A to applied on B, one event at a time.

@@ -130,7 +130,10 @@ impl Election {
         self.gauge.set(i64::from(leading));
         let was = self.leader.send_replace(leading);
         match (was, leading) {
-            (false, true) => tracing::info!(why, "cluster: this replica is now the leader (lease reaper, prebuild reconciler)"),
+            (false, true) => tracing::info!(
+                why,
+                "cluster: this replica is now the leader (lease reaper, prebuild reconciler)"
+            ),
             (true, false) => tracing::warn!(why, "cluster: this replica is no longer the leader"),
             _ => {}
         }

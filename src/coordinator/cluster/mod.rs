@@ -195,10 +195,10 @@ impl Cluster {
     /// blocking threads alike. If the buffer is full the event is dropped
     /// and a resync goes out in its place.
     pub fn publish(&self, event: Event) {
-        if let Err(e) = self.out.try_send(event) {
-            if !self.overflow.swap(true, Ordering::AcqRel) {
-                tracing::warn!(error = %e, "cluster: event buffer full; a resync stands in for dropped events");
-            }
+        if let Err(e) = self.out.try_send(event)
+            && !self.overflow.swap(true, Ordering::AcqRel)
+        {
+            tracing::warn!(error = %e, "cluster: event buffer full; a resync stands in for dropped events");
         }
     }
 
@@ -223,3 +223,6 @@ impl Cluster {
         self.distributed
     }
 }
+
+#[cfg(test)]
+mod tests;

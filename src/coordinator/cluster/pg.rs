@@ -268,6 +268,9 @@ fn payload(e: Event) -> String {
         Event::JobQueued { .. } => Event::Kick,
         _ => Event::Resync,
     };
-    tracing::warn!(bytes = text.len(), "cluster: event too large to send; sending {stand_in:?} instead");
+    tracing::warn!(
+        bytes = text.len(),
+        "cluster: event too large to send; sending {stand_in:?} instead"
+    );
     serde_json::to_string(&stand_in).unwrap_or_default()
 }
