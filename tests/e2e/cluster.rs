@@ -182,6 +182,8 @@ async fn cluster_leader_steps_down_at_once_when_its_connection_dies() {
     // Long, so that noticing at the next check would show.
     let every = Duration::from_secs(3);
     let a = replica(Some(&url), every).await;
+    // The default schema's lock is the documented one.
+    assert_eq!(a.cluster.lock_key(), Some(LOCK_KEY));
     a.leading(true).await;
     // The server ends the session holding the lock.
     let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -193,7 +195,9 @@ async fn cluster_leader_steps_down_at_once_when_its_connection_dies() {
             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks \
              WHERE locktype = 'advisory' AND granted \
              AND ((classid::bigint << 32) | objid::bigint) = $1",
-            &[&LOCK_KEY],
+            &[&a.cluster
+                .lock_key()
+                .expect("a PostgreSQL cluster has a lock")],
         )
         .await
         .expect("terminate the lock's session")
@@ -271,4 +275,42 @@ async fn cluster_without_database_is_one_leading_replica() {
     assert_eq!(r.next().await, Event::Kick);
     assert_eq!(r.next().await, changed("j"));
     r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_deployments_in_other_schemas_of_one_database_stay_apart() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database().await;
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    admin
+        .batch_execute("CREATE SCHEMA one; CREATE SCHEMA two")
+        .await
+        .expect("create schemas");
+    let in_schema = |s: &str| format!("{url}?options=-csearch_path%3D{s}");
+    let every = Duration::from_millis(300);
+    let mut one_a = replica(Some(&in_schema("one")), every).await;
+    let mut one_b = replica(Some(&in_schema("one")), every).await;
+    let mut two = replica(Some(&in_schema("two")), every).await;
+    assert_ne!(one_a.cluster.lock_key(), two.cluster.lock_key());
+    assert_eq!(one_a.cluster.lock_key(), one_b.cluster.lock_key());
+    one_a.cluster.publish(Event::KeyDeleted { key: "k".into() });
+    assert_eq!(one_b.next().await, Event::KeyDeleted { key: "k".into() });
+    // The other deployment's next event is its own marker, not that one.
+    two.cluster.publish(changed("two's"));
+    assert_eq!(two.next().await, changed("two's"));
+    assert_eq!(one_a.next().await, Event::KeyDeleted { key: "k".into() });
+    // Each deployment has its leader.
+    two.leading(true).await;
+    let t = Instant::now();
+    while !(one_a.cluster.is_leader() || one_b.cluster.is_leader()) {
+        assert!(t.elapsed() < TIMEOUT, "no leader in schema one");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!(one_a.cluster.is_leader() && one_b.cluster.is_leader()));
+    one_a.stop().await;
+    one_b.stop().await;
+    two.stop().await;
 }

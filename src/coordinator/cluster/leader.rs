@@ -16,7 +16,8 @@ use tokio_util::task::TaskTracker;
 
 use super::pg::{Backoff, pause};
 
-/// The advisory lock's key: "provisi" in ASCII, then 1 for "leader".
+/// The advisory lock's key (in the `public` schema; see `pg::Scope`):
+/// "provisi" in ASCII, then 1 for "leader".
 pub const LOCK_KEY: i64 = 0x7072_6f76_6973_6901;
 
 /// Server-side keepalives for the lock's session: the server drops (and
@@ -27,6 +28,7 @@ const SESSION_SETTINGS: &str = "SET tcp_keepalives_idle = 5; SET tcp_keepalives_
 
 pub(super) struct Election {
     pub(super) config: Config,
+    pub(super) lock_key: i64,
     pub(super) every: Duration,
     pub(super) leader: watch::Sender<bool>,
     pub(super) gauge: Gauge,
@@ -84,7 +86,7 @@ impl Election {
                     l.client.simple_query("SELECT 1").await.map(|_| true)
                 } else {
                     l.client
-                        .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+                        .query_one("SELECT pg_try_advisory_lock($1)", &[&self.lock_key])
                         .await
                         .map(|row| row.get::<_, bool>(0))
                 }

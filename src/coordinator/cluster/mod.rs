@@ -36,7 +36,9 @@ use crate::tags::Tags;
 pub use apply::{ALL_JOBS, apply_events, relay_returned};
 pub use leader::LOCK_KEY;
 
-/// The PostgreSQL notification channel all replicas listen on.
+/// The PostgreSQL notification channel all replicas listen on (in the
+/// `public` schema; another schema's deployment adds a suffix, see
+/// `pg::Scope`).
 pub const CHANNEL: &str = "provisionerd";
 
 /// Events buffered between a publisher and its sender (or the inbox and
@@ -97,6 +99,8 @@ pub struct Cluster {
     /// `provisionerd_coordinator_leader`, kept in step with `leader`.
     gauge: Gauge,
     distributed: bool,
+    /// The leader lock's key (PostgreSQL).
+    lock_key: Option<i64>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -149,6 +153,7 @@ impl Cluster {
                 leader,
                 gauge,
                 distributed: false,
+                lock_key: None,
             };
             let inbox = Inbox {
                 rx: inbox_rx,
@@ -157,11 +162,12 @@ impl Cluster {
             return Ok((cluster, inbox));
         };
         let config = pg::config(url)?;
-        pg::listen(&config, tasks, shutdown.clone(), inbox_tx).await?;
+        let scope = pg::listen(&config, tasks, shutdown.clone(), inbox_tx).await?;
         let (out, out_rx) = mpsc::channel(CAPACITY);
         let overflow = Arc::new(AtomicBool::new(false));
         let publisher = pg::Publisher {
             config: config.clone(),
+            channel: scope.channel.clone(),
             rx: out_rx,
             overflow: overflow.clone(),
             tasks: tasks.clone(),
@@ -170,6 +176,7 @@ impl Cluster {
         let (leader_tx, leader) = watch::channel(false);
         let election = leader::Election {
             config,
+            lock_key: scope.lock_key,
             every: opts.election_every,
             leader: leader_tx,
             gauge: gauge.clone(),
@@ -182,6 +189,7 @@ impl Cluster {
             leader,
             gauge,
             distributed: true,
+            lock_key: Some(scope.lock_key),
         };
         let inbox = Inbox {
             rx: inbox_rx,
@@ -216,6 +224,12 @@ impl Cluster {
     /// `provisionerd_coordinator_leader` (1 while leader).
     pub fn leader_gauge(&self) -> Gauge {
         self.gauge.clone()
+    }
+
+    /// The advisory lock key the leader holds (PostgreSQL): `LOCK_KEY` in
+    /// the `public` schema, one derived from the schema's name otherwise.
+    pub fn lock_key(&self) -> Option<i64> {
+        self.lock_key
     }
 
     /// Whether events cross replicas (PostgreSQL).

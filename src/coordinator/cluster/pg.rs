@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{CHANNEL, ClusterError, Event};
+use sha2::{Digest, Sha256};
 
 pub(super) type Conn = tokio_postgres::Connection<Socket, NoTlsStream>;
 
@@ -40,6 +41,35 @@ pub(super) fn config(url: &str) -> Result<Config, ClusterError> {
     Ok(c)
 }
 
+/// What one deployment's replicas share, and nothing else does: the
+/// notification channel and the leader lock. Both are per database in
+/// PostgreSQL, and a deployment is its database *and* schema (the URL's
+/// `search_path`; tests and shared servers put several in one database),
+/// so a schema other than `public` gets its own, named after it.
+#[derive(Debug, Clone)]
+pub(super) struct Scope {
+    pub(super) channel: String,
+    pub(super) lock_key: i64,
+}
+
+impl Scope {
+    fn of(schema: &str) -> Scope {
+        if schema == "public" {
+            return Scope {
+                channel: CHANNEL.to_string(),
+                lock_key: super::leader::LOCK_KEY,
+            };
+        }
+        let h = Sha256::digest(format!("provisionerd:{schema}").as_bytes());
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&h[..8]);
+        Scope {
+            channel: format!("{CHANNEL}_{}", hex::encode(&h[..6])),
+            lock_key: i64::from_be_bytes(key),
+        }
+    }
+}
+
 /// A growing delay between reconnects.
 pub(super) struct Backoff(Duration);
 
@@ -63,12 +93,30 @@ pub(super) async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
-/// Connects and runs `LISTEN`, driving the connection meanwhile.
-async fn subscribe(config: &Config) -> Result<(Client, Conn), String> {
+/// Connects and runs `LISTEN` on the scope's channel (the scope found on
+/// this connection when `scope` is `None`), driving the connection
+/// meanwhile.
+async fn subscribe(
+    config: &Config,
+    scope: Option<&Scope>,
+) -> Result<(Client, Conn, Scope), String> {
     let (client, mut conn) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
     let listened = {
-        let sql = format!("LISTEN {CHANNEL}");
-        let listen = client.batch_execute(&sql);
+        let listen = async {
+            let scope = match scope {
+                Some(s) => s.clone(),
+                None => {
+                    let row = client
+                        .query_one("SELECT coalesce(current_schema(), 'public')", &[])
+                        .await?;
+                    Scope::of(row.get::<_, &str>(0))
+                }
+            };
+            client
+                .batch_execute(&format!("LISTEN {}", scope.channel))
+                .await
+                .map(|()| scope)
+        };
         tokio::pin!(listen);
         loop {
             tokio::select! {
@@ -81,26 +129,31 @@ async fn subscribe(config: &Config) -> Result<(Client, Conn), String> {
             }
         }
     };
-    listened.map(|()| (client, conn))
+    listened.map(|scope| (client, conn, scope))
 }
 
 /// Connects the listen connection (an error here stops the start), then
-/// hands it to a task that feeds `inbox` until `shutdown`.
+/// hands it to a task that feeds `inbox` until `shutdown`. Returns the
+/// deployment's scope.
 pub(super) async fn listen(
     config: &Config,
     tasks: &TaskTracker,
     shutdown: CancellationToken,
     inbox: mpsc::Sender<Event>,
-) -> Result<(), ClusterError> {
-    let (client, conn) = subscribe(config).await.map_err(ClusterError::Connect)?;
-    tasks.spawn(listener(config.clone(), client, conn, inbox, shutdown));
-    Ok(())
+) -> Result<Scope, ClusterError> {
+    let (client, conn, scope) = subscribe(config, None)
+        .await
+        .map_err(ClusterError::Connect)?;
+    let task = listener(config.clone(), scope.clone(), client, conn, inbox, shutdown);
+    tasks.spawn(task);
+    Ok(scope)
 }
 
 /// Delivers notifications to the inbox; reconnects after a drop and then
 /// delivers a resync, because events sent meanwhile are gone.
 async fn listener(
     config: Config,
+    scope: Scope,
     mut client: Client,
     mut conn: Conn,
     inbox: mpsc::Sender<Event>,
@@ -142,8 +195,8 @@ async fn listener(
             if !pause(backoff.next(), &shutdown).await {
                 return;
             }
-            match subscribe(&config).await {
-                Ok(up) => break up,
+            match subscribe(&config, Some(&scope)).await {
+                Ok((client, conn, _)) => break (client, conn),
                 Err(e) => {
                     tries += 1;
                     tracing::debug!(error = %e, tries, "cluster: reconnect the event connection");
@@ -171,6 +224,7 @@ async fn deliver(inbox: &mpsc::Sender<Event>, e: Event, shutdown: &CancellationT
 /// Sends this replica's published events, in order, a batch per statement.
 pub(super) struct Publisher {
     pub(super) config: Config,
+    pub(super) channel: String,
     pub(super) rx: mpsc::Receiver<Event>,
     /// Set when an event was dropped before it reached `rx`.
     pub(super) overflow: Arc<AtomicBool>,
@@ -250,7 +304,8 @@ impl Publisher {
         // yields the array in order, so the events go out in order.
         let notify = client
             .prepare(&format!(
-                "SELECT pg_notify('{CHANNEL}', p) FROM unnest($1::text[]) AS p"
+                "SELECT pg_notify('{}', p) FROM unnest($1::text[]) AS p",
+                self.channel
             ))
             .await?;
         Ok((client, notify))

@@ -29,6 +29,8 @@ async fn coordinator(dir: &std::path::Path) -> Coordinator {
         offer_timeout: DEFAULT_OFFER_TIMEOUT,
         connections: Default::default(),
         database_url: None,
+        database_pool: 4,
+        admin_token_file: None,
     })
     .await
     .expect("bind coordinator")
