@@ -8,11 +8,11 @@
 //! [`Cluster::publish`]ed after the store call that made it returned, and
 //! reaches each replica's [`Inbox`], which `apply.rs` applies to the
 //! local Hub. With SQLite (one replica) the inbox is fed in-process and
-//! this replica is always the leader. With PostgreSQL (`pg.rs`) an event
-//! is a `NOTIFY` on channel [`CHANNEL`], every replica `LISTEN`s, and the
-//! publishing replica applies its own event when it comes back, so both
-//! backends apply events the same way, from the inbox. Leadership is a
-//! session advisory lock (`leader.rs`).
+//! this replica is always the leader. With PostgreSQL an event is a
+//! `NOTIFY` on channel [`CHANNEL`] (`publish.rs`), every replica `LISTEN`s
+//! (`pg.rs`), and the publishing replica applies its own event when it
+//! comes back, so both backends apply events the same way, from the inbox.
+//! Leadership is a session advisory lock (`leader.rs`).
 //!
 //! Events can be missed (the listen connection dropped, a full channel):
 //! then a [`Event::Resync`] is applied instead, which re-derives what the
@@ -21,6 +21,7 @@
 mod apply;
 mod leader;
 mod pg;
+mod publish;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -165,7 +166,7 @@ impl Cluster {
         let scope = pg::listen(&config, tasks, shutdown.clone(), inbox_tx).await?;
         let (out, out_rx) = mpsc::channel(CAPACITY);
         let overflow = Arc::new(AtomicBool::new(false));
-        let publisher = pg::Publisher {
+        let publisher = publish::Publisher {
             config: config.clone(),
             channel: scope.channel.clone(),
             rx: out_rx,
