@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Config, NoTls, Statement};
@@ -10,12 +11,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Event;
-use super::pg::{Backoff, pause};
+use super::pg::Backoff;
 
 /// A `NOTIFY` payload must stay under 8000 bytes.
 const MAX_PAYLOAD: usize = 7900;
 /// Events sent in one statement at most.
 const MAX_BATCH: usize = 256;
+/// At shutdown: how long events are still sent, and how long without one
+/// ends that early.
+const DRAIN: Duration = Duration::from_secs(1);
+const QUIET: Duration = Duration::from_millis(200);
 
 /// Sends this replica's published events, in order, a batch per statement.
 pub(super) struct Publisher {
@@ -27,54 +32,71 @@ pub(super) struct Publisher {
     pub(super) tasks: TaskTracker,
 }
 
+/// The connection and what is taken from the channel but not yet sent.
+#[derive(Default)]
+struct Sending {
+    link: Option<(Client, Statement)>,
+    batch: Vec<String>,
+}
+
 impl Publisher {
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
-        let mut link: Option<(Client, Statement)> = None;
-        let mut batch: Vec<String> = Vec::new();
+        let mut sending = Sending::default();
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            () = self.serve(&mut sending, None) => return,
+        }
+        // Shutting down: what is published while the sessions end (their
+        // offers back in the queue, for the other replicas) still goes
+        // out, for a short while.
+        let _ = tokio::time::timeout(DRAIN, self.serve(&mut sending, Some(QUIET))).await;
+    }
+
+    /// Sends events until the channel closes, or (with `quiet`) until none
+    /// came for that long. A batch stays in `sending` until it was sent.
+    async fn serve(&mut self, sending: &mut Sending, quiet: Option<Duration>) {
         let mut backoff = Backoff::new();
         loop {
-            if batch.is_empty() {
-                let first = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    e = self.rx.recv() => e,
+            if sending.batch.is_empty() {
+                let first = match quiet {
+                    None => self.rx.recv().await,
+                    Some(q) => tokio::time::timeout(q, self.rx.recv()).await.ok().flatten(),
                 };
                 let Some(first) = first else { return };
-                self.take(first, &mut batch);
-                while batch.len() < MAX_BATCH {
+                self.take(first, &mut sending.batch);
+                while sending.batch.len() < MAX_BATCH {
                     match self.rx.try_recv() {
-                        Ok(e) => self.take(e, &mut batch),
+                        Ok(e) => self.take(e, &mut sending.batch),
                         Err(_) => break,
                     }
                 }
             }
             if self.overflow.swap(false, Ordering::AcqRel) {
-                self.take(Event::Resync, &mut batch);
+                self.take(Event::Resync, &mut sending.batch);
             }
-            if link.is_none() {
+            if sending.link.is_none() {
                 match self.connect().await {
-                    Ok(l) => link = Some(l),
+                    Ok(l) => sending.link = Some(l),
                     Err(e) => {
-                        tracing::warn!(error = %e, pending = batch.len(), "cluster: connect to publish events; retrying");
-                        if !pause(backoff.next(), &shutdown).await {
-                            return;
-                        }
+                        tracing::warn!(error = %e, pending = sending.batch.len(), "cluster: connect to publish events; retrying");
+                        tokio::time::sleep(backoff.next()).await;
                         continue;
                     }
                 }
             }
-            let Some((client, notify)) = &link else {
+            let Some((client, notify)) = &sending.link else {
                 continue;
             };
             // Kept until sent: a retry after a reconnect sends them again
             // (events are idempotent, so one sent twice does no harm).
-            match client.execute(notify, &[&batch]).await {
+            match client.execute(notify, &[&sending.batch]).await {
                 Ok(_) => {
-                    batch.clear();
+                    sending.batch.clear();
                     backoff = Backoff::new();
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, pending = batch.len(), "cluster: publish events; reconnecting");
-                    link = None;
+                    tracing::warn!(error = %e, pending = sending.batch.len(), "cluster: publish events; reconnecting");
+                    sending.link = None;
                 }
             }
         }

@@ -232,3 +232,27 @@ async fn cluster_deployments_in_other_schemas_of_one_database_stay_apart() {
     one_b.stop().await;
     two.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_events_published_as_a_replica_stops_still_go_out() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database().await;
+    let a = replica(Some(&url), Duration::from_secs(1)).await;
+    let mut b = replica(Some(&url), Duration::from_secs(1)).await;
+    // As in a stopping coordinator: told to stop, its sessions end and
+    // publish kicks (their offers are back in the queue) — after the stop
+    // began.
+    a.shutdown.cancel();
+    // In a few bursts, as sessions notice one after the other.
+    for i in 0..50 {
+        a.cluster.publish(changed(&format!("x{i}")));
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    a.stop().await;
+    for i in 0..50 {
+        b.until(&changed(&format!("x{i}"))).await;
+    }
+    b.stop().await;
+}
