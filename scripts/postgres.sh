@@ -3,8 +3,6 @@
 #   scripts/postgres.sh start DIR   initdb DIR (if new), start it on a free
 #                                   port; prints its URL as the last line
 #   scripts/postgres.sh stop DIR    stop it (fast shutdown)
-#   scripts/postgres.sh restart DIR stop (fast) and start it again on the
-#                                   same port (a database restart, in tests)
 #   scripts/postgres.sh url DIR     the URL of a running one
 # initdb refuses root, so as root the server runs as the `postgres` user
 # (created if missing). fsync is off: nothing here outlives the run.
@@ -12,7 +10,7 @@
 # apt when missing.
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop|restart|url DIR" >&2; exit 64; }
+usage() { echo "usage: $0 start|stop|url DIR" >&2; exit 64; }
 [ $# -eq 2 ] || usage
 cmd=$1
 dir=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -69,11 +67,6 @@ case "$cmd" in
   stop)
     [ -f "$dir/data/postmaster.pid" ] || exit 0
     as_owner "$(find_bin pg_ctl)" -D "$dir/data" -m fast -w stop >&2
-    ;;
-  restart)
-    # Same options (and so the same port) as the last start.
-    as_owner "$(find_bin pg_ctl)" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 \
-      restart >&2 || { cat "$dir/server.log" >&2; exit 1; }
     ;;
   url)
     cat "$dir/url"

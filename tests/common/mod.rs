@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod pg;
-pub mod postgres;
 pub mod procs;
 pub mod proxy;
 

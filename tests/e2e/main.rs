@@ -31,6 +31,7 @@ mod prebuilds;
 mod queue;
 mod raw;
 mod replace;
+mod replica_events;
 mod replicas;
 mod routing;
 mod secrets;

@@ -27,8 +27,11 @@ const BACKOFF_MOST: Duration = Duration::from_secs(2);
 /// idle LISTEN connection would otherwise wait for the kernel's hours).
 pub(super) fn config(url: &str) -> Result<Config, ClusterError> {
     let mut c = Config::from_str(url).map_err(|e| ClusterError::Url(e.to_string()))?;
-    c.application_name("provisionerd-coordinator")
-        .connect_timeout(Duration::from_secs(5))
+    // Named for operators (pg_stat_activity), unless the URL names them.
+    if c.get_application_name().is_none() {
+        c.application_name("provisionerd-coordinator");
+    }
+    c.connect_timeout(Duration::from_secs(5))
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(5))
         .keepalives_interval(Duration::from_secs(1))
@@ -213,5 +216,22 @@ async fn deliver(inbox: &mpsc::Sender<Event>, e: Event, shutdown: &CancellationT
     tokio::select! {
         _ = shutdown.cancelled() => false,
         r = inbox.send(e) => r.is_ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scope;
+
+    #[test]
+    fn the_public_schema_has_the_documented_channel_and_lock_and_others_their_own() {
+        let public = Scope::of("public");
+        assert_eq!(public.channel, "provisionerd");
+        assert_eq!(public.lock_key, super::super::LOCK_KEY);
+        let (a, b) = (Scope::of("team_a"), Scope::of("team_b"));
+        assert!(a.channel.starts_with("provisionerd_") && a.channel.len() == 25);
+        assert_ne!(a.channel, b.channel);
+        assert_ne!(a.lock_key, b.lock_key);
+        assert_ne!(a.lock_key, public.lock_key);
     }
 }

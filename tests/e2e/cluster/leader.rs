@@ -3,16 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use provisionerd::coordinator::cluster::LOCK_KEY;
-
-use super::replica;
+use super::{app_name, database, replica};
 use crate::common::TIMEOUT;
-use crate::common::postgres::Postgres;
+use crate::common::pg::Server;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_one_leader_and_takeover_within_an_interval() {
-    let pg = Postgres::start();
-    let url = pg.fresh_database().await;
+    let pg = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = database(&pg, tmp.path(), &app_name());
     let every = Duration::from_millis(300);
     let a = replica(Some(&url), every).await;
     let b = replica(Some(&url), every).await;
@@ -54,13 +53,12 @@ async fn cluster_one_leader_and_takeover_within_an_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_leader_steps_down_at_once_when_its_connection_dies() {
-    let pg = Postgres::start();
-    let url = pg.fresh_database().await;
+    let pg = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = database(&pg, tmp.path(), &app_name());
     // Long, so that noticing at the next check would show.
     let every = Duration::from_secs(3);
     let a = replica(Some(&url), every).await;
-    // The default schema's lock is the documented one.
-    assert_eq!(a.cluster.lock_key(), Some(LOCK_KEY));
     a.leading(true).await;
     // The server ends the session holding the lock.
     let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)

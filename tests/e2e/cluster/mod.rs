@@ -4,6 +4,7 @@
 
 mod leader;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use provisionerd::coordinator::cluster::{Cluster, Event, Inbox, Options};
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::common::TIMEOUT;
-use crate::common::postgres::Postgres;
+use crate::common::pg::Server;
 
 /// One replica's cluster end, as the coordinator holds it.
 struct Replica {
@@ -74,6 +75,18 @@ impl Replica {
     }
 }
 
+/// A database of the test's own (a schema on the test server, see
+/// `common::pg`) for `dir`, its sessions named `app` so the test can end
+/// them on a server it shares.
+pub(super) fn database(pg: &Server, dir: &Path, app: &str) -> String {
+    format!("{}&application_name={app}", pg.database(dir))
+}
+
+/// A name for one test's sessions.
+pub(super) fn app_name() -> String {
+    format!("clu_{}", uuid::Uuid::new_v4().simple())
+}
+
 fn changed(id: &str) -> Event {
     Event::JobChanged {
         job_id: id.to_string(),
@@ -82,8 +95,9 @@ fn changed(id: &str) -> Event {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_events_cross_replicas_once_each() {
-    let pg = Postgres::start();
-    let url = pg.fresh_database().await;
+    let pg = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = database(&pg, tmp.path(), &app_name());
     let mut a = replica(Some(&url), Duration::from_secs(1)).await;
     let mut b = replica(Some(&url), Duration::from_secs(1)).await;
     assert!(a.cluster.is_distributed());
@@ -136,32 +150,18 @@ async fn cluster_events_cross_replicas_once_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_events_flow_again_after_postgres_restart() {
-    let pg = Postgres::start();
-    let url = pg.fresh_database().await;
+    // Its own server, even when the suite shares one: it is restarted.
+    let pg = Server::start_own();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = database(&pg, tmp.path(), &app_name());
     let every = Duration::from_millis(300);
     let mut a = replica(Some(&url), every).await;
     let mut b = replica(Some(&url), every).await;
     a.cluster.publish(changed("before"));
     b.until(&changed("before")).await;
     a.until(&changed("before")).await;
-    if pg.owned() {
-        pg.restart();
-    } else {
-        // An external server is not ours to restart: end every session
-        // on the test's database instead.
-        let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .expect("connect");
-        tokio::spawn(conn);
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .expect("terminate sessions");
-    }
+    pg.stop();
+    pg.resume();
     // Each listener reconnects and resyncs (events may have been missed).
     assert_eq!(b.next().await, Event::Resync);
     assert_eq!(a.next().await, Event::Resync);
@@ -197,17 +197,9 @@ async fn cluster_without_database_is_one_leading_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_deployments_in_other_schemas_of_one_database_stay_apart() {
-    let pg = Postgres::start();
-    let url = pg.fresh_database().await;
-    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    admin
-        .batch_execute("CREATE SCHEMA one; CREATE SCHEMA two")
-        .await
-        .expect("create schemas");
-    let in_schema = |s: &str| format!("{url}?options=-csearch_path%3D{s}");
+    let pg = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let in_schema = |s: &str| database(&pg, &tmp.path().join(s), "clu_schemas");
     let every = Duration::from_millis(300);
     let mut one_a = replica(Some(&in_schema("one")), every).await;
     let mut one_b = replica(Some(&in_schema("one")), every).await;
@@ -235,8 +227,9 @@ async fn cluster_deployments_in_other_schemas_of_one_database_stay_apart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_events_published_as_a_replica_stops_still_go_out() {
-    let pg = Postgres::start();
-    let url = pg.fresh_database().await;
+    let pg = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let url = database(&pg, tmp.path(), &app_name());
     let a = replica(Some(&url), Duration::from_secs(1)).await;
     let mut b = replica(Some(&url), Duration::from_secs(1)).await;
     // As in a stopping coordinator: told to stop, its sessions end and
