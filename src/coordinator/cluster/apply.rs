@@ -29,6 +29,7 @@ pub async fn apply_events(hub: Arc<Hub>, mut inbox: Inbox, shutdown: Cancellatio
             Event::JobChanged { job_id } => {
                 let _ = hub.changes.send(job_id);
             }
+            Event::ReconcilePrebuilds => hub.prebuilds.wake_up(),
             Event::Resync => resync(&hub).await,
         }
     }
@@ -65,11 +66,13 @@ fn cancel(hub: &Hub, daemon_id: &str, job_id: &str) {
 }
 
 /// What missed events would have done, re-derived from the store: offer
-/// what is claimable, wake log followers, end sessions whose key was
-/// deleted, push the cancels of this replica's sessions' jobs.
+/// what is claimable, wake log followers and the reconciler, end sessions
+/// whose key was deleted, push the cancels of this replica's sessions'
+/// jobs.
 async fn resync(hub: &Arc<Hub>) {
     hub.dispatcher.kick();
     let _ = hub.changes.send(ALL_JOBS.to_string());
+    hub.prebuilds.wake_up();
     let sessions: Vec<(String, String)> = (hub.lock_sessions().iter())
         .map(|(id, s)| (id.clone(), s.key_name.clone()))
         .collect();

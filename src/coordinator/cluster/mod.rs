@@ -65,8 +65,12 @@ pub enum Event {
     KeyDeleted { key: String },
     /// The job's logs or status changed (`jobs logs --follow`).
     JobChanged { job_id: String },
+    /// Prebuilds resumed or a pool reset: the leader's reconciler runs a
+    /// pass now rather than at its next interval.
+    ReconcilePrebuilds,
     /// Events may have been missed: kick every waiting daemon, wake every
-    /// log follower, end sessions whose key is gone, re-push cancels.
+    /// log follower and the reconciler, end sessions whose key is gone,
+    /// re-push cancels.
     Resync,
 }
 

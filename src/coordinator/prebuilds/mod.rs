@@ -68,6 +68,11 @@ impl Prebuilds {
         }
     }
 
+    /// Wakes the reconciler for a pass now (it acts if this replica leads).
+    pub fn wake_up(&self) {
+        self.wake.notify_one();
+    }
+
     fn acting(&self) -> std::sync::MutexGuard<'_, ()> {
         self.acting.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -180,7 +185,9 @@ pub fn set_paused(hub: &Hub, paused: bool) -> Result<proto::PrebuildStatus> {
         );
     } else {
         tracing::info!("prebuilds resumed");
-        hub.prebuilds.wake.notify_one();
+        // The leader's reconciler acts, whichever replica took the resume.
+        hub.cluster
+            .publish(super::cluster::Event::ReconcilePrebuilds);
     }
     status(hub)
 }
