@@ -119,3 +119,46 @@ async fn replica_events_a_job_a_cancel_and_a_key_deletion_on_one_reach_the_daemo
     a.stop().await;
     b.stop().await;
 }
+
+/// An offer that lapses on A (its session never acknowledges it) sends
+/// the job back to the queue there; A tells the other replicas, and the
+/// daemon waiting on B takes it at once — not at B's next 5 s backstop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replica_events_a_job_whose_offer_lapses_on_one_goes_to_a_daemon_on_the_other() {
+    use crate::raw::RawDaemon;
+    use provisionerd::proto::daemon_message::Msg as In;
+    use provisionerd::proto::{Acquire, DaemonState, coordinator_message::Msg as Out};
+
+    let pg = Server::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let db = pg.database(&tmp.path().join("db"));
+    let token = "pda_replica_events_test_token_0123";
+    let a = Coord::start_replica(&tmp.path().join("a"), &db, token).await;
+    let b = Coord::start_replica(&tmp.path().join("b"), &db, token).await;
+    let key = a.create_key("k", &[]).await;
+    let import = a
+        .push("quick", &template(tmp.path(), "quick", QUICK), &[])
+        .await;
+    let mut hoarder = RawDaemon::open(&a, &key, "hoarder", DaemonState::Idle).await;
+    hoarder.send(In::Acquire(Acquire {})).await;
+    let offer = match hoarder.next().await {
+        Out::JobOffer(o) => o,
+        other => panic!("expected an offer, got {other:?}"),
+    };
+    assert_eq!(offer.job_id, import);
+    let offered = wall_ms();
+    // Waiting on B while the offer stands on A.
+    let d = Daemon::start(&b.url, &key, "d1", &tmp.path().join("c1"));
+    let job = a.wait_succeeded(&import).await;
+    assert_eq!(job.daemon, "d1");
+    let after = job.started_at - offered;
+    let timeout = provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT.as_millis() as i64;
+    eprintln!(
+        "offer lapsed on A after {timeout} ms; the daemon on B acknowledged {after} ms after the offer"
+    );
+    // The lapse, and little more: B's backstop would add up to 5 s.
+    assert!(after < timeout + 500, "{after} ms");
+    d.stop().await.unwrap();
+    a.stop().await;
+    b.stop().await;
+}
