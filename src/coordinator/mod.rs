@@ -11,12 +11,14 @@
 
 pub mod admin_api;
 pub mod auth;
+mod background;
 pub mod bounds;
 pub mod claim;
 pub mod cluster;
 pub mod daemon_api;
 pub mod dispatch;
 pub mod error;
+mod hub;
 pub mod listener;
 pub mod metrics;
 pub mod outputs;
@@ -45,11 +47,10 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::proto::admin_server::AdminServer;
 use crate::proto::provisioner_daemon_server::ProvisionerDaemonServer;
-use daemon_api::SessionHandle;
 use dispatch::Dispatcher;
 use error::{CoordError, Result};
+pub use hub::Hub;
 use startup::StartError;
-use store::Store;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -93,137 +94,6 @@ const TASKS_STOP: Duration = Duration::from_secs(10);
 
 /// `--max-state-bytes` unless set.
 pub const DEFAULT_MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
-
-/// Shared by both services.
-pub struct Hub {
-    pub store: Arc<Store>,
-    pub dispatcher: Dispatcher,
-    /// Job ids whose logs or status changed.
-    pub changes: broadcast::Sender<String>,
-    sessions: Mutex<HashMap<String, SessionHandle>>,
-    /// `--job-lease`, told to daemons in their Welcome.
-    pub job_lease: Duration,
-    /// Cancelled when the coordinator shuts down: sessions end with
-    /// UNAVAILABLE so daemons reconnect to whoever serves next, instead of
-    /// holding a stream to a process that no longer hands out work.
-    pub stopping: CancellationToken,
-    /// The prebuild reconciler's shared state (interval, wake-up, errors).
-    pub prebuilds: prebuilds::Prebuilds,
-    /// Every task the coordinator spawns (dispatcher, sessions, log
-    /// followers, reaper, reconciler, metrics): `run` waits for them before
-    /// it lets go of the data dir, so nothing of this coordinator touches
-    /// the store once another may hold it.
-    pub tasks: TaskTracker,
-    /// Claim durations, observed as claims happen (see `claim.rs`).
-    pub claim_durations: claim::ClaimDurations,
-    /// Events to every replica's Hub, and leadership.
-    pub cluster: cluster::Cluster,
-}
-
-impl std::fmt::Debug for Hub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hub")
-    }
-}
-
-impl Hub {
-    /// The job's logs or status changed: log followers on every replica
-    /// re-read.
-    pub fn job_changed(&self, job_id: &str) {
-        self.cluster.publish(cluster::Event::JobChanged {
-            job_id: job_id.to_string(),
-        });
-    }
-
-    /// A job with `tags` was enqueued: waiting daemons that may take it,
-    /// on every replica, try.
-    pub fn job_queued(&self, tags: &crate::tags::Tags) {
-        self.cluster
-            .publish(cluster::Event::JobQueued { tags: tags.clone() });
-    }
-
-    /// Jobs went back to the queue: every waiting daemon, on every
-    /// replica, tries.
-    pub fn kick(&self) {
-        self.cluster.publish(cluster::Event::Kick);
-    }
-
-    /// Tells the daemon running `job_id` to interrupt it, on whichever
-    /// replica holds its session. If none can (no session, or its
-    /// outbound buffer is full), it learns from its next UpdateJob.
-    pub fn cancel_on_daemon(&self, daemon_id: &str, job_id: &str) {
-        self.cluster.publish(cluster::Event::CancelJob {
-            daemon_id: daemon_id.to_string(),
-            job_id: job_id.to_string(),
-        });
-    }
-
-    fn register_session(&self, daemon_id: String, handle: SessionHandle) {
-        self.lock_sessions().insert(daemon_id, handle);
-    }
-
-    async fn end_session(&self, daemon_id: &str) {
-        self.lock_sessions().remove(daemon_id);
-        // Forgotten by the dispatcher first, so it cannot offer it a job
-        // after its offers were returned to the queue below.
-        self.dispatcher.session_ended(daemon_id.to_string()).await;
-        if let Err(e) = self.store.disconnect_daemon(daemon_id) {
-            tracing::error!(error = %e, "record daemon disconnect");
-        }
-        // Offers it never acknowledged are back in the queue, for daemons
-        // on any replica.
-        self.kick();
-    }
-
-    /// Tells the daemon running `job_id` to interrupt it, on its session
-    /// on this replica, now. Returns false when it could not be told (no session, or its
-    /// outbound buffer is full); it then learns from its next UpdateJob,
-    /// whose answer says `canceled`.
-    pub fn push_cancel(&self, daemon_id: &str, job_id: &str) -> bool {
-        let sessions = self.lock_sessions();
-        let Some(s) = sessions.get(daemon_id) else {
-            return false;
-        };
-        let msg = crate::proto::CoordinatorMessage {
-            msg: Some(crate::proto::coordinator_message::Msg::CancelJob(
-                crate::proto::CancelJob {
-                    job_id: job_id.to_string(),
-                },
-            )),
-        };
-        // Never wait under the sessions lock (or for a slow daemon at all).
-        s.tx.try_send(Ok(msg)).is_ok()
-    }
-
-    /// Ends every session (their daemons reconnect).
-    pub fn end_all_sessions(&self) {
-        for s in self.lock_sessions().values() {
-            s.end.cancel();
-        }
-    }
-
-    /// Ends the sessions of every daemon using `key_name`, on every
-    /// replica.
-    pub fn disconnect_key(&self, key_name: &str) {
-        self.cluster.publish(cluster::Event::KeyDeleted {
-            key: key_name.to_string(),
-        });
-    }
-
-    /// Ends the sessions on this replica of every daemon using `key_name`.
-    fn end_sessions_of_key(&self, key_name: &str) {
-        for s in self.lock_sessions().values() {
-            if s.key_name == key_name {
-                tracing::info!(daemon = %s.name, key = key_name, "key deleted: disconnecting daemon");
-                s.end.cancel();
-            }
-        }
-    }
-
-    fn lock_sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, SessionHandle>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 /// A bound, not yet serving coordinator. It holds the data dir's lock
 /// until [`Coordinator::run`] returns (or it is dropped unrun).
@@ -286,7 +156,7 @@ impl Coordinator {
         let (cluster, inbox) = cluster::Cluster::start(
             &cluster::Options {
                 database_url: cfg.database_url.clone(),
-                election_every: election_every(&cfg),
+                election_every: background::election_every(&cfg),
             },
             &tasks,
             stopping.clone(),
@@ -343,13 +213,16 @@ impl Coordinator {
         // Ends the background tasks however serving ends (also on an error).
         let shutdown = shutdown.child_token();
         let addr = self.local_addr();
-        self.hub.tasks.spawn(reap_lost_jobs(
+        self.hub.tasks.spawn(background::reap_lost_jobs(
             self.hub.clone(),
             self.cfg.job_lease,
             shutdown.clone(),
         ));
         if self.hub.store.replica().is_some() {
-            (self.hub.tasks).spawn(replica_heartbeat(self.hub.clone(), shutdown.clone()));
+            (self.hub.tasks).spawn(background::replica_heartbeat(
+                self.hub.clone(),
+                shutdown.clone(),
+            ));
         }
         // Jobs left pending by a previous run are offered as soon as
         // daemons wait.
@@ -455,97 +328,5 @@ impl Coordinator {
         // Only now may another coordinator take the data dir.
         drop(self.lock);
         result.map_err(|e| CoordError::Internal(format!("serve on {addr}: {e}")))
-    }
-}
-
-/// Keeps this replica's heartbeat (PostgreSQL; see `store/replicas.rs`):
-/// clears replicas found dead and offers their jobs again; ends every
-/// session here when this replica was itself declared dead (cut off from
-/// the database for longer than the replica timeout), since their daemons
-/// were marked disconnected.
-async fn replica_heartbeat(hub: Arc<Hub>, shutdown: CancellationToken) {
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(store::replicas::HEARTBEAT_EVERY) => {}
-        }
-        let store = hub.store.clone();
-        let beat = match store::blocking(move || store.heartbeat()).await {
-            Ok(b) => b,
-            Err(e) => {
-                if !failing {
-                    tracing::error!(error = %e, "replica heartbeat: database unreachable");
-                }
-                failing = true;
-                continue;
-            }
-        };
-        if failing {
-            tracing::info!("replica heartbeat: database reachable again");
-            failing = false;
-            // Before the reaper can judge them: daemons could not report
-            // while the database was away.
-            let store = hub.store.clone();
-            if let Err(e) = store::blocking(move || store.extend_leases()).await {
-                tracing::warn!(error = %e, "extend running jobs' leases after the outage");
-            }
-        }
-        if beat.revived {
-            tracing::warn!(
-                "replica heartbeat: this replica was declared dead by the others; ending its \
-                 sessions so its daemons register again"
-            );
-            hub.end_all_sessions();
-        }
-        if beat.buried > 0 {
-            tracing::warn!(
-                replicas = beat.buried,
-                offers = beat.offers_returned,
-                "replica heartbeat: replicas gone silent; their daemons may register elsewhere"
-            );
-            // Their offers are back in the queue: for daemons on any replica.
-            hub.kick();
-        }
-    }
-}
-
-/// How often the lease reaper looks for lost jobs.
-fn reap_period(lease: Duration) -> Duration {
-    (lease / 4).max(Duration::from_millis(100))
-}
-
-/// How often leadership is tried: at most the shorter of the leader's
-/// loops' intervals, so a new leader takes over within one of them.
-fn election_every(cfg: &ServeConfig) -> Duration {
-    let mut every = cluster::DEFAULT_ELECTION_EVERY.min(reap_period(cfg.job_lease));
-    if let Some(reconcile) = cfg.prebuild_reconcile_interval {
-        every = every.min(reconcile);
-    }
-    every.max(Duration::from_millis(100))
-}
-
-/// Fails running jobs whose daemon stopped sending updates. Runs on the
-/// leader only: one replica at a time fails lost jobs.
-async fn reap_lost_jobs(hub: Arc<Hub>, lease: Duration, shutdown: CancellationToken) {
-    let period = reap_period(lease);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(period) => {}
-        }
-        if !hub.cluster.is_leader() {
-            continue;
-        }
-        let cutoff = store::now_ms() - lease.as_millis() as i64;
-        match hub.store.fail_lost_jobs(cutoff) {
-            Ok(ids) => {
-                for id in ids {
-                    tracing::warn!(job = %id, "job failed: daemon lost");
-                    hub.job_changed(&id);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "reap lost jobs"),
-        }
     }
 }
