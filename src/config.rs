@@ -177,7 +177,11 @@ pub struct ServeArgs {
     /// Serve from this PostgreSQL database (postgres://user:pass@host/db)
     /// instead of SQLite under --data-dir; any number of replicas may
     /// share it. Prefer --database-url-file for a URL with a password.
-    #[arg(long, env = "PROVISIONERD_DATABASE_URL", conflicts_with = "database_url_file")]
+    #[arg(
+        long,
+        env = "PROVISIONERD_DATABASE_URL",
+        conflicts_with = "database_url_file"
+    )]
     pub database_url: Option<String>,
     /// Read the PostgreSQL URL from this file (e.g. a mounted Secret).
     #[arg(long, env = "PROVISIONERD_DATABASE_URL_FILE")]
@@ -202,7 +206,10 @@ fn database_url(url: Option<String>, file: Option<&Path>) -> Result<Option<Strin
         (None, Some(f)) => {
             let text = std::fs::read_to_string(f)
                 .map_err(|e| format!("--database-url-file {}: {e}", f.display()))?;
-            (text.trim().to_string(), format!("--database-url-file {}", f.display()))
+            (
+                text.trim().to_string(),
+                format!("--database-url-file {}", f.display()),
+            )
         }
         (None, None) => return Ok(None),
     };

@@ -19,7 +19,8 @@
 //! | [`runner`]    | runs one job with terraform; no network, no signals            |
 //! | [`daemon`]    | `provisionerd start`: session, acquire loop, logs, recovery    |
 //! | [`coordinator`] | `provisionerd serve`: store, dispatcher, gRPC services,      |
-//! |               | prebuild reconciler, metrics and readiness                     |
+//! |               | prebuild reconciler, metrics and readiness, cluster events and |
+//! |               | leader election between replicas                               |
 //! | [`cli`]       | admin subcommands (keys, templates, workspaces, jobs, daemons, |
 //! |               | prebuilds)                                                     |
 //! | [`health`]    | the operations endpoint: /metrics, /healthz, /readyz, /drain   |

@@ -51,9 +51,8 @@ pub enum AdminToken {
 /// replica given the same file accepts the same token, and a changed file
 /// replaces the old token at the next start.
 pub fn provision_admin_token(store: &Store, file: &Path) -> Result<()> {
-    let token = std::fs::read_to_string(file).map_err(|e| {
-        CoordError::Invalid(format!("read admin token {}: {e}", file.display()))
-    })?;
+    let token = std::fs::read_to_string(file)
+        .map_err(|e| CoordError::Invalid(format!("read admin token {}: {e}", file.display())))?;
     let token = token.trim();
     if token.is_empty() {
         return Err(CoordError::Invalid(format!(

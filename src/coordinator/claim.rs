@@ -77,7 +77,7 @@ pub fn create_or_claim(hub: &Hub, req: &NewWorkspace<'_>, default_preset: bool) 
         hub.claim_durations
             .get_or_create(&labels)
             .observe(started.elapsed().as_secs_f64());
-        hub.dispatcher.kick();
+        hub.kick();
         tracing::info!(
             workspace = %req.name, owner = %req.owner, from = %claimed.from,
             job = %claimed.job_id, "prebuilds: claimed"

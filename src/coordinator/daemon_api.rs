@@ -308,7 +308,7 @@ async fn serve_session(
                     if let Err(e) = hub.store.release_offers(daemon_id) {
                         tracing::error!(daemon = %peer.name, error = %e, "release offers");
                     }
-                    hub.dispatcher.kick();
+                    hub.kick();
                 }
                 if takes_jobs && !report.takes_jobs() {
                     takes_jobs = false;

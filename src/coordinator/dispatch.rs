@@ -26,7 +26,7 @@ mod waiters;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +71,7 @@ type Outbound = mpsc::Sender<Result<CoordinatorMessage, tonic::Status>>;
 #[derive(Clone)]
 pub struct Dispatcher {
     tx: mpsc::Sender<Cmd>,
+    returned: Arc<Notify>,
 }
 
 impl Dispatcher {
@@ -86,9 +87,17 @@ impl Dispatcher {
         offer_timeout: Duration,
     ) -> Dispatcher {
         let (tx, rx) = mpsc::channel(1024);
-        let state = State::new(store, latency, offer_timeout);
+        let returned = Arc::new(Notify::new());
+        let state = State::new(store, latency, offer_timeout, returned.clone());
         tasks.spawn(run(state, rx, shutdown));
-        Dispatcher { tx }
+        Dispatcher { tx, returned }
+    }
+
+    /// Notified when this dispatcher sent a job back to the queue by
+    /// itself (an offer withdrawn, or one its session could not take);
+    /// it retries its own daemons, but other replicas must be told.
+    pub fn returned(&self) -> Arc<Notify> {
+        self.returned.clone()
     }
 
     pub async fn wait(&self, daemon_id: String, tags: Tags, tx: Outbound) {

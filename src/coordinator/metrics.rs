@@ -295,6 +295,7 @@ pub async fn registry(
     shutdown: CancellationToken,
 ) -> (Registry, Arc<crate::health::FreshenFn>) {
     let hub_claims = hub.claim_durations.clone();
+    let hub_leader = hub.cluster.leader_gauge();
     let h = hub.clone();
     let first = tokio::task::spawn_blocking(move || Snapshot::read(&h))
         .await
@@ -320,6 +321,11 @@ pub async fn registry(
         "coderd_prebuilt_workspace_claim_duration_seconds",
         "Time a claim of a prebuilt workspace took (choose, take, enqueue its claim build).",
         hub_claims,
+    );
+    r.register(
+        "provisionerd_coordinator_leader",
+        "1 while this replica is the leader (runs the lease reaper and the prebuild reconciler).",
+        hub_leader,
     );
     r.register_collector(Box::new(StoreCollector { cache }));
     (r, freshen)

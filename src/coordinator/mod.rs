@@ -5,12 +5,15 @@
 //! State ownership: the SQLite [`store::Store`] holds everything durable;
 //! the [`dispatch::Dispatcher`] task owns the set of daemons waiting for a
 //! job; the [`Hub`] holds the live sessions (for pushes) and a broadcast of
-//! job changes (for `jobs logs --follow`).
+//! job changes (for `jobs logs --follow`). Changes reach the Hub as
+//! [`cluster`] events, so that with several replicas on one database every
+//! replica's Hub hears of them.
 
 pub mod admin_api;
 pub mod auth;
 pub mod bounds;
 pub mod claim;
+pub mod cluster;
 pub mod daemon_api;
 pub mod dispatch;
 pub mod error;
@@ -113,6 +116,8 @@ pub struct Hub {
     pub tasks: TaskTracker,
     /// Claim durations, observed as claims happen (see `claim.rs`).
     pub claim_durations: claim::ClaimDurations,
+    /// Events to every replica's Hub, and leadership.
+    pub cluster: cluster::Cluster,
 }
 
 impl std::fmt::Debug for Hub {
@@ -122,8 +127,35 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
+    /// The job's logs or status changed: log followers on every replica
+    /// re-read.
     pub fn job_changed(&self, job_id: &str) {
-        let _ = self.changes.send(job_id.to_string());
+        self.cluster.publish(cluster::Event::JobChanged {
+            job_id: job_id.to_string(),
+        });
+    }
+
+    /// A job with `tags` was enqueued: waiting daemons that may take it,
+    /// on every replica, try.
+    pub fn job_queued(&self, tags: &crate::tags::Tags) {
+        self.cluster
+            .publish(cluster::Event::JobQueued { tags: tags.clone() });
+    }
+
+    /// Jobs went back to the queue: every waiting daemon, on every
+    /// replica, tries.
+    pub fn kick(&self) {
+        self.cluster.publish(cluster::Event::Kick);
+    }
+
+    /// Tells the daemon running `job_id` to interrupt it, on whichever
+    /// replica holds its session. If none can (no session, or its
+    /// outbound buffer is full), it learns from its next UpdateJob.
+    pub fn cancel_on_daemon(&self, daemon_id: &str, job_id: &str) {
+        self.cluster.publish(cluster::Event::CancelJob {
+            daemon_id: daemon_id.to_string(),
+            job_id: job_id.to_string(),
+        });
     }
 
     fn register_session(&self, daemon_id: String, handle: SessionHandle) {
@@ -138,12 +170,13 @@ impl Hub {
         if let Err(e) = self.store.disconnect_daemon(daemon_id) {
             tracing::error!(error = %e, "record daemon disconnect");
         }
-        // Offers it never acknowledged are back in the queue.
-        self.dispatcher.kick();
+        // Offers it never acknowledged are back in the queue, for daemons
+        // on any replica.
+        self.kick();
     }
 
-    /// Tells the daemon running `job_id` to interrupt it, on its session,
-    /// now. Returns false when it could not be told (no session, or its
+    /// Tells the daemon running `job_id` to interrupt it, on its session
+    /// on this replica, now. Returns false when it could not be told (no session, or its
     /// outbound buffer is full); it then learns from its next UpdateJob,
     /// whose answer says `canceled`.
     pub fn push_cancel(&self, daemon_id: &str, job_id: &str) -> bool {
@@ -169,8 +202,16 @@ impl Hub {
         }
     }
 
-    /// Ends the sessions of every daemon using `key_name`.
+    /// Ends the sessions of every daemon using `key_name`, on every
+    /// replica.
     pub fn disconnect_key(&self, key_name: &str) {
+        self.cluster.publish(cluster::Event::KeyDeleted {
+            key: key_name.to_string(),
+        });
+    }
+
+    /// Ends the sessions on this replica of every daemon using `key_name`.
+    fn end_sessions_of_key(&self, key_name: &str) {
         for s in self.lock_sessions().values() {
             if s.key_name == key_name {
                 tracing::info!(daemon = %s.name, key = key_name, "key deleted: disconnecting daemon");
@@ -242,6 +283,19 @@ impl Coordinator {
             cfg.offer_timeout,
         );
         let (changes, _) = broadcast::channel(1024);
+        let (cluster, inbox) = cluster::Cluster::start(
+            &cluster::Options {
+                database_url: cfg.database_url.clone(),
+                election_every: election_every(&cfg),
+            },
+            &tasks,
+            stopping.clone(),
+        )
+        .await
+        .map_err(|e| match e {
+            cluster::ClusterError::Url(_) => StartError::Refused(e.to_string()),
+            cluster::ClusterError::Connect(_) => CoordError::Internal(e.to_string()).into(),
+        })?;
         let hub = Arc::new(Hub {
             store,
             dispatcher,
@@ -255,7 +309,16 @@ impl Coordinator {
             ),
             tasks,
             claim_durations: claim::claim_durations(),
+            cluster,
         });
+        (hub.tasks).spawn(cluster::apply_events(
+            hub.clone(),
+            inbox,
+            hub.stopping.clone(),
+        ));
+        if hub.cluster.is_distributed() {
+            (hub.tasks).spawn(cluster::relay_returned(hub.clone(), hub.stopping.clone()));
+        }
         Ok(Coordinator {
             listener,
             ops,
@@ -441,18 +504,38 @@ async fn replica_heartbeat(hub: Arc<Hub>, shutdown: CancellationToken) {
                 offers = beat.offers_returned,
                 "replica heartbeat: replicas gone silent; their daemons may register elsewhere"
             );
-            hub.dispatcher.kick();
+            // Their offers are back in the queue: for daemons on any replica.
+            hub.kick();
         }
     }
 }
 
-/// Fails running jobs whose daemon stopped sending updates.
+/// How often the lease reaper looks for lost jobs.
+fn reap_period(lease: Duration) -> Duration {
+    (lease / 4).max(Duration::from_millis(100))
+}
+
+/// How often leadership is tried: at most the shorter of the leader's
+/// loops' intervals, so a new leader takes over within one of them.
+fn election_every(cfg: &ServeConfig) -> Duration {
+    let mut every = cluster::DEFAULT_ELECTION_EVERY.min(reap_period(cfg.job_lease));
+    if let Some(reconcile) = cfg.prebuild_reconcile_interval {
+        every = every.min(reconcile);
+    }
+    every.max(Duration::from_millis(100))
+}
+
+/// Fails running jobs whose daemon stopped sending updates. Runs on the
+/// leader only: one replica at a time fails lost jobs.
 async fn reap_lost_jobs(hub: Arc<Hub>, lease: Duration, shutdown: CancellationToken) {
-    let period = (lease / 4).max(Duration::from_millis(100));
+    let period = reap_period(lease);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
+        }
+        if !hub.cluster.is_leader() {
+            continue;
         }
         let cutoff = store::now_ms() - lease.as_millis() as i64;
         match hub.store.fail_lost_jobs(cutoff) {

@@ -63,7 +63,7 @@ pub fn create(hub: &Hub, req: &NewWorkspace<'_>) -> Result<(String, String)> {
         &build,
         req.reconciled,
     )?;
-    hub.dispatcher.kick_for(&build.tags);
+    hub.job_queued(&build.tags);
     Ok(created)
 }
 
@@ -89,7 +89,7 @@ pub fn build(
     let job_id = hub
         .store
         .enqueue_build(ws, &version, transition, &ws.owner, &build)?;
-    hub.dispatcher.kick_for(&build.tags);
+    hub.job_queued(&build.tags);
     Ok(job_id)
 }
 
@@ -100,7 +100,7 @@ pub fn destroy_prebuild(hub: &Hub, ws: &WorkspaceRow) -> Result<String> {
     let version = hub.store.version(&ws.template_version_id)?;
     let build = templates::plan_existing(ws, &version, Transition::Destroy, &BTreeMap::new())?;
     let job_id = hub.store.destroy_prebuild(ws, &build)?;
-    hub.dispatcher.kick_for(&build.tags);
+    hub.job_queued(&build.tags);
     Ok(job_id)
 }
 

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 pub mod pg;
-pub mod proxy;
 pub mod procs;
+pub mod proxy;
 
 #[path = "../tools/mod.rs"]
 mod tools;

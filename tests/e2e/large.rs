@@ -135,7 +135,8 @@ async fn a_state_over_the_limit_is_kept_by_the_daemon_and_the_job_fails() {
         offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
         connections: Default::default(),
 
-        database_url: provisionerd::coordinator::store::testdb::url_for(&tmp.path().join("data")).unwrap(),
+        database_url: provisionerd::coordinator::store::testdb::url_for(&tmp.path().join("data"))
+            .unwrap(),
 
         database_pool: 16,
 

@@ -13,6 +13,36 @@ use crate::template;
 
 const TOKEN: &str = "pda_replicas_test_token_0123456789";
 
+/// `n` replicas as `provisionerd serve` processes on `db`, each with the
+/// test's admin token (`--admin-token-file`, left where the harness reads
+/// it) and `extra` flags: the processes and their URLs.
+async fn serve_replicas(
+    root: &std::path::Path,
+    db: &str,
+    n: usize,
+    extra: &[&str],
+) -> (Vec<procs::Proc>, Vec<String>) {
+    let mut procs_ = Vec::new();
+    let mut urls = Vec::new();
+    for i in 0..n {
+        let data = root.join(format!("r{i}"));
+        std::fs::create_dir_all(&data).unwrap();
+        let token_file = data.join("admin-token");
+        std::fs::write(&token_file, TOKEN).unwrap();
+        let mut args = vec![
+            "--database-url",
+            db,
+            "--admin-token-file",
+            token_file.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let (p, url, _) = procs::serve_with(&data, "127.0.0.1:0", "60s", &args).await;
+        procs_.push(p);
+        urls.push(url);
+    }
+    (procs_, urls)
+}
+
 /// Three replicas, twelve daemons spread over them, and a queue of
 /// prebuilds older than the people's jobs: every job runs exactly once,
 /// and the people's go first even though they are newer.
@@ -50,13 +80,17 @@ resource "terraform_data" "w" {{
     let mut jobs = BTreeMap::new();
     for i in 0..12 {
         let r = &replicas[i % 3];
-        let id = r.create_workspace(&format!("p{i}"), "t", "prebuilds", &[]).await;
+        let id = r
+            .create_workspace(&format!("p{i}"), "t", "prebuilds", &[])
+            .await;
         jobs.insert(id, false);
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
     for i in 0..12 {
         let r = &replicas[i % 3];
-        let id = r.create_workspace(&format!("h{i}"), "t", "alice", &[]).await;
+        let id = r
+            .create_workspace(&format!("h{i}"), "t", "alice", &[])
+            .await;
         jobs.insert(id, true);
     }
     let daemons: Vec<Daemon> = (0..12)
@@ -110,25 +144,7 @@ async fn a_replica_killed_mid_job_loses_no_line_and_keeps_the_state() {
     let tmp = tempfile::tempdir().unwrap();
     let pg = Server::start();
     let db = pg.database(&tmp.path().join("db"));
-    let mut procs_ = Vec::new();
-    let mut urls = Vec::new();
-    for i in 0..3 {
-        let data = tmp.path().join(format!("r{i}"));
-        // Where `serve` would write a first-start token (and the harness
-        // reads it): the token every replica is given.
-        std::fs::create_dir_all(&data).unwrap();
-        let token_file = data.join("admin-token");
-        std::fs::write(&token_file, TOKEN).unwrap();
-        let (p, url, _) = procs::serve_with(
-            &data,
-            "127.0.0.1:0",
-            "60s",
-            &["--database-url", &db, "--admin-token-file", token_file.to_str().unwrap()],
-        )
-        .await;
-        procs_.push(p);
-        urls.push(url);
-    }
+    let (mut procs_, urls) = serve_replicas(tmp.path(), &db, 3, &[]).await;
     let a = Coord::attach(&urls[0], &tmp.path().join("r0"), TOKEN);
     let b = Coord::attach(&urls[1], &tmp.path().join("r1"), TOKEN);
     let key = a.create_key("k", &[]).await;
@@ -144,12 +160,20 @@ async fn a_replica_killed_mid_job_loses_no_line_and_keeps_the_state() {
     let done = b.wait_succeeded(&job).await;
     let logs = b.logs(&job).await;
     let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
-    assert_eq!(seqs, (1..=done.log_count).collect::<Vec<_>>(), "seqs 1..=N once");
+    assert_eq!(
+        seqs,
+        (1..=done.log_count).collect::<Vec<_>>(),
+        "seqs 1..=N once"
+    );
     let numbered: Vec<u64> = logs
         .iter()
         .filter_map(|l| l.output.rsplit_once("line-")?.1.parse().ok())
         .collect();
-    assert_eq!(numbered, (1..=40).collect::<Vec<_>>(), "every line once, in order");
+    assert_eq!(
+        numbered,
+        (1..=40).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
     let pool = provisionerd::coordinator::store::db::Pool::new(&db, 1).unwrap();
     let state: Vec<u8> = pool
         .get()
@@ -176,30 +200,8 @@ async fn postgres_restarted_mid_job_loses_and_doubles_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let pg = Server::start_own();
     let db = pg.database(&tmp.path().join("db"));
-    let mut procs_ = Vec::new();
-    let mut urls = Vec::new();
-    for i in 0..2 {
-        let data = tmp.path().join(format!("r{i}"));
-        std::fs::create_dir_all(&data).unwrap();
-        let token_file = data.join("admin-token");
-        std::fs::write(&token_file, TOKEN).unwrap();
-        let (p, url, _) = procs::serve_with(
-            &data,
-            "127.0.0.1:0",
-            "60s",
-            &[
-                "--database-url",
-                &db,
-                "--admin-token-file",
-                token_file.to_str().unwrap(),
-                "--metrics-address",
-                "127.0.0.1:0",
-            ],
-        )
-        .await;
-        procs_.push(p);
-        urls.push(url);
-    }
+    let (procs_, urls) =
+        serve_replicas(tmp.path(), &db, 2, &["--metrics-address", "127.0.0.1:0"]).await;
     let ops = ops_addr(&procs_[1]).await;
     assert_eq!(http_get(&ops, "/readyz").await.0, 200);
     let a = Coord::attach(&urls[0], &tmp.path().join("r0"), TOKEN);
@@ -219,22 +221,36 @@ async fn postgres_restarted_mid_job_loses_and_doubles_nothing() {
         if code == 503 {
             break body;
         }
-        assert!(std::time::Instant::now() < deadline, "/readyz stayed {code}: {body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz stayed {code}: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(body.contains("database"), "/readyz names the database: {body}");
+    assert!(
+        body.contains("database"),
+        "/readyz names the database: {body}"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     pg.resume();
 
     let done = a.wait_succeeded(&job).await;
     let logs = a.logs(&job).await;
     let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
-    assert_eq!(seqs, (1..=done.log_count).collect::<Vec<_>>(), "seqs 1..=N once");
+    assert_eq!(
+        seqs,
+        (1..=done.log_count).collect::<Vec<_>>(),
+        "seqs 1..=N once"
+    );
     let numbered: Vec<u64> = logs
         .iter()
         .filter_map(|l| l.output.rsplit_once("line-")?.1.parse().ok())
         .collect();
-    assert_eq!(numbered, (1..=60).collect::<Vec<_>>(), "every line once, in order");
+    assert_eq!(
+        numbered,
+        (1..=60).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while http_get(&ops, "/readyz").await.0 != 200 {
         assert!(std::time::Instant::now() < deadline, "ready again");
@@ -276,7 +292,10 @@ async fn a_replica_cut_off_from_the_database_hands_out_no_work() {
     // Well past a dispatch and a heartbeat: still nobody's.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let j = healthy.job(&job).await;
-    assert_eq!(j.status, "pending", "the cut-off replica handed it out: {j:?}");
+    assert_eq!(
+        j.status, "pending",
+        "the cut-off replica handed it out: {j:?}"
+    );
     let d1 = Daemon::start(&healthy.url, &key, "d1", &tmp.path().join("c1"));
     let done = healthy.wait_succeeded(&job).await;
     assert_eq!(done.daemon, "d1");

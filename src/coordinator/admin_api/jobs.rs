@@ -10,6 +10,7 @@ use tonic::Status;
 
 use super::{AdminApi, convert};
 use crate::coordinator::Hub;
+use crate::coordinator::cluster::ALL_JOBS;
 use crate::coordinator::error::Result;
 use crate::coordinator::routing;
 use crate::coordinator::store::JobStatus;
@@ -37,15 +38,12 @@ pub(super) fn cancel(api: &AdminApi, req: proto::CancelJobRequest) -> Result<pro
     let canceled = api.hub.store.cancel_job(&id)?;
     let daemon = canceled.job.daemon_name.as_deref().unwrap_or_default();
     match &canceled.notify_daemon {
-        Some(daemon_id) if api.hub.push_cancel(daemon_id, &id) => {
-            tracing::info!(job = %id, daemon, "job canceling: daemon told");
+        // The replica holding its session pushes it (and logs it); with
+        // no session anywhere, it learns from its next UpdateJob.
+        Some(daemon_id) => {
+            tracing::info!(job = %id, daemon, "job canceling: telling the daemon");
+            api.hub.cancel_on_daemon(daemon_id, &id);
         }
-        // It learns from the answer to its next UpdateJob.
-        Some(_) => tracing::warn!(
-            job = %id,
-            daemon,
-            "job canceling: daemon not reachable on its session; it learns on its next update"
-        ),
         None => tracing::info!(job = %id, "job canceled before it ran"),
     }
     api.hub.job_changed(&id);
@@ -108,7 +106,7 @@ async fn follow_logs(hub: Arc<Hub>, req: proto::StreamJobLogsRequest, tx: LogSen
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
             loop {
                 match changes.recv().await {
-                    Ok(id) if id == req.job_id => return,
+                    Ok(id) if id == req.job_id || id == ALL_JOBS => return,
                     Ok(_) => {}
                     Err(_) => return,
                 }

@@ -83,7 +83,7 @@ pub(super) async fn push(
         .store
         .call(move |s| s.push_template(&name, &archive, &tags, &vars, DEFAULT_OWNER, &import))
         .await?;
-    api.hub.dispatcher.kick();
+    api.hub.kick();
     Ok(proto::PushTemplateResponse {
         template_version_id: version_id,
         job_id,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::waiters::Waiters;
@@ -72,16 +73,25 @@ pub(super) struct State {
     pub waiters: Waiters,
     /// By daemon id: one offer per session at most.
     pub offered: HashMap<String, Offered>,
+    /// Told when this dispatcher sent a job back to the queue (an offer
+    /// withdrawn or undeliverable): other replicas' daemons may take it.
+    returned: Arc<Notify>,
 }
 
 impl State {
-    pub fn new(store: Arc<Store>, latency: Histogram, offer_timeout: Duration) -> State {
+    pub fn new(
+        store: Arc<Store>,
+        latency: Histogram,
+        offer_timeout: Duration,
+        returned: Arc<Notify>,
+    ) -> State {
         State {
             store,
             latency,
             offer_timeout,
             waiters: Waiters::default(),
             offered: HashMap::new(),
+            returned,
         }
     }
 
@@ -177,6 +187,7 @@ impl State {
             match self.store.release_offer(&o.job_id, &daemon_id) {
                 Ok(true) => {
                     returned = true;
+                    self.returned.notify_one();
                     tracing::warn!(
                         job = %o.job_id,
                         daemon = %daemon_id,
@@ -226,8 +237,10 @@ impl State {
             // must not stall dispatching for all: a full or closed queue
             // sends the job straight back to the queue.
             if w.tx.try_send(Ok(msg)).is_err() {
-                if let Err(e) = self.store.release_offer(&job_id, &w.daemon_id) {
-                    tracing::error!(error = %e, job = %job_id, "release offer");
+                match self.store.release_offer(&job_id, &w.daemon_id) {
+                    Ok(true) => self.returned.notify_one(),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, job = %job_id, "release offer"),
                 }
                 continue;
             }

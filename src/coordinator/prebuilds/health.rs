@@ -89,6 +89,8 @@ pub fn reset(hub: &Hub, template: &str, preset: &str) -> Result<proto::PrebuildS
     }
     hub.store.reset_prebuilds(template, preset)?;
     tracing::info!(%template, %preset, "prebuilds: reset, failed creates so far no longer count");
-    hub.prebuilds.wake.notify_one();
+    // The leader's reconciler acts, whichever replica took the reset.
+    hub.cluster
+        .publish(crate::coordinator::cluster::Event::ReconcilePrebuilds);
     super::status(hub)
 }

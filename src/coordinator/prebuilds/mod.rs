@@ -68,6 +68,11 @@ impl Prebuilds {
         }
     }
 
+    /// Wakes the reconciler for a pass now (it acts if this replica leads).
+    pub fn wake_up(&self) {
+        self.wake.notify_one();
+    }
+
     fn acting(&self) -> std::sync::MutexGuard<'_, ()> {
         self.acting.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -180,27 +185,37 @@ pub fn set_paused(hub: &Hub, paused: bool) -> Result<proto::PrebuildStatus> {
         );
     } else {
         tracing::info!("prebuilds resumed");
-        hub.prebuilds.wake.notify_one();
+        // The leader's reconciler acts, whichever replica took the resume.
+        hub.cluster
+            .publish(super::cluster::Event::ReconcilePrebuilds);
     }
     status(hub)
 }
 
-/// The reconciler: runs every `interval` (and at once on resume) until
-/// `shutdown`. The only code that creates or destroys prebuilt workspaces.
+/// The reconciler: runs every `interval` (and at once on resume, and on
+/// becoming the leader) until `shutdown`. The only code that creates or
+/// destroys prebuilt workspaces; it acts only on the cluster's leader, so
+/// one replica at a time does.
 pub async fn run(hub: std::sync::Arc<Hub>, interval: Duration, shutdown: CancellationToken) {
     tracing::info!(interval = ?interval, "prebuilds: reconciler started");
+    let mut leadership = hub.cluster.leadership();
     loop {
-        // The store is synchronous: off the async workers.
-        let pass = hub.clone();
-        match tokio::task::spawn_blocking(move || reconcile(&pass)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "prebuilds: reconcile"),
-            Err(e) => tracing::error!(error = %e, "prebuilds: reconcile task"),
+        if hub.cluster.is_leader() {
+            // The store is synchronous: off the async workers.
+            let pass = hub.clone();
+            match tokio::task::spawn_blocking(move || reconcile(&pass)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "prebuilds: reconcile"),
+                Err(e) => tracing::error!(error = %e, "prebuilds: reconcile task"),
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
             _ = hub.prebuilds.wake.notified() => {}
+            // A replica that never changes leadership (SQLite) has no
+            // sender: the branch is then off.
+            Ok(()) = leadership.changed() => {}
         }
     }
 }

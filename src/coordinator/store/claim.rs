@@ -212,11 +212,7 @@ impl Store {
 }
 
 /// The oldest eligible prebuild, if any.
-fn eligible(
-    tx: &Connection,
-    want: &ClaimWanted<'_>,
-    now: i64,
-) -> Result<Option<ClaimCandidate>> {
+fn eligible(tx: &Connection, want: &ClaimWanted<'_>, now: i64) -> Result<Option<ClaimCandidate>> {
     let born_after = if want.ttl_seconds == 0 {
         i64::MIN
     } else {

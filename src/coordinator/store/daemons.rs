@@ -142,11 +142,9 @@ impl Store {
                 tags: tags.clone(),
                 created_at,
             }),
-            Err(e) if e.is_unique_violation() => {
-                Err(CoordError::AlreadyExists(format!(
-                    "create key {name:?}: a key with that name exists"
-                )))
-            }
+            Err(e) if e.is_unique_violation() => Err(CoordError::AlreadyExists(format!(
+                "create key {name:?}: a key with that name exists"
+            ))),
             Err(e) => Err(e.into()),
         }
     }

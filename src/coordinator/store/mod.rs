@@ -14,8 +14,8 @@ mod cancel;
 mod catalog;
 mod check;
 mod claim;
-pub mod db;
 mod daemons;
+pub mod db;
 mod enqueue;
 mod finished;
 mod jobs;
@@ -24,10 +24,10 @@ mod offers;
 mod ops;
 mod postgres;
 pub mod replicas;
-#[doc(hidden)]
-pub mod testdb;
 mod status;
 mod tagsets;
+#[doc(hidden)]
+pub mod testdb;
 #[cfg(test)]
 mod tests;
 

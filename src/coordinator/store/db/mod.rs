@@ -28,7 +28,7 @@ pub enum Engine {
 /// transaction is open.
 pub enum Connection {
     Sqlite(rusqlite::Connection),
-    Postgres(pg::PgConn),
+    Postgres(Box<pg::PgConn>),
 }
 
 /// What a transaction may do.

@@ -154,9 +154,8 @@ impl PgConn {
 /// SQLite's `INDEXED BY name` hint dropped (PostgreSQL plans on its own).
 pub fn rewrite(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.chars().peekable();
     let mut in_str = false;
-    while let Some(c) = chars.next() {
+    for c in sql.chars() {
         match c {
             '\'' => {
                 in_str = !in_str;
@@ -236,7 +235,10 @@ impl RawRow for tokio_postgres::Row {
             msg: e.to_string(),
         };
         let v = match *column.type_() {
-            Type::INT8 => self.try_get::<_, Option<i64>>(i).map_err(conv)?.map(ValueRef::Integer),
+            Type::INT8 => self
+                .try_get::<_, Option<i64>>(i)
+                .map_err(conv)?
+                .map(ValueRef::Integer),
             Type::INT4 => self
                 .try_get::<_, Option<i32>>(i)
                 .map_err(conv)?
@@ -249,13 +251,22 @@ impl RawRow for tokio_postgres::Row {
                 .try_get::<_, Option<bool>>(i)
                 .map_err(conv)?
                 .map(|b| ValueRef::Integer(b.into())),
-            Type::FLOAT8 => self.try_get::<_, Option<f64>>(i).map_err(conv)?.map(ValueRef::Real),
+            Type::FLOAT8 => self
+                .try_get::<_, Option<f64>>(i)
+                .map_err(conv)?
+                .map(ValueRef::Real),
             Type::FLOAT4 => self
                 .try_get::<_, Option<f32>>(i)
                 .map_err(conv)?
                 .map(|f| ValueRef::Real(f.into())),
-            Type::BYTEA => self.try_get::<_, Option<&[u8]>>(i).map_err(conv)?.map(ValueRef::Blob),
-            _ => self.try_get::<_, Option<&str>>(i).map_err(conv)?.map(ValueRef::Text),
+            Type::BYTEA => self
+                .try_get::<_, Option<&[u8]>>(i)
+                .map_err(conv)?
+                .map(ValueRef::Blob),
+            _ => self
+                .try_get::<_, Option<&str>>(i)
+                .map_err(conv)?
+                .map(ValueRef::Text),
         };
         Ok(v.unwrap_or(ValueRef::Null))
     }
@@ -329,7 +340,7 @@ impl Pool {
         match conn {
             Ok(c) => Ok(PoolConn {
                 pool: self.clone(),
-                conn: Some(Connection::Postgres(c)),
+                conn: Some(Connection::Postgres(Box::new(c))),
             }),
             Err(e) => {
                 self.release(None);
@@ -366,7 +377,7 @@ impl std::ops::Deref for PoolConn {
 impl Drop for PoolConn {
     fn drop(&mut self) {
         let conn = match self.conn.take() {
-            Some(Connection::Postgres(c)) => Some(c),
+            Some(Connection::Postgres(c)) => Some(*c),
             _ => None,
         };
         self.pool.release(conn);
@@ -380,7 +391,9 @@ mod tests {
     #[test]
     fn rewrite_numbers_parameters_and_drops_index_hints() {
         assert_eq!(
-            rewrite("SELECT id FROM jobs INDEXED BY jobs_claim WHERE a = ?1 AND b = '?' AND c = ?2"),
+            rewrite(
+                "SELECT id FROM jobs INDEXED BY jobs_claim WHERE a = ?1 AND b = '?' AND c = ?2"
+            ),
             "SELECT id FROM jobs WHERE a = $1 AND b = '?' AND c = $2"
         );
     }

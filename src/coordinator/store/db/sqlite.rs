@@ -40,12 +40,12 @@ impl RawRow for rusqlite::Row<'_> {
             V::Null => ValueRef::Null,
             V::Integer(n) => ValueRef::Integer(n),
             V::Real(f) => ValueRef::Real(f),
-            V::Text(t) => ValueRef::Text(
-                std::str::from_utf8(t).map_err(|e| Error::Conversion {
+            V::Text(t) => {
+                ValueRef::Text(std::str::from_utf8(t).map_err(|e| Error::Conversion {
                     column: i,
                     msg: e.to_string(),
-                })?,
-            ),
+                })?)
+            }
             V::Blob(b) => ValueRef::Blob(b),
         })
     }
