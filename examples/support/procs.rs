@@ -82,7 +82,7 @@ impl Coordinator {
 
     /// An admin client on replica `i` (round-robin, as [`Self::url_at`]).
     pub async fn admin_at(&self, i: usize) -> Result<Admin> {
-        if i % self.urls.len() == 0 {
+        if i.is_multiple_of(self.urls.len()) {
             return Ok(self.admin.clone());
         }
         // Only replicas get here: their token is the one they were given.
