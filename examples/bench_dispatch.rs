@@ -5,7 +5,9 @@
 //! time it started) so only provisionerd's own cost shows. Per round: the
 //! `CreateWorkspace` call's own time, and from its answer to terraform's
 //! first command (`init`) starting in the daemon's work dir. After the
-//! rounds, the idle RSS of both processes.
+//! rounds, the idle RSS of both processes. On PostgreSQL replicas
+//! (`support::engine`) the daemon's session is on the second replica and
+//! the jobs are created through the first: the cross-replica path.
 //!
 //!   cargo build --release && cargo run --release --example bench_dispatch -- [ROUNDS]
 //!
@@ -34,7 +36,8 @@ async fn main() -> Result<()> {
     let key = coord.key("bench", &[]).await?;
     let stamps = tmp.path().join("stamps");
     let cache = tmp.path().join("cache");
-    let daemon = procs::daemon(&coord.url, &key, "bench", &cache, &stamps)?;
+    // Its session on another replica than the creates (when there are).
+    let daemon = procs::daemon(coord.url_at(1), &key, "bench", &cache, &stamps)?;
     let admin = &mut coord.admin;
 
     let empty = "resource \"terraform_data\" \"w\" {}\n";
@@ -85,6 +88,7 @@ async fn main() -> Result<()> {
         "JSON {}",
         serde_json::json!({
             "rounds": rounds,
+            "engine": support::engine::Engine::from_env()?.describe(),
             "create_call_ms": {"p50": pct(&call, 0.5), "p99": pct(&call, 0.99)},
             "dispatch_idle_ms": {"p50": pct(&to_tf, 0.5), "p99": pct(&to_tf, 0.99), "max": to_tf[to_tf.len() - 1]},
             "idle_rss_kib": {"coordinator": coord_rss, "daemon": daemon_rss},

@@ -12,6 +12,10 @@
 //! does not say the coordinator has finished handling their Acquires), and
 //! its memory.
 //! Every wait has a limit: a build that cannot keep up yields "> limit".
+//! On PostgreSQL replicas (`support::engine`) the simulated daemons go
+//! round-robin over them, the real daemon's session is on the second and
+//! the jobs are created through the first; CPU is the replicas' sum,
+//! memory the largest replica's.
 //!
 //!   cargo build --release && cargo run --release --example bench_load -- [--daemons N] [--jobs M] ...
 //!
@@ -65,6 +69,14 @@ data "coder_workspace_tags" "t" {
 }
 resource "terraform_data" "w" {}
 "#;
+
+/// The largest replica's `field` of /proc/PID/status (KiB).
+fn largest(pids: &[u32], field: &str) -> u64 {
+    pids.iter()
+        .map(|p| procs::mem_kib(*p, field))
+        .max()
+        .unwrap_or(0)
+}
 
 /// `None` (the limit passed) as JSON null.
 fn secs(d: Option<Duration>) -> serde_json::Value {
@@ -124,13 +136,19 @@ async fn main() -> Result<()> {
     );
 
     // All daemons at once; each reports when its Acquire is sent.
-    let channels = sim::channels(&c.url, a.daemons, a.per_channel).await?;
+    let n = c.urls.len();
+    let mut channels = Vec::with_capacity(n);
+    for r in 0..n {
+        let sessions = a.daemons.div_ceil(n);
+        channels.push(sim::channels(c.url_at(r), sessions, a.per_channel).await?);
+    }
     let stop = CancellationToken::new();
     let (ready_tx, mut ready_rx) = mpsc::channel::<Result<()>>(a.daemons.max(1));
     let mut idle = tokio::task::JoinSet::new();
     let t0 = Instant::now();
     for i in 0..a.daemons {
-        let (ch, key) = (channels[i % channels.len()].clone(), sim_key.clone());
+        let on = &channels[i % n];
+        let (ch, key) = (on[(i / n) % on.len()].clone(), sim_key.clone());
         // Longer than the settle wait: a slow open is "not settled", only
         // a refused one is an error.
         let limit = a.settle_limit + Duration::from_secs(30);
@@ -182,8 +200,8 @@ async fn main() -> Result<()> {
         ),
     }
 
-    let pid = c.pid();
-    let cpu = procs::cpu_after(pid, t0, a.cpu_window, settle.map(|_| deadline)).await?;
+    let pids = c.pids();
+    let cpu = procs::cpu_after(&pids, t0, a.cpu_window, settle.map(|_| deadline)).await?;
     let cpu_pct = cpu.pct;
     match cpu.quiet {
         Some(d) => println!(
@@ -193,7 +211,7 @@ async fn main() -> Result<()> {
         ),
         None => println!("coordinator not quiet within {:?}", a.settle_limit),
     }
-    let (rss, hwm) = (procs::mem_kib(pid, "VmRSS"), procs::mem_kib(pid, "VmHWM"));
+    let (rss, hwm) = (largest(&pids, "VmRSS"), largest(&pids, "VmHWM"));
     println!(
         "coordinator after settling: {cpu_pct:.1}% of a core over {:?}, RSS {} MiB (peak {} MiB)",
         a.cpu_window,
@@ -201,9 +219,15 @@ async fn main() -> Result<()> {
         hwm / 1024
     );
 
-    let live = procs::daemon(&c.url, &live_key, "live", &tmp.path().join("c2"), &stamps)?;
+    let live = procs::daemon(
+        c.url_at(1),
+        &live_key,
+        "live",
+        &tmp.path().join("c2"),
+        &stamps,
+    )?;
     let rounds = dispatch_rounds(&mut c, &a, &stamps).await?;
-    let (hwm_end, rss_end) = (procs::mem_kib(pid, "VmHWM"), procs::mem_kib(pid, "VmRSS"));
+    let (hwm_end, rss_end) = (largest(&pids, "VmHWM"), largest(&pids, "VmRSS"));
 
     stop.cancel();
     let mut stray = 0;

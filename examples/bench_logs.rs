@@ -10,7 +10,8 @@
 //! lines are read back through the Admin API (`StreamJobLogs`): the flood
 //! lines must be exactly 1..=N in order, and the stream as long as the
 //! job's `log_count`. Peak RSS (VmHWM) of the coordinator and the largest
-//! daemon's, per case (fresh processes each).
+//! daemon's, per case (fresh processes each). On PostgreSQL replicas
+//! (`support::engine`) everything goes through the first replica.
 //!
 //!   cargo build --release && cargo run --release --example bench_logs -- [LINES] [JOBS]
 //!

@@ -65,8 +65,9 @@ async fn main() -> Result<()> {
     let mut daemons = Vec::with_capacity(a.daemons);
     for i in 0..a.daemons {
         let cache = tmp.path().join(format!("c{i}"));
+        // Round-robin over the replicas, when there are several.
         daemons.push(procs::daemon(
-            &c.url,
+            c.url_at(i),
             &key,
             &format!("d-{i:03}"),
             &cache,

@@ -4,7 +4,9 @@
 //! succeeded. Jobs per second from the first offer to the last finish,
 //! the coordinator's CPU meanwhile, and a check that every job ran
 //! exactly once (each offered to one daemon only, and the coordinator
-//! lists each succeeded, run by a simulated daemon).
+//! lists each succeeded, run by a simulated daemon). On PostgreSQL
+//! replicas (`support::engine`) the daemons and the creates go
+//! round-robin over them; each replica's CPU and the server's are reported.
 //!
 //!   cargo build --release && cargo run --release --example bench_sim_throughput -- [--daemons S] [--jobs J]
 //!
@@ -21,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 #[path = "support/mod.rs"]
 mod support;
 use support::procs::{self, Coordinator};
-use support::sim;
+use support::{engine, sim};
 
 #[derive(Parser)]
 struct Args {
@@ -51,9 +53,15 @@ async fn main() -> Result<()> {
 
     // One simulated daemon imports the template, then goes, so the queue
     // below fills with nobody waiting.
-    let channels = sim::channels(&c.url, a.daemons, a.per_channel).await?;
+    // Each replica's connections, for the daemons round-robin over them.
+    let n = c.urls.len();
+    let mut channels = Vec::with_capacity(n);
+    for r in 0..n {
+        let sessions = a.daemons.div_ceil(n);
+        channels.push(sim::channels(c.url_at(r), sessions, a.per_channel).await?);
+    }
     {
-        let s = sim::Session::open(&channels[0], &key, "import", open_limit).await?;
+        let s = sim::Session::open(&channels[0][0], &key, "import", open_limit).await?;
         let (tx, mut rx) = mpsc::channel(1);
         let stop = CancellationToken::new();
         let w = tokio::spawn(sim::worker(s, tx, stop.clone()));
@@ -65,7 +73,11 @@ async fn main() -> Result<()> {
         w.await??;
     }
     let t = Instant::now();
-    let created = procs::create_many(&c.admin, "t", "w", a.jobs, 16).await?;
+    let mut admins = Vec::with_capacity(n);
+    for r in 0..n {
+        admins.push(c.admin_at(r).await?);
+    }
+    let created = procs::create_many_on(&admins, "t", "w", a.jobs, 16).await?;
     let create_s = t.elapsed().as_secs_f64();
     println!(
         "{} jobs queued in {create_s:.1} s ({:.0}/s)",
@@ -73,14 +85,19 @@ async fn main() -> Result<()> {
         a.jobs as f64 / create_s
     );
 
-    let pid = c.pid();
-    let ticks = procs::cpu_ticks(pid)?;
+    let pids = c.pids();
+    let ticks = pids
+        .iter()
+        .map(|p| procs::cpu_ticks(*p))
+        .collect::<Result<Vec<_>>>()?;
+    let pg_ticks = engine::pg_cpu_ticks();
     let stop = CancellationToken::new();
     let (tx, mut rx) = mpsc::channel(1024);
     let mut workers = tokio::task::JoinSet::new();
     let deadline = tokio::time::Instant::now() + a.limit;
     for i in 0..a.daemons {
-        let (ch, key) = (channels[i % channels.len()].clone(), key.clone());
+        let on = &channels[i % n];
+        let (ch, key) = (on[(i / n) % on.len()].clone(), key.clone());
         let (tx, stop) = (tx.clone(), stop.clone());
         workers.spawn(async move {
             let s = sim::Session::open(&ch, &key, &format!("sim-{i:03}"), open_limit).await?;
@@ -103,7 +120,13 @@ async fn main() -> Result<()> {
             }
         }
     }
-    let busy = (procs::cpu_ticks(pid)? - ticks) as f64 / procs::TICKS_PER_SEC;
+    let mut busy = Vec::with_capacity(n);
+    for (pid, t) in pids.iter().zip(&ticks) {
+        busy.push((procs::cpu_ticks(*pid)? - t) as f64 / procs::TICKS_PER_SEC);
+    }
+    let pg_busy = pg_ticks
+        .zip(engine::pg_cpu_ticks())
+        .map(|(a, b)| (b - a) as f64 / procs::TICKS_PER_SEC);
     stop.cancel();
     while let Some(w) = workers.join_next().await {
         w??;
@@ -119,7 +142,9 @@ async fn main() -> Result<()> {
     let last = ran.iter().map(|r| r.finished).max().unwrap_or(first);
     let secs = (last - first).as_secs_f64().max(1e-6);
     let per_s = ran.len() as f64 / secs;
-    let cpu_pct = 100.0 * busy / secs;
+    let replica_pct: Vec<f64> = busy.iter().map(|b| 100.0 * b / secs).collect();
+    let cpu_pct: f64 = replica_pct.iter().sum();
+    let pg_pct = pg_busy.map(|b| 100.0 * b / secs);
 
     // Exactly once: no job offered twice, and the coordinator's record
     // agrees that each ran, succeeded, on a simulated daemon.
@@ -137,10 +162,16 @@ async fn main() -> Result<()> {
         .filter(|id| listed.get(*id).is_some_and(|d| d.starts_with("sim-")))
         .count();
     println!(
-        "{} simulated daemons: {} of {} jobs in {secs:.2} s: {per_s:.0} jobs/s (coordinator {cpu_pct:.0}% of a core){}",
+        "{} simulated daemons: {} of {} jobs in {secs:.2} s: {per_s:.0} jobs/s (coordinator {}% of a core{}){}",
         a.daemons,
         ran.len(),
         a.jobs,
+        replica_pct
+            .iter()
+            .map(|p| format!("{p:.0}"))
+            .collect::<Vec<_>>()
+            .join("/"),
+        pg_pct.map_or(String::new(), |p| format!(", PostgreSQL {p:.0}%")),
         if timed_out { ", limit reached" } else { "" }
     );
     println!(
@@ -152,6 +183,8 @@ async fn main() -> Result<()> {
             "seconds": secs,
             "jobs_per_s": per_s,
             "cpu_pct": cpu_pct,
+            "replica_cpu_pct": replica_pct,
+            "pg_cpu_pct": pg_pct,
             "create_per_s": a.jobs as f64 / create_s,
             "timed_out": timed_out,
             "limit_s": a.limit.as_secs_f64(),

@@ -8,6 +8,7 @@
 #                    [--sim-daemons N] [--sim-jobs N]
 #                    [--proc-daemons N] [--proc-jobs N] [--limit D]
 #                    [--log-lines N] [--skip-claim] [--skip-load] [--json-only]
+#                    [--postgres [--replicas N]]
 #
 # Cases: job start with one idle daemon (create call, create → terraform
 # started, with scripts/noop-terraform so only provisionerd's own cost
@@ -29,6 +30,15 @@
 # one job of --log-lines lines, default 1000000, then 10 jobs of a tenth
 # each at once; lines/s, peak RSS).
 #
+# --postgres: the same cases on a throwaway PostgreSQL (scripts/postgres.sh,
+# stopped at exit) with --replicas (default 3) replicas of `serve
+# --database-url`, a fresh schema per benchmark (examples/support/engine.rs):
+# idle dispatch creates on one replica for a daemon on another, the
+# simulated and process daemons and the creates go round-robin over the
+# replicas (each replica's CPU and the server's are shown), the load
+# bench's daemons too, and log throughput goes through one replica. The
+# cancel and claim cases run in-process on SQLite only, so they are left out.
+#
 # PROVISIONERD_BENCH_BIN=/path/to/provisionerd runs the same cases against
 # another build of the binary (e.g. an older release, for before/after).
 set -euo pipefail
@@ -36,6 +46,7 @@ cd "$(dirname "$0")/.."
 rounds=50 cancel_rounds=10 claim_rounds=3 skip_claim="" skip_load="" json_only=""
 load_daemons=1000 load_jobs=10000 load_rounds=30 settle_limit=60s round_limit=20s
 sim_daemons=50 sim_jobs=2000 proc_daemons=20 proc_jobs=500 limit=120s log_lines=1000000
+postgres="" replicas=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
@@ -55,6 +66,8 @@ while [ $# -gt 0 ]; do
     --skip-claim) skip_claim=1; shift ;;
     --skip-load) skip_load=1; shift ;;
     --json-only) json_only=1; shift ;;
+    --postgres) postgres=1; shift ;;
+    --replicas) replicas=$2; shift 2 ;;
     *) echo "bench.sh: unknown argument $1 (see the header of $0)" >&2; exit 64 ;;
   esac
 done
@@ -67,9 +80,26 @@ cargo build --release --locked --quiet --bin provisionerd --example bench_dispat
   --example bench_claim --example bench_load --example bench_sim_throughput --example bench_proc_throughput --example bench_logs --example noop_terraform
 
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+pg=""
+cleanup() {
+  if [ -n "$pg" ]; then scripts/postgres.sh stop "$pg" >/dev/null 2>&1 || true; rm -rf "$pg"; fi
+  rm -rf "$out"
+}
+trap cleanup EXIT
+engine=SQLite
+if [ -n "$postgres" ]; then
+  skip_claim=1
+  pg=$(mktemp -d)
+  export PROVISIONERD_BENCH_DATABASE_URL=$(scripts/postgres.sh start "$pg" | tail -n 1)
+  export PROVISIONERD_BENCH_REPLICAS=$replicas PROVISIONERD_BENCH_PG_DIR=$pg
+  engine="PostgreSQL ×$replicas"
+fi
 target/release/examples/bench_dispatch "$rounds" >"$out/dispatch"
-target/release/examples/bench_cancel "$cancel_rounds" >"$out/cancel"
+if [ -z "$postgres" ]; then
+  target/release/examples/bench_cancel "$cancel_rounds" >"$out/cancel"
+else
+  : >"$out/cancel"
+fi
 if [ -z "$skip_load" ]; then
   target/release/examples/bench_load --daemons "$load_daemons" --jobs "$load_jobs" \
     --rounds "$load_rounds" --settle-limit "$settle_limit" --round-limit "$round_limit" >"$out/load"
@@ -85,10 +115,10 @@ else
   : >"$out/claim"
 fi
 
-json=$(python3 - "$out" <<'PY'
+json=$(python3 - "$out" "$engine" <<'PY'
 import json, re, sys
 d = sys.argv[1]
-res = {}
+res = {"engine": sys.argv[2]}
 # Each example prints one `JSON {...}` line; its keys join the result.
 for name in ("dispatch", "load", "sim", "proc", "logs"):
     for line in open(f"{d}/{name}"):
@@ -100,7 +130,8 @@ for line in open(f"{d}/cancel"):
     if m:
         key = "interrupt" if m.group(1).startswith("terraform") else "canceled"
         cancel[key] = {"p50": int(m.group(2)), "p95": int(m.group(3)), "max": int(m.group(4))}
-res["cancel_ms"] = cancel
+if cancel:
+    res["cancel_ms"] = cancel
 for line in open(f"{d}/claim"):
     if line.startswith("JSON "):
         res["claim"] = json.loads(line[5:])
@@ -111,16 +142,21 @@ if [ -z "$json_only" ]; then
   python3 - "$json" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
+cross = ", A → B" if r["engine"] != "SQLite" else ""
 rows = [
     ("create call (ms)", r["create_call_ms"]["p50"], r["create_call_ms"]["p99"]),
-    ("idle dispatch: create → terraform (ms)", r["dispatch_idle_ms"]["p50"], r["dispatch_idle_ms"]["p99"]),
-    ("cancel → terraform interrupted (ms)", r["cancel_ms"]["interrupt"]["p50"], r["cancel_ms"]["interrupt"]["p95"]),
-    ("cancel → job canceled (ms)", r["cancel_ms"]["canceled"]["p50"], r["cancel_ms"]["canceled"]["p95"]),
+    (f"idle dispatch: create → terraform{cross} (ms)", r["dispatch_idle_ms"]["p50"], r["dispatch_idle_ms"]["p99"]),
 ]
+if "cancel_ms" in r:
+    rows += [
+        ("cancel → terraform interrupted (ms)", r["cancel_ms"]["interrupt"]["p50"], r["cancel_ms"]["interrupt"]["p95"]),
+        ("cancel → job canceled (ms)", r["cancel_ms"]["canceled"]["p50"], r["cancel_ms"]["canceled"]["p95"]),
+    ]
 def cell(v):
     return v if isinstance(v, str) else ("-" if v is None else f"{v:.2f}")
 def row(name, a, b=""):
     print(f"{name:54} {cell(a):>9} {cell(b):>9}")
+print(f"engine: {r['engine']}")
 print(f"{'case':54} {'p50':>9} {'p99/p95':>9}")
 for name, a, b in rows:
     row(name, a, b)
@@ -151,6 +187,11 @@ for key, what in (("sim_throughput", "simulated daemons"), ("proc_throughput", "
         row(f"throughput, {t['daemons']} {what}, {t['jobs']} jobs (jobs/s)", t["jobs_per_s"])
         if capped:
             print(capped)
+        if "replica_cpu_pct" in t:
+            cpus = " / ".join(f"{p:.0f}" for p in t["replica_cpu_pct"])
+            pg = t.get("pg_cpu_pct")
+            pg = f", PostgreSQL {pg:.0f}" if pg is not None else ""
+            print(f"  CPU % of a core: coordinator {cpus}{pg}")
 for key, what in (("one", "log lines/s, 1 job"), ("many", "log lines/s, 10 jobs at once")):
     c = r["logs"][key]
     peak = c["peak_rss_kib"]

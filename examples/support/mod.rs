@@ -3,9 +3,11 @@
 //! its import, job status polling, percentiles. Included by each example with `#[path]`.
 //! `procs` starts the coordinator and daemons as processes and reads their
 //! CPU and memory; `sim` speaks the daemon protocol itself (hundreds of
-//! simulated daemons from one process).
+//! simulated daemons from one process); `engine` starts PostgreSQL
+//! replicas instead of one SQLite coordinator when the environment says so.
 #![allow(dead_code)]
 
+pub mod engine;
 pub mod procs;
 pub mod sim;
 

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use provisionerd::grpc::Credentials;
 use provisionerd::proto::{self, admin_client::AdminClient};
 
+use super::engine::{self, Engine};
 use super::{Admin, Proc, binary, wait_file};
 
 /// Linux reports /proc/PID/stat times in USER_HZ, which is 100 on every
@@ -22,15 +23,41 @@ use super::{Admin, Proc, binary, wait_file};
 pub const TICKS_PER_SEC: f64 = 100.0;
 
 /// `provisionerd serve` on a free port with its own data dir, and an admin
-/// client for it.
+/// client for it; or, on PostgreSQL (see [`engine::DATABASE_ENV`]), several
+/// replicas of it, the admin client on the first.
 pub struct Coordinator {
+    /// The first replica's process (the only one on SQLite).
     pub proc: Proc,
+    /// The first replica's URL.
     pub url: String,
     pub admin: Admin,
+    /// Every replica's process after the first, and every replica's URL.
+    pub others: Vec<Proc>,
+    pub urls: Vec<String>,
 }
 
 impl Coordinator {
+    /// One SQLite coordinator under `data`, or on PostgreSQL (see
+    /// [`engine::DATABASE_ENV`]) replicas with data dirs under it.
     pub async fn start(data: &Path) -> Result<Coordinator> {
+        match Engine::from_env()? {
+            Engine::Sqlite => Self::start_sqlite(data).await,
+            Engine::Postgres { server, replicas } => {
+                let (mut procs, urls) = engine::start_replicas(&server, replicas, data).await?;
+                let admin = admin(&urls[0], engine::REPLICA_TOKEN).await?;
+                let proc = procs.remove(0);
+                Ok(Coordinator {
+                    proc,
+                    url: urls[0].clone(),
+                    admin,
+                    others: procs,
+                    urls,
+                })
+            }
+        }
+    }
+
+    async fn start_sqlite(data: &Path) -> Result<Coordinator> {
         let mut serve = Command::new(binary()?);
         serve.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]);
         serve.arg(data).env("RUST_LOG", "warn");
@@ -38,16 +65,36 @@ impl Coordinator {
         let proc = Proc(serve.spawn().context("start provisionerd serve")?);
         let url = wait_file(&data.join("address")).await?;
         let token = wait_file(&data.join("admin-token")).await?;
-        let channel = tonic::transport::Channel::from_shared(url.clone())?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .with_context(|| format!("connect to the coordinator at {url}"))?;
-        let admin = AdminClient::with_interceptor(
-            channel,
-            Credentials::bearer(&token).map_err(anyhow::Error::msg)?,
-        );
-        Ok(Coordinator { proc, url, admin })
+        let admin = admin(&url, &token).await?;
+        Ok(Coordinator {
+            proc,
+            urls: vec![url.clone()],
+            url,
+            admin,
+            others: Vec::new(),
+        })
+    }
+
+    /// Replica `i`'s URL, round-robin (always the one on SQLite).
+    pub fn url_at(&self, i: usize) -> &str {
+        &self.urls[i % self.urls.len()]
+    }
+
+    /// An admin client on replica `i` (round-robin, as [`Self::url_at`]).
+    pub async fn admin_at(&self, i: usize) -> Result<Admin> {
+        if i.is_multiple_of(self.urls.len()) {
+            return Ok(self.admin.clone());
+        }
+        // Only replicas get here: their token is the one they were given.
+        admin(self.url_at(i), engine::REPLICA_TOKEN).await
+    }
+
+    /// Every replica's process id, the first first.
+    pub fn pids(&self) -> Vec<u32> {
+        std::iter::once(&self.proc)
+            .chain(&self.others)
+            .map(|p| p.0.id())
+            .collect()
     }
 
     pub fn pid(&self) -> u32 {
@@ -65,6 +112,18 @@ impl Coordinator {
         };
         Ok(self.admin.create_key(req).await?.into_inner().secret)
     }
+}
+
+pub(super) async fn admin(url: &str, token: &str) -> Result<Admin> {
+    let channel = tonic::transport::Channel::from_shared(url.to_string())?
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .with_context(|| format!("connect to the coordinator at {url}"))?;
+    Ok(AdminClient::with_interceptor(
+        channel,
+        Credentials::bearer(token).map_err(anyhow::Error::msg)?,
+    ))
 }
 
 fn quiet(c: &mut Command) {
@@ -140,10 +199,29 @@ pub async fn create_many(
     n: usize,
     concurrency: usize,
 ) -> Result<Vec<String>> {
+    create_many_on(
+        std::slice::from_ref(admin),
+        template,
+        prefix,
+        n,
+        concurrency,
+    )
+    .await
+}
+
+/// [`create_many`] through several replicas' admin clients: workspace
+/// `i` through `admins[i % len]`.
+pub async fn create_many_on(
+    admins: &[Admin],
+    template: &str,
+    prefix: &str,
+    n: usize,
+    concurrency: usize,
+) -> Result<Vec<String>> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (mut admin, next) = (admin.clone(), next.clone());
+        let (admins, next) = (admins.to_vec(), next.clone());
         let (template, prefix) = (template.to_string(), prefix.to_string());
         tasks.push(tokio::spawn(async move {
             let mut made = Vec::new();
@@ -158,7 +236,8 @@ pub async fn create_many(
                     owner: "bench".into(),
                     ..Default::default()
                 };
-                let job = admin
+                let job = admins[i % admins.len()]
+                    .clone()
                     .create_workspace(req)
                     .await
                     .with_context(|| format!("create workspace {prefix}{i}"))?
@@ -298,21 +377,23 @@ pub struct Cpu {
     pub quiet: Option<Duration>,
 }
 
-/// Samples the coordinator's CPU in 1 s windows: for `window`, then on
-/// (while not quiet) until `quiet_by`; no quiet figure without `quiet_by`.
+/// Samples the coordinator's CPU (the sum of `pids`: its replicas) in
+/// 1 s windows: for `window`, then on (while not quiet) until `quiet_by`;
+/// no quiet figure without `quiet_by`.
 pub async fn cpu_after(
-    pid: u32,
+    pids: &[u32],
     t0: Instant,
     window: Duration,
     quiet_by: Option<Instant>,
 ) -> Result<Cpu> {
-    let start = (Instant::now(), cpu_ticks(pid)?);
+    let ticks = || pids.iter().map(|p| cpu_ticks(*p)).sum::<Result<u64>>();
+    let start = (Instant::now(), ticks()?);
     let mut last = start;
     let mut total = None;
     let mut quiet = None;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = (Instant::now(), cpu_ticks(pid)?);
+        let now = (Instant::now(), ticks()?);
         let share = |from: (Instant, u64)| {
             100.0 * (now.1 - from.1) as f64 / TICKS_PER_SEC / (now.0 - from.0).as_secs_f64()
         };
