@@ -1,7 +1,7 @@
 //! A job's log lines: appended by its daemon's UpdateJob, read by the
 //! admin API and log followers.
 
-use super::db::params;
+use super::db::{Connection, Engine, ToSql, params};
 
 use super::jobs::owned_in;
 use super::{JobStatus, Store, now_ms};
@@ -16,6 +16,76 @@ pub struct LogRow {
     pub source: i32,
     pub stage: String,
     pub output: String,
+}
+
+/// Rows per multi-row INSERT on PostgreSQL, largest first: a batch of a
+/// thousand lines is a handful of round trips, not a thousand, and the
+/// statements stay few (each size is cached once per connection).
+const CHUNKS: [usize; 4] = [128, 32, 8, 1];
+
+/// Inserts `lines` (already checked: new, in order, no gap). SQLite: one
+/// cached single-row statement per line (in-process, nothing to save).
+/// PostgreSQL: multi-row statements, since each statement is a round trip.
+fn insert_lines(tx: &Connection, job_id: &str, lines: &[&proto::LogLine]) -> Result<()> {
+    let chunk = match tx.engine() {
+        Engine::Sqlite => 1,
+        Engine::Postgres => CHUNKS[0],
+    };
+    let mut rest = lines;
+    while !rest.is_empty() {
+        let n = if chunk == 1 {
+            1
+        } else {
+            CHUNKS.into_iter().find(|c| *c <= rest.len()).unwrap_or(1)
+        };
+        let (now, later) = rest.split_at(n);
+        // Cached: parsing the statement again for every batch cost more
+        // than storing the lines.
+        let mut insert = tx.prepare_cached(insert_sql(n))?;
+        let seqs: Vec<i64> = now.iter().map(|l| l.seq as i64).collect();
+        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(n * 7);
+        for (line, seq) in now.iter().zip(&seqs) {
+            values.extend([
+                &job_id as &dyn ToSql,
+                seq,
+                &line.created_at,
+                &line.level,
+                &line.source,
+                &line.stage,
+                &line.output,
+            ]);
+        }
+        insert.execute(values.as_slice())?;
+        rest = later;
+    }
+    Ok(())
+}
+
+/// The INSERT of `n` rows (`n` one of [`CHUNKS`]), made once.
+fn insert_sql(n: usize) -> &'static str {
+    static SQL: std::sync::LazyLock<Vec<(usize, String)>> = std::sync::LazyLock::new(|| {
+        CHUNKS
+            .iter()
+            .map(|&n| {
+                let rows: Vec<String> = (0..n)
+                    .map(|i| {
+                        let p: Vec<String> = (1..=7).map(|c| format!("?{}", i * 7 + c)).collect();
+                        format!("({})", p.join(", "))
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO job_logs(job_id, seq, created_at, level, source, stage, output) \
+                     VALUES {}",
+                    rows.join(", ")
+                );
+                (n, sql)
+            })
+            .collect()
+    });
+    SQL.iter()
+        .find(|(size, _)| *size == n)
+        .map(|(_, sql)| sql.as_str())
+        .expect("a chunk size of CHUNKS")
 }
 
 impl Store {
@@ -41,35 +111,21 @@ impl Store {
                 )));
             }
             let mut stored = job.log_count;
-            {
-                // Cached: parsing the statement again for every line cost
-                // more than storing the line.
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO job_logs(job_id, seq, created_at, level, source, stage, output)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
-                for line in lines {
-                    if line.seq <= stored {
-                        continue;
-                    }
-                    if line.seq != stored + 1 {
-                        return Err(CoordError::FailedPrecondition(format!(
-                            "update job {job_id}: log line {} would leave a gap after {stored}",
-                            line.seq
-                        )));
-                    }
-                    insert.execute(params![
-                        job_id,
-                        line.seq as i64,
-                        line.created_at,
-                        line.level,
-                        line.source,
-                        line.stage,
-                        line.output
-                    ])?;
-                    stored = line.seq;
+            let mut new = Vec::with_capacity(lines.len());
+            for line in lines {
+                if line.seq <= stored {
+                    continue;
                 }
+                if line.seq != stored + 1 {
+                    return Err(CoordError::FailedPrecondition(format!(
+                        "update job {job_id}: log line {} would leave a gap after {stored}",
+                        line.seq
+                    )));
+                }
+                new.push(line);
+                stored = line.seq;
             }
+            insert_lines(tx, job_id, &new)?;
             tx.prepare_cached("UPDATE jobs SET log_count = ?2, updated_at = ?3 WHERE id = ?1")?
                 .execute(params![job_id, stored as i64, now_ms()])?;
             // A lost job is told to stop: it has been failed, whatever
