@@ -306,3 +306,118 @@ async fn a_replica_cut_off_from_the_database_hands_out_no_work() {
     healthy.stop().await;
     cut_off.stop().await;
 }
+
+/// `jobs logs --follow` through replica C shows the lines a daemon sends
+/// through replica A while the job runs, not only once it has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follow_on_one_replica_shows_lines_arriving_through_another() {
+    use tokio_stream::StreamExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Server::start();
+    let db = pg.database(&tmp.path().join("db"));
+    let a = Coord::start_replica(&tmp.path().join("a"), &db, TOKEN).await;
+    let c = Coord::start_replica(&tmp.path().join("c"), &db, TOKEN).await;
+    let key = a.create_key("k", &[]).await;
+    let dir = template(tmp.path(), "t", &slow(60, "0.2", 0));
+    let import = a.push("t", &dir, &[]).await;
+    let d = Daemon::start(&a.url, &key, "d1", &tmp.path().join("c1"));
+    a.wait_succeeded(&import).await;
+    let job = a.create_workspace("ws", "t", "alice", &[]).await;
+    let mut follow = c
+        .admin()
+        .await
+        .stream_job_logs(provisionerd::proto::StreamJobLogsRequest {
+            job_id: job.clone(),
+            after_seq: 0,
+            follow: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // line-5 of 60 (12 s of output) arrives on C while the job still runs.
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(l) = follow.next().await {
+            if l.unwrap().output.ends_with("line-5") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("line-5 followed on C within a minute");
+    assert!(seen, "the follow ended before line-5");
+    let running = c.job(&job).await;
+    assert_eq!(running.status, "running", "line-5 came only after the end");
+    c.wait_succeeded(&job).await;
+    d.stop().await.unwrap();
+    a.stop().await;
+    c.stop().await;
+}
+
+/// Replicas starting together on a new database: one applies the
+/// migrations under the lock, the others wait and start on the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_migrate_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Server::start();
+    let db = pg.database(&tmp.path().join("db"));
+    let starts: Vec<_> = (0..4)
+        .map(|i| {
+            let (dir, db) = (tmp.path().join(format!("r{i}")), db.clone());
+            tokio::spawn(async move { Coord::start_replica(&dir, &db, TOKEN).await })
+        })
+        .collect();
+    let mut replicas = Vec::new();
+    for s in starts {
+        replicas.push(s.await.expect("every replica starts"));
+    }
+    let pool = provisionerd::coordinator::store::db::Pool::new(&db, 1).unwrap();
+    let versions: i64 = pool
+        .get()
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM provisionerd_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(versions, 1, "each migration applied once");
+    for r in replicas {
+        r.stop().await;
+    }
+}
+
+/// A database whose schema a newer provisionerd wrote is refused at start
+/// with exit 64 and a message saying so; nothing in it is changed.
+#[tokio::test]
+async fn a_newer_schema_is_refused_with_exit_64() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pg = Server::start();
+    let db = pg.database(&tmp.path().join("db"));
+    {
+        let pool = provisionerd::coordinator::store::db::Pool::new(&db, 1).unwrap();
+        let conn = pool.get().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE provisionerd_schema (version BIGINT PRIMARY KEY,
+               applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             INSERT INTO provisionerd_schema(version) VALUES (1), (99);",
+        )
+        .unwrap();
+    }
+    let data = tmp.path().join("r0");
+    let mut serve = procs::Proc::spawn(
+        &[
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &db,
+        ],
+        &[],
+        &tmp.path().join("serve.log"),
+    );
+    assert_eq!(serve.exit_code(Duration::from_secs(60)).await, 64);
+    let log = serve.log_text();
+    assert!(
+        log.contains("schema is version 99") && log.contains("newer provisionerd"),
+        "the refusal says why: {log}"
+    );
+}
