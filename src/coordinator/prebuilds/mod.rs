@@ -137,6 +137,10 @@ pub fn assess(hub: &Hub) -> Result<(Vec<Slot>, Assessment)> {
     Ok((slots, a))
 }
 
+/// The setting holding the last reconcile's time (ms), whichever replica
+/// ran it.
+const RECONCILED_AT: &str = "prebuilds_reconciled_at";
+
 /// `--prebuild-reconcile-interval` unless set.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 
@@ -147,7 +151,12 @@ pub fn status(hub: &Hub) -> Result<proto::PrebuildStatus> {
     Ok(proto::PrebuildStatus {
         paused: hub.store.prebuilds_paused()?,
         interval_ms: hub.prebuilds.interval.map_or(0, |d| d.as_millis() as u64),
-        reconciled_at: hub.prebuilds.reconciled_at.load(Ordering::Relaxed),
+        // From the store: the leading replica reconciles, any may answer.
+        reconciled_at: hub
+            .store
+            .setting(RECONCILED_AT)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| hub.prebuilds.reconciled_at.load(Ordering::Relaxed)),
         presets: a
             .pools
             .into_iter()
@@ -223,9 +232,9 @@ pub async fn run(hub: std::sync::Arc<Hub>, interval: Duration, shutdown: Cancell
 /// One pass: assess, then (unless paused) act.
 pub fn reconcile(hub: &Hub) -> Result<()> {
     let (slots, a) = assess(hub)?;
-    hub.prebuilds
-        .reconciled_at
-        .store(store::now_ms(), Ordering::Relaxed);
+    let now = store::now_ms();
+    hub.prebuilds.reconciled_at.store(now, Ordering::Relaxed);
+    hub.store.set_setting(RECONCILED_AT, &now.to_string())?;
     health::note(hub, &a.pools);
     let _acting = hub.prebuilds.acting();
     if hub.store.prebuilds_paused()? {
