@@ -15,13 +15,18 @@ use super::{Hub, ServeConfig, cluster, store};
 /// were marked disconnected.
 pub(super) async fn replica_heartbeat(hub: Arc<Hub>, shutdown: CancellationToken) {
     let mut failing = false;
+    // Since when every heartbeat succeeded: others are judged only after a
+    // whole timeout of them (a replica just back from an outage has not
+    // heard the others write theirs).
+    let mut healthy_since = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(store::replicas::HEARTBEAT_EVERY) => {}
         }
         let store = hub.store.clone();
-        let beat = match store::blocking(move || store.heartbeat()).await {
+        let bury = healthy_since.elapsed() >= store::replicas::REPLICA_TIMEOUT;
+        let beat = match store::blocking(move || store.heartbeat(bury)).await {
             Ok(b) => b,
             Err(e) => {
                 if !failing {
@@ -34,12 +39,7 @@ pub(super) async fn replica_heartbeat(hub: Arc<Hub>, shutdown: CancellationToken
         if failing {
             tracing::info!("replica heartbeat: database reachable again");
             failing = false;
-            // Before the reaper can judge them: daemons could not report
-            // while the database was away.
-            let store = hub.store.clone();
-            if let Err(e) = store::blocking(move || store.extend_leases()).await {
-                tracing::warn!(error = %e, "extend running jobs' leases after the outage");
-            }
+            healthy_since = tokio::time::Instant::now();
         }
         if beat.revived {
             tracing::warn!(
@@ -54,7 +54,6 @@ pub(super) async fn replica_heartbeat(hub: Arc<Hub>, shutdown: CancellationToken
                 offers = beat.offers_returned,
                 "replica heartbeat: replicas gone silent; their daemons may register elsewhere"
             );
-            // Their offers are back in the queue: for daemons on any replica.
             hub.kick();
         }
     }
@@ -79,23 +78,39 @@ pub(super) fn election_every(cfg: &ServeConfig) -> Duration {
 /// leader only: one replica at a time fails lost jobs.
 pub(super) async fn reap_lost_jobs(hub: Arc<Hub>, lease: Duration, shutdown: CancellationToken) {
     let period = reap_period(lease);
+    // Leases count from when daemons could report: after this replica took
+    // the lead, or after the database was away, they restart before
+    // anything is judged (the daemons may simply not have been heard).
+    let mut fresh = true;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
         }
         if !hub.cluster.is_leader() {
+            fresh = true;
+            continue;
+        }
+        let store = hub.store.clone();
+        if fresh {
+            match store::blocking(move || store.extend_leases()).await {
+                Ok(_) => fresh = false,
+                Err(e) => tracing::error!(error = %e, "reap lost jobs: extend leases"),
+            }
             continue;
         }
         let cutoff = store::now_ms() - lease.as_millis() as i64;
-        match hub.store.fail_lost_jobs(cutoff) {
+        match store::blocking(move || store.fail_lost_jobs(cutoff)).await {
             Ok(ids) => {
                 for id in ids {
                     tracing::warn!(job = %id, "job failed: daemon lost");
                     hub.job_changed(&id);
                 }
             }
-            Err(e) => tracing::error!(error = %e, "reap lost jobs"),
+            Err(e) => {
+                fresh = true;
+                tracing::error!(error = %e, "reap lost jobs");
+            }
         }
     }
 }

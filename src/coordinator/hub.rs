@@ -87,7 +87,8 @@ impl Hub {
         // Forgotten by the dispatcher first, so it cannot offer it a job
         // after its offers were returned to the queue below.
         self.dispatcher.session_ended(daemon_id.to_string()).await;
-        if let Err(e) = self.store.disconnect_daemon(daemon_id) {
+        let (store, id) = (self.store.clone(), daemon_id.to_string());
+        if let Err(e) = super::store::blocking(move || store.disconnect_daemon(&id)).await {
             tracing::error!(error = %e, "record daemon disconnect");
         }
         // Offers it never acknowledged are back in the queue, for daemons

@@ -272,6 +272,14 @@ impl Store {
                             self.replica
                         ],
                     )?;
+                    // A new session holds no offer: one made to its last
+                    // session (on a replica since gone) goes back to the
+                    // queue, where this daemon's first claim finds it.
+                    tx.execute(
+                        "UPDATE jobs SET offered_to = NULL
+                         WHERE offered_to = ?1 AND status = 'pending'",
+                        [&id],
+                    )?;
                     id
                 }
                 None => {

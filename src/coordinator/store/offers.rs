@@ -78,7 +78,24 @@ impl Store {
     /// so the claim stays exclusive with a database shared by writers
     /// (on PostgreSQL it takes no writers' lock: see `TxKind::Claim`).
     pub fn claim(&self, daemon_id: &str, daemon_tags: &Tags) -> Result<Option<Offer>> {
+        let replica = self.replica.as_deref().unwrap_or("");
         self.transaction(super::db::TxKind::Claim, |tx| {
+            if tx.engine() == super::db::Engine::Postgres {
+                // Held until the claim commits: a replica burying this
+                // daemon's (see `replicas.rs`) waits for it and then
+                // returns its offer. A daemon no longer connected here
+                // (buried meanwhile) gets nothing.
+                let here: Option<bool> = tx
+                    .prepare_cached(
+                        "SELECT connected = 1 AND COALESCE(replica, '') = ?2
+                         FROM daemons WHERE id = ?1 FOR SHARE",
+                    )?
+                    .query_row(params![daemon_id, replica], |r| r.get(0))
+                    .optional()?;
+                if here == Some(false) {
+                    return Ok(None);
+                }
+            }
             let sets = self
                 .sets
                 .lock()

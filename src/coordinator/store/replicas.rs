@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use super::db::params;
+use super::db::{TxKind, params};
 use super::{Store, now_ms};
 use crate::coordinator::error::Result;
 
@@ -56,41 +56,59 @@ impl Store {
         self.replica.as_deref()
     }
 
-    /// Writes this replica's heartbeat and clears replicas found dead.
-    /// Does nothing on SQLite.
-    pub fn heartbeat(&self) -> Result<Heartbeat> {
+    /// Writes this replica's heartbeat and, with `bury`, clears replicas
+    /// found dead. Does nothing on SQLite. The heartbeat itself takes no
+    /// writers' lock: a long write elsewhere (a large state stored) must
+    /// not make this replica look dead.
+    pub fn heartbeat(&self, bury: bool) -> Result<Heartbeat> {
         let Some(me) = self.replica.clone() else {
             return Ok(Heartbeat::default());
         };
-        self.write(|tx| {
+        let revived = self.transaction(TxKind::Claim, |tx| {
             let now = now_ms();
-            let mut beat = Heartbeat::default();
             let n = tx.execute(
                 "UPDATE replicas SET heartbeat_at = ?2 WHERE id = ?1",
                 params![me, now],
             )?;
             if n == 0 {
                 tx.execute(
-                    "INSERT INTO replicas(id, heartbeat_at) VALUES (?1, ?2)",
+                    "INSERT INTO replicas(id, heartbeat_at) VALUES (?1, ?2)
+                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
                     params![me, now],
                 )?;
-                beat.revived = true;
             }
+            Ok(n == 0)
+        })?;
+        let mut beat = Heartbeat {
+            revived,
+            ..Heartbeat::default()
+        };
+        if !bury {
+            return Ok(beat);
+        }
+        self.write(|tx| {
             let dead: Vec<String> = tx
                 .prepare("SELECT id FROM replicas WHERE heartbeat_at < ?1")?
                 .query_map([cutoff()], |r| r.get(0))?
                 .collect::<super::db::Result<_>>()?;
             for id in &dead {
-                beat.offers_returned += tx.execute(
-                    "UPDATE jobs SET offered_to = NULL WHERE status = 'pending'
-                       AND offered_to IN (SELECT id FROM daemons WHERE replica = ?1)",
-                    [id],
-                )?;
-                tx.execute(
-                    "UPDATE daemons SET connected = 0, replica = NULL
-                     WHERE replica = ?1 AND connected = 1",
-                    [id],
-                )?;
+                // Daemons first: a claim for one of them holds its row
+                // (see `offers.rs`), so once these rows are ours, every
+                // offer made to them is committed and returned below.
+                let daemons: Vec<String> = tx
+                    .prepare(
+                        "UPDATE daemons SET connected = 0, replica = NULL
+                         WHERE replica = ?1 RETURNING id",
+                    )?
+                    .query_map([id], |r| r.get(0))?
+                    .collect::<super::db::Result<_>>()?;
+                for d in &daemons {
+                    beat.offers_returned += tx.execute(
+                        "UPDATE jobs SET offered_to = NULL
+                         WHERE offered_to = ?1 AND status = 'pending'",
+                        [d],
+                    )?;
+                }
                 tx.execute("DELETE FROM replicas WHERE id = ?1", [id])?;
             }
             beat.buried = dead.len();

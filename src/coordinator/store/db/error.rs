@@ -69,10 +69,21 @@ pub(super) fn pg_unavailable(e: &tokio_postgres::Error) -> bool {
                 || *c == SqlState::CRASH_SHUTDOWN
                 || *c == SqlState::CANNOT_CONNECT_NOW
                 || *c == SqlState::TOO_MANY_CONNECTIONS
+                || *c == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
                 || c.code().starts_with("08")
         }
-        // No server error: an I/O failure on the socket.
-        None => e.as_db_error().is_none(),
+        // No server error: the socket failed (an I/O error under it), or
+        // something of ours did (a bind, a conversion), which is no outage.
+        None => {
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                if s.is::<std::io::Error>() {
+                    return true;
+                }
+                source = s.source();
+            }
+            false
+        }
     }
 }
 

@@ -101,11 +101,18 @@ impl PgConn {
                 "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
             )
         });
-        match kind {
+        let begun = match kind {
             TxKind::Write => self.batch(&BEGIN_WRITE),
             TxKind::Read => self.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
             TxKind::Claim => self.batch("BEGIN ISOLATION LEVEL READ COMMITTED"),
+        };
+        // BEGIN may have run and the lock call failed (a statement timeout,
+        // a canceled backend): the block is aborted, and no `Tx` exists to
+        // roll it back. A connection that cannot is not lent again.
+        if begun.is_err() && self.batch("ROLLBACK").is_err() {
+            self.broken.set(true);
         }
+        begun
     }
 
     pub(super) fn batch(&self, sql: &str) -> Result<()> {
@@ -203,6 +210,14 @@ impl PgToSql for Bind<'_> {
                 _ => Err(cannot()),
             },
             ValueRef::Text(s) => match *ty {
+                // PostgreSQL's text cannot hold NUL (SQLite's can): a log
+                // line or an error carrying one is stored with U+FFFD
+                // instead of failing every retry.
+                Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN
+                    if s.contains('\0') =>
+                {
+                    s.replace('\0', "\u{FFFD}").as_str().to_sql(ty, out)
+                }
                 Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN => {
                     s.to_sql(ty, out)
                 }
@@ -301,6 +316,14 @@ impl Pool {
         if cfg.get_application_name().is_none() {
             cfg.application_name("provisionerd");
         }
+        // The server side of the same: a replica cut off while holding the
+        // writers' lock must not hold it for the OS keepalive's two hours.
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout=30s -c tcp_keepalives_idle=5 \
+             -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
+            cfg.get_options().unwrap_or("")
+        );
+        cfg.options(options.trim_start());
         Ok(Arc::new(Pool {
             cfg,
             idle: Mutex::new(Vec::new()),
