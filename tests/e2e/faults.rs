@@ -40,7 +40,7 @@ resource "terraform_data" "w" {{
 
 /// N of each log line that ends in `line-N` (the provisioner's output), in
 /// log order.
-fn numbered(logs: &[LogLine]) -> Vec<u64> {
+pub(crate) fn numbered(logs: &[LogLine]) -> Vec<u64> {
     logs.iter()
         .filter_map(|l| {
             let (_, n) = l.output.rsplit_once("line-")?;
@@ -50,7 +50,7 @@ fn numbered(logs: &[LogLine]) -> Vec<u64> {
 }
 
 /// Sequence numbers run 1..=log_count without a gap or a repeat.
-fn assert_gapless(job: &Job, logs: &[LogLine]) {
+pub(crate) fn assert_gapless(job: &Job, logs: &[LogLine]) {
     let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
     let want: Vec<u64> = (1..=job.log_count).collect();
     assert!(seqs == want, "seqs are not 1..={}: {seqs:?}", job.log_count);

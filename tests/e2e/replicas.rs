@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::common::pg::Server;
 use crate::common::{Coord, Daemon, procs, wait_connected};
-use crate::faults::{slow, wait_line};
+use crate::faults::{assert_gapless, numbered, slow, wait_line};
 use crate::ops_coordinator::{http_get, ops_addr};
 use crate::template;
 
@@ -159,18 +159,9 @@ async fn a_replica_killed_mid_job_loses_no_line_and_keeps_the_state() {
     procs_[0].kill9().await;
     let done = b.wait_succeeded(&job).await;
     let logs = b.logs(&job).await;
-    let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
+    assert_gapless(&done, &logs);
     assert_eq!(
-        seqs,
-        (1..=done.log_count).collect::<Vec<_>>(),
-        "seqs 1..=N once"
-    );
-    let numbered: Vec<u64> = logs
-        .iter()
-        .filter_map(|l| l.output.rsplit_once("line-")?.1.parse().ok())
-        .collect();
-    assert_eq!(
-        numbered,
+        numbered(&logs),
         (1..=40).collect::<Vec<_>>(),
         "every line once, in order"
     );
@@ -236,18 +227,9 @@ async fn postgres_restarted_mid_job_loses_and_doubles_nothing() {
 
     let done = a.wait_succeeded(&job).await;
     let logs = a.logs(&job).await;
-    let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
+    assert_gapless(&done, &logs);
     assert_eq!(
-        seqs,
-        (1..=done.log_count).collect::<Vec<_>>(),
-        "seqs 1..=N once"
-    );
-    let numbered: Vec<u64> = logs
-        .iter()
-        .filter_map(|l| l.output.rsplit_once("line-")?.1.parse().ok())
-        .collect();
-    assert_eq!(
-        numbered,
+        numbered(&logs),
         (1..=60).collect::<Vec<_>>(),
         "every line once, in order"
     );
