@@ -99,10 +99,14 @@ fn diagnostic(diag: Diagnostic) -> Parsed {
     let mut lines = vec![(level, heading.clone())];
     lines.extend(summary.map(|l| (level, l)));
     if let Some(range) = diag.range {
-        lines.push((
-            level,
-            format!("on {} line {}", range.filename, range.start.line),
-        ));
+        // A file name is one line of text like every other log line (a
+        // name holding a newline would split the UI's line).
+        let file: String = range
+            .filename
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        lines.push((level, format!("on {file} line {}", range.start.line)));
     }
     lines.extend(text_lines(&diag.detail).map(|l| (level, l)));
     Parsed {
@@ -137,6 +141,23 @@ mod tests {
 
     fn lines(parsed: &Parsed) -> Vec<(Level, &str)> {
         parsed.lines.iter().map(|(l, t)| (*l, t.as_str())).collect()
+    }
+
+    #[test]
+    fn a_file_name_with_a_newline_stays_one_line() {
+        // Found by the logparse fuzz target.
+        let parsed = json_line(
+            r#"{"@level":"error","@message":"Error: x","diagnostic":{"severity":"error","summary":"x","detail":"","range":{"filename":"main.tf\nSecond","start":{"line":3,"column":3}}}}"#,
+        );
+        assert!(parsed.lines.iter().all(|(_, l)| !l.contains('\n')));
+        assert!(
+            parsed
+                .lines
+                .iter()
+                .any(|(_, l)| l == "on main.tf Second line 3"),
+            "{:?}",
+            parsed.lines
+        );
     }
 
     #[test]
