@@ -27,32 +27,39 @@ const CHUNKS: [usize; 4] = [128, 32, 8, 1];
 /// cached single-row statement per line (in-process, nothing to save).
 /// PostgreSQL: multi-row statements, since each statement is a round trip.
 fn insert_lines(tx: &Connection, job_id: &str, lines: &[&proto::LogLine]) -> Result<()> {
-    let chunk = match tx.engine() {
-        Engine::Sqlite => 1,
-        Engine::Postgres => CHUNKS[0],
-    };
+    if tx.engine() == Engine::Sqlite {
+        // Prepared once for the batch, bound per line without allocating.
+        let mut insert = tx.prepare_cached(insert_sql(1))?;
+        for l in lines {
+            insert.execute(params![
+                job_id,
+                l.seq,
+                l.created_at,
+                l.level,
+                l.source,
+                l.stage,
+                l.output
+            ])?;
+        }
+        return Ok(());
+    }
     let mut rest = lines;
     while !rest.is_empty() {
-        let n = if chunk == 1 {
-            1
-        } else {
-            CHUNKS.into_iter().find(|c| *c <= rest.len()).unwrap_or(1)
-        };
+        let n = CHUNKS.into_iter().find(|c| *c <= rest.len()).unwrap_or(1);
         let (now, later) = rest.split_at(n);
         // Cached: parsing the statement again for every batch cost more
         // than storing the lines.
         let mut insert = tx.prepare_cached(insert_sql(n))?;
-        let seqs: Vec<i64> = now.iter().map(|l| l.seq as i64).collect();
         let mut values: Vec<&dyn ToSql> = Vec::with_capacity(n * 7);
-        for (line, seq) in now.iter().zip(&seqs) {
+        for l in now {
             values.extend([
                 &job_id as &dyn ToSql,
-                seq,
-                &line.created_at,
-                &line.level,
-                &line.source,
-                &line.stage,
-                &line.output,
+                &l.seq,
+                &l.created_at,
+                &l.level,
+                &l.source,
+                &l.stage,
+                &l.output,
             ]);
         }
         insert.execute(values.as_slice())?;
