@@ -56,20 +56,8 @@ impl Coord {
     ) -> Coord {
         Self::start_config(ServeConfig {
             listen,
-            data_dir: data_dir.to_path_buf(),
-            allow_new_database: false,
             job_lease,
-            tls: None,
-            archive_limits: Default::default(),
-            max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
-            metrics_address: None,
-            prebuild_reconcile_interval: None,
-            prebuild_failure_hard_limit: 3,
-            offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
-            connections: Default::default(),
-            database_url: provisionerd::coordinator::store::testdb::url_for(data_dir).unwrap(),
-            database_pool: 16,
-            admin_token_file: None,
+            ..Self::config(data_dir)
         })
         .await
     }
@@ -82,6 +70,30 @@ impl Coord {
         let token_file = data_dir.join("admin-token");
         std::fs::write(&token_file, token).unwrap();
         Self::start_config(ServeConfig {
+            database_url: Some(database_url.to_string()),
+            database_pool: 8,
+            admin_token_file: Some(token_file),
+            ..Self::config(data_dir)
+        })
+        .await
+    }
+
+    /// Starts with archive limits of the test's choosing.
+    pub async fn start_with_limits(
+        data_dir: &Path,
+        limits: provisionerd::archive::Limits,
+    ) -> Coord {
+        Self::start_config(ServeConfig {
+            archive_limits: limits,
+            ..Self::config(data_dir)
+        })
+        .await
+    }
+
+    /// The tests' coordinator settings for `data_dir`: a free port, a 60 s
+    /// lease, the tests' engine (see `testdb`).
+    pub fn config(data_dir: &Path) -> ServeConfig {
+        ServeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir.to_path_buf(),
             allow_new_database: false,
@@ -94,36 +106,10 @@ impl Coord {
             prebuild_failure_hard_limit: 3,
             offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
             connections: Default::default(),
-            database_url: Some(database_url.to_string()),
-            database_pool: 8,
-            admin_token_file: Some(token_file),
-        })
-        .await
-    }
-
-    /// Starts with archive limits of the test's choosing.
-    pub async fn start_with_limits(
-        data_dir: &Path,
-        limits: provisionerd::archive::Limits,
-    ) -> Coord {
-        Self::start_config(ServeConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data_dir.to_path_buf(),
-            allow_new_database: false,
-            job_lease: Duration::from_secs(60),
-            tls: None,
-            archive_limits: limits,
-            max_state_bytes: provisionerd::coordinator::DEFAULT_MAX_STATE_BYTES,
-            metrics_address: None,
-            prebuild_reconcile_interval: None,
-            prebuild_failure_hard_limit: 3,
-            offer_timeout: provisionerd::coordinator::DEFAULT_OFFER_TIMEOUT,
-            connections: Default::default(),
             database_url: provisionerd::coordinator::store::testdb::url_for(data_dir).unwrap(),
             database_pool: 16,
             admin_token_file: None,
-        })
-        .await
+        }
     }
 
     pub async fn start_config(cfg: ServeConfig) -> Coord {
