@@ -92,8 +92,43 @@ check provisionerd-coordinator coordinator -f examples/kubernetes/coordinator-ha
 renders 'requiredDuringSchedulingIgnoredDuringExecution'
 renders_no 'kind: PodDisruptionBudget'
 check provisionerd pool --set key.existingSecret=k
+# By default terraform gets no Kubernetes credentials: the chart's own
+# account, no token mounted on it or the pods, no Role.
+renders '^kind: ServiceAccount$' '^automountServiceAccountToken: false$' \
+  '^      serviceAccountName: pool-provisionerd$' '^      automountServiceAccountToken: false$'
+renders_no 'automountServiceAccountToken: true' 'kind: Role' '^  annotations:$'
 check provisionerd prebuilds -f examples/kubernetes/prebuild-pool.yaml
 check provisionerd general -f examples/kubernetes/general-pool.yaml
+# The Kubernetes pool: its named account with the token mounted (on the
+# account and the pods), and a Role for pods and PVCs in the workspace
+# namespace only, bound to that account in the pool's namespace.
+check provisionerd kubernetes -f examples/kubernetes/kubernetes-pool.yaml --namespace provisioning
+renders '^kind: ServiceAccount$' '^  name: provisionerd-kubernetes$' \
+  '^automountServiceAccountToken: true$' \
+  '^      serviceAccountName: provisionerd-kubernetes$' '^      automountServiceAccountToken: true$' \
+  '^kind: Role$' '^kind: RoleBinding$' '^  name: kubernetes-provisionerd-workspace-perms$' \
+  '^  namespace: coder-workspaces$' \
+  '^    resources: \[pods, persistentvolumeclaims\]$' \
+  '^    verbs: \[get, list, watch, create, update, patch, delete\]$' \
+  '^  - kind: ServiceAccount$' '^    name: provisionerd-kubernetes$' '^    namespace: provisioning$'
+renders_no 'automountServiceAccountToken: false' 'deployments' 'kind: ClusterRole' '^  annotations:$'
+# Its commented cloud identities, set: annotations on the account.
+check provisionerd kubernetes -f examples/kubernetes/kubernetes-pool.yaml --namespace provisioning \
+  --set-string 'serviceAccount.annotations.eks\.amazonaws\.com/role-arn=arn:aws:iam::123456789012:role/pd' \
+  --set-string 'serviceAccount.annotations.iam\.gke\.io/gcp-service-account=pd@p.iam.gserviceaccount.com'
+renders '^  annotations:$' '^    eks.amazonaws.com/role-arn: arn:aws:iam::123456789012:role/pd$' \
+  '^    iam.gke.io/gcp-service-account: pd@p.iam.gserviceaccount.com$'
+# An existing account: not created, but the pods use it and get its token.
+check provisionerd pool --set key.existingSecret=k --set serviceAccount.create=false \
+  --set serviceAccount.name=workspaces --set serviceAccount.automountToken=true
+renders '^      serviceAccountName: workspaces$' '^      automountServiceAccountToken: true$'
+renders_no 'kind: ServiceAccount' 'kind: Role'
+# The Role in the release's namespace when none is named, with Deployments
+# and extra rules.
+check provisionerd pool --set key.existingSecret=k --namespace ws --set serviceAccount.workspacePerms=true \
+  --set serviceAccount.enableDeployments=true \
+  --set-json 'serviceAccount.extraRules=[{"apiGroups":[""],"resources":["services"],"verbs":["get"]}]'
+renders '^kind: Role$' '^  namespace: ws$' '^    resources: \[deployments\]$' '^  - apiGroups:$' '^    - services$'
 check provisionerd pool --set key.existingSecret=k --set keda.enabled=true
 # Each coordinator replica reports the whole queue: taken once, not summed.
 renders 'sum(max without(instance, pod) (provisionerd_coordinator_jobs{'
@@ -116,6 +151,19 @@ refused "must be at least daemon.cancelGraceSeconds + 10" provisionerd \
 refused "coordinator.url" provisionerd --set key.existingSecret=k --set coordinator.url=ftp://x
 refused "daemon" provisionerd --set key.existingSecret=k --set daemon.maxJobs=1
 refused "logFormat" provisionerd --set key.existingSecret=k --set daemon.logFormat=xml
+# The namespace's default account is every unnamed pod's: not handed to
+# templates unless named.
+refused "serviceAccount.automountToken with serviceAccount.create=false needs serviceAccount.name" \
+  provisionerd --set key.existingSecret=k --set serviceAccount.create=false \
+  --set serviceAccount.automountToken=true
+refused "serviceAccount.workspacePerms with serviceAccount.create=false needs serviceAccount.name" \
+  provisionerd --set key.existingSecret=k --set serviceAccount.create=false \
+  --set serviceAccount.workspacePerms=true
+refused "/serviceAccount/name" provisionerd --set key.existingSecret=k --set serviceAccount.name=My_SA
+refused "/serviceAccount/annotations/team': got number, want string" provisionerd \
+  --set key.existingSecret=k --set serviceAccount.annotations.team=7
+refused "/serviceAccount/workspaceNamespace" provisionerd --set key.existingSecret=k \
+  --set serviceAccount.workspaceNamespace=Coder_Workspaces
 
 # systemd units: verified with the binary path swapped for one that exists
 # (the unit names /usr/local/bin/provisionerd, installed by the operator).

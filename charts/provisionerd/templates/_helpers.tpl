@@ -36,6 +36,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/*
+Without create and name the pods run as the namespace's `default` account,
+which every pod that names none shares: its token, or workspace rights bound
+to it, would reach far beyond this pool. Refused unless named explicitly.
+*/}}
+{{- define "provisionerd.checkServiceAccount" -}}
+{{- $sa := .Values.serviceAccount -}}
+{{- if and (not $sa.create) (not $sa.name) -}}
+{{- if $sa.automountToken -}}
+{{- fail "serviceAccount.automountToken with serviceAccount.create=false needs serviceAccount.name: the namespace's default account is every unnamed pod's; name the account meant for this pool (name: default to mean that one)" -}}
+{{- end -}}
+{{- if $sa.workspacePerms -}}
+{{- fail "serviceAccount.workspacePerms with serviceAccount.create=false needs serviceAccount.name: the namespace's default account is every unnamed pod's; name the account meant for this pool (name: default to mean that one)" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 The drain deadline: the pod's grace period less a margin for the kubelet.
 The daemon cancels its job early enough inside it that the cancel grace and
 the final report fit (it refuses a deadline shorter than grace + 10s).
