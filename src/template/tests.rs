@@ -227,3 +227,41 @@ fn prebuild_schedules_pick_the_instances_of_the_hour_in_their_time_zone() {
     assert_eq!(p.desired_at(at(2025, 6, 7, 9)), 1, "Saturday morning");
     assert_eq!(p.desired_at(at(2025, 6, 8, 10)), 3, "Sunday: base count");
 }
+
+/// The Kubernetes pool's example template (examples/kubernetes) is read
+/// offline, without its provider: its parameters, and the tag that routes
+/// its imports and builds to the pool whose daemons hold in-cluster rights.
+#[test]
+fn kubernetes_example_template_routes_to_its_pool() {
+    let dir = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/templates/kubernetes-pod"
+    ));
+    let meta = parse_dir(dir).expect("kubernetes-pod parses");
+    let names: Vec<&str> = meta.parameters.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["cpu", "home_disk_gib"]);
+    let variables: Vec<&str> = meta.variables.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(variables, ["namespace", "image"]);
+    let pool = crate::tags::parse_pairs(&["platform=kubernetes"]).unwrap();
+    assert_eq!(
+        import_tags(&meta, &BTreeMap::new()).expect("import tags"),
+        pool
+    );
+    for owner in ["alice", "prebuilds"] {
+        let ctx = BuildContext {
+            owner_name: owner.into(),
+            workspace_name: "dev".into(),
+            workspace_id: "7d1c".into(),
+            transition: "start".into(),
+            template_name: "kubernetes-pod".into(),
+            variables: BTreeMap::new(),
+            parameters: resolve_parameters(&meta, None, &BTreeMap::new(), None)
+                .expect("defaults resolve"),
+        };
+        assert_eq!(
+            build_tags(&meta, &ctx).expect("build tags"),
+            pool,
+            "{owner}"
+        );
+    }
+}
