@@ -231,6 +231,23 @@ async fn cli_cancels_pending_and_running_jobs() {
     );
     assert!(text(&out.stderr).contains("-y/--yes"));
     assert_eq!(coord.job(&running).await.status, "running");
+    // On a terminal it asks; "n" leaves the job running.
+    let env = [
+        ("PROVISIONERD_URL", coord.url.as_str()),
+        ("PROVISIONERD_TOKEN", coord.token.as_str()),
+    ];
+    let mut t = crate::cli::pty::spawn(&["jobs", "cancel", &running], &env);
+    t.wait_for("[y/N]").await;
+    t.answer("n");
+    let (code, _, screen) = t.finish().await;
+    assert!(
+        screen.contains(&format!(
+            "Cancel running job {running}? Terraform is interrupted mid-run. [y/N]"
+        )),
+        "{screen}"
+    );
+    assert_eq!(code, 1, "{screen}");
+    assert_eq!(coord.job(&running).await.status, "running");
     let out = cli(
         &coord,
         &["jobs", "cancel", &running, "--wait", "-y", "-o", "json"],
