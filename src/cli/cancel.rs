@@ -120,16 +120,32 @@ pub(super) async fn cancel_all(
 /// Asks before interrupting running jobs (as Coder asks before a
 /// destructive step); a pending job has done nothing yet and is canceled
 /// without asking. With `-` stdin held the ids, so there is nobody to ask.
-/// An id that cannot be read is left to the cancel, which reports it.
+/// An unknown id is left to the cancel, which reports it.
 async fn confirm_running(c: &mut Client, ids: &[String], from_stdin: bool) -> Result<(), CliError> {
-    let mut running = Vec::new();
-    for id in ids {
-        if let Ok(job) = c.get_job(proto::GetJobRequest { id: id.clone() }).await
-            && job_status(job.get_ref()) == Some(JobStatus::Running)
-        {
-            running.push(id.as_str());
+    // One listing of the running jobs (no more than there are daemons), not
+    // a lookup per id: `-` may bring thousands of pending ones.
+    let (jobs, _) = super::pages::collect(None, None, |limit, after| {
+        let mut c = c.clone();
+        async move {
+            let r = c
+                .list_jobs(proto::ListJobsRequest {
+                    status: JobStatus::Running.as_str().into(),
+                    limit,
+                    after,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            Ok((r.jobs, r.next_cursor))
         }
-    }
+    })
+    .await?;
+    let running_now: std::collections::HashSet<String> = jobs.into_iter().map(|j| j.id).collect();
+    let running: Vec<&str> = ids
+        .iter()
+        .filter(|id| running_now.contains(*id))
+        .map(String::as_str)
+        .collect();
     if running.is_empty() {
         return Ok(());
     }
