@@ -14,6 +14,11 @@ use crate::daemon::DaemonConfig;
 use crate::grpc::Secret;
 use crate::grpc::tls::{ClientTls, ServerTls};
 
+// The admin commands' flags (keys, templates, workspaces, jobs, daemons,
+// prebuilds): a file of their own, re-exported so callers see one module.
+mod cli;
+pub use cli::*;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "provisionerd",
@@ -63,7 +68,20 @@ pub enum Command {
     /// Pause, resume and inspect prebuild reconciliation.
     #[command(subcommand)]
     Prebuilds(PrebuildsCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = COMPLETION_HELP)]
+    Completion { shell: clap_complete::Shell },
+    /// Print the man page (roff) of provisionerd and its commands.
+    #[command(after_help = "Install: provisionerd man > /usr/local/share/man/man1/provisionerd.1")]
+    Man,
 }
+
+const COMPLETION_HELP: &str = "\
+Install:
+  bash  provisionerd completion bash > /etc/bash_completion.d/provisionerd
+        (or: source <(provisionerd completion bash) in ~/.bashrc)
+  zsh   provisionerd completion zsh > \"${fpath[1]}/_provisionerd\"
+  fish  provisionerd completion fish > ~/.config/fish/completions/provisionerd.fish";
 
 const SERVE_HELP: &str = "\
 Exit codes:
@@ -523,30 +541,6 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-// Flags every admin command shares (a plain comment: a doc comment would
-// become the description of every subcommand that flattens it).
-#[derive(Debug, Args, Clone)]
-pub struct AdminArgs {
-    /// Coordinator URL; several (comma-separated, or the flag repeated):
-    /// the first that connects is used.
-    #[arg(
-        long,
-        env = "PROVISIONERD_URL",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:7800"
-    )]
-    pub url: Vec<String>,
-    /// Admin token (written to DATA_DIR/admin-token on the coordinator's
-    /// first start); wins over --token-file.
-    #[arg(long, env = "PROVISIONERD_TOKEN", hide_env_values = true)]
-    pub token: Option<Secret>,
-    /// Read the admin token from this file (trimmed).
-    #[arg(long, env = "PROVISIONERD_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
-    #[command(flatten)]
-    pub tls: ClientTlsArgs,
-}
-
 // TLS flags of the clients (daemon and admin CLI); they need an https://
 // URL. Without --tls-ca the system's root certificates are trusted.
 #[derive(Debug, Args, Clone)]
@@ -585,293 +579,4 @@ impl ClientTlsArgs {
         }
         tls.ok_or_else(|| "--url: no coordinator URL given".to_string())
     }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
-pub enum Output {
-    #[default]
-    Table,
-    Json,
-}
-
-#[derive(Debug, Args, Clone)]
-pub struct OutputArg {
-    /// Output format; `json` field names are a stable interface.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-    pub output: Output,
-}
-
-/// Paging of a list command: the CLI fetches pages of at most 1000 rows
-/// until it has `--limit` rows, and prints on stderr how to continue.
-#[derive(Debug, Args, Clone)]
-pub struct PageArgs {
-    /// At most this many rows [default: all; 0: all].
-    #[arg(long)]
-    pub limit: Option<u32>,
-    /// Start after this cursor: the one a previous listing printed ("More …
-    /// follow: list them with --after CURSOR"), which is the last name it
-    /// listed.
-    #[arg(long, value_name = "CURSOR")]
-    pub after: Option<String>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum KeysCmd {
-    /// Create a key; its secret is printed once.
-    Create {
-        name: String,
-        /// Tag `key=value` (repeatable).
-        #[arg(long = "tag")]
-        tags: Vec<String>,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// List keys and their tags.
-    List {
-        #[command(flatten)]
-        page: PageArgs,
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Delete a key; daemons using it are disconnected.
-    Delete {
-        name: String,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TemplatesCmd {
-    /// Push a template directory as a new version and import it.
-    Push {
-        /// Template name.
-        name: String,
-        /// Directory holding the template's .tf files.
-        #[arg(long)]
-        dir: PathBuf,
-        /// Tag `key=value` added to the version's jobs (repeatable).
-        #[arg(long = "provisioner-tag")]
-        tags: Vec<String>,
-        /// Template variable `name=value` (repeatable).
-        #[arg(long = "var")]
-        vars: Vec<String>,
-        /// Stream the import's logs; exit non-zero if it fails.
-        #[arg(long)]
-        wait: bool,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Show what a template's newest version declares: variables,
-    /// parameters, workspace tag expressions, presets and README.
-    Show {
-        name: String,
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// List templates, their active versions and variables.
-    List {
-        #[command(flatten)]
-        page: PageArgs,
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum WorkspacesCmd {
-    /// Create a workspace and build it.
-    Create {
-        name: String,
-        #[arg(long)]
-        template: String,
-        /// Owner; `prebuilds` marks prebuild work [default: admin].
-        #[arg(long)]
-        owner: Option<String>,
-        /// Template variable `name=value` (repeatable).
-        #[arg(long = "var")]
-        vars: Vec<String>,
-        /// Template parameter (`coder_parameter`) `name=value` (repeatable).
-        #[arg(long = "param")]
-        params: Vec<String>,
-        /// Apply a `coder_workspace_preset` by name; `--param` may then only
-        /// set parameters the preset does not. Without it the template's
-        /// default preset applies; `none`: no preset. A preset with
-        /// prebuilds claims an eligible prebuilt workspace if there is one.
-        #[arg(long)]
-        preset: Option<String>,
-        #[arg(long)]
-        wait: bool,
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Start a workspace (build with transition start).
-    Start(BuildArgs),
-    /// Stop a workspace (build with transition stop).
-    Stop(BuildArgs),
-    /// Destroy a workspace's resources and remove it.
-    Delete(BuildArgs),
-    /// List workspaces and their latest builds.
-    List {
-        /// Only this owner's (`--owner prebuilds`: the prebuild pools).
-        #[arg(long)]
-        owner: Option<String>,
-        /// Only this template's.
-        #[arg(long)]
-        template: Option<String>,
-        #[command(flatten)]
-        page: PageArgs,
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Show a workspace, its latest build and its outputs.
-    Show {
-        name: String,
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct BuildArgs {
-    pub name: String,
-    /// Change a parameter for this build, `name=value` (repeatable; start
-    /// only — stop and delete keep the workspace's values).
-    #[arg(long = "param")]
-    pub params: Vec<String>,
-    /// Stream the build's logs; exit non-zero if it fails.
-    #[arg(long)]
-    pub wait: bool,
-    #[command(flatten)]
-    pub admin: AdminArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum JobsCmd {
-    /// List jobs, newest first.
-    List {
-        /// pending, running, succeeded, failed, canceling or canceled.
-        #[arg(long)]
-        status: Option<String>,
-        /// Only jobs initiated by this user (e.g. `prebuilds`).
-        #[arg(long)]
-        initiator: Option<String>,
-        /// At most this many jobs, newest first (fetched in pages of at
-        /// most 1000; 0: all).
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
-        /// Start after this job: the cursor a previous listing printed
-        /// ("More jobs follow: list them with --after ID"), its last job.
-        #[arg(long, value_name = "CURSOR")]
-        after: Option<String>,
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Show one job.
-    Show {
-        /// Job id.
-        id: String,
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Cancel a job: a pending job ends at once, a running one is
-    /// interrupted by its daemon (terraform gets SIGINT) and ends canceled
-    /// — or as it finished, if terraform got there first.
-    ///
-    /// Several ids cancel each in turn (each reported; the exit status is 1
-    /// if any failed); `-` reads ids from stdin (whitespace-separated), so
-    /// `jobs list --status pending --initiator prebuilds -o json | jq -r
-    /// '.[].id' | provisionerd jobs cancel -` clears the prebuild queue.
-    Cancel {
-        /// Job ids, or `-` to read them from stdin.
-        #[arg(required = true, value_name = "ID")]
-        ids: Vec<String>,
-        /// Wait until the job has ended, then print it; exit 0 however it
-        /// ended (its status tells).
-        #[arg(long)]
-        wait: bool,
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Print a job's logs.
-    Logs {
-        /// Job id.
-        id: String,
-        /// Keep streaming until the job ends.
-        #[arg(long, short = 'f')]
-        follow: bool,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DaemonsCmd {
-    /// List daemons: tags, status (idle, busy, draining, canceling as the
-    /// daemon reports it, or offline), current job.
-    List {
-        #[command(flatten)]
-        page: PageArgs,
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum PrebuildsCmd {
-    /// Stop the reconciler creating and deleting prebuilt workspaces (kept
-    /// across coordinator restarts) until `resume`.
-    Pause {
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Let the reconciler work again (it runs at once).
-    Resume {
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Whether reconciliation is paused, and per preset: desired, running,
-    /// in-flight creates, failures, backoff and hard limit.
-    Status {
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
-    /// Make a preset's failed creates so far stop counting, lifting its
-    /// hard limit (after fixing what made them fail).
-    Reset {
-        /// The template.
-        template: String,
-        /// The preset (of the template's active version).
-        preset: String,
-        #[command(flatten)]
-        out: OutputArg,
-        #[command(flatten)]
-        admin: AdminArgs,
-    },
 }

@@ -84,6 +84,19 @@ async fn run(command: Command) -> u8 {
         Command::Jobs(c) => cli::jobs(c).await,
         Command::Daemons(c) => cli::daemons(c).await,
         Command::Prebuilds(c) => cli::prebuilds(c).await,
+        Command::Completion { shell } => match cli::completion(shell) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                return fail(
+                    exit::FATAL,
+                    format!("write the {shell} completion script: {e}"),
+                );
+            }
+        },
+        Command::Man => match cli::man() {
+            Ok(()) => Ok(()),
+            Err(e) => return fail(exit::FATAL, format!("write the man page: {e}")),
+        },
     };
     match admin {
         Ok(()) => exit::OK,

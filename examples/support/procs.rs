@@ -260,7 +260,11 @@ pub async fn daemons(admin: &mut Admin) -> Result<Vec<proto::Daemon>> {
     let mut out = Vec::new();
     let mut after = String::new();
     loop {
-        let req = proto::ListDaemonsRequest { limit: 1000, after };
+        let req = proto::ListDaemonsRequest {
+            limit: 1000,
+            after,
+            ..Default::default()
+        };
         let page = admin.list_daemons(req).await?.into_inner();
         out.extend(page.daemons);
         if page.next_cursor.is_empty() {

@@ -47,9 +47,13 @@ pub(super) async fn cancel_all(
     c: &mut Client,
     args: &[String],
     wait: bool,
+    yes: bool,
     output: Output,
 ) -> Result<(), CliError> {
     let ids = expand(args, &mut std::io::stdin())?;
+    if !yes {
+        confirm_running(c, &ids, args.iter().any(|a| a == "-")).await?;
+    }
     let single = args.len() == 1 && args[0] != "-";
     if single {
         let job = cancel(c, &ids[0], wait).await?;
@@ -111,6 +115,48 @@ pub(super) async fn cancel_all(
             failed.join(", ")
         )))
     }
+}
+
+/// Asks before interrupting running jobs (as Coder asks before a
+/// destructive step); a pending job has done nothing yet and is canceled
+/// without asking. With `-` stdin held the ids, so there is nobody to ask.
+/// An unknown id is left to the cancel, which reports it.
+async fn confirm_running(c: &mut Client, ids: &[String], from_stdin: bool) -> Result<(), CliError> {
+    // One listing of the running jobs (no more than there are daemons), not
+    // a lookup per id: `-` may bring thousands of pending ones.
+    let (jobs, _) = super::pages::collect(None, None, |limit, after| {
+        let mut c = c.clone();
+        async move {
+            let r = c
+                .list_jobs(proto::ListJobsRequest {
+                    status: JobStatus::Running.as_str().into(),
+                    limit,
+                    after,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            Ok((r.jobs, r.next_cursor))
+        }
+    })
+    .await?;
+    let running_now: std::collections::HashSet<String> = jobs.into_iter().map(|j| j.id).collect();
+    let running: Vec<&str> = ids
+        .iter()
+        .filter(|id| running_now.contains(*id))
+        .map(String::as_str)
+        .collect();
+    if running.is_empty() {
+        return Ok(());
+    }
+    let action = match running.as_slice() {
+        [one] => format!("cancel running job {one}"),
+        many => format!("cancel {} running jobs ({})", many.len(), many.join(", ")),
+    };
+    if from_stdin {
+        return Err(super::confirm::refusal(&action));
+    }
+    super::confirm::confirm(&action, "Terraform is interrupted mid-run.", false)
 }
 
 /// Cancels job `id` and returns it (after it ended, with `wait`). Any

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::render::{ms_to_rfc3339, table};
+use super::render::{ms_to_rfc3339, table, table_time};
 use super::{CliError, client, print_json};
 use crate::config::{Output, PrebuildsCmd};
 use crate::proto;
@@ -96,7 +96,7 @@ fn print_status(s: &proto::PrebuildStatus, output: Output) {
     println!("paused:     {}", if s.paused { "yes" } else { "no" });
     println!("reconciler: {reconciler}");
     if s.reconciled_at > 0 {
-        println!("last run:   {}", ms_to_rfc3339(s.reconciled_at));
+        println!("last run:   {}", table_time(s.reconciled_at));
     }
     println!();
     table(
@@ -122,7 +122,7 @@ fn print_status(s: &proto::PrebuildStatus, output: Output) {
                     p.in_flight.to_string(),
                     p.failures.to_string(),
                     if p.backoff_until > 0 {
-                        ms_to_rfc3339(p.backoff_until)
+                        table_time(p.backoff_until)
                     } else {
                         String::new()
                     },

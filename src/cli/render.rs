@@ -7,7 +7,19 @@ use serde_json::{Value, json};
 
 use crate::proto::{self, JobType, LogLevel, Transition};
 
+/// A time in JSON output: RFC 3339 in UTC with milliseconds
+/// (`2026-12-05T01:02:03.456Z`), so scripts can measure with it; empty for
+/// "never" (0).
 pub fn ms_to_rfc3339(ms: i64) -> String {
+    if ms <= 0 {
+        return String::new();
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// A time in a table: to the second, which is what a person reads.
+pub fn table_time(ms: i64) -> String {
     if ms <= 0 {
         return String::new();
     }
@@ -185,4 +197,18 @@ pub fn log_line(l: &proto::LogLine) -> String {
         _ => "",
     };
     format!("{marker}{}", l.output)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_times_have_milliseconds_and_tables_seconds() {
+        let ms = 1_796_432_523_456; // 2026-12-05T01:02:03.456Z
+        assert_eq!(ms_to_rfc3339(ms), "2026-12-05T01:02:03.456Z");
+        assert_eq!(ms_to_rfc3339(ms - 456), "2026-12-05T01:02:03.000Z");
+        assert_eq!(table_time(ms), "2026-12-05T01:02:03Z");
+        assert_eq!(ms_to_rfc3339(0), "");
+    }
 }

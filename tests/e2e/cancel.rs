@@ -218,9 +218,39 @@ async fn cli_cancels_pending_and_running_jobs() {
     let d = Daemon::start(&coord.url, &key, "d2", &tmp.path().join("c2"));
     let running = coord.create_workspace("ws", "slow", "alice", &[]).await;
     wait_for_log(&coord, &running, "started").await;
+    // A running job is interrupted only when the caller says so: without a
+    // terminal to ask on, and without -y, nothing is canceled.
+    let out = cli(&coord, &["jobs", "cancel", &running, "--wait"]).await;
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "cancel running job {running}: refused without confirmation"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("-y/--yes"));
+    assert_eq!(coord.job(&running).await.status, "running");
+    // On a terminal it asks; "n" leaves the job running.
+    let env = [
+        ("PROVISIONERD_URL", coord.url.as_str()),
+        ("PROVISIONERD_TOKEN", coord.token.as_str()),
+    ];
+    let mut t = crate::cli::pty::spawn(&["jobs", "cancel", &running], &env);
+    t.wait_for("[y/N]").await;
+    t.answer("n");
+    let (code, _, screen) = t.finish().await;
+    assert!(
+        screen.contains(&format!(
+            "Cancel running job {running}? Terraform is interrupted mid-run. [y/N]"
+        )),
+        "{screen}"
+    );
+    assert_eq!(code, 1, "{screen}");
+    assert_eq!(coord.job(&running).await.status, "running");
     let out = cli(
         &coord,
-        &["jobs", "cancel", &running, "--wait", "-o", "json"],
+        &["jobs", "cancel", &running, "--wait", "-y", "-o", "json"],
     )
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -1,6 +1,10 @@
 //! The binary: exit codes, the cache-dir lock, and the admin CLI against a
 //! real coordinator.
 
+mod confirm;
+mod lists;
+pub mod pty;
+
 use std::process::{Output, Stdio};
 
 use crate::common::{Coord, Daemon, TIMEOUT, examples_template, terraform, wait_connected};

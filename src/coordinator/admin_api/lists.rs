@@ -60,13 +60,18 @@ impl AdminApi {
     }
 
     pub(super) fn jobs_page(&self, req: proto::ListJobsRequest) -> Result<proto::ListJobsResponse> {
-        let status = match req.status.as_str() {
-            "" => None,
-            s => Some(
-                s.parse::<JobStatus>()
-                    .map_err(|e| CoordError::Invalid(format!("list jobs: {e}")))?,
-            ),
-        };
+        let mut statuses = Vec::new();
+        for s in std::iter::once(&req.status)
+            .chain(&req.statuses)
+            .filter(|s| !s.is_empty())
+        {
+            let s = s
+                .parse::<JobStatus>()
+                .map_err(|e| CoordError::Invalid(format!("list jobs: {e}")))?;
+            if !statuses.contains(&s) {
+                statuses.push(s);
+            }
+        }
         if !req.after.is_empty() {
             // A cursor is a job id; an unknown one would list nothing.
             self.hub.store.job(&req.after).map_err(|_| {
@@ -78,7 +83,7 @@ impl AdminApi {
         }
         let page = Page::new(req.limit);
         let filter = JobFilter {
-            status,
+            statuses,
             initiator: (!req.initiator.is_empty()).then_some(req.initiator),
             limit: page.fetch(),
             after: (!req.after.is_empty()).then_some(req.after),
@@ -96,11 +101,9 @@ impl AdminApi {
         &self,
         req: proto::ListDaemonsRequest,
     ) -> Result<proto::ListDaemonsResponse> {
+        let filter = super::daemon_filter::DaemonFilter::new(&req)?;
         let page = Page::new(req.limit);
-        let rows = self
-            .hub
-            .store
-            .daemons_after(&req.after, page.fetch().into())?;
+        let rows = filter.rows(&self.hub.store, &req.after, page.fetch())?;
         let (daemons, next_cursor) = page
             .fill(rows.into_iter().map(|d| Ok(convert::daemon(d))), |d| {
                 d.name.clone()

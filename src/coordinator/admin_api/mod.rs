@@ -19,6 +19,7 @@ use crate::proto::admin_server::Admin;
 use crate::tags;
 
 mod convert;
+mod daemon_filter;
 mod jobs;
 mod keys;
 mod lists;

@@ -53,7 +53,8 @@ impl JobRow {
 
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
-    pub status: Option<JobStatus>,
+    /// Only jobs in one of these states; empty: any.
+    pub statuses: Vec<JobStatus>,
     pub initiator: Option<String>,
     pub limit: u32,
     /// Only jobs listed after this one (older, or as old and inserted
@@ -133,14 +134,20 @@ impl Store {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs
-             WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1)
+             WHERE (CAST(?1 AS TEXT) IS NULL OR (',' || ?1 || ',') LIKE ('%,' || status || ',%'))
                AND (CAST(?2 AS TEXT) IS NULL OR initiator = ?2)
                AND (CAST(?4 AS TEXT) IS NULL OR (created_at, rowid) <
                     (SELECT created_at, rowid FROM jobs WHERE id = ?4))
              ORDER BY created_at DESC, rowid DESC LIMIT ?3"
         ))?;
         let limit = if f.limit == 0 { 100 } else { f.limit };
-        let rows = stmt.query_map(params![f.status, f.initiator, limit, f.after], job_from_row)?;
+        // The states as one list, `pending,running` (no state holds a comma
+        // or a LIKE wildcard), so one statement serves any number of them.
+        let statuses = (!f.statuses.is_empty()).then(|| {
+            let names: Vec<_> = f.statuses.iter().map(|s| s.as_str()).collect();
+            names.join(",")
+        });
+        let rows = stmt.query_map(params![statuses, f.initiator, limit, f.after], job_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

@@ -1,0 +1,97 @@
+//! `templates push|show|list`.
+
+use serde_json::json;
+
+use super::columns::Columns;
+use super::{CliError, client, pages, pairs, print_json, render, template_show, wait_for_job};
+use crate::config::{Output, TemplatesCmd};
+use crate::proto;
+
+const HEADERS: [&str; 4] = ["NAME", "ACTIVE VERSION", "VARIABLES", "CREATED"];
+
+pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
+    match cmd {
+        TemplatesCmd::Push {
+            name,
+            dir,
+            tags,
+            vars,
+            wait,
+            admin,
+        } => {
+            let provisioner_tags = pairs("--provisioner-tag", &tags)?;
+            let variables = pairs("--var", &vars)?;
+            let archive = crate::archive::tar_dir(&dir)
+                .map_err(|e| CliError::Usage(format!("push template {name:?}: {e}")))?;
+            let mut c = client(&admin).await?;
+            let header = proto::PushTemplateRequest {
+                name: name.clone(),
+                provisioner_tags,
+                variables,
+                ..Default::default()
+            };
+            // In chunks: an archive may be larger than one message.
+            let parts = crate::chunk::push_template_parts(header, &archive);
+            let resp = c
+                .push_template(tokio_stream::iter(parts))
+                .await?
+                .into_inner();
+            eprintln!(
+                "Pushed template {name:?} version {}; import job {}",
+                resp.template_version_id, resp.job_id
+            );
+            if wait {
+                wait_for_job(&mut c, &resp.job_id).await?;
+            } else {
+                println!("{}", resp.job_id);
+            }
+        }
+        TemplatesCmd::Show { name, out, admin } => {
+            let mut c = client(&admin).await?;
+            template_show::show(&mut c, &name, out.output).await?;
+        }
+        TemplatesCmd::List {
+            page,
+            out,
+            cols,
+            admin,
+        } => {
+            let columns = Columns::pick("templates list", &HEADERS, &cols.columns)?;
+            let c = client(&admin).await?;
+            let (ts, next) =
+                pages::collect(pages::limit(page.limit), page.after, |limit, after| {
+                    let mut c = c.clone();
+                    async move {
+                        let r = c
+                            .list_templates(proto::ListTemplatesRequest { limit, after })
+                            .await?
+                            .into_inner();
+                        Ok((r.templates, r.next_cursor))
+                    }
+                })
+                .await?;
+            if out.output == Output::Json {
+                print_json(&json!(
+                    ts.iter().map(render::template_json).collect::<Vec<_>>()
+                ));
+            } else {
+                columns.print(
+                    &HEADERS,
+                    ts.iter()
+                        .map(|t| {
+                            let vars: Vec<_> = t.variables.iter().map(|v| v.name.clone()).collect();
+                            vec![
+                                t.name.clone(),
+                                t.active_version_id.clone(),
+                                vars.join(","),
+                                render::table_time(t.created_at),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+            pages::hint("templates", &next);
+        }
+    }
+    Ok(())
+}

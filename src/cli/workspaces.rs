@@ -1,0 +1,215 @@
+//! `workspaces create|start|stop|delete|list|show`.
+
+use serde_json::json;
+
+use super::client::Client;
+use super::columns::Columns;
+use super::confirm::confirm;
+use super::{CliError, client, pages, pairs, print_json, render, wait_for_job};
+use crate::config::{BuildArgs, Output, WorkspacesCmd};
+use crate::proto::{self, Transition};
+
+const HEADERS: [&str; 5] = ["NAME", "OWNER", "TEMPLATE", "LAST BUILD", "STATUS"];
+
+pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
+    match cmd {
+        WorkspacesCmd::Create {
+            name,
+            template,
+            owner,
+            vars,
+            params,
+            preset,
+            wait,
+            out,
+            admin,
+        } => {
+            let variables = pairs("--var", &vars)?;
+            let parameters = pairs("--param", &params)?;
+            let mut c = client(&admin).await?;
+            let resp = c
+                .create_workspace(proto::CreateWorkspaceRequest {
+                    name: name.clone(),
+                    template,
+                    owner: owner.unwrap_or_default(),
+                    variables,
+                    parameters,
+                    // As Coder's CLI: no --preset is the template's
+                    // default preset; `none` is none.
+                    default_preset: preset.is_none(),
+                    preset: preset.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            eprintln!("Created workspace {name:?}; build job {}", resp.job_id);
+            if !resp.claimed_from.is_empty() {
+                eprintln!(
+                    "claimed prebuild {} (built {})",
+                    resp.claimed_from,
+                    render::ago(resp.claimed_built_at)
+                );
+            } else if resp.claim_tried {
+                eprintln!("no eligible prebuild: building");
+            }
+            if out.output == Output::Json && !wait {
+                print_json(&render::created_json(&name, &resp));
+            } else {
+                finish_build(&mut c, &name, &resp.job_id, wait, out.output).await?;
+            }
+        }
+        WorkspacesCmd::Start(a) => build(a, Transition::Start, false).await?,
+        WorkspacesCmd::Stop(a) => build(a, Transition::Stop, false).await?,
+        WorkspacesCmd::Delete(a) => build(a.build, Transition::Destroy, a.yes.yes).await?,
+        WorkspacesCmd::List {
+            owner,
+            template,
+            page,
+            out,
+            cols,
+            admin,
+        } => {
+            let columns = Columns::pick("workspaces list", &HEADERS, &cols.columns)?;
+            let c = client(&admin).await?;
+            let (owner, template) = (owner.unwrap_or_default(), template.unwrap_or_default());
+            let (ws, next) =
+                pages::collect(pages::limit(page.limit), page.after, |limit, after| {
+                    let mut c = c.clone();
+                    let (owner, template) = (owner.clone(), template.clone());
+                    async move {
+                        let r = c
+                            .list_workspaces(proto::ListWorkspacesRequest {
+                                limit,
+                                after,
+                                owner,
+                                template,
+                            })
+                            .await?
+                            .into_inner();
+                        Ok((r.workspaces, r.next_cursor))
+                    }
+                })
+                .await?;
+            if out.output == Output::Json {
+                print_json(&json!(
+                    ws.iter().map(render::workspace_json).collect::<Vec<_>>()
+                ));
+            } else {
+                columns.print(
+                    &HEADERS,
+                    ws.iter()
+                        .map(|w| {
+                            vec![
+                                w.name.clone(),
+                                w.owner.clone(),
+                                w.template.clone(),
+                                render::transition_name(w.latest_transition).into(),
+                                w.latest_job_status.clone(),
+                            ]
+                        })
+                        .collect(),
+                );
+            }
+            pages::hint("workspaces", &next);
+        }
+        WorkspacesCmd::Show { name, out, admin } => {
+            let w = client(&admin)
+                .await?
+                .get_workspace(proto::GetWorkspaceRequest { name })
+                .await?
+                .into_inner();
+            print_workspace(&w, out.output);
+        }
+    }
+    Ok(())
+}
+
+fn print_workspace(w: &proto::Workspace, output: Output) {
+    if output == Output::Json {
+        print_json(&render::workspace_json(w));
+        return;
+    }
+    println!("Workspace:   {}", w.name);
+    println!("Owner:       {}", w.owner);
+    println!(
+        "Template:    {} (version {})",
+        w.template, w.template_version_id
+    );
+    println!(
+        "Last build:  {} {} (job {})",
+        render::transition_name(w.latest_transition),
+        w.latest_job_status,
+        w.latest_job_id
+    );
+    if !w.claimed_from.is_empty() {
+        println!(
+            "Claimed:     from prebuild {} at {}",
+            w.claimed_from,
+            render::table_time(w.claimed_at)
+        );
+    }
+    if !w.outputs.is_empty() {
+        println!("Outputs:");
+        let sorted: std::collections::BTreeMap<_, _> = w.outputs.iter().collect();
+        for (k, v) in sorted {
+            println!("  {k} = {v}");
+        }
+    }
+}
+
+/// A build of `transition`; `yes`: a destroy was confirmed by -y (it is
+/// asked for otherwise, once the workspace is known to exist).
+async fn build(a: BuildArgs, transition: Transition, yes: bool) -> Result<(), CliError> {
+    let parameters = pairs("--param", &a.params)?;
+    let mut c = client(&a.admin).await?;
+    if transition == Transition::Destroy && !yes {
+        // A missing workspace is reported as such, not asked about.
+        c.get_workspace(proto::GetWorkspaceRequest {
+            name: a.name.clone(),
+        })
+        .await?;
+        confirm(
+            &format!("delete workspace {:?}", a.name),
+            "Its resources are destroyed.",
+            false,
+        )?;
+    }
+    let resp = c
+        .build_workspace(proto::BuildWorkspaceRequest {
+            name: a.name.clone(),
+            transition: transition as i32,
+            parameters,
+        })
+        .await?
+        .into_inner();
+    eprintln!(
+        "Workspace {:?}: {} build job {}",
+        a.name,
+        render::transition_name(transition as i32),
+        resp.job_id
+    );
+    finish_build(&mut c, &a.name, &resp.job_id, a.wait, Output::Table).await
+}
+
+async fn finish_build(
+    c: &mut Client,
+    name: &str,
+    job_id: &str,
+    wait: bool,
+    output: Output,
+) -> Result<(), CliError> {
+    if !wait {
+        println!("{job_id}");
+        return Ok(());
+    }
+    wait_for_job(c, job_id).await?;
+    // A deleted workspace is gone once its destroy succeeded.
+    if let Ok(w) = c
+        .get_workspace(proto::GetWorkspaceRequest {
+            name: name.to_string(),
+        })
+        .await
+    {
+        print_workspace(&w.into_inner(), output);
+    }
+    Ok(())
+}

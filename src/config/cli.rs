@@ -1,0 +1,250 @@
+//! The admin commands' flags. Short flags follow Coder's CLI where its users
+//! reach for them (`-o`, `-c`, `-t`, `-y`, `-s`, `-i`, `-l`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::ClientTlsArgs;
+use crate::grpc::Secret;
+
+// `jobs`, `daemons`, `prebuilds`.
+mod jobs;
+pub use jobs::*;
+
+// Flags every admin command shares (a plain comment: a doc comment would
+// become the description of every subcommand that flattens it).
+#[derive(Debug, Args, Clone)]
+pub struct AdminArgs {
+    /// Coordinator URL; several (comma-separated, or the flag repeated):
+    /// the first that connects is used.
+    #[arg(
+        long,
+        env = "PROVISIONERD_URL",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:7800"
+    )]
+    pub url: Vec<String>,
+    /// Admin token (written to DATA_DIR/admin-token on the coordinator's
+    /// first start); wins over --token-file.
+    #[arg(long, env = "PROVISIONERD_TOKEN", hide_env_values = true)]
+    pub token: Option<Secret>,
+    /// Read the admin token from this file (trimmed).
+    #[arg(long, env = "PROVISIONERD_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: ClientTlsArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct OutputArg {
+    /// Output format; `json` field names are a stable interface.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: Output,
+}
+
+/// The table columns of a list command, as Coder's `-c`.
+#[derive(Debug, Args, Clone)]
+pub struct ColumnArg {
+    /// Table columns to show, in this order (comma-separated or repeated;
+    /// names as the headers, case-insensitive, `-` for a space, e.g.
+    /// `-c name,last-seen`). JSON output always has every field.
+    #[arg(
+        short = 'c',
+        long = "column",
+        value_delimiter = ',',
+        value_name = "COLUMNS"
+    )]
+    pub columns: Vec<String>,
+}
+
+/// Confirmation of a destructive command.
+#[derive(Debug, Args, Clone)]
+pub struct YesArg {
+    /// Do not ask: needed without a terminal (scripts), where the command
+    /// otherwise refuses (exit 64).
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+}
+
+/// Paging of a list command: the CLI fetches pages of at most 1000 rows
+/// until it has `--limit` rows, and prints on stderr how to continue.
+#[derive(Debug, Args, Clone)]
+pub struct PageArgs {
+    /// At most this many rows [default: all; 0: all].
+    #[arg(short = 'l', long)]
+    pub limit: Option<u32>,
+    /// Start after this cursor: the one a previous listing printed ("More …
+    /// follow: list them with --after CURSOR"), which is the last name it
+    /// listed.
+    #[arg(long, value_name = "CURSOR")]
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCmd {
+    /// Create a key; its secret is printed once.
+    Create {
+        name: String,
+        /// Tag `key=value` (repeatable).
+        #[arg(short = 't', long = "tag")]
+        tags: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List keys and their tags.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        cols: ColumnArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Delete a key; daemons using it are disconnected. Asks first on a
+    /// terminal; without one, needs --yes.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        yes: YesArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCmd {
+    /// Push a template directory as a new version and import it.
+    Push {
+        /// Template name.
+        name: String,
+        /// Directory holding the template's .tf files.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Tag `key=value` added to the version's jobs (repeatable).
+        #[arg(long = "provisioner-tag")]
+        tags: Vec<String>,
+        /// Template variable `name=value` (repeatable).
+        #[arg(long = "var")]
+        vars: Vec<String>,
+        /// Stream the import's logs; exit non-zero if it fails.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show what a template's newest version declares: variables,
+    /// parameters, workspace tag expressions, presets and README.
+    Show {
+        name: String,
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List templates, their active versions and variables.
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        cols: ColumnArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspacesCmd {
+    /// Create a workspace and build it.
+    Create {
+        name: String,
+        #[arg(long)]
+        template: String,
+        /// Owner; `prebuilds` marks prebuild work [default: admin].
+        #[arg(long)]
+        owner: Option<String>,
+        /// Template variable `name=value` (repeatable).
+        #[arg(long = "var")]
+        vars: Vec<String>,
+        /// Template parameter (`coder_parameter`) `name=value` (repeatable).
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// Apply a `coder_workspace_preset` by name; `--param` may then only
+        /// set parameters the preset does not. Without it the template's
+        /// default preset applies; `none`: no preset. A preset with
+        /// prebuilds claims an eligible prebuilt workspace if there is one.
+        #[arg(long)]
+        preset: Option<String>,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Start a workspace (build with transition start).
+    Start(BuildArgs),
+    /// Stop a workspace (build with transition stop).
+    Stop(BuildArgs),
+    /// Destroy a workspace's resources and remove it. Asks first on a
+    /// terminal; without one, needs --yes.
+    Delete(DeleteArgs),
+    /// List workspaces and their latest builds.
+    List {
+        /// Only this owner's (`--owner prebuilds`: the prebuild pools).
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only this template's.
+        #[arg(long)]
+        template: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        cols: ColumnArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show a workspace, its latest build and its outputs.
+    Show {
+        name: String,
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    pub name: String,
+    /// Change a parameter for this build, `name=value` (repeatable; start
+    /// only — stop and delete keep the workspace's values).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+    /// Stream the build's logs; exit non-zero if it fails.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
+    #[command(flatten)]
+    pub yes: YesArg,
+}
