@@ -160,7 +160,10 @@ async fn main() -> Result<()> {
         // Measured from before the call: the push may beat its answer.
         let canceled_at = now_ms();
         admin
-            .cancel_job(proto::CancelJobRequest { id: job.clone() })
+            .cancel_job(proto::CancelJobRequest {
+                id: job.clone(),
+                ..Default::default()
+            })
             .await
             .context("cancel job")?;
         wait_status(&mut admin, &job, "canceled").await?;

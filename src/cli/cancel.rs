@@ -51,12 +51,22 @@ pub(super) async fn cancel_all(
     output: Output,
 ) -> Result<(), CliError> {
     let ids = expand(args, &mut std::io::stdin())?;
-    if !yes {
-        confirm_running(c, &ids, args.iter().any(|a| a == "-")).await?;
-    }
+    // The running jobs someone agreed to interrupt (every job with -y). Any
+    // other is canceled only while it is still pending, checked by the
+    // coordinator in the cancel itself: a job that starts after the listing
+    // below is refused there, not interrupted without the question.
+    let confirmed = match yes {
+        true => None,
+        false => Some(confirm_running(c, &ids, args.iter().any(|a| a == "-")).await?),
+    };
+    let only_if_pending = |id: &str| {
+        confirmed
+            .as_ref()
+            .is_some_and(|agreed| !agreed.contains(id))
+    };
     let single = args.len() == 1 && args[0] != "-";
     if single {
-        let job = cancel(c, &ids[0], wait).await?;
+        let job = cancel(c, &ids[0], wait, only_if_pending(&ids[0])).await?;
         print_job(&job, output);
         return Ok(());
     }
@@ -65,7 +75,7 @@ pub(super) async fn cancel_all(
     let mut done = Vec::new();
     let mut failed = Vec::new();
     for id in &ids {
-        match cancel(c, id, false).await {
+        match cancel(c, id, false, only_if_pending(id)).await {
             Ok(job) => done.push(job),
             Err(e) => {
                 eprintln!("Job {id}: cancel failed: {e}");
@@ -120,8 +130,13 @@ pub(super) async fn cancel_all(
 /// Asks before interrupting running jobs (as Coder asks before a
 /// destructive step); a pending job has done nothing yet and is canceled
 /// without asking. With `-` stdin held the ids, so there is nobody to ask.
-/// An unknown id is left to the cancel, which reports it.
-async fn confirm_running(c: &mut Client, ids: &[String], from_stdin: bool) -> Result<(), CliError> {
+/// An unknown id is left to the cancel, which reports it. Returns the
+/// running jobs the person agreed to interrupt.
+async fn confirm_running(
+    c: &mut Client,
+    ids: &[String],
+    from_stdin: bool,
+) -> Result<std::collections::HashSet<String>, CliError> {
     // One listing of the running jobs (no more than there are daemons), not
     // a lookup per id: `-` may bring thousands of pending ones.
     let (jobs, _) = super::pages::collect(None, None, |limit, after| {
@@ -147,26 +162,51 @@ async fn confirm_running(c: &mut Client, ids: &[String], from_stdin: bool) -> Re
         .map(String::as_str)
         .collect();
     if running.is_empty() {
-        return Ok(());
+        return Ok(Default::default());
     }
     let action = match running.as_slice() {
         [one] => format!("cancel running job {one}"),
         many => format!("cancel {} running jobs ({})", many.len(), many.join(", ")),
     };
     if from_stdin {
-        return Err(super::confirm::refusal(&action));
+        return Err(CliError::Usage(format!(
+            "{action}: refused without confirmation: the ids came from stdin, so \
+             nobody can be asked; pass -y/--yes to interrupt running jobs"
+        )));
     }
-    super::confirm::confirm(&action, "Terraform is interrupted mid-run.", false)
+    super::confirm::confirm(&action, "Terraform is interrupted mid-run.", false)?;
+    Ok(running.into_iter().map(str::to_string).collect())
 }
 
 /// Cancels job `id` and returns it (after it ended, with `wait`). Any
 /// final status is success: a job whose terraform finished before the
 /// interrupt reached it is reported as it ended, and its status says so.
-async fn cancel(c: &mut Client, id: &str, wait: bool) -> Result<proto::Job, CliError> {
-    let mut job = c
-        .cancel_job(proto::CancelJobRequest { id: id.to_string() })
-        .await?
-        .into_inner();
+async fn cancel(
+    c: &mut Client,
+    id: &str,
+    wait: bool,
+    only_if_pending: bool,
+) -> Result<proto::Job, CliError> {
+    let req = proto::CancelJobRequest {
+        id: id.to_string(),
+        only_if_pending,
+    };
+    let mut job = match c.cancel_job(req).await {
+        Ok(job) => job.into_inner(),
+        // It started after the check: nobody agreed to interrupt it.
+        Err(s)
+            if only_if_pending
+                && s.code() == tonic::Code::FailedPrecondition
+                && s.message().contains("it is running") =>
+        {
+            return Err(CliError::Failed(format!(
+                "{}; it started after the check for running jobs, so it was not \
+                 interrupted without confirmation (pass -y/--yes to interrupt it)",
+                s.message()
+            )));
+        }
+        Err(s) => return Err(s.into()),
+    };
     if job_status(&job) == Some(JobStatus::Canceling) {
         eprintln!(
             "Job {id} is canceling: daemon {:?} was told to interrupt it.",

@@ -34,7 +34,7 @@ pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
             let columns = Columns::pick("jobs list", &HEADERS, &cols.columns)?;
             let statuses: Vec<String> = status
                 .iter()
-                .map(|s| s.trim().to_string())
+                .map(|s| s.trim().to_lowercase())
                 .filter(|s| !s.is_empty())
                 .collect();
             let c = client(&admin).await?;

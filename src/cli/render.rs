@@ -152,6 +152,7 @@ pub fn created_json(name: &str, r: &proto::BuildResponse) -> Value {
         "workspace_id": r.workspace_id,
         "job_id": r.job_id,
         "claimed_from": (!r.claimed_from.is_empty()).then(|| r.claimed_from.clone()),
+        "claimed_built_at": (r.claimed_built_at != 0).then(|| ms_to_rfc3339(r.claimed_built_at)),
     })
 }
 

@@ -29,7 +29,10 @@ async fn cancel(coord: &Coord, id: &str) -> Result<proto::Job, tonic::Status> {
     coord
         .admin()
         .await
-        .cancel_job(proto::CancelJobRequest { id: id.into() })
+        .cancel_job(proto::CancelJobRequest {
+            id: id.into(),
+            ..Default::default()
+        })
         .await
         .map(|r| r.into_inner())
 }

@@ -270,6 +270,12 @@ async fn a_person_claims_a_prebuild_on_the_general_pool_and_the_pool_refills() {
     );
     let created: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(created["claimed_from"], refill.name.as_str(), "{out}");
+    // When the prebuild was built, to the millisecond (RFC 3339).
+    let built = created["claimed_built_at"].as_str().unwrap_or_default();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(built).is_ok() && built.len() == 24,
+        "{out}"
+    );
     let bob_job = created["job_id"].as_str().unwrap().to_string();
 
     // Once bob took the last prebuild the paused pool stays empty (no
@@ -297,6 +303,11 @@ async fn a_person_claims_a_prebuild_on_the_general_pool_and_the_pool_refills() {
     assert!(err.contains("no eligible prebuild: building"), "{err}");
     let created: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(created["claimed_from"], serde_json::Value::Null, "{out}");
+    assert_eq!(
+        created["claimed_built_at"],
+        serde_json::Value::Null,
+        "{out}"
+    );
     // `--preset none`: no preset, no claim, no claim message.
     let (code, _, err) = cli(
         &coord,

@@ -385,7 +385,10 @@ async fn an_operator_cancel_is_pushed_and_interrupts_terraform() {
     s.coord
         .admin()
         .await
-        .cancel_job(proto::CancelJobRequest { id: job.clone() })
+        .cancel_job(proto::CancelJobRequest {
+            id: job.clone(),
+            ..Default::default()
+        })
         .await
         .expect("cancel job");
     // The push, not a heartbeat's answer, carried it (they log differently).

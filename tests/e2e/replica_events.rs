@@ -83,7 +83,10 @@ async fn replica_events_a_job_a_cancel_and_a_key_deletion_on_one_reach_the_daemo
     let mut admin = a.admin().await;
     let asked = wall_ms();
     let canceling = admin
-        .cancel_job(proto::CancelJobRequest { id: build.clone() })
+        .cancel_job(proto::CancelJobRequest {
+            id: build.clone(),
+            ..Default::default()
+        })
         .await
         .expect("cancel on A")
         .into_inner();

@@ -55,6 +55,10 @@ impl DaemonFilter {
         })
     }
 
+    fn keeps_all(&self) -> bool {
+        self.statuses.is_empty() && self.tags.is_empty() && self.seen_since.is_none()
+    }
+
     fn keeps(&self, d: &DaemonRow) -> bool {
         let status = d.status();
         if !self.statuses.is_empty() && !self.statuses.iter().any(|s| s == status) {
@@ -73,7 +77,12 @@ impl DaemonFilter {
         let mut out = Vec::new();
         let mut cursor = after.to_string();
         loop {
-            let batch = BATCH.max(want);
+            // Unfiltered, every row read is kept: read only the page.
+            let batch = if self.keeps_all() {
+                want
+            } else {
+                BATCH.max(want)
+            };
             let rows = store.daemons_after(&cursor, batch.into())?;
             let end = rows.len() < batch as usize;
             if let Some(last) = rows.last() {
@@ -91,5 +100,50 @@ impl DaemonFilter {
                 return Ok(out);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::store::{Report, testdb};
+
+    /// 600 daemons, three of them on a GPU key: a filtered page keeps
+    /// reading past a whole batch of rows that do not match, and its cursor
+    /// continues after the last one kept (on both engines).
+    #[test]
+    fn a_filtered_page_reads_past_a_batch_that_does_not_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = testdb::open(dir.path()).unwrap();
+        let plain = store.create_key("plain", "h1", &Tags::new()).unwrap();
+        let gpu_tags = tags::parse_pairs(&["gpu=true"]).unwrap();
+        let gpu = store.create_key("gpu", "h2", &gpu_tags).unwrap();
+        for i in 0..600 {
+            let key = if [7, 598, 599].contains(&i) {
+                &gpu
+            } else {
+                &plain
+            };
+            let name = format!("d{i:03}");
+            store
+                .connect_daemon(&name, key, "0", &Report::default())
+                .unwrap();
+        }
+        let names = |f: &DaemonFilter, after: &str, want: u32| -> Vec<String> {
+            let rows = f.rows(&store, after, want).unwrap();
+            rows.into_iter().map(|d| d.name).collect()
+        };
+        let on_gpu = DaemonFilter::new(&proto::ListDaemonsRequest {
+            tags: [("gpu".to_string(), "true".to_string())].into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(names(&on_gpu, "", 2), ["d007", "d598"]);
+        assert_eq!(names(&on_gpu, "d007", 2), ["d598", "d599"]);
+        assert!(names(&on_gpu, "d599", 2).is_empty());
+
+        let all = DaemonFilter::new(&Default::default()).unwrap();
+        assert!(all.keeps_all() && !on_gpu.keeps_all());
+        assert_eq!(names(&all, "d100", 3), ["d101", "d102", "d103"]);
     }
 }

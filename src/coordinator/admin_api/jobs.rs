@@ -35,7 +35,7 @@ pub(super) fn get(api: &AdminApi, req: proto::GetJobRequest) -> Result<proto::Jo
 
 pub(super) fn cancel(api: &AdminApi, req: proto::CancelJobRequest) -> Result<proto::Job> {
     let id = req.id;
-    let canceled = api.hub.store.cancel_job(&id)?;
+    let canceled = api.hub.store.cancel_job_if(&id, req.only_if_pending)?;
     let daemon = canceled.job.daemon_name.as_deref().unwrap_or_default();
     match &canceled.notify_daemon {
         // The replica holding its session pushes it (and logs it); with

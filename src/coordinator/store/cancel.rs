@@ -25,6 +25,13 @@ impl Store {
     /// withdrawn, so the offered daemon's ack is refused. Running: canceling.
     /// Canceling: unchanged (the daemon is told again). Finished: refused.
     pub fn cancel_job(&self, id: &str) -> Result<Canceled> {
+        self.cancel_job_if(id, false)
+    }
+
+    /// [`Store::cancel_job`], which with `only_if_pending` refuses (and
+    /// leaves alone) a job that is running: the caller asked nobody about
+    /// interrupting terraform.
+    pub fn cancel_job_if(&self, id: &str, only_if_pending: bool) -> Result<Canceled> {
         self.write(|tx| {
             let row: Option<(JobStatus, Option<String>)> = tx
                 .query_row(
@@ -51,6 +58,12 @@ impl Store {
                 }
                 // The lease keeps counting from the daemon's last update: a
                 // daemon that never answers the cancel is still reaped.
+                JobStatus::Running if only_if_pending => {
+                    return Err(CoordError::FailedPrecondition(format!(
+                        "cancel job {id}: it is running and only a pending job was to be \
+                         canceled; nothing was changed"
+                    )));
+                }
                 JobStatus::Running => {
                     tx.execute("UPDATE jobs SET status = 'canceling' WHERE id = ?1", [id])?;
                     daemon_id

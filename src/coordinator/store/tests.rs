@@ -388,3 +388,52 @@ fn the_prebuild_pause_survives_reopening_the_store() {
 mod claims;
 mod queue;
 mod reports;
+
+#[test]
+fn a_cancel_only_while_pending_leaves_a_running_job_alone() {
+    let f = fixture();
+    let (running, d) = f.running_job();
+    let err = f.store.cancel_job_if(&running, true).unwrap_err();
+    assert!(
+        matches!(&err, CoordError::FailedPrecondition(m) if m.contains("it is running")),
+        "{err}"
+    );
+    assert_eq!(f.store.job(&running).unwrap().status, JobStatus::Running);
+    assert!(f.store.canceling_jobs(&d).unwrap().is_empty());
+
+    let pending = f.job();
+    let c = f.store.cancel_job_if(&pending, true).unwrap();
+    assert_eq!(c.job.status, JobStatus::Canceled);
+    assert_eq!(c.notify_daemon, None);
+}
+
+#[test]
+fn jobs_list_by_several_states_pages_through_them() {
+    let f = fixture();
+    let (running, _) = f.running_job();
+    let canceled = f.job();
+    f.store.cancel_job(&canceled).unwrap();
+    let pending = f.job();
+    let page = |after: Option<String>| {
+        let filter = super::JobFilter {
+            statuses: vec![JobStatus::Pending, JobStatus::Running],
+            limit: 1,
+            after,
+            ..Default::default()
+        };
+        let ids: Vec<String> = f
+            .store
+            .list_jobs(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|j| j.id)
+            .collect();
+        ids
+    };
+    // Newest first; the canceled job between them is skipped, not counted.
+    let first = page(None);
+    assert_eq!(first, [pending.as_str()]);
+    let second = page(Some(pending));
+    assert_eq!(second, [running.as_str()]);
+    assert!(page(Some(running)).is_empty());
+}

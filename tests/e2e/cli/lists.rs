@@ -165,6 +165,7 @@ async fn daemons_list_filters_by_status_and_tags_and_ages_out_offline_ones() {
     // Offline for longer than --max-age: left out (a connected daemon
     // never is); the default 24h keeps it, 0 keeps all.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(list(&[]).await, ["dx", "dy"]);
     assert_eq!(list(&["-m", "100ms"]).await, ["dx"]);
     assert_eq!(list(&["--max-age", "0"]).await, ["dx", "dy"]);
     assert_eq!(list(&["-s", "idle,offline"]).await, ["dx", "dy"]);

@@ -19,20 +19,20 @@ pub struct OnPty {
 
 /// Starts `provisionerd ARGS` on a new pseudo-terminal.
 pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> OnPty {
-    let pty = nix::pty::openpty(None, None).expect("open a pseudo-terminal");
-    let slave_for_stdin = pty.slave.try_clone().expect("dup the terminal");
+    let (master, slave) = open_pty();
+    let slave_for_stdin = slave.try_clone().expect("dup the terminal");
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_provisionerd"));
     cmd.args(args)
         .envs(envs.iter().copied())
         .stdin(Stdio::from(slave_for_stdin))
-        .stderr(Stdio::from(pty.slave))
+        .stderr(Stdio::from(slave))
         .stdout(Stdio::piped())
         .kill_on_drop(true);
     let child = cmd.spawn().expect("spawn provisionerd on the terminal");
     // The child holds the only copies of the terminal's side now, so the
     // reader sees its end (EIO) when the child exits.
     drop(cmd);
-    let master = std::fs::File::from(pty.master);
+    let master = std::fs::File::from(master);
     let mut from = master.try_clone().expect("dup the terminal's master");
     let screen = Arc::new(Mutex::new(String::new()));
     let shown = screen.clone();
@@ -54,6 +54,29 @@ pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> OnPty {
         screen,
         reader,
     }
+}
+
+/// A new pseudo-terminal, both sides close-on-exec from the start: tests
+/// share one process under plain `cargo test`, and a child another test
+/// spawns must not inherit this terminal (the reader would never see its
+/// end). `openpty` gives no way to ask for that atomically.
+fn open_pty() -> (std::os::fd::OwnedFd, std::fs::File) {
+    use nix::fcntl::OFlag;
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    use std::os::unix::fs::OpenOptionsExt;
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .expect("open a pseudo-terminal");
+    grantpt(&master).expect("grant the pseudo-terminal");
+    unlockpt(&master).expect("unlock the pseudo-terminal");
+    let path = ptsname_r(&master).expect("name the pseudo-terminal");
+    // std opens files close-on-exec.
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOCTTY)
+        .open(&path)
+        .expect("open the terminal's side");
+    (master.into(), slave)
 }
 
 impl OnPty {

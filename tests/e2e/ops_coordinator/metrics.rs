@@ -98,7 +98,10 @@ async fn metrics_show_the_queue_by_tags_and_initiator_outcomes_and_daemons() {
     coord
         .admin()
         .await
-        .cancel_job(proto::CancelJobRequest { id: pre.clone() })
+        .cancel_job(proto::CancelJobRequest {
+            id: pre.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let body = scrape_until(&addr, |b| {
