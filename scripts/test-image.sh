@@ -132,9 +132,11 @@ step "run the daemon in the image as the chart does"
 # The chart's securityContext: runAsUser/runAsGroup, readOnlyRootFilesystem,
 # capabilities drop ALL, allowPrivilegeEscalation false (no-new-privileges);
 # seccomp RuntimeDefault is podman's default profile. Its environment as it
-# renders with shutdown.terminationGracePeriodSeconds=30 (the stop's -t)
-# and daemon.cancelGraceSeconds=5: drain timeout 30 - 15 = 15s. Metrics on
-# a free loopback port: the host's network is shared.
+# renders with shutdown.terminationGracePeriodSeconds=30 (the stop's -t),
+# shutdown.stopMarginSeconds=5 and daemon.cancelGraceSeconds=2: drain
+# timeout 30 - 5 = 25s, so the daemon waits 25 - 2 - 10 = 13 s for the job
+# before it interrupts it (the rest is the cancel grace and the report).
+# Metrics on a free loopback port: the host's network is shared.
 podman volume create "$volume" >/dev/null
 podman run -d --name "$container" --network host \
   --read-only --user "$uid:$gid" --cap-drop ALL --security-opt no-new-privileges \
@@ -144,9 +146,9 @@ podman run -d --name "$container" --network host \
   -e PROVISIONERD_NAME="$container" \
   -e PROVISIONERD_CACHE_DIR="$cache" \
   -e PROVISIONERD_TERRAFORM_PATH="$tf_path" \
-  -e PROVISIONERD_CANCEL_GRACE=5s \
+  -e PROVISIONERD_CANCEL_GRACE=2s \
   -e PROVISIONERD_ON_SIGTERM=drain \
-  -e PROVISIONERD_DRAIN_TIMEOUT=15s \
+  -e PROVISIONERD_DRAIN_TIMEOUT=25s \
   -e PROVISIONERD_METRICS_ADDRESS=127.0.0.1:0 \
   -e PROVISIONERD_LOG_FORMAT=json \
   -e HOME=/tmp -e TMPDIR=/tmp \
@@ -201,9 +203,9 @@ expect_succeeded "$job" "workspace build"
 grep -q 'image-test: done' <<<"$(job_logs "$job")" || fail "job $job's logs have no local-exec output"
 
 step "job 3: podman stop -t 30 while terraform runs"
-job=$(cli workspaces create two --template image-test --var sleep_seconds=6 | tail -n1)
+job=$(cli workspaces create two --template image-test --var sleep_seconds=5 | tail -n1)
 deadline=$((SECONDS + 180))
-until grep -q 'image-test: sleeping 6s' <<<"$(job_logs "$job")"; do
+until grep -q 'image-test: sleeping 5s' <<<"$(job_logs "$job")"; do
   [ $SECONDS -lt $deadline ] || {
     job_logs "$job" | tail -n 20 >&2
     fail "job $job's provisioner did not start within 180 s (status $(job_status "$job"))"
