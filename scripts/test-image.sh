@@ -51,7 +51,7 @@ cleanup() {
     echo "--- coordinator log (last 20 lines)" >&2
     tail -n 20 "$tmp/coord.log" >&2
   fi
-  podman rm -f -t 0 "$container" >/dev/null 2>&1 || true
+  podman rm -f -t 0 "$container" "$id-copy" >/dev/null 2>&1 || true
   podman volume rm -f "$volume" >/dev/null 2>&1 || true
   podman rmi -f "$image" >/dev/null 2>&1 || true
   if [ -n "$coord_pid" ]; then kill "$coord_pid" 2>/dev/null || true; wait "$coord_pid" 2>/dev/null || true; fi
@@ -81,8 +81,9 @@ gid=$(sed -n 's/^  runAsGroup: *//p' "$values")
 tf_path=$(sed -n 's/^  terraformPath: *//p' "$values")
 cache=$(grep -A1 'name: PROVISIONERD_CACHE_DIR$' charts/provisionerd/templates/workload.yaml |
   sed -n 's/^ *value: *//p')
-[ -n "$uid" ] && [ -n "$gid" ] && [ -n "$tf_path" ] && [ -n "$cache" ] ||
+if [ -z "$uid" ] || [ -z "$gid" ] || [ -z "$tf_path" ] || [ -z "$cache" ]; then
   fail "read the chart's uid ($uid), gid ($gid), terraformPath ($tf_path), cache dir ($cache)"
+fi
 
 step "image metadata"
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
