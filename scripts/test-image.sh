@@ -8,7 +8,8 @@
 # coordinator on this host:
 #   1. a template import and a workspace build (terraform init, plan,
 #      apply with a local-exec provisioner) succeed in the container;
-#   2. `podman stop -t 30` (SIGTERM, SIGKILL after 30 s, as the kubelet
+#   2. a canceled build: terraform gets SIGINT and halts gracefully;
+#   3. `podman stop -t 30` (SIGTERM, SIGKILL after 30 s, as the kubelet
 #      stops a pod) while terraform runs a build drains: the build
 #      succeeds and the container exits 0 well before the 30 s.
 # The daemon is the container's PID 1 (no --init): the stricter case — the
@@ -203,7 +204,27 @@ job=$(cli workspaces create one --template image-test --var sleep_seconds=0 | ta
 expect_succeeded "$job" "workspace build"
 grep -q 'image-test: done' <<<"$(job_logs "$job")" || fail "job $job's logs have no local-exec output"
 
-step "job 3: podman stop -t 30 while terraform runs"
+step "job 3: a cancel interrupts terraform (SIGINT), which halts by itself"
+job=$(cli workspaces create three --template image-test --var sleep_seconds=60 | tail -n1)
+deadline=$((SECONDS + 180))
+until grep -q 'image-test: sleeping 60s' <<<"$(job_logs "$job")"; do
+  [ $SECONDS -lt $deadline ] || fail "job $job's provisioner did not start within 180 s (status $(job_status "$job"))"
+  sleep 0.2
+done
+cli jobs cancel "$job" >/dev/null
+status=$(wait_job "$job" 60)
+[ "$status" = canceled ] || fail "the canceled build (job $job) ended $status"
+# terraform's own handler ran (the launcher leaves SIGINT to it) and it
+# stopped within the 2 s cancel grace, before any SIGKILL.
+logs=$(job_logs "$job")
+for want in 'Interrupt received' 'execution halted'; do
+  grep -q "$want" <<<"$logs" || {
+    tail -n 20 <<<"$logs" >&2
+    fail "the canceled build's log (job $job) has no \"$want\" from terraform"
+  }
+done
+
+step "job 4: podman stop -t 30 while terraform runs"
 job=$(cli workspaces create two --template image-test --var sleep_seconds=5 | tail -n1)
 deadline=$((SECONDS + 180))
 until grep -q 'image-test: sleeping 5s' <<<"$(job_logs "$job")"; do
@@ -220,6 +241,7 @@ exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$container")
 echo "   stopped after $stop_ms ms, exit code $exit_code"
 podman logs "$container" > "$tmp/container.log" 2>&1
 grep -q 'drain requested' "$tmp/container.log" || fail "the daemon did not log the drain SIGTERM asks for"
+grep -q 'running as PID 1' "$tmp/container.log" || fail "the daemon was not the container's PID 1"
 [ "$exit_code" = 0 ] || fail "the container exited $exit_code after the stop; a drained daemon exits 0"
 [ "$stop_ms" -lt 30000 ] ||
   fail "the container took $stop_ms ms to stop: SIGKILL came after the 30 s grace"
