@@ -19,6 +19,8 @@
 # coordinator on 127.0.0.1.
 #
 #   scripts/test-image.sh [build-image.sh options, e.g. --binary PATH]
+#   scripts/test-image.sh --image REF   test an image built already (e.g.
+#                                       from the Containerfile); kept
 #
 # Installs podman (and what the build needs) with apt when missing; runs as
 # root. Removes the containers, volume and image it made.
@@ -39,6 +41,11 @@ fi
 tmp=$(mktemp -d)
 id=provisionerd-image-test-$$
 image=localhost/$id:test
+built=yes
+if [ "${1:-}" = --image ]; then
+  image=${2:?--image needs an image reference}
+  built=no
+fi
 container=$id
 volume=$id-cache
 coord_pid=""
@@ -54,7 +61,7 @@ cleanup() {
   fi
   podman rm -f -t 0 "$container" "$id-copy" >/dev/null 2>&1 || true
   podman volume rm -f "$volume" >/dev/null 2>&1 || true
-  podman rmi -f "$image" >/dev/null 2>&1 || true
+  if [ "$built" = yes ]; then podman rmi -f "$image" >/dev/null 2>&1 || true; fi
   if [ -n "$coord_pid" ]; then kill "$coord_pid" 2>/dev/null || true; wait "$coord_pid" 2>/dev/null || true; fi
   rm -rf "$tmp"
   exit $status
@@ -72,8 +79,12 @@ runtime = "runc"
 EOF
 export CONTAINERS_CONF=$tmp/containers.conf
 
-step "build the image"
-scripts/build-image.sh --tag "$image" "$@" >/dev/null
+if [ "$built" = yes ]; then
+  step "build the image"
+  scripts/build-image.sh --tag "$image" "$@" >/dev/null
+else
+  podman image exists "$image" || fail "--image $image: no such image in podman's store"
+fi
 
 # What the chart sets, read from it so the test follows the chart.
 values=charts/provisionerd/values.yaml
