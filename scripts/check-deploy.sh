@@ -4,7 +4,9 @@
 # validates what they render against the Kubernetes API schemas
 # (`kubernetes-validate --strict`), checks that bad values are refused with
 # a clear message, and verifies the systemd units (`systemd-analyze
-# verify`, which must print nothing). Installs its tools first.
+# verify`, which must print nothing), and that the charts' default image
+# is the one scripts/build-image.sh tags (appVersion = Cargo.toml's
+# version). Installs its tools first.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,6 +76,32 @@ for var in $(grep -rhoE 'PROVISIONERD_[A-Z_]+' charts examples/systemd examples/
   fi
 done
 echo "== every PROVISIONERD_* variable deployed is a flag"
+
+# The image scripts/build-image.sh tags (and the Containerfile labels) is
+# ghcr.io/provisionerd/provisionerd:<Cargo.toml version>; the charts pull
+# image.repository at their appVersion, so those must name the same image.
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+for chart in charts/*/; do
+  app=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$chart/Chart.yaml")
+  if [ "$app" != "$version" ]; then
+    echo "${chart}Chart.yaml: appVersion \"$app\" is not Cargo.toml's version $version (the image's tag)" >&2
+    exit 1
+  fi
+  repo=$(sed -n '/^image:/,/^[^ ]/s/^  repository: *//p' "$chart/values.yaml")
+  if [ "$repo" != ghcr.io/provisionerd/provisionerd ]; then
+    echo "${chart}values.yaml: image.repository \"$repo\" is not the image scripts/build-image.sh tags" >&2
+    exit 1
+  fi
+  if ! sed -n '/^image:/,/^[^ ]/p' "$chart/values.yaml" | grep -q '^  tag: ""'; then
+    echo "${chart}values.yaml: image.tag must default to \"\" (the chart's appVersion)" >&2
+    exit 1
+  fi
+done
+if [ "$(grep -c "^ARG VERSION=$version\$" Containerfile)" != 2 ]; then
+  echo "Containerfile: its two \"ARG VERSION=\" lines must say $version (Cargo.toml's version)" >&2
+  exit 1
+fi
+echo "== the charts' default image is ghcr.io/provisionerd/provisionerd:$version"
 
 check provisionerd-coordinator coordinator
 renders 'kind: StatefulSet' 'volumeClaimTemplates:' 'replicas: 1$'

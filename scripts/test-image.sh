@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# Tests the container image the way the provisionerd chart runs it: builds
+# it (scripts/build-image.sh, under a throwaway tag), checks its version,
+# user and labels against Cargo.toml and the charts, then runs the daemon in
+# it under podman with the chart's settings — read-only root filesystem, the
+# chart's uid/gid, all capabilities dropped, no new privileges, the cache
+# dir as a volume and /tmp as a tmpfs, the chart's environment — against a
+# coordinator on this host:
+#   1. a template import and a workspace build (terraform init, plan,
+#      apply with a local-exec provisioner) succeed in the container;
+#   2. a canceled build: terraform gets SIGINT and halts gracefully;
+#   3. `podman stop -t 30` (SIGTERM, SIGKILL after 30 s, as the kubelet
+#      stops a pod) while terraform runs a build drains: the build
+#      succeeds and the container exits 0 well before the 30 s.
+# The daemon is the container's PID 1 (no --init): the stricter case — the
+# kernel delivers PID 1 only signals it handles, and orphans are re-parented
+# to it — where the chart has the pod's pause container as PID 1. The
+# container uses the host's network (--network host) to reach the
+# coordinator on 127.0.0.1.
+#
+#   scripts/test-image.sh [build-image.sh options, e.g. --binary PATH]
+#   scripts/test-image.sh --image REF   test an image built already (e.g.
+#                                       from the Containerfile); kept
+#
+# Installs podman (and what the build needs) with apt when missing; runs as
+# root. Removes the containers, volume and image it made.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+started=$SECONDS
+
+fail() { echo "test-image: FAIL: $*" >&2; exit 1; }
+step() { echo "== $* ($((SECONDS - started)) s)"; }
+
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc >&2
+fi
+
+tmp=$(mktemp -d)
+id=provisionerd-image-test-$$
+image=localhost/$id:test
+built=yes
+if [ "${1:-}" = --image ]; then
+  image=${2:?--image needs an image reference}
+  built=no
+fi
+container=$id
+volume=$id-cache
+coord_pid=""
+cleanup() {
+  status=$?
+  if [ $status -ne 0 ] && [ -n "$(podman ps -a -q --filter "name=^$container\$" 2>/dev/null)" ]; then
+    echo "--- container log (last 40 lines)" >&2
+    podman logs "$container" 2>&1 | tail -n 40 >&2 || true
+  fi
+  if [ $status -ne 0 ] && [ -s "$tmp/coord.log" ]; then
+    echo "--- coordinator log (last 20 lines)" >&2
+    tail -n 20 "$tmp/coord.log" >&2
+  fi
+  podman rm -f -t 0 "$container" "$id-copy" >/dev/null 2>&1 || true
+  podman volume rm -f "$volume" >/dev/null 2>&1 || true
+  if [ "$built" = yes ]; then podman rmi -f "$image" >/dev/null 2>&1 || true; fi
+  if [ -n "$coord_pid" ]; then kill "$coord_pid" 2>/dev/null || true; wait "$coord_pid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+  exit $status
+}
+trap cleanup EXIT
+
+# What this machine's podman needs (no systemd, no crun): see
+# docs/operations.md. Not the user's own config: this test's only.
+cat > "$tmp/containers.conf" <<'EOF'
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1000:1000"]
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+EOF
+export CONTAINERS_CONF=$tmp/containers.conf
+
+if [ "$built" = yes ]; then
+  step "build the image"
+  scripts/build-image.sh --tag "$image" "$@" >/dev/null
+else
+  podman image exists "$image" || fail "--image $image: no such image in podman's store"
+fi
+
+# What the chart sets, read from it so the test follows the chart.
+values=charts/provisionerd/values.yaml
+uid=$(sed -n 's/^  runAsUser: *//p' "$values")
+gid=$(sed -n 's/^  runAsGroup: *//p' "$values")
+tf_path=$(sed -n 's/^  terraformPath: *//p' "$values")
+cache=$(grep -A1 'name: PROVISIONERD_CACHE_DIR$' charts/provisionerd/templates/workload.yaml |
+  sed -n 's/^ *value: *//p')
+if [ -z "$uid" ] || [ -z "$gid" ] || [ -z "$tf_path" ] || [ -z "$cache" ]; then
+  fail "read the chart's uid ($uid), gid ($gid), terraformPath ($tf_path), cache dir ($cache)"
+fi
+
+step "image metadata"
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
+got=$(podman run --rm --user "$uid:$gid" "$image" --version)
+[ "$got" = "provisionerd $version" ] || fail "--version in the image says \"$got\", Cargo.toml is $version"
+for chart in charts/*/Chart.yaml; do
+  app=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$chart")
+  [ "$app" = "$version" ] || fail "$chart appVersion is \"$app\", the image's is $version"
+done
+inspect() { podman image inspect --format "$1" "$image"; }
+[ "$(inspect '{{.Config.User}}')" = "$uid:$gid" ] || fail "image user is $(inspect '{{.Config.User}}'), the chart runs $uid:$gid"
+[ "$(inspect '{{json .Config.Entrypoint}}')" = '["/usr/local/bin/provisionerd"]' ] ||
+  fail "image entrypoint is $(inspect '{{json .Config.Entrypoint}}')"
+for label in title description version revision created source licenses; do
+  [ -n "$(inspect "{{index .Config.Labels \"org.opencontainers.image.$label\"}}")" ] ||
+    fail "image has no org.opencontainers.image.$label label"
+done
+[ "$(inspect '{{index .Config.Labels "org.opencontainers.image.version"}}')" = "$version" ] ||
+  fail "image version label is not $version"
+# The Containerfile must make the same image: the same user, entrypoint,
+# paths.
+for want in "USER $uid:$gid" 'ENTRYPOINT \["/usr/local/bin/provisionerd"\]' "$tf_path" "$cache"; do
+  grep -q "$want" Containerfile || fail "Containerfile has no \"$want\" (the offline image has it)"
+done
+
+step "start a coordinator on the host"
+# The image's own binary runs the coordinator and the CLI here.
+host_bin=$tmp/provisionerd
+podman create --name "$id-copy" "$image" >/dev/null
+podman cp "$id-copy:/usr/local/bin/provisionerd" "$host_bin"
+podman rm "$id-copy" >/dev/null
+"$host_bin" serve --listen 127.0.0.1:0 --data-dir "$tmp/coord" 2>"$tmp/coord.log" &
+coord_pid=$!
+for _ in $(seq 300); do [ -s "$tmp/coord/address" ] && [ -s "$tmp/coord/admin-token" ] && break; sleep 0.1; done
+[ -s "$tmp/coord/address" ] || fail "coordinator did not write its address within 30 s"
+export PROVISIONERD_URL PROVISIONERD_TOKEN_FILE=$tmp/coord/admin-token
+PROVISIONERD_URL=$(cat "$tmp/coord/address")
+cli() { timeout 60 "$host_bin" "$@"; }
+mkdir -p "$tmp/key"
+cli keys create image-test 2>/dev/null | tail -n1 > "$tmp/key/key"
+grep -q '^pdk_' "$tmp/key/key" || fail "create a provisioner key: got \"$(cat "$tmp/key/key")\""
+# As the chart's Secret volume: readable by the daemon's user only.
+chown -R "$uid:$gid" "$tmp/key"
+chmod 0400 "$tmp/key/key"
+
+step "run the daemon in the image as the chart does"
+# The chart's securityContext: runAsUser/runAsGroup, readOnlyRootFilesystem,
+# capabilities drop ALL, allowPrivilegeEscalation false (no-new-privileges);
+# seccomp RuntimeDefault is podman's default profile. Its environment as it
+# renders with shutdown.terminationGracePeriodSeconds=30 (the stop's -t),
+# shutdown.stopMarginSeconds=5 and daemon.cancelGraceSeconds=2: drain
+# timeout 30 - 5 = 25s, so the daemon waits 25 - 2 - 10 = 13 s for the job
+# before it interrupts it (the rest is the cancel grace and the report).
+# Metrics on a free loopback port: the host's network is shared.
+podman volume create "$volume" >/dev/null
+podman run -d --name "$container" --network host \
+  --read-only --user "$uid:$gid" --cap-drop ALL --security-opt no-new-privileges \
+  -v "$volume:$cache" --tmpfs /tmp -v "$tmp/key:/etc/provisionerd/key:ro" \
+  -e PROVISIONERD_URL="$PROVISIONERD_URL" \
+  -e PROVISIONERD_KEY_FILE=/etc/provisionerd/key/key \
+  -e PROVISIONERD_NAME="$container" \
+  -e PROVISIONERD_CACHE_DIR="$cache" \
+  -e PROVISIONERD_TERRAFORM_PATH="$tf_path" \
+  -e PROVISIONERD_CANCEL_GRACE=2s \
+  -e PROVISIONERD_ON_SIGTERM=drain \
+  -e PROVISIONERD_DRAIN_TIMEOUT=25s \
+  -e PROVISIONERD_METRICS_ADDRESS=127.0.0.1:0 \
+  -e PROVISIONERD_LOG_FORMAT=json \
+  -e HOME=/tmp -e TMPDIR=/tmp \
+  "$image" start >/dev/null
+
+# A template whose build runs a local-exec provisioner for as long as a
+# variable says: long enough to stop the container in the middle of it.
+mkdir -p "$tmp/template"
+cat > "$tmp/template/main.tf" <<'EOF'
+variable "sleep_seconds" {
+  type    = number
+  default = 0
+}
+
+resource "terraform_data" "work" {
+  input = var.sleep_seconds
+  provisioner "local-exec" {
+    command = "echo image-test: sleeping ${var.sleep_seconds}s; sleep ${var.sleep_seconds}; echo image-test: done"
+  }
+}
+EOF
+
+# Whole outputs, not piped into `grep -q`: with pipefail, grep leaving
+# early would fail the writer with a broken pipe.
+job_logs() { local out; out=$(cli jobs logs "$1" 2>&1) || true; printf '%s\n' "$out"; }
+job_status() { cli jobs show "$1" -o json | sed -n 's/^  "status": "\(.*\)",\{0,1\}$/\1/p'; }
+wait_job() { # id seconds: until the job has ended; prints its status
+  local deadline=$((SECONDS + $2)) status=""
+  while [ $SECONDS -lt $deadline ]; do
+    status=$(job_status "$1")
+    case $status in succeeded|failed|canceled) echo "$status"; return ;; esac
+    sleep 0.5
+  done
+  fail "job $1 still \"$status\" after $2 s"
+}
+expect_succeeded() { # id what
+  local status
+  status=$(wait_job "$1" 180)
+  if [ "$status" != succeeded ]; then
+    job_logs "$1" | tail -n 30 >&2
+    fail "$2 (job $1) ended $status"
+  fi
+}
+
+step "job 1: template import (init, validate, plan)"
+job=$(cli templates push image-test --dir "$tmp/template" | tail -n1)
+expect_succeeded "$job" "template import"
+
+step "job 2: workspace build (plan, apply)"
+job=$(cli workspaces create one --template image-test --var sleep_seconds=0 | tail -n1)
+expect_succeeded "$job" "workspace build"
+grep -q 'image-test: done' <<<"$(job_logs "$job")" || fail "job $job's logs have no local-exec output"
+
+step "job 3: a cancel interrupts terraform (SIGINT), which halts by itself"
+job=$(cli workspaces create three --template image-test --var sleep_seconds=60 | tail -n1)
+deadline=$((SECONDS + 180))
+until grep -q 'image-test: sleeping 60s' <<<"$(job_logs "$job")"; do
+  [ $SECONDS -lt $deadline ] || fail "job $job's provisioner did not start within 180 s (status $(job_status "$job"))"
+  sleep 0.2
+done
+cli jobs cancel "$job" >/dev/null
+status=$(wait_job "$job" 60)
+[ "$status" = canceled ] || fail "the canceled build (job $job) ended $status"
+# terraform's own handler ran (the launcher leaves SIGINT to it) and it
+# stopped within the 2 s cancel grace, before any SIGKILL.
+logs=$(job_logs "$job")
+for want in 'Interrupt received' 'execution halted'; do
+  grep -q "$want" <<<"$logs" || {
+    tail -n 20 <<<"$logs" >&2
+    fail "the canceled build's log (job $job) has no \"$want\" from terraform"
+  }
+done
+
+step "job 4: podman stop -t 30 while terraform runs"
+job=$(cli workspaces create two --template image-test --var sleep_seconds=5 | tail -n1)
+deadline=$((SECONDS + 180))
+until grep -q 'image-test: sleeping 5s' <<<"$(job_logs "$job")"; do
+  [ $SECONDS -lt $deadline ] || {
+    job_logs "$job" | tail -n 20 >&2
+    fail "job $job's provisioner did not start within 180 s (status $(job_status "$job"))"
+  }
+  sleep 0.2
+done
+stop_started=$(date +%s%N)
+podman stop -t 30 "$container" >/dev/null
+stop_ms=$((($(date +%s%N) - stop_started) / 1000000))
+exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$container")
+echo "   stopped after $stop_ms ms, exit code $exit_code"
+podman logs "$container" > "$tmp/container.log" 2>&1
+grep -q 'drain requested' "$tmp/container.log" || fail "the daemon did not log the drain SIGTERM asks for"
+grep -q 'running as PID 1' "$tmp/container.log" || fail "the daemon was not the container's PID 1"
+[ "$exit_code" = 0 ] || fail "the container exited $exit_code after the stop; a drained daemon exits 0"
+[ "$stop_ms" -lt 30000 ] ||
+  fail "the container took $stop_ms ms to stop: SIGKILL came after the 30 s grace"
+# A drain reports the job before the daemon exits: it has ended by now.
+status=$(job_status "$job")
+[ "$status" = succeeded ] || fail "the build the stop interrupted (job $job) is $status; a drain finishes it"
+grep -q 'image-test: done' <<<"$(job_logs "$job")" || fail "job $job's provisioner did not run to its end"
+
+echo "test-image: ok ($((SECONDS - started)) s)"
