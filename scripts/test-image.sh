@@ -222,7 +222,7 @@ until grep -q 'image-test: sleeping 60s' <<<"$(job_logs "$job")"; do
   [ $SECONDS -lt $deadline ] || fail "job $job's provisioner did not start within 180 s (status $(job_status "$job"))"
   sleep 0.2
 done
-cli jobs cancel "$job" >/dev/null
+cli jobs cancel -y "$job" >/dev/null
 status=$(wait_job "$job" 60)
 [ "$status" = canceled ] || fail "the canceled build (job $job) ended $status"
 # terraform's own handler ran (the launcher leaves SIGINT to it) and it
