@@ -73,7 +73,7 @@ async fn daemon_keys_and_the_admin_token_do_not_stand_in_for_each_other() {
     let err = as_daemon
         .update_job(proto::UpdateJobRequest {
             job_id: "x".into(),
-            logs: Vec::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -121,6 +121,7 @@ async fn a_daemon_cannot_touch_a_job_it_does_not_own() {
         .update_job(proto::UpdateJobRequest {
             job_id: job.clone(),
             logs: vec![line(1, "the owner's line")],
+            job_secret: owner.secret(&job),
         })
         .await
         .unwrap();
@@ -143,6 +144,7 @@ async fn a_daemon_cannot_touch_a_job_it_does_not_own() {
             .update_job(proto::UpdateJobRequest {
                 job_id: job.clone(),
                 logs: vec![line(2, "forged line")],
+                ..Default::default()
             })
             .await
             .unwrap_err();
