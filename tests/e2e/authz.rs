@@ -2,6 +2,9 @@
 //! other, a daemon touches only the jobs it owns, two keys with the same
 //! tags rotate without a gap, and every malformed input is refused with
 //! INVALID_ARGUMENT before anything is stored.
+//! Job secrets (a sibling of the same key) in `job_secret`.
+
+mod job_secret;
 
 use std::time::Duration;
 

@@ -439,3 +439,4 @@ fn the_prebuild_pause_survives_reopening_the_store() {
 mod claims;
 mod queue;
 mod reports;
+mod secrets;
