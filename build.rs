@@ -6,6 +6,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // The messages carrying a job secret get a hand-written `Debug`
+        // that redacts it (src/proto/redact.rs).
+        .skip_debug([
+            ".provisionerd.v1.JobOffer",
+            ".provisionerd.v1.AckJob",
+            ".provisionerd.v1.UpdateJobRequest",
+            ".provisionerd.v1.GetJobInputRequest",
+            ".provisionerd.v1.FinishJobRequest",
+        ])
         .compile_fds(fds)?;
     Ok(())
 }

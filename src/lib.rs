@@ -5,7 +5,8 @@
 //!
 //! | module        | what it holds                                                  |
 //! |---------------|----------------------------------------------------------------|
-//! | [`proto`]     | generated gRPC types (`proto/provisionerd.proto`)              |
+//! | [`proto`]     | generated gRPC types (`proto/provisionerd.proto`); `Debug`     |
+//! |               | that redacts job secrets                                       |
 //! | [`config`]    | the one clap definition of every command, flag and env var     |
 //! | [`exit`]      | process exit codes and their meaning                           |
 //! | [`grpc`]      | shared gRPC pieces: size limits, URL rule, credentials         |

@@ -123,13 +123,17 @@ impl Session {
     /// build and no state for an import.
     pub async fn run(&mut self, offer: &proto::JobOffer) -> Result<()> {
         let job_id = offer.job_id.clone();
+        // Every call about the job carries the offer's secret.
+        let secret = offer.job_secret.clone();
         self.send(In::AckJob(proto::AckJob {
             job_id: job_id.clone(),
+            job_secret: secret.clone(),
         }))
         .await?;
         let confirm = proto::UpdateJobRequest {
             job_id: job_id.clone(),
             logs: Vec::new(),
+            job_secret: secret.clone(),
         };
         self.client
             .update_job(confirm)
@@ -139,6 +143,7 @@ impl Session {
             .client
             .get_job_input(proto::GetJobInputRequest {
                 job_id: job_id.clone(),
+                job_secret: secret.clone(),
             })
             .await
             .with_context(|| format!("{}: fetch input of {job_id}", self.name))?
@@ -162,6 +167,7 @@ impl Session {
         let header = proto::FinishJobRequest {
             job_id: job_id.clone(),
             outcome: proto::JobOutcome::Succeeded as i32,
+            job_secret: secret,
             ..Default::default()
         };
         let build = offer.r#type == proto::JobType::WorkspaceBuild as i32;

@@ -25,6 +25,28 @@ pub fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
+/// A job secret is `pdj_` and 64 hex digits; anything much longer cannot
+/// be one, and is refused without hashing it.
+const MAX_JOB_SECRET_BYTES: usize = 128;
+
+/// A fresh secret for one offer (`pdj_`: a job's), and the hash the store
+/// keeps. 32 random bytes: sha256 without a salt or stretching is enough,
+/// since nobody can guess the input.
+pub fn new_job_secret() -> (crate::grpc::Secret, String) {
+    let secret = new_secret("pdj_");
+    let hashed = hash(&secret);
+    (crate::grpc::Secret::new(&secret), hashed)
+}
+
+/// Whether `given` is the job secret whose hash is `want`, compared in
+/// constant time.
+pub fn job_secret_matches(want: &str, given: &str) -> bool {
+    if given.is_empty() || given.len() > MAX_JOB_SECRET_BYTES {
+        return false;
+    }
+    bool::from(hash(given).as_bytes().ct_eq(want.as_bytes()))
+}
+
 /// The bearer credential of a request.
 pub fn bearer(md: &MetadataMap) -> Result<&str> {
     md.get("authorization")

@@ -161,10 +161,13 @@ impl ProvisionerDaemon for DaemonApi {
         super::bounds::log_lines(&req.job_id, &req.logs)?;
         // On the worker: the heartbeat's small batch costs less than the
         // hop to the blocking pool (see ARCHITECTURE.md, "Store").
-        let (stored_seq, canceled) =
-            self.hub
-                .store
-                .append_logs(&req.job_id, &name, &key.name, &req.logs)?;
+        let (stored_seq, canceled) = self.hub.store.append_logs(
+            &req.job_id,
+            &name,
+            &key.name,
+            &req.job_secret,
+            &req.logs,
+        )?;
         if !req.logs.is_empty() {
             self.hub.job_changed(&req.job_id);
         }
@@ -182,13 +185,13 @@ impl ProvisionerDaemon for DaemonApi {
         req: Request<proto::GetJobInputRequest>,
     ) -> Result<Response<Self::GetJobInputStream>, Status> {
         let (key, name) = self.caller(&req)?;
-        let job_id = req.into_inner().job_id;
+        let proto::GetJobInputRequest { job_id, job_secret } = req.into_inner();
         let (archive, state) = {
             let (id, name, key) = (job_id.clone(), name.clone(), key.name.clone());
             // Sizes are stored with the blobs: reading them costs no blob.
             let bytes = self.hub.store.input_size(&job_id)?;
             (self.hub.store)
-                .call_sized(bytes, move |s| s.job_input(&id, &name, &key))
+                .call_sized(bytes, move |s| s.job_input(&id, &name, &key, &job_secret))
                 .await?
         };
         tracing::info!(job = %job_id, daemon = %name, archive = archive.len(), state = state.len(), "job input fetched");
@@ -204,14 +207,15 @@ impl ProvisionerDaemon for DaemonApi {
         // The caller must own the job before any chunk is read; the whole
         // state is read and checked before anything is stored.
         let store = &self.hub.store;
+        // The header's job id and secret, for each chunk's check.
         let job = std::sync::OnceLock::new();
         let admit = |h: &proto::FinishJobRequest| {
-            let _ = job.set(h.job_id.clone());
-            store.reporting(&h.job_id, &name, &key.name)
+            let _ = job.set((h.job_id.clone(), h.job_secret.clone()));
+            store.reporting(&h.job_id, &name, &key.name, &h.job_secret)
         };
         // Each chunk renews the lease (a large state on a slow link).
         let tick = || match job.get() {
-            Some(id) => store.reporting(id, &name, &key.name),
+            Some((id, secret)) => store.reporting(id, &name, &key.name, secret),
             None => Ok(()),
         };
         // Only a stream the daemon ended is a report: a broken or canceled
@@ -220,12 +224,13 @@ impl ProvisionerDaemon for DaemonApi {
         let (req, state) = read.inspect_err(|e| {
             tracing::warn!(daemon = %name, error = %e, "job report not taken: nothing stored");
         })?;
+        let secret = req.job_secret.clone();
         let report = transfer::job_report(&super::bounds::finish(req)?)?;
         let taken = {
             let (name, key, report) = (name.clone(), key.name.clone(), report.clone());
             (self.hub.store)
                 .call_sized(state.len() as u64, move |s| {
-                    s.finish(&name, &key, &report, &state)
+                    s.finish(&name, &key, &secret, &report, &state)
                 })
                 .await
         };
@@ -341,10 +346,13 @@ async fn serve_session(
                 }
             }
             In::AckJob(ack) => {
-                if let Err(e) = hub
-                    .store
-                    .ack(&ack.job_id, daemon_id, &peer.name, &peer.key.name)
-                {
+                if let Err(e) = hub.store.ack(
+                    &ack.job_id,
+                    daemon_id,
+                    &peer.name,
+                    &peer.key.name,
+                    &ack.job_secret,
+                ) {
                     // Withdrawn or canceled meanwhile: tell the daemon not
                     // to run it.
                     tracing::warn!(job = %ack.job_id, error = %e, "ack refused");

@@ -264,6 +264,7 @@ impl Daemon {
         let job_id = offer.job_id.clone();
         let ack = Out::AckJob(AckJob {
             job_id: job_id.clone(),
+            job_secret: offer.job_secret.clone(),
         });
         if let Err(reason) = self.link.send(ack) {
             // Unacknowledged, the job stays pending for another daemon.

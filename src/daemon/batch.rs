@@ -250,6 +250,7 @@ mod tests {
             let req = UpdateJobRequest {
                 job_id: "x".repeat(64),
                 logs: batch,
+                job_secret: format!("pdj_{}", "0".repeat(64)),
             };
             assert!(
                 req.encoded_len() < MAX_MESSAGE_BYTES / 4,

@@ -1,6 +1,7 @@
 //! Conversions between the wire types of a job and the runner's.
 
 use super::record::Report;
+use crate::grpc::Secret;
 use crate::proto::{self, FinishJobRequest, JobOffer, JobOutcome, JobType};
 use crate::runner::{self, Build, JobKind, Outcome, Parameter, Transition, Variable};
 
@@ -76,7 +77,12 @@ pub(super) fn job_from_offer(
     })
 }
 
-pub(super) fn finish_request(job_id: &str, outcome: Outcome, log_count: u64) -> Report {
+pub(super) fn finish_request(
+    job_id: &str,
+    secret: &Secret,
+    outcome: Outcome,
+    log_count: u64,
+) -> Report {
     let (outcome, error, state, variables, replacements) = match outcome {
         Outcome::Succeeded {
             state,
@@ -114,6 +120,7 @@ pub(super) fn finish_request(job_id: &str, outcome: Outcome, log_count: u64) -> 
             .collect(),
         log_count,
         replacements,
+        job_secret: secret.expose().to_string(),
         ..Default::default()
     };
     Report { header, state }
@@ -228,8 +235,10 @@ mod tests {
                 sensitive: true,
             },
         ];
+        let secret = Secret::new("pdj_j1");
         let Report { header: req, state } = finish_request(
             "j1",
+            &secret,
             Outcome::Succeeded {
                 state: None,
                 variables: vars,
@@ -250,8 +259,11 @@ mod tests {
                 && req.variables[1].r#type == "number"
         );
 
+        assert_eq!(req.job_secret, "pdj_j1");
+
         let Report { header: req, state } = finish_request(
             "j1",
+            &secret,
             Outcome::Canceled {
                 error: "canceled".into(),
                 state: Some(b"s".to_vec()),

@@ -30,6 +30,7 @@ use super::metrics::Metrics;
 use super::record::{JobRecord, Records};
 use super::rpc::Client;
 use super::spool;
+use crate::grpc::Secret;
 use crate::proto::JobOffer;
 use crate::runner::{self, Outcome, RunnerConfig};
 use report::{Undelivered, lease_failure, spool_failure};
@@ -76,6 +77,8 @@ async fn run_offer(
     started: Instant,
 ) -> Option<&'static str> {
     let job_id = offer.job_id.clone();
+    // Sent with every call about the job: only it binds the job to us.
+    let secret = Secret::new(&offer.job_secret);
     let kind = job_type_name(offer.r#type);
     tracing::info!(
         job_id,
@@ -90,7 +93,7 @@ async fn run_offer(
     // Nothing runs, and no record is written, before the job is confirmed.
     let fetched = {
         let fetch = input::fetch(ctx, &offer, &job_cancel, started);
-        let confirm = confirm::ownership(ctx, &job_id, &job_cancel);
+        let confirm = confirm::ownership(ctx, &job_id, &secret, &job_cancel);
         tokio::pin!(fetch, confirm);
         let mut fetched = None;
         let ours = loop {
@@ -107,7 +110,7 @@ async fn run_offer(
             None => fetch.await,
         }
     };
-    let record = write_record(ctx, &job_id, kind);
+    let record = write_record(ctx, &job_id, &secret, kind);
     let runner_done = CancellationToken::new();
     let deadline = report::deadline(&ctx.cancel, &runner_done, &ctx.runner.force_kill);
     tokio::pin!(deadline);
@@ -137,6 +140,7 @@ async fn run_offer(
             let shipper = Shipper {
                 client: &ctx.client,
                 job_id: &job_id,
+                secret: &secret,
                 job_cancel: &job_cancel,
                 started,
                 lease_ms: &ctx.lease_ms,
@@ -209,14 +213,14 @@ async fn run_offer(
         Err(Undelivered::GaveUp(error)) => {
             let label = outcome_name(&outcome);
             let log_count = progress.backlog.numbered() + rest.len() as u64;
-            let req = finish_request(&job_id, outcome, log_count);
+            let req = finish_request(&job_id, &secret, outcome, log_count);
             let lines = Some((progress.backlog, rest));
             report::give_up(&ctx.records, record, &req, label, lines, &error);
             return Some(label);
         }
     };
     let label = outcome_name(&outcome);
-    let req = finish_request(&job_id, outcome, log_count);
+    let req = finish_request(&job_id, &secret, outcome, log_count);
     let reported = tokio::select! {
         r = report::finish(&ctx.client, &ctx.records, &req, started) => r,
         budget = &mut deadline => Err(report::gave_up("report job result", budget)),
@@ -248,9 +252,10 @@ async fn run_offer(
 /// Writes the job's record and returns it. Without one, a `kill -9` of the
 /// daemon leaves the job to the coordinator's lease; worth a warning, not
 /// the job.
-fn write_record(ctx: &JobCtx, job_id: &str, kind: &str) -> JobRecord {
+fn write_record(ctx: &JobCtx, job_id: &str, secret: &Secret, kind: &str) -> JobRecord {
     let record = JobRecord {
         job_id: job_id.to_string(),
+        job_secret: secret.clone(),
         kind: kind.to_string(),
         started_at_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)

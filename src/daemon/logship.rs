@@ -25,7 +25,7 @@ use super::batch::BatchPolicy;
 use super::metrics::Metrics;
 use super::rpc::{self, Client, Verdict};
 use super::spool::SpoolError;
-use crate::grpc::MAX_LOG_LINE_BYTES;
+use crate::grpc::{MAX_LOG_LINE_BYTES, Secret};
 use crate::proto::{LogLevel, LogLine, LogSource, UpdateJobRequest, UpdateJobResponse};
 use crate::runner::{Level, LogEntry, Source};
 
@@ -45,6 +45,8 @@ type InFlight = Pin<Box<dyn Future<Output = Result<UpdateJobResponse, Status>> +
 pub(super) struct Shipper<'a> {
     pub client: &'a Client,
     pub job_id: &'a str,
+    /// The job's secret from its offer, sent with every update.
+    pub secret: &'a Secret,
     /// Canceled when the coordinator answers `canceled`, or the lease ran
     /// out.
     pub job_cancel: &'a CancellationToken,
@@ -289,6 +291,7 @@ impl Shipper<'_> {
         let req = UpdateJobRequest {
             job_id: self.job_id.to_string(),
             logs,
+            job_secret: self.secret.expose().to_string(),
         };
         Box::pin(async move { rpc::bounded(client.update_job(req)).await })
     }

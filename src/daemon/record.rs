@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::grpc::Secret;
 use crate::proto::{FinishJobRequest, JobOutcome, TemplateVariable};
 
 /// A job's result as the daemon holds it until reported: FinishJob's
@@ -27,6 +28,12 @@ pub(super) struct Report {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct JobRecord {
     pub job_id: String,
+    /// The secret the job's offer carried: a restarted daemon reports the
+    /// job with it. The file is the daemon's own (0600); `Debug` redacts
+    /// it. Empty in a record from before job secrets (the coordinator then
+    /// takes the report only for a job it offered without one).
+    #[serde(default = "no_secret", with = "secret_text")]
+    pub job_secret: Secret,
     /// `workspace_build` or `template_import` (only builds carry state).
     pub kind: String,
     /// Unix milliseconds.
@@ -92,9 +99,16 @@ impl Finished {
         }
     }
 
-    /// The FinishJob that reports this result. An outcome this daemon does
-    /// not know (a damaged record) reports the job failed.
-    pub(super) fn request(&self, job_id: &str, state: Option<Vec<u8>>, log_count: u64) -> Report {
+    /// The FinishJob that reports this result, with the job's secret. An
+    /// outcome this daemon does not know (a damaged record) reports the
+    /// job failed.
+    pub(super) fn request(
+        &self,
+        job_id: &str,
+        secret: &Secret,
+        state: Option<Vec<u8>>,
+        log_count: u64,
+    ) -> Report {
         let outcome = match self.outcome.as_str() {
             "succeeded" => JobOutcome::Succeeded,
             "canceled" => JobOutcome::Canceled,
@@ -119,6 +133,7 @@ impl Finished {
                 .collect(),
             log_count,
             replacements: self.replacements.clone(),
+            job_secret: secret.expose().to_string(),
             ..Default::default()
         };
         Report { header, state }
@@ -273,6 +288,7 @@ impl Records {
                 tracing::warn!(path = %path.display(), "job record does not parse; reporting the job without its details");
                 JobRecord {
                     job_id: job_id.to_string(),
+                    job_secret: no_secret(),
                     kind: String::new(),
                     started_at_ms: 0,
                     work_dir: PathBuf::new(),
@@ -282,6 +298,25 @@ impl Records {
         }
         out.sort_by_key(|r| r.started_at_ms);
         Ok(out)
+    }
+}
+
+fn no_secret() -> Secret {
+    Secret::new("")
+}
+
+/// [`Secret`] as a JSON string in the record.
+mod secret_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::grpc::Secret;
+
+    pub(super) fn serialize<S: Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(secret.expose())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        String::deserialize(d).map(|s| Secret::new(&s))
     }
 }
 

@@ -23,6 +23,7 @@ use super::record::Report;
 use super::rpc::{self, Client, Verdict};
 use super::spool;
 use super::transfer;
+use crate::grpc::Secret;
 use crate::proto::{FinishJobRequest, JobOutcome, LogLevel, LogLine, LogSource, UpdateJobRequest};
 pub(super) use collect::{Unfinished, collect};
 
@@ -169,18 +170,19 @@ async fn attempt(
     restart_line: &mut Option<LogLine>,
 ) -> Result<u64, Failure> {
     let job_id = &job.record.job_id;
+    let secret = &job.record.job_secret;
     // An empty update tells how many lines the coordinator holds.
-    let mut stored = update(client, job_id, Vec::new()).await?;
+    let mut stored = update(client, job_id, secret, Vec::new()).await?;
     if restart_line.is_none() {
-        stored = ship_spool(client, job_id, spool_dir, stored).await?;
+        stored = ship_spool(client, job_id, secret, spool_dir, stored).await?;
     }
     let report = match &job.record.finished {
         // The job ended; only its report was missing.
-        Some(finished) => finished.request(job_id, job.state.clone(), stored),
+        Some(finished) => finished.request(job_id, secret, job.state.clone(), stored),
         None => {
             let line = restart_line.get_or_insert_with(|| daemon_line(stored + 1));
             if stored < line.seq {
-                stored = update(client, job_id, vec![line.clone()]).await?;
+                stored = update(client, job_id, secret, vec![line.clone()]).await?;
             }
             Report {
                 header: FinishJobRequest {
@@ -189,6 +191,7 @@ async fn attempt(
                     error: RESTART_ERROR.to_string(),
                     has_state: job.state.is_some(),
                     log_count: stored,
+                    job_secret: secret.expose().to_string(),
                     ..Default::default()
                 },
                 state: job.state.clone(),
@@ -217,6 +220,7 @@ fn refusal(code: Code) -> &'static str {
 async fn ship_spool(
     client: &Client,
     job_id: &str,
+    secret: &Secret,
     spool_dir: &Path,
     mut stored: u64,
 ) -> Result<u64, Failure> {
@@ -257,7 +261,7 @@ async fn ship_spool(
             batch.push(line);
         }
         if !batch.is_empty() && (end || batch.len() >= BATCH_LINES || bytes >= BATCH_BYTES) {
-            stored = update(client, job_id, std::mem::take(&mut batch)).await?;
+            stored = update(client, job_id, secret, std::mem::take(&mut batch)).await?;
             bytes = 0;
         }
         if end {
@@ -266,10 +270,16 @@ async fn ship_spool(
     }
 }
 
-async fn update(client: &Client, job_id: &str, logs: Vec<LogLine>) -> Result<u64, Failure> {
+async fn update(
+    client: &Client,
+    job_id: &str,
+    secret: &Secret,
+    logs: Vec<LogLine>,
+) -> Result<u64, Failure> {
     let req = UpdateJobRequest {
         job_id: job_id.to_string(),
         logs,
+        job_secret: secret.expose().to_string(),
     };
     Ok(rpc::bounded(client.clone().update_job(req))
         .await?

@@ -138,6 +138,7 @@ pub(super) async fn fetch_input(
         let mut c = client.clone();
         let req = GetJobInputRequest {
             job_id: offer.job_id.clone(),
+            job_secret: offer.job_secret.clone(),
         };
         let mut stream = c
             .get_job_input(req)

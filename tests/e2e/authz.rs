@@ -2,6 +2,9 @@
 //! other, a daemon touches only the jobs it owns, two keys with the same
 //! tags rotate without a gap, and every malformed input is refused with
 //! INVALID_ARGUMENT before anything is stored.
+//! Job secrets (a sibling of the same key) in `job_secret`.
+
+mod job_secret;
 
 use std::time::Duration;
 
@@ -73,7 +76,7 @@ async fn daemon_keys_and_the_admin_token_do_not_stand_in_for_each_other() {
     let err = as_daemon
         .update_job(proto::UpdateJobRequest {
             job_id: "x".into(),
-            logs: Vec::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -121,6 +124,7 @@ async fn a_daemon_cannot_touch_a_job_it_does_not_own() {
         .update_job(proto::UpdateJobRequest {
             job_id: job.clone(),
             logs: vec![line(1, "the owner's line")],
+            job_secret: owner.secret(&job),
         })
         .await
         .unwrap();
@@ -143,6 +147,7 @@ async fn a_daemon_cannot_touch_a_job_it_does_not_own() {
             .update_job(proto::UpdateJobRequest {
                 job_id: job.clone(),
                 logs: vec![line(2, "forged line")],
+                ..Default::default()
             })
             .await
             .unwrap_err();

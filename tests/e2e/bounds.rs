@@ -191,9 +191,11 @@ async fn an_oversized_log_line_is_refused_and_jobs_logs_keeps_working() {
     let (coord, key) = quiet_stack(tmp.path()).await;
     let mut raw = RawDaemon::open(&coord, &key, "raw", DaemonState::Idle).await;
     let job = claimed_job(&coord, &mut raw, "w").await;
+    let secret = raw.secret(&job);
     let update = |logs| proto::UpdateJobRequest {
         job_id: job.clone(),
         logs,
+        job_secret: secret.clone(),
     };
     // The daemon splits lines at 64 KiB; a 3.5 MB line is refused whole,
     // with the batch it came in (nothing of it stored).

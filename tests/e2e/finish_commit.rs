@@ -73,7 +73,11 @@ async fn a_canceled_finish_stores_nothing_and_a_taken_report_stands() {
     // Header and every state chunk, then the call is dropped without the
     // stream ever ending: hyper resets the HTTP/2 stream (CANCEL).
     let first = state("first");
-    let parts = finish_job_parts(report(&build, JobOutcome::Succeeded), Some(&first));
+    let header = FinishJobRequest {
+        job_secret: d.secret(&build),
+        ..report(&build, JobOutcome::Succeeded)
+    };
+    let parts = finish_job_parts(header, Some(&first));
     assert_eq!(parts.len(), 3, "a header and two chunks");
     let (tx, rx) = mpsc::channel(parts.len());
     let mut client = d.client.clone();

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use provisionerd::proto::{
-    AckJob, Acquire, DaemonState, coordinator_message::Msg as Out, daemon_message::Msg as In,
+    Acquire, DaemonState, coordinator_message::Msg as Out, daemon_message::Msg as In,
 };
 use serde_json::Value;
 use tonic::Code;
@@ -53,10 +53,7 @@ async fn an_unacknowledged_offer_expires_and_an_honest_daemon_runs_the_job() {
     // offers, so the time from here is a strict lower bound.
     let offered_at = Instant::now();
     hoarder.send(In::Acquire(Acquire {})).await;
-    let offer = match hoarder.next().await {
-        Out::JobOffer(o) => o,
-        other => panic!("expected an offer, got {other:?}"),
-    };
+    let offer = hoarder.offer().await;
     assert_eq!(offer.job_id, first);
     // Another job, and more Acquires while the offer stands: they must not
     // bring the hoarder a second offer.
@@ -103,11 +100,7 @@ async fn an_unacknowledged_offer_expires_and_an_honest_daemon_runs_the_job() {
 
     // Acknowledging now is too late: refused on the session and on the
     // ownership confirmation.
-    hoarder
-        .send(In::AckJob(AckJob {
-            job_id: first.clone(),
-        }))
-        .await;
+    hoarder.ack(&first).await;
     match hoarder.next().await {
         Out::CancelJob(c) => assert_eq!(c.job_id, first),
         other => panic!("expected the late ack answered with CancelJob: {other:?}"),

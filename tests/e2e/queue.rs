@@ -151,10 +151,9 @@ async fn fifty_sessions_of_three_pools_take_each_job_once_and_only_their_own() {
                 let Some(Out::JobOffer(offer)) = msg.msg else {
                     panic!("{}: expected an offer, got {msg:?}", d.name);
                 };
-                d.send(proto::daemon_message::Msg::AckJob(proto::AckJob {
-                    job_id: offer.job_id.clone(),
-                }))
-                .await;
+                d.secrets
+                    .insert(offer.job_id.clone(), offer.job_secret.clone());
+                d.ack(&offer.job_id).await;
                 d.update(&offer.job_id).await.expect("confirm the offer");
                 let finish = proto::FinishJobRequest {
                     job_id: offer.job_id.clone(),

@@ -47,6 +47,9 @@ pub struct RawDaemon {
     /// For the unary calls (UpdateJob, FinishJob).
     pub client: Client,
     pub welcome: proto::Welcome,
+    /// The job secret of each offer received through [`RawDaemon::claim`]
+    /// or [`RawDaemon::offer`], by job id.
+    pub secrets: std::collections::HashMap<String, String>,
 }
 
 impl RawDaemon {
@@ -73,6 +76,7 @@ impl RawDaemon {
             inbound,
             client,
             welcome: proto::Welcome::default(),
+            secrets: Default::default(),
         };
         match d.next().await {
             Out::Welcome(w) => d.welcome = w,
@@ -98,10 +102,38 @@ impl RawDaemon {
         msg.msg.expect("a message")
     }
 
+    /// The secret of `job`'s offer to this daemon (empty: none seen).
+    pub fn secret(&self, job: &str) -> String {
+        self.secrets.get(job).cloned().unwrap_or_default()
+    }
+
+    /// The next pushed message, which must be an offer; its secret is kept.
+    pub async fn offer(&mut self) -> proto::JobOffer {
+        match self.next().await {
+            Out::JobOffer(offer) => {
+                let secret = offer.job_secret.clone();
+                self.secrets.insert(offer.job_id.clone(), secret);
+                offer
+            }
+            other => panic!("{}: expected an offer, got {other:?}", self.name),
+        }
+    }
+
+    /// AckJob for `job`, with the secret of its offer.
+    pub async fn ack(&self, job: &str) {
+        self.send(In::AckJob(proto::AckJob {
+            job_id: job.into(),
+            job_secret: self.secret(job),
+        }))
+        .await;
+    }
+
+    /// An empty UpdateJob for `job`, with the secret of its offer.
     pub async fn update(&mut self, job: &str) -> Result<proto::UpdateJobResponse, tonic::Status> {
         let req = proto::UpdateJobRequest {
             job_id: job.into(),
             logs: Vec::new(),
+            job_secret: self.secret(job),
         };
         self.client.update_job(req).await.map(|r| r.into_inner())
     }
@@ -112,26 +144,24 @@ impl RawDaemon {
     /// and the ownership confirmation. Returns the offer.
     pub async fn claim(&mut self) -> proto::JobOffer {
         self.send(In::Acquire(proto::Acquire {})).await;
-        let offer = match self.next().await {
-            Out::JobOffer(offer) => offer,
-            other => panic!("{}: expected an offer, got {other:?}", self.name),
-        };
-        self.send(In::AckJob(proto::AckJob {
-            job_id: offer.job_id.clone(),
-        }))
-        .await;
+        let offer = self.offer().await;
+        self.ack(&offer.job_id).await;
         self.update(&offer.job_id)
             .await
             .unwrap_or_else(|e| panic!("{}: confirm {}: {e}", self.name, offer.job_id));
         offer
     }
 
-    /// FinishJob: the header, then the state in chunks.
+    /// FinishJob: the header (given the secret of the job's offer unless
+    /// it has one), then the state in chunks.
     pub async fn finish(
         &mut self,
-        header: proto::FinishJobRequest,
+        mut header: proto::FinishJobRequest,
         state: Option<&[u8]>,
     ) -> Result<(), tonic::Status> {
+        if header.job_secret.is_empty() {
+            header.job_secret = self.secret(&header.job_id);
+        }
         finish(&mut self.client, header, state).await
     }
 }

@@ -43,5 +43,6 @@ pub(super) fn offer(o: Offer) -> proto::JobOffer {
         parameters: pairs(o.parameters),
         previous_parameters: pairs(o.previous_parameters),
         job_id: o.job_id,
+        job_secret: o.secret.expose().to_string(),
     }
 }

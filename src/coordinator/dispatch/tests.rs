@@ -90,12 +90,26 @@ async fn next(rx: &mut Inbox) -> Result<String, String> {
     }
 }
 
+/// The next message on a session, which must be an offer.
+async fn offer(rx: &mut Inbox) -> crate::proto::JobOffer {
+    let msg = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("something pushed")
+        .expect("session queue open")
+        .expect("not an error");
+    match msg.msg {
+        Some(Msg::JobOffer(o)) => o,
+        other => panic!("expected an offer, got {other:?}"),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_unacknowledged_offer_is_withdrawn_at_its_timeout_and_offered_again() {
     let s = setup();
     let j1 = s.job("one");
     let (d1, tx1, mut rx1) = s.waiting("d1").await;
-    assert_eq!(next(&mut rx1).await, Ok(j1.clone()));
+    let first = offer(&mut rx1).await;
+    assert_eq!(first.job_id, j1);
     let offered = Instant::now();
 
     // Acquires while the offer stands bring no second job.
@@ -108,14 +122,20 @@ async fn an_unacknowledged_offer_is_withdrawn_at_its_timeout_and_offered_again()
     s.dispatcher.kick();
     // Another daemon gets the second job and acknowledges it in time.
     let (d2, tx2, mut rx2) = s.waiting("d2").await;
-    assert_eq!(next(&mut rx2).await, Ok(j2.clone()));
-    s.store.ack(&j2, &d2, "d2", "k").unwrap();
+    let second = offer(&mut rx2).await;
+    assert_eq!(second.job_id, j2);
+    s.store
+        .ack(&j2, &d2, "d2", "k", &second.job_secret)
+        .unwrap();
 
     // d1 hears nothing but the withdrawal, when the timeout has passed.
     assert_eq!(next(&mut rx1).await, Err(j1.clone()));
     assert!(offered.elapsed() >= TIMEOUT, "{:?}", offered.elapsed());
     assert_eq!(s.store.job(&j1).unwrap().offered_to, None);
-    let late = s.store.ack(&j1, &d1, "d1", "k").unwrap_err();
+    let late = s
+        .store
+        .ack(&j1, &d1, "d1", "k", &first.job_secret)
+        .unwrap_err();
     assert!(matches!(late, CoordError::FailedPrecondition(_)), "{late}");
 
     // Back in the queue: the next daemon to wait gets it. The second

@@ -120,6 +120,7 @@ impl Store {
         &self,
         daemon_name: &str,
         key_name: &str,
+        secret: &str,
         report: &JobReport,
         state: &[u8],
     ) -> Result<()> {
@@ -132,7 +133,14 @@ impl Store {
         }
         let sent = Reported::new(report);
         self.write(|tx| {
-            let job = owned_in(tx, "finish job", &report.job_id, daemon_name, key_name)?;
+            let job = owned_in(
+                tx,
+                "finish job",
+                &report.job_id,
+                daemon_name,
+                key_name,
+                secret,
+            )?;
             if job.lost {
                 return finish_lost(tx, &job, &sent, report, state);
             }

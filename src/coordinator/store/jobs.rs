@@ -159,9 +159,10 @@ impl Store {
         job_id: &str,
         daemon_name: &str,
         key_name: &str,
+        secret: &str,
     ) -> Result<(Vec<u8>, Vec<u8>)> {
         self.write(|tx| {
-            let job = owned_in(tx, "fetch job input", job_id, daemon_name, key_name)?;
+            let job = owned_in(tx, "fetch job input", job_id, daemon_name, key_name, secret)?;
             if job.is_finished() {
                 return Err(CoordError::FailedPrecondition(format!(
                     "fetch job input {job_id}: it has already {}",
@@ -188,9 +189,15 @@ impl Store {
     /// read, so nobody makes the coordinator buffer a state for a job that
     /// is not theirs — and an unfinished job's lease is renewed, so a large
     /// state on a slow link does not make it look lost.
-    pub fn reporting(&self, job_id: &str, daemon_name: &str, key_name: &str) -> Result<()> {
+    pub fn reporting(
+        &self,
+        job_id: &str,
+        daemon_name: &str,
+        key_name: &str,
+        secret: &str,
+    ) -> Result<()> {
         self.write(|tx| {
-            let job = owned_in(tx, "finish job", job_id, daemon_name, key_name)?;
+            let job = owned_in(tx, "finish job", job_id, daemon_name, key_name, secret)?;
             if !job.is_finished() {
                 tx.execute(
                     "UPDATE jobs SET updated_at = ?2 WHERE id = ?1",
@@ -201,15 +208,17 @@ impl Store {
         })
     }
 
-    /// The daemon acknowledged an offer: it owns the job from now on.
+    /// The daemon acknowledged an offer, presenting the offer's job
+    /// `secret`: it owns the job from now on.
     pub fn ack(
         &self,
         job_id: &str,
         daemon_id: &str,
         daemon_name: &str,
         key_name: &str,
+        secret: &str,
     ) -> Result<()> {
-        self.write(|tx| ack_in(tx, job_id, daemon_id, daemon_name, key_name))
+        self.write(|tx| ack_in(tx, job_id, daemon_id, daemon_name, key_name, secret))
     }
 
     /// Fails running jobs whose daemon has not been heard from since
@@ -242,39 +251,82 @@ impl Store {
     }
 }
 
-/// See [`Store::ack`].
+/// See [`Store::ack`]. The offer's secret is checked on the row the
+/// UPDATE took (its `RETURNING`), so the ack stays one statement; a wrong
+/// one rolls the transaction back.
 fn ack_in(
     conn: &Connection,
     job_id: &str,
     daemon_id: &str,
     daemon_name: &str,
     key_name: &str,
+    secret: &str,
 ) -> Result<()> {
     let now = now_ms();
-    let n = conn
+    let took: Option<Option<String>> = conn
         .prepare_cached(
             "UPDATE jobs SET status = 'running', offered_to = NULL, daemon_id = ?2,
                  daemon_name = ?3, key_name = ?4, started_at = ?5, updated_at = ?5
-             WHERE id = ?1 AND offered_to = ?2 AND status = 'pending'",
+             WHERE id = ?1 AND offered_to = ?2 AND status = 'pending'
+             RETURNING secret_hash",
         )?
-        .execute(params![job_id, daemon_id, daemon_name, key_name, now])?;
-    if n == 0 {
-        // Already acknowledged by the daemon's first unary call (and maybe
-        // canceled, or even finished since: the stream's AckJob and the
-        // unary calls race, and a fast job can end before its AckJob is
-        // read). Nothing to do, and nothing to refuse.
-        let job = job_in(conn, job_id)?;
-        if job.status != JobStatus::Pending && job.daemon_id.as_deref() == Some(daemon_id) {
-            return Ok(());
+        .query_row(
+            params![job_id, daemon_id, daemon_name, key_name, now],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match took {
+        Some(hash) => check_secret("acknowledge job", job_id, hash.as_deref(), secret),
+        None => {
+            // Already acknowledged by the daemon's first unary call (and
+            // maybe canceled, or even finished since: the stream's AckJob
+            // and the unary calls race, and a fast job can end before its
+            // AckJob is read). Nothing to do, and nothing to refuse.
+            let job = job_in(conn, job_id)?;
+            if job.status != JobStatus::Pending && job.daemon_id.as_deref() == Some(daemon_id) {
+                return Ok(());
+            }
+            Err(CoordError::FailedPrecondition(format!(
+                "acknowledge job {job_id}: it is not offered to this daemon"
+            )))
         }
-        return Err(CoordError::FailedPrecondition(format!(
-            "acknowledge job {job_id}: it is not offered to this daemon"
-        )));
     }
-    Ok(())
 }
 
-/// Checks that the job runs on this daemon (by daemon name and key).
+/// Job `id` and the hash of the secret its latest offer handed out, in
+/// one read: the ownership check costs no extra statement.
+fn job_and_secret_in(conn: &Connection, id: &str) -> Result<(JobRow, Option<String>)> {
+    conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS}, secret_hash FROM jobs WHERE id = ?1"
+    ))?
+    .query_row([id], |r| Ok((job_from_row(r)?, r.get(19)?)))
+    .optional()?
+    .ok_or_else(|| not_found("job", id))
+}
+
+/// The job secret a call about job `job_id` presented, against the hash
+/// the job's offer stored. No hash: the job was offered before job secrets
+/// existed (a coordinator upgraded while it ran), and only the name and
+/// key bind it, as they did then. The refusal names the job, never the
+/// secret.
+fn check_secret(action: &str, job_id: &str, hash: Option<&str>, given: &str) -> Result<()> {
+    let Some(hash) = hash else { return Ok(()) };
+    if crate::coordinator::auth::job_secret_matches(hash, given) {
+        return Ok(());
+    }
+    let why = if given.is_empty() {
+        "the request did not carry its job secret"
+    } else {
+        "the request's job secret is not the one its offer handed out"
+    };
+    Err(CoordError::PermissionDenied(format!(
+        "{action}: job {job_id} belongs to another daemon: {why}"
+    )))
+}
+
+/// Checks that the job runs on this daemon (by daemon name and key) and
+/// that the call carries the job's secret. The secret is checked before
+/// anything is written, so a refused call changes nothing.
 ///
 /// A job still offered to this daemon is acknowledged here: the daemon's
 /// first unary call confirms it owns the job, whatever the order in which
@@ -285,8 +337,9 @@ pub(super) fn owned_in(
     job_id: &str,
     daemon_name: &str,
     key_name: &str,
+    secret: &str,
 ) -> Result<JobRow> {
-    let mut job = job_in(conn, job_id)?;
+    let (mut job, hash) = job_and_secret_in(conn, job_id)?;
     if job.status == JobStatus::Pending {
         let daemon_id: Option<String> = conn
             .prepare_cached(
@@ -296,7 +349,10 @@ pub(super) fn owned_in(
             .query_row(params![job_id, daemon_name, key_name], |r| r.get(0))
             .optional()?;
         if let Some(daemon_id) = daemon_id {
-            ack_in(conn, job_id, &daemon_id, daemon_name, key_name)?;
+            // Before the ack: a caller without the secret must not take
+            // the job by naming itself after the daemon it was offered to.
+            check_secret(action, job_id, hash.as_deref(), secret)?;
+            ack_in(conn, job_id, &daemon_id, daemon_name, key_name, secret)?;
             job = job_in(conn, job_id)?;
         }
     }
@@ -312,5 +368,6 @@ pub(super) fn owned_in(
             "job {job_id} is not owned by daemon {daemon_name:?}"
         )));
     }
+    check_secret(action, job_id, hash.as_deref(), secret)?;
     Ok(job)
 }

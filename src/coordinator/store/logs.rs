@@ -96,7 +96,9 @@ fn insert_sql(n: usize) -> &'static str {
 }
 
 impl Store {
-    /// Stores log lines and bumps the job's heartbeat. Sequence numbers
+    /// Stores log lines and bumps the job's heartbeat, for the daemon
+    /// holding the job's `secret` (checked before anything is written, so
+    /// a refused call stores no line and extends no lease). Sequence numbers
     /// already stored are skipped (a retried batch), a gap is refused.
     /// Returns (lines stored so far, job canceled).
     pub fn append_logs(
@@ -104,10 +106,11 @@ impl Store {
         job_id: &str,
         daemon_name: &str,
         key_name: &str,
+        secret: &str,
         lines: &[proto::LogLine],
     ) -> Result<(u64, bool)> {
         self.write(|tx| {
-            let job = owned_in(tx, "update job", job_id, daemon_name, key_name)?;
+            let job = owned_in(tx, "update job", job_id, daemon_name, key_name, secret)?;
             // A job the reaper failed still takes its daemon's logs: the
             // daemon was only out of touch, and its lines and state are
             // worth keeping.

@@ -432,6 +432,10 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // The replica holding the daemon's session (PostgreSQL; see
     // replicas.rs); NULL on SQLite.
     ("daemons", "replica", "TEXT"),
+    // sha256 (hex) of the job secret handed out with the job's latest
+    // offer (see offers.rs); NULL: offered before secrets existed, such a
+    // job keeps the name-and-key check alone (see `jobs::owned_in`).
+    ("jobs", "secret_hash", "TEXT"),
 ];
 
 fn add_missing_columns(conn: &rusqlite::Connection) -> Result<()> {

@@ -3,6 +3,12 @@
 //! itself is `jobs.offered_to`; the daemon's acknowledgement is `ack` in
 //! `jobs.rs`.
 //!
+//! Each offer comes with a fresh job secret (`auth::new_job_secret`): the
+//! daemon gets it in the offer, the row keeps only its hash
+//! (`jobs.secret_hash`, written by the claim's UPDATE, so an offer costs no
+//! extra statement), and every later call about the job must present it
+//! (`jobs::owned_in`). A job offered again gets a new one.
+//!
 //! The claim is an index lookup, not a scan: the tag sets the daemon may
 //! take (few, cached: `tagsets.rs`), then per set the head of the
 //! `jobs_claim` index, the best of those heads marked offered by one
@@ -23,7 +29,9 @@ use super::db::{Connection, OptionalExtension, params};
 
 use super::enqueue::JobKind;
 use super::{Store, tags_from_json};
+use crate::coordinator::auth;
 use crate::coordinator::error::Result;
+use crate::grpc::Secret;
 use crate::proto::Transition;
 use crate::tags::Tags;
 
@@ -44,6 +52,9 @@ pub struct Offer {
     pub build: Option<OfferBuild>,
     pub parameters: BTreeMap<String, String>,
     pub previous_parameters: BTreeMap<String, String>,
+    /// The job secret for the daemon this offer is pushed to (only its hash
+    /// is stored; `Debug` never shows it).
+    pub secret: Secret,
 }
 
 /// A blob's size and lowercase hex sha256.
@@ -109,13 +120,14 @@ impl Store {
                 let Some(id) = best_head(tx, &sets)? else {
                     return Ok(None);
                 };
+                let (secret, secret_hash) = auth::new_job_secret();
                 let n = tx.execute(
-                    "UPDATE jobs SET offered_to = ?2
+                    "UPDATE jobs SET offered_to = ?2, secret_hash = ?3
                      WHERE id = ?1 AND status = 'pending' AND offered_to IS NULL",
-                    params![id, daemon_id],
+                    params![id, daemon_id, secret_hash],
                 )?;
                 if n == 1 {
-                    return offer(tx, &id).map(Some);
+                    return offer(tx, &id, secret).map(Some);
                 }
             }
         })
@@ -191,7 +203,7 @@ const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495
 
 /// What is pushed for job `id`: one read of the job, its version and its
 /// workspace, no blob (sizes and hashes were stored with the blobs).
-fn offer(conn: &Connection, id: &str) -> Result<Offer> {
+fn offer(conn: &Connection, id: &str, secret: Secret) -> Result<Offer> {
     let mut stmt = conn.prepare_cached(
         "SELECT j.type, j.transition, j.created_at, j.initiator, j.tags, j.template_version_id,
                 v.template, v.archive_size, v.archive_sha256, v.var_values, v.declared,
@@ -260,6 +272,7 @@ fn offer(conn: &Connection, id: &str) -> Result<Offer> {
             build,
             parameters: json_map(11)?,
             previous_parameters: json_map(12)?,
+            secret: secret.clone(),
         })
     })?;
     Ok(offer)

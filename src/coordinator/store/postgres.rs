@@ -150,6 +150,8 @@ BEGIN
 EXCEPTION WHEN others THEN RETURN NULL;
 END $$;
 "#,
+    // 2: the job secret's hash (SQLite: `jobs.secret_hash` in ADDED_COLUMNS).
+    "ALTER TABLE jobs ADD COLUMN secret_hash TEXT;",
 ];
 
 /// The schema version this build writes.

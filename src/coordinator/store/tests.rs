@@ -15,6 +15,8 @@ struct Fixture {
     _dir: tempfile::TempDir,
     store: Store,
     key: KeyRow,
+    /// The job secret of each job's latest offer made through [`Fixture::claim`].
+    secrets: std::cell::RefCell<BTreeMap<String, String>>,
 }
 
 fn fixture() -> Fixture {
@@ -25,6 +27,7 @@ fn fixture() -> Fixture {
         _dir: dir,
         store,
         key,
+        secrets: Default::default(),
     }
 }
 
@@ -55,6 +58,24 @@ impl Fixture {
             .id
     }
 
+    /// The best job for daemon `d` (id), offered to it; its secret is kept.
+    fn claim(&self, d: &str) -> Option<super::Offer> {
+        let offer = self.store.claim(d, &Tags::new()).unwrap()?;
+        self.secrets
+            .borrow_mut()
+            .insert(offer.job_id.clone(), offer.secret.expose().to_string());
+        Some(offer)
+    }
+
+    /// The secret of `job`'s latest offer.
+    fn secret(&self, job: &str) -> String {
+        self.secrets
+            .borrow()
+            .get(job)
+            .cloned()
+            .expect("job offered")
+    }
+
     fn daemon_row(&self, name: &str) -> DaemonRow {
         let all = self.store.list_daemons().unwrap();
         all.into_iter().find(|d| d.name == name).unwrap()
@@ -78,8 +99,10 @@ impl Fixture {
             .unwrap();
         let d = self.daemon("d1");
         // The import is older: claim until the build is ours.
-        while self.store.claim(&d, &Tags::new()).unwrap().unwrap().job_id != job {}
-        self.store.ack(&job, &d, "d1", "k").unwrap();
+        while self.claim(&d).unwrap().job_id != job {}
+        self.store
+            .ack(&job, &d, "d1", "k", &self.secret(&job))
+            .unwrap();
         (version, ws, job)
     }
 
@@ -87,9 +110,11 @@ impl Fixture {
     fn running_job(&self) -> (String, String) {
         let job = self.job();
         let d = self.daemon("d1");
-        let offer = self.store.claim(&d, &Tags::new()).unwrap().unwrap();
+        let offer = self.claim(&d).unwrap();
         assert_eq!(offer.job_id, job);
-        self.store.ack(&job, &d, "d1", "k").unwrap();
+        self.store
+            .ack(&job, &d, "d1", "k", &self.secret(&job))
+            .unwrap();
         (job, d)
     }
 }
@@ -126,13 +151,19 @@ fn offered_job_canceled_refuses_the_ack_and_the_ownership_confirm() {
     let f = fixture();
     let job = f.job();
     let d = f.daemon("d1");
-    f.store.claim(&d, &Tags::new()).unwrap().unwrap();
+    f.claim(&d).unwrap();
     let c = f.store.cancel_job(&job).unwrap();
     assert_eq!(c.job.status, JobStatus::Canceled);
     assert_eq!(c.notify_daemon, None);
-    let ack = f.store.ack(&job, &d, "d1", "k").unwrap_err();
+    let ack = f
+        .store
+        .ack(&job, &d, "d1", "k", &f.secret(&job))
+        .unwrap_err();
     assert!(matches!(ack, CoordError::FailedPrecondition(_)), "{ack}");
-    let confirm = f.store.append_logs(&job, "d1", "k", &[]).unwrap_err();
+    let confirm = f
+        .store
+        .append_logs(&job, "d1", "k", &f.secret(&job), &[])
+        .unwrap_err();
     assert!(
         matches!(&confirm, CoordError::FailedPrecondition(m)
             if m == &format!("update job {job}: it was canceled before it started")),
@@ -160,13 +191,22 @@ fn running_job_goes_canceling_then_ends_as_the_daemon_reports() {
 
     // The heartbeat answer says canceled (the fallback to the push), and a
     // late AckJob on the stream is still the daemon's own job.
-    let (_, canceled) = f.store.append_logs(&job, "d1", "k", &[]).unwrap();
+    let (_, canceled) = f
+        .store
+        .append_logs(&job, "d1", "k", &f.secret(&job), &[])
+        .unwrap();
     assert!(canceled);
-    f.store.ack(&job, &d, "d1", "k").unwrap();
+    f.store.ack(&job, &d, "d1", "k", &f.secret(&job)).unwrap();
 
     // Terraform finished before the interrupt: that outcome stands.
     f.store
-        .finish("d1", "k", &took(&finish(&job, JobOutcome::Succeeded)), &[])
+        .finish(
+            "d1",
+            "k",
+            &f.secret(&job),
+            &took(&finish(&job, JobOutcome::Succeeded)),
+            &[],
+        )
         .unwrap();
     assert_eq!(f.store.job(&job).unwrap().status, JobStatus::Succeeded);
     let late = f.store.cancel_job(&job).unwrap_err();
@@ -184,7 +224,9 @@ fn canceling_job_reported_canceled_ends_canceled() {
     f.store.cancel_job(&job).unwrap();
     let mut req = finish(&job, JobOutcome::Canceled);
     req.error = "canceled: terraform interrupted".into();
-    f.store.finish("d1", "k", &took(&req), &[]).unwrap();
+    f.store
+        .finish("d1", "k", &f.secret(&job), &took(&req), &[])
+        .unwrap();
     let j = f.store.job(&job).unwrap();
     assert_eq!(j.status, JobStatus::Canceled);
     assert_eq!(j.error.as_deref(), Some("canceled: terraform interrupted"));
@@ -315,7 +357,9 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
         ..Default::default()
     };
     assert_eq!(
-        f.store.append_logs(&job, "d1", "k", &[line]).unwrap(),
+        f.store
+            .append_logs(&job, "d1", "k", &f.secret(&job), &[line])
+            .unwrap(),
         (1, true)
     );
     let mut late = finish(&job, JobOutcome::Canceled);
@@ -323,8 +367,12 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
     late.has_state = true;
     late.log_count = 1;
     let state = b"{\"version\":4}";
-    f.store.finish("d1", "k", &took(&late), state).unwrap();
-    f.store.finish("d1", "k", &took(&late), state).unwrap();
+    f.store
+        .finish("d1", "k", &f.secret(&job), &took(&late), state)
+        .unwrap();
+    f.store
+        .finish("d1", "k", &f.secret(&job), &took(&late), state)
+        .unwrap();
 
     let done = f.store.job(&job).unwrap();
     assert_eq!(done.status, JobStatus::Failed, "a reaped job stays failed");
@@ -338,7 +386,10 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
     let stored = f.store.workspace_by_id(&ws).unwrap().state;
     assert_eq!(stored.as_deref(), Some(&b"{\"version\":4}"[..]));
     // Someone else's job it is not.
-    let other = f.store.finish("d2", "k", &took(&late), state).unwrap_err();
+    let other = f
+        .store
+        .finish("d2", "k", &f.secret(&job), &took(&late), state)
+        .unwrap_err();
     assert!(matches!(other, CoordError::PermissionDenied(_)), "{other}");
 }
 
@@ -362,7 +413,7 @@ fn a_late_state_never_overwrites_a_newer_builds() {
     let mut late = finish(&job, JobOutcome::Succeeded);
     late.has_state = true;
     f.store
-        .finish("d1", "k", &took(&late), b"{\"serial\":1}")
+        .finish("d1", "k", &f.secret(&job), &took(&late), b"{\"serial\":1}")
         .unwrap();
     assert_eq!(f.store.workspace_by_id(&ws).unwrap().state, None);
     let error = f.store.job(&job).unwrap().error.unwrap();
@@ -388,6 +439,7 @@ fn the_prebuild_pause_survives_reopening_the_store() {
 mod claims;
 mod queue;
 mod reports;
+mod secrets;
 
 #[test]
 fn a_cancel_only_while_pending_leaves_a_running_job_alone() {

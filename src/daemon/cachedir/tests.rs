@@ -12,6 +12,7 @@ async fn open(dir: &Path, name: &str) -> Result<CacheDir, DaemonError> {
 fn build_record(cache: &CacheDir, id: &str) -> JobRecord {
     JobRecord {
         job_id: id.into(),
+        job_secret: crate::grpc::Secret::new("pdj_s"),
         kind: "workspace_build".into(),
         started_at_ms: 1,
         work_dir: cache.jobs_dir().join(id),

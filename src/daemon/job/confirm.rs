@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use super::JobCtx;
 use crate::daemon::backoff::Backoff;
 use crate::daemon::rpc::{self, Verdict};
+use crate::grpc::Secret;
 use crate::proto::UpdateJobRequest;
 
 /// How long the daemon keeps trying to confirm a job before giving it up.
@@ -28,13 +29,19 @@ pub(super) const ANSWER_AFTER_CANCEL: Duration = Duration::from_secs(1);
 /// an unacknowledged job, and a canceled one needs no terraform. Neither a
 /// retry delay nor a wedged call may hold up the interrupt or eat into a
 /// drain deadline.
-pub(super) async fn ownership(ctx: &JobCtx, job_id: &str, cancel: &CancellationToken) -> bool {
+pub(super) async fn ownership(
+    ctx: &JobCtx,
+    job_id: &str,
+    secret: &Secret,
+    cancel: &CancellationToken,
+) -> bool {
     let mut backoff = Backoff::new();
     let deadline = Instant::now() + CONFIRM_TIMEOUT;
     loop {
         let req = UpdateJobRequest {
             job_id: job_id.to_string(),
             logs: Vec::new(),
+            job_secret: secret.expose().to_string(),
         };
         let mut client = ctx.client.clone();
         let call = rpc::bounded(client.update_job(req));

@@ -53,7 +53,7 @@ async fn a_cancel_gives_up_an_unconfirmed_job_without_waiting_for_a_wedged_call(
     cancel_after(&cancel, Duration::from_secs(1));
     let confirmed = tokio::time::timeout(
         Duration::from_secs(120),
-        confirm::ownership(&ctx, "j1", &cancel),
+        confirm::ownership(&ctx, "j1", &Secret::new("pdj_s"), &cancel),
     )
     .await
     .expect("confirming ends");
@@ -129,8 +129,10 @@ fn a_given_up_job_keeps_its_lines_state_and_outcome_for_the_next_start() {
     let records = Records::new(tmp.path().join("records"));
     std::fs::create_dir_all(tmp.path().join("records")).unwrap();
     let spool_dir = tmp.path().join("spool");
+    let secret = Secret::new("pdj_j1");
     let record = JobRecord {
         job_id: "j1".into(),
+        job_secret: secret.clone(),
         kind: "workspace_build".into(),
         started_at_ms: 1,
         work_dir: tmp.path().join("jobs/j1"),
@@ -156,7 +158,7 @@ fn a_given_up_job_keeps_its_lines_state_and_outcome_for_the_next_start() {
         error: "terraform was interrupted".into(),
         state: Some(b"{\"serial\": 3}".to_vec()),
     };
-    let req = finish_request("j1", outcome, 7);
+    let req = finish_request("j1", &secret, outcome, 7);
     give_up(
         &records,
         record,
@@ -175,7 +177,8 @@ fn a_given_up_job_keeps_its_lines_state_and_outcome_for_the_next_start() {
         .finished
         .as_ref()
         .expect("the outcome is kept");
-    let again = finished.request("j1", jobs[0].state.clone(), 7);
+    let again = finished.request("j1", &jobs[0].record.job_secret, jobs[0].state.clone(), 7);
+    assert_eq!(again.header.job_secret, "pdj_j1", "the secret is kept too");
     assert_eq!(
         (
             again.header.outcome,

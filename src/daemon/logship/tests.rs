@@ -1,6 +1,8 @@
 use super::*;
 use crate::daemon::spool;
 
+static SECRET: std::sync::LazyLock<Secret> = std::sync::LazyLock::new(|| Secret::new("pdj_j1"));
+
 /// A client whose every call fails as with a coordinator that is down.
 fn unreachable() -> Client {
     // Port 1 on loopback: nothing listens, connecting is refused.
@@ -16,6 +18,7 @@ fn shipper_for<'a>(
     Shipper {
         client,
         job_id: "j1",
+        secret: &SECRET,
         job_cancel: cancel,
         started: Instant::now(),
         lease_ms,
@@ -186,6 +189,7 @@ fn a_huge_output_line_becomes_continuation_lines_that_fit_in_a_message() {
         let req = UpdateJobRequest {
             job_id: "j1".into(),
             logs: batch,
+            job_secret: SECRET.expose().to_string(),
         };
         assert!(req.encoded_len() < crate::grpc::MAX_MESSAGE_BYTES / 4);
         batcher.ack(last);

@@ -3,6 +3,7 @@ use super::*;
 fn rec(id: &str, at: i64) -> JobRecord {
     JobRecord {
         job_id: id.into(),
+        job_secret: Secret::new(&format!("pdj_secret-of-{id}")),
         kind: "workspace_build".into(),
         started_at_ms: at,
         work_dir: PathBuf::from("/cache/jobs").join(id),
@@ -69,7 +70,14 @@ fn a_recorded_result_round_trips_to_the_same_finish_request() {
     assert!(text.contains("\"outcome\": \"succeeded\""), "{text}");
     let back = records.list().unwrap().remove(0);
     assert_eq!(back, record);
-    let again = back.finished.unwrap().request("imp", None, 12);
+    let again = back
+        .finished
+        .unwrap()
+        .request("imp", &back.job_secret, None, 12);
+    let req = FinishJobRequest {
+        job_secret: "pdj_secret-of-imp".into(),
+        ..req
+    };
     assert_eq!((again.header, again.state), (req, None));
 
     // A record from before outcomes were kept reads as an interrupted job.
@@ -80,6 +88,10 @@ fn a_recorded_result_round_trips_to_the_same_finish_request() {
     .unwrap();
     let old = records.list().unwrap().remove(0);
     assert_eq!((old.job_id.as_str(), old.finished), ("old", None));
+    assert!(
+        old.job_secret.is_empty(),
+        "no secret in a record from before them"
+    );
 
     let canceled = Finished {
         outcome: "canceled".into(),
@@ -87,7 +99,8 @@ fn a_recorded_result_round_trips_to_the_same_finish_request() {
         variables: Vec::new(),
         replacements: Vec::new(),
     };
-    let again = canceled.request("j", Some(b"{}".to_vec()), 3);
+    let again = canceled.request("j", &Secret::new("pdj_j"), Some(b"{}".to_vec()), 3);
+    assert_eq!(again.header.job_secret, "pdj_j");
     assert_eq!(again.state.as_deref(), Some(&b"{}"[..]));
     let req = again.header;
     assert_eq!(
@@ -99,4 +112,29 @@ fn a_recorded_result_round_trips_to_the_same_finish_request() {
         ),
         (JobOutcome::Canceled as i32, true, "interrupted", 3)
     );
+}
+
+/// The job secret is what lets a restarted daemon report its job: it is in
+/// the record, the record is the daemon's alone, and printing a record
+/// never shows it.
+#[test]
+fn a_record_keeps_the_job_secret_owner_only_and_never_prints_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let records = Records::new(tmp.path().to_path_buf());
+    let record = rec("j1", 1);
+    records.write(&record).unwrap();
+    let path = tmp.path().join("j1.json");
+    let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let text = fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains(r#""job_secret": "pdj_secret-of-j1""#),
+        "{text}"
+    );
+    let back = records.list().unwrap().remove(0);
+    assert_eq!(back.job_secret.expose(), "pdj_secret-of-j1");
+    let shown = format!("{back:?}");
+    assert!(!shown.contains("pdj_secret-of-j1"), "{shown}");
+    assert!(shown.contains("j1"), "{shown}");
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 fn record(id: &str, kind: &str) -> JobRecord {
     JobRecord {
         job_id: id.into(),
+        job_secret: crate::grpc::Secret::new("pdj_s"),
         kind: kind.into(),
         started_at_ms: 1,
         work_dir: PathBuf::new(),

@@ -46,14 +46,8 @@ async fn cancel_is_pushed_to_the_daemon_running_the_job() {
     let mut d = RawDaemon::open(&coord, &key, "raw", DaemonState::Idle).await;
     assert_eq!(d.welcome.job_lease_ms, 7_000, "Welcome carries --job-lease");
     d.send(In::Acquire(proto::Acquire {})).await;
-    let Out::JobOffer(offer) = d.next().await else {
-        panic!("expected an offer")
-    };
-    assert_eq!(offer.job_id, job);
-    d.send(In::AckJob(proto::AckJob {
-        job_id: job.clone(),
-    }))
-    .await;
+    assert_eq!(d.offer().await.job_id, job);
+    d.ack(&job).await;
     // The unary ownership confirm: the job is ours either way.
     assert!(!d.update(&job).await.unwrap().canceled);
     d.send(In::StateUpdate(proto::StateUpdate {
@@ -97,13 +91,10 @@ async fn offer_canceled_before_its_ack_is_not_run() {
     let (coord, key, job) = queued(tmp.path()).await;
     let mut d = RawDaemon::open(&coord, &key, "raw", DaemonState::Idle).await;
     d.send(In::Acquire(proto::Acquire {})).await;
-    assert!(matches!(d.next().await, Out::JobOffer(o) if o.job_id == job));
+    assert_eq!(d.offer().await.job_id, job);
 
     assert_eq!(cancel(&coord, &job).await.unwrap().status, "canceled");
-    d.send(In::AckJob(proto::AckJob {
-        job_id: job.clone(),
-    }))
-    .await;
+    d.ack(&job).await;
     match d.next().await {
         Out::CancelJob(c) => assert_eq!(c.job_id, job, "the ack is refused"),
         other => panic!("expected CancelJob, got {other:?}"),

@@ -9,6 +9,8 @@ use tokio::time::Instant;
 use super::{assert_gapless, build, numbered, restart, slow, wait_line};
 use crate::common::procs;
 use crate::common::{Coord, TIMEOUT};
+use crate::raw;
+use provisionerd::proto::UpdateJobRequest;
 
 #[tokio::test]
 async fn a_killed_daemons_job_is_failed_by_the_lease_and_its_orphans_die_at_restart() {
@@ -81,6 +83,31 @@ async fn a_restarted_daemon_fails_its_interrupted_job_at_once_and_keeps_the_stat
     wait_line(&coord, &job, 3).await;
     d.kill9().await;
     let killed = Instant::now();
+    let secret = recorded_secret(&cache, &job);
+    // It is the job's secret: without it the coordinator refuses even the
+    // daemon's own key and name; with it, it answers.
+    let mut client = raw::client(&coord, &key, "d1").await;
+    for wrong in ["", "pdj_not-the-secret"] {
+        let err = client
+            .update_job(UpdateJobRequest {
+                job_id: job.clone(),
+                job_secret: wrong.into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused without the job's secret");
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    }
+    let held = client
+        .update_job(UpdateJobRequest {
+            job_id: job.clone(),
+            job_secret: secret,
+            ..Default::default()
+        })
+        .await
+        .expect("the recorded secret is the job's")
+        .into_inner();
+    assert!(held.stored_seq >= 3, "{held:?}");
     let _d2 = procs::start(&coord.url, &key, "d1", &cache, &[]);
     let failed = coord.wait_job(&job).await;
     assert!(
@@ -117,6 +144,22 @@ async fn a_restarted_daemon_fails_its_interrupted_job_at_once_and_keeps_the_stat
         .collect();
     assert_eq!(names, ["a"]);
     coord.stop().await;
+}
+
+/// The job secret in `job`'s record under `cache`, which only the daemon's
+/// user may read or write.
+fn recorded_secret(cache: &std::path::Path, job: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = cache.join(format!("records/{job}.json"));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}: mode {mode:o}", path.display());
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let secret = record["job_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(secret.starts_with("pdj_"), "no job secret in {record}");
+    secret
 }
 
 #[tokio::test]

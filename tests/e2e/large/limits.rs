@@ -172,11 +172,17 @@ async fn finish_raw(client: &Client, parts: Vec<FinishJobPart>) -> Result<(), to
         .map(|_| ())
 }
 
-/// Everything GetJobInput streams for `job_id`, as (archive, state).
-async fn fetch(client: &Client, job_id: &str) -> Result<(Vec<u8>, Vec<u8>), tonic::Status> {
+/// Everything GetJobInput streams for `job_id` (presenting `secret`), as
+/// (archive, state).
+async fn fetch(
+    client: &Client,
+    job_id: &str,
+    secret: &str,
+) -> Result<(Vec<u8>, Vec<u8>), tonic::Status> {
     let mut c = client.clone();
     let req = proto::GetJobInputRequest {
         job_id: job_id.into(),
+        job_secret: secret.into(),
     };
     let mut stream = c.get_job_input(req).await?.into_inner();
     let (mut archive, mut state) = (Vec::new(), Vec::new());
@@ -202,21 +208,27 @@ async fn job_input_and_finish_refusals_store_nothing() {
     assert_eq!((build.state_size, build.state_sha256), (0, sha256_hex(b"")));
 
     // The owner gets the archive the offer announced; nobody else does.
-    let (archive, state) = fetch(&d.client, &job).await.unwrap();
+    let secret = offer.job_secret.clone();
+    let (archive, state) = fetch(&d.client, &job, &secret).await.unwrap();
     assert_eq!(archive.len() as u64, offer.template_archive_size);
     assert_eq!(sha256_hex(&archive), offer.template_archive_sha256);
     assert!(state.is_empty(), "first build: no state");
     let other = raw::client(&coord, &key, "other").await;
     refused(
-        fetch(&other, &job).await,
+        fetch(&other, &job, &secret).await,
         Code::PermissionDenied,
         "not owned",
     );
-    refused(fetch(&d.client, "no-such-job").await, Code::NotFound, "");
+    refused(
+        fetch(&d.client, "no-such-job", &secret).await,
+        Code::NotFound,
+        "",
+    );
 
     let header = FinishJobRequest {
         job_id: job.clone(),
         outcome: JobOutcome::Succeeded as i32,
+        job_secret: secret.clone(),
         ..Default::default()
     };
     let state = noise(5 << 20);
@@ -263,6 +275,7 @@ async fn job_input_and_finish_refusals_store_nothing() {
     let big = proto::UpdateJobRequest {
         job_id: job.clone(),
         logs: vec![line],
+        job_secret: secret.clone(),
     };
     let st = d.client.clone().update_job(big).await.unwrap_err();
     assert!(

@@ -375,7 +375,10 @@ fn replacing_claims_are_counted_from_the_stored_reports_after_reopening() {
     let mut ours = vec![a.job_id.clone(), b.job_id.clone()];
     while !ours.is_empty() {
         let offer = pool.store.claim(&d, &Tags::new()).unwrap().unwrap();
-        pool.store.ack(&offer.job_id, &d, "d1", "k").unwrap();
+        let secret = offer.secret.expose();
+        pool.store
+            .ack(&offer.job_id, &d, "d1", "k", secret)
+            .unwrap();
         ours.retain(|j| *j != offer.job_id);
         let req = proto::FinishJobRequest {
             job_id: offer.job_id.clone(),
@@ -388,7 +391,9 @@ fn replacing_claims_are_counted_from_the_stored_reports_after_reopening() {
             },
             ..Default::default()
         };
-        pool.store.finish("d1", "k", &took(&req), &[]).unwrap();
+        pool.store
+            .finish("d1", "k", secret, &took(&req), &[])
+            .unwrap();
     }
     let reopened = super::super::testdb::open(pool._dir.path()).unwrap();
     assert_eq!(

@@ -25,7 +25,7 @@ fn a_standing_offer_shows_until_withdrawn_and_a_late_ack_is_refused() {
     let f = fixture();
     let job = f.job();
     let d1 = f.daemon("d1");
-    f.store.claim(&d1, &Tags::new()).unwrap().unwrap();
+    f.claim(&d1).unwrap();
     assert_eq!(f.store.job(&job).unwrap().offered_to.as_deref(), Some("d1"));
     let row = f.daemon_row("d1");
     assert_eq!(
@@ -40,9 +40,15 @@ fn a_standing_offer_shows_until_withdrawn_and_a_late_ack_is_refused() {
     assert_eq!(f.store.job(&job).unwrap().offered_to, None);
     assert_eq!(f.daemon_row("d1").status(), "idle");
     assert_eq!(f.store.standing_offer(&d1).unwrap(), None);
-    let ack = f.store.ack(&job, &d1, "d1", "k").unwrap_err();
+    let ack = f
+        .store
+        .ack(&job, &d1, "d1", "k", &f.secret(&job))
+        .unwrap_err();
     assert!(matches!(ack, CoordError::FailedPrecondition(_)), "{ack}");
-    let confirm = f.store.append_logs(&job, "d1", "k", &[]).unwrap_err();
+    let confirm = f
+        .store
+        .append_logs(&job, "d1", "k", &f.secret(&job), &[])
+        .unwrap_err();
     assert!(
         matches!(confirm, CoordError::PermissionDenied(_)),
         "{confirm}"
@@ -50,11 +56,8 @@ fn a_standing_offer_shows_until_withdrawn_and_a_late_ack_is_refused() {
 
     // Another daemon takes it; its ack wins over a later withdrawal.
     let d2 = f.daemon("d2");
-    assert_eq!(
-        f.store.claim(&d2, &Tags::new()).unwrap().unwrap().job_id,
-        job
-    );
-    f.store.ack(&job, &d2, "d2", "k").unwrap();
+    assert_eq!(f.claim(&d2).unwrap().job_id, job);
+    f.store.ack(&job, &d2, "d2", "k", &f.secret(&job)).unwrap();
     assert!(!f.store.release_offer(&job, &d2).unwrap());
     let j = f.store.job(&job).unwrap();
     assert_eq!((j.status, j.offered_to), (JobStatus::Running, None));
@@ -64,7 +67,8 @@ fn a_standing_offer_shows_until_withdrawn_and_a_late_ack_is_refused() {
 /// Daemon d1 (key k) reports `job` succeeded with `state`.
 fn succeed_with(f: &Fixture, job: &str, state: &[u8]) -> crate::coordinator::error::Result<()> {
     let report = with_state(job, JobOutcome::Succeeded, state);
-    f.store.finish("d1", "k", &took(&report), state)
+    f.store
+        .finish("d1", "k", &f.secret(job), &took(&report), state)
 }
 
 #[test]
@@ -73,9 +77,13 @@ fn a_repeated_finish_is_taken_only_if_it_is_the_same_report() {
     let (_, ws, job) = f.running_build();
     let state = b"{\"serial\":1}";
     let taken = with_state(&job, JobOutcome::Succeeded, state);
-    f.store.finish("d1", "k", &took(&taken), state).unwrap();
+    f.store
+        .finish("d1", "k", &f.secret(&job), &took(&taken), state)
+        .unwrap();
     // The same again (the daemon lost our answer): acknowledged.
-    f.store.finish("d1", "k", &took(&taken), state).unwrap();
+    f.store
+        .finish("d1", "k", &f.secret(&job), &took(&taken), state)
+        .unwrap();
 
     let other = b"{\"serial\":2}";
     let e = succeed_with(&f, &job, other).unwrap_err();
@@ -94,7 +102,7 @@ fn a_repeated_finish_is_taken_only_if_it_is_the_same_report() {
     failed.log_count = 3;
     let e = f
         .store
-        .finish("d1", "k", &took(&failed), state)
+        .finish("d1", "k", &f.secret(&job), &took(&failed), state)
         .unwrap_err();
     assert!(refusal(e).ends_with(
         "outcome succeeded (this report: failed); error \"\" (this report: \"boom\"); \
@@ -102,7 +110,13 @@ fn a_repeated_finish_is_taken_only_if_it_is_the_same_report() {
     ));
     let e = f
         .store
-        .finish("d1", "k", &took(&finish(&job, JobOutcome::Succeeded)), &[])
+        .finish(
+            "d1",
+            "k",
+            &f.secret(&job),
+            &took(&finish(&job, JobOutcome::Succeeded)),
+            &[],
+        )
         .unwrap_err();
     assert!(refusal(e).contains("(this report: none)"));
 
@@ -119,8 +133,12 @@ fn a_lost_jobs_late_report_stands_like_any_other() {
     f.store.fail_lost_jobs(super::super::now_ms() + 1).unwrap();
     let state = b"{\"serial\":1}";
     let late = with_state(&job, JobOutcome::Succeeded, state);
-    f.store.finish("d1", "k", &took(&late), state).unwrap();
-    f.store.finish("d1", "k", &took(&late), state).unwrap();
+    f.store
+        .finish("d1", "k", &f.secret(&job), &took(&late), state)
+        .unwrap();
+    f.store
+        .finish("d1", "k", &f.secret(&job), &took(&late), state)
+        .unwrap();
     let other = b"{\"serial\":9}";
     let e = succeed_with(&f, &job, other).unwrap_err();
     let m = refusal(e);
@@ -139,7 +157,9 @@ fn a_job_ended_before_reports_were_kept_is_judged_by_its_status() {
     let f = fixture();
     let (job, _) = f.running_job();
     let taken = finish(&job, JobOutcome::Succeeded);
-    f.store.finish("d1", "k", &took(&taken), &[]).unwrap();
+    f.store
+        .finish("d1", "k", &f.secret(&job), &took(&taken), &[])
+        .unwrap();
     f.store
         .conn()
         .unwrap()
@@ -147,10 +167,18 @@ fn a_job_ended_before_reports_were_kept_is_judged_by_its_status() {
         .unwrap();
     let mut same_status = taken.clone();
     same_status.error = "whatever".into();
-    f.store.finish("d1", "k", &took(&same_status), &[]).unwrap();
+    f.store
+        .finish("d1", "k", &f.secret(&job), &took(&same_status), &[])
+        .unwrap();
     let e = f
         .store
-        .finish("d1", "k", &took(&finish(&job, JobOutcome::Failed)), &[])
+        .finish(
+            "d1",
+            "k",
+            &f.secret(&job),
+            &took(&finish(&job, JobOutcome::Failed)),
+            &[],
+        )
         .unwrap_err();
     assert_eq!(
         refusal(e),
@@ -166,10 +194,10 @@ fn a_refused_finish_of_an_offered_job_changes_nothing() {
     let f = fixture();
     let job = f.job();
     let d = f.daemon("d1");
-    f.store.claim(&d, &Tags::new()).unwrap().unwrap();
+    f.claim(&d).unwrap();
     let mut bad = finish(&job, JobOutcome::Succeeded);
     bad.log_count = 3;
-    let refused = f.store.finish("d1", "k", &took(&bad), b"");
+    let refused = f.store.finish("d1", "k", &f.secret(&job), &took(&bad), b"");
     assert!(
         matches!(&refused, Err(CoordError::FailedPrecondition(m)) if m.contains("3 log lines")),
         "{refused:?}"
