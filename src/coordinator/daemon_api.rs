@@ -189,7 +189,7 @@ impl ProvisionerDaemon for DaemonApi {
         let (archive, state) = {
             let (id, name, key) = (job_id.clone(), name.clone(), key.name.clone());
             // Sizes are stored with the blobs: reading them costs no blob.
-            let bytes = self.hub.store.input_size(&job_id)?;
+            let bytes = self.hub.store.input_size(&job_id, &job_secret)?;
             (self.hub.store)
                 .call_sized(bytes, move |s| s.job_input(&id, &name, &key, &job_secret))
                 .await?

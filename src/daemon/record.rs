@@ -285,7 +285,7 @@ impl Records {
                 .and_then(|b| serde_json::from_slice::<JobRecord>(&b).ok())
                 .filter(|r| r.job_id == job_id);
             out.push(parsed.unwrap_or_else(|| {
-                tracing::warn!(path = %path.display(), "job record does not parse; reporting the job without its details");
+                tracing::warn!(path = %path.display(), "job record does not parse; reporting the job without its details (and without its job secret, so the coordinator may refuse the report; the job then ends by its lease)");
                 JobRecord {
                     job_id: job_id.to_string(),
                     job_secret: no_secret(),
@@ -329,10 +329,16 @@ fn write_atomic(path: &Path, body: &[u8], durable: bool) -> Result<(), (&'static
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
+    // A leftover temporary file (a crash mid-write, a restored backup)
+    // goes first: reopening it would keep its mode, and the record holds
+    // the job's secret. `create_new` opens no symlink and no old file.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(("create", e)),
+        _ => {}
+    }
     let mut file = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| ("create", e))?;

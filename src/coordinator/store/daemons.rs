@@ -276,7 +276,7 @@ impl Store {
                     // session (on a replica since gone) goes back to the
                     // queue, where this daemon's first claim finds it.
                     tx.execute(
-                        "UPDATE jobs SET offered_to = NULL
+                        "UPDATE jobs SET offered_to = NULL, secret_hash = NULL
                          WHERE offered_to = ?1 AND status = 'pending'",
                         [&id],
                     )?;
@@ -322,7 +322,7 @@ impl Store {
     /// said it is not ready: it will not take them).
     pub fn release_offers(&self, daemon_id: &str) -> Result<()> {
         self.conn()?.execute(
-            "UPDATE jobs SET offered_to = NULL WHERE offered_to = ?1 AND status = 'pending'",
+            "UPDATE jobs SET offered_to = NULL, secret_hash = NULL WHERE offered_to = ?1 AND status = 'pending'",
             [daemon_id],
         )?;
         Ok(())
@@ -355,7 +355,7 @@ impl Store {
             )?;
             if n == 1 {
                 tx.execute(
-                    "UPDATE jobs SET offered_to = NULL
+                    "UPDATE jobs SET offered_to = NULL, secret_hash = NULL
                      WHERE offered_to = ?1 AND status = 'pending'",
                     [daemon_id],
                 )?;

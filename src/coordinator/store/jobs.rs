@@ -356,6 +356,9 @@ pub(super) fn owned_in(
             job = job_in(conn, job_id)?;
         }
     }
+    // First: without the secret a caller learns nothing about the job,
+    // not even which daemon runs it or that it was canceled.
+    check_secret(action, job_id, hash.as_deref(), secret)?;
     if job.status == JobStatus::Canceled && job.daemon_name.is_none() {
         // Canceled while offered: a refusal the daemon must not retry.
         return Err(CoordError::FailedPrecondition(format!(
@@ -368,6 +371,5 @@ pub(super) fn owned_in(
             "job {job_id} is not owned by daemon {daemon_name:?}"
         )));
     }
-    check_secret(action, job_id, hash.as_deref(), secret)?;
     Ok(job)
 }

@@ -366,7 +366,7 @@ impl Store {
             }
             tx.execute("UPDATE daemons SET connected = 0, replica = NULL", [])?;
             tx.execute(
-                "UPDATE jobs SET offered_to = NULL WHERE status = 'pending'",
+                "UPDATE jobs SET offered_to = NULL, secret_hash = NULL WHERE status = 'pending'",
                 [],
             )?;
             // Daemons could not reach us while we were down: the lease of a

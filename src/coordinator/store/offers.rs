@@ -139,7 +139,7 @@ impl Store {
     /// conditional on the row, so exactly one wins), or it was canceled.
     pub fn release_offer(&self, job_id: &str, daemon_id: &str) -> Result<bool> {
         let n = self.conn()?.execute(
-            "UPDATE jobs SET offered_to = NULL
+            "UPDATE jobs SET offered_to = NULL, secret_hash = NULL
              WHERE id = ?1 AND offered_to = ?2 AND status = 'pending'",
             params![job_id, daemon_id],
         )?;
@@ -149,17 +149,30 @@ impl Store {
     /// The bytes a job's input fetch moves (its archive and, for a build,
     /// its workspace's state), from the sizes stored with them; 0 for an
     /// unknown job (the fetch itself says so).
-    pub fn input_size(&self, job_id: &str) -> Result<u64> {
-        let size: Option<i64> = self
+    ///
+    /// A caller without the job's secret is told 0 and reserves nothing:
+    /// the read that follows refuses it, and until then it has learnt
+    /// neither the size nor that the job exists.
+    pub fn input_size(&self, job_id: &str, secret: &str) -> Result<u64> {
+        let row: Option<(i64, Option<String>)> = self
             .conn()?
             .prepare_cached(
-                "SELECT COALESCE(v.archive_size, 0) + COALESCE(w.state_size, 0)
+                "SELECT COALESCE(v.archive_size, 0) + COALESCE(w.state_size, 0), j.secret_hash
                  FROM jobs j JOIN template_versions v ON v.id = j.template_version_id
                  LEFT JOIN workspaces w ON w.id = j.workspace_id WHERE j.id = ?1",
             )?
-            .query_row([job_id], |r| r.get(0))
+            .query_row([job_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        Ok(size.unwrap_or(0).max(0) as u64)
+        Ok(match row {
+            Some((size, hash))
+                if hash
+                    .as_deref()
+                    .is_none_or(|h| crate::coordinator::auth::job_secret_matches(h, secret)) =>
+            {
+                size.max(0) as u64
+            }
+            _ => 0,
+        })
     }
 
     /// The job offered to `daemon_id` and not acknowledged yet, if any.

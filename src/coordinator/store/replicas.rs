@@ -104,7 +104,7 @@ impl Store {
                     .collect::<super::db::Result<_>>()?;
                 for d in &daemons {
                     beat.offers_returned += tx.execute(
-                        "UPDATE jobs SET offered_to = NULL
+                        "UPDATE jobs SET offered_to = NULL, secret_hash = NULL
                          WHERE offered_to = ?1 AND status = 'pending'",
                         [d],
                     )?;

@@ -138,3 +138,23 @@ fn a_record_keeps_the_job_secret_owner_only_and_never_prints_it() {
     assert!(!shown.contains("pdj_secret-of-j1"), "{shown}");
     assert!(shown.contains("j1"), "{shown}");
 }
+
+/// A temporary file left with a wider mode (a crash mid-write, a restored
+/// backup) is not reused: the rewritten record is 0600 all the same.
+#[test]
+fn a_rewrite_over_a_leftover_temporary_file_stays_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let records = Records::new(tmp.path().to_path_buf());
+    let leftover = tmp.path().join(".j1.json.tmp");
+    fs::write(&leftover, "{").unwrap();
+    fs::set_permissions(&leftover, fs::Permissions::from_mode(0o644)).unwrap();
+    records.write(&rec("j1", 1)).unwrap();
+    let mode = fs::metadata(tmp.path().join("j1.json"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    assert!(!leftover.exists());
+}

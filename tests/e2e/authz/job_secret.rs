@@ -11,8 +11,7 @@ use provisionerd::proto::{self, DaemonState, JobOutcome, daemon_message::Msg as 
 use tokio::time::Instant;
 use tonic::Code;
 
-use crate::common::{Coord, TIMEOUT};
-use crate::large::quiet_stack;
+use crate::common::{Coord, Daemon, TIMEOUT};
 use crate::raw::{self, Client, RawDaemon};
 use crate::{QUICK, template};
 
@@ -76,10 +75,28 @@ async fn forge(client: &mut Client, job: &str, secret: &str) {
     assert_denied("FinishJob", finish, job, secret);
 }
 
+/// Template `t` imported, no daemon connected, and key `raw` for the raw
+/// daemons. Offers stay a minute: the forged calls made while the job is
+/// only offered must not race the offer's timeout on a loaded machine.
+async fn patient_stack(root: &std::path::Path) -> (Coord, String) {
+    let coord = Coord::start_config(provisionerd::coordinator::ServeConfig {
+        offer_timeout: Duration::from_secs(60),
+        ..Coord::config(&root.join("data"))
+    })
+    .await;
+    let dir = template(root, "t", QUICK);
+    let importer = coord.create_key("k", &[]).await;
+    let d = Daemon::start(&coord.url, &importer, "d1", &root.join("c1"));
+    coord.wait_succeeded(&coord.push("t", &dir, &[]).await).await;
+    d.stop().await.unwrap();
+    let key = coord.create_key("raw", &[]).await;
+    (coord, key)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sibling_with_the_same_key_and_a_forged_name_is_refused_and_the_owner_finishes() {
     let tmp = tempfile::tempdir().unwrap();
-    let (coord, key) = quiet_stack(tmp.path()).await;
+    let (coord, key) = patient_stack(tmp.path()).await;
     let job = coord.create_workspace("ws", "t", "alice", &[]).await;
     let mut owner = RawDaemon::open(&coord, &key, "owner", DaemonState::Idle).await;
     owner.send(In::Acquire(proto::Acquire {})).await;

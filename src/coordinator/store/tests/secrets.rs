@@ -102,7 +102,21 @@ fn a_job_answers_only_the_secret_of_its_latest_offer() {
     );
 
     // Withdrawn and offered again: a new secret; the old one is void.
+    // The withdrawn offer's hash goes with it: a coordinator that offers
+    // the job without a secret (an older replica in a rolling upgrade)
+    // leaves no hash its former holder could still present.
     assert!(f.store.release_offer(&job, &d).unwrap());
+    let after_release: Option<String> = f
+        .store
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT secret_hash FROM jobs WHERE id = ?1", [&job], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap();
+    assert_eq!(after_release, None);
     while f.claim(&d).unwrap().job_id != job {}
     let second = f.secret(&job);
     assert_ne!(first, second);
