@@ -81,9 +81,9 @@ impl Fixture {
         all.into_iter().find(|d| d.name == name).unwrap()
     }
 
-    /// A workspace's first build, running on daemon `d1`: (its version,
-    /// workspace id, job id).
-    fn running_build(&self) -> (super::VersionRow, String, String) {
+    /// A workspace's first build, queued behind its template's import:
+    /// (its version, workspace id, job id).
+    fn pending_build(&self) -> (super::VersionRow, String, String) {
         let version = self.store.version(&self.push("w").0).unwrap();
         let (ws, job) = self
             .store
@@ -97,6 +97,13 @@ impl Fixture {
                 false,
             )
             .unwrap();
+        (version, ws, job)
+    }
+
+    /// A workspace's first build, running on daemon `d1`: (its version,
+    /// workspace id, job id).
+    fn running_build(&self) -> (super::VersionRow, String, String) {
+        let (version, ws, job) = self.pending_build();
         let d = self.daemon("d1");
         // The import is older: claim until the build is ours.
         while self.claim(&d).unwrap().job_id != job {}

@@ -87,7 +87,9 @@ async fn patient_stack(root: &std::path::Path) -> (Coord, String) {
     let dir = template(root, "t", QUICK);
     let importer = coord.create_key("k", &[]).await;
     let d = Daemon::start(&coord.url, &importer, "d1", &root.join("c1"));
-    coord.wait_succeeded(&coord.push("t", &dir, &[]).await).await;
+    coord
+        .wait_succeeded(&coord.push("t", &dir, &[]).await)
+        .await;
     d.stop().await.unwrap();
     let key = coord.create_key("raw", &[]).await;
     (coord, key)

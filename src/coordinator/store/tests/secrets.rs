@@ -20,6 +20,19 @@ fn updated_at(f: &Fixture, job: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// `jobs.secret_hash` of `job`.
+fn stored_hash(f: &Fixture, job: &str) -> Option<String> {
+    f.store
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT secret_hash FROM jobs WHERE id = ?1", [job], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap()
+}
+
 fn denied(e: CoordError) -> String {
     match e {
         CoordError::PermissionDenied(m) => m,
@@ -38,37 +51,16 @@ fn line(seq: u64) -> proto::LogLine {
 #[test]
 fn a_job_answers_only_the_secret_of_its_latest_offer() {
     let f = fixture();
-    let (_, ws, job) = {
-        let version = f.store.version(&f.push("w").0).unwrap();
-        let (ws, job) = f
-            .store
-            .create_workspace(
-                "ws-id",
-                "ws",
-                "alice",
-                &version,
-                &BTreeMap::new(),
-                &NewBuild::default(),
-                false,
-            )
-            .unwrap();
-        (version, ws, job)
-    };
+    let (_, ws, job) = f.pending_build();
     let d = f.daemon("d1");
     while f.claim(&d).unwrap().job_id != job {}
     let first = f.secret(&job);
     assert!(first.starts_with("pdj_") && first.len() == 68, "{first}");
-    let stored: Option<String> = f
-        .store
-        .read(|c| {
-            Ok(
-                c.query_row("SELECT secret_hash FROM jobs WHERE id = ?1", [&job], |r| {
-                    r.get(0)
-                })?,
-            )
-        })
-        .unwrap();
-    assert_eq!(stored, Some(auth::hash(&first)), "only the hash is kept");
+    assert_eq!(
+        stored_hash(&f, &job),
+        Some(auth::hash(&first)),
+        "only the hash is kept"
+    );
 
     // Offered, not acknowledged: a caller with the daemon's name and key
     // but not the secret neither acknowledges the job nor ships to it.
@@ -106,17 +98,7 @@ fn a_job_answers_only_the_secret_of_its_latest_offer() {
     // the job without a secret (an older replica in a rolling upgrade)
     // leaves no hash its former holder could still present.
     assert!(f.store.release_offer(&job, &d).unwrap());
-    let after_release: Option<String> = f
-        .store
-        .read(|c| {
-            Ok(
-                c.query_row("SELECT secret_hash FROM jobs WHERE id = ?1", [&job], |r| {
-                    r.get(0)
-                })?,
-            )
-        })
-        .unwrap();
-    assert_eq!(after_release, None);
+    assert_eq!(stored_hash(&f, &job), None);
     while f.claim(&d).unwrap().job_id != job {}
     let second = f.secret(&job);
     assert_ne!(first, second);
