@@ -13,6 +13,10 @@
 #   0. the chart's probes, /readyz and /healthz, answer 200;
 #   1. a template import and a workspace build (terraform init, plan,
 #      apply with a local-exec provisioner) succeed in the container;
+#   1b. a template using coder/coder from the project's provider mirror,
+#      mounted read-only with a CLI config in TF_CLI_CONFIG_FILE (the
+#      chart's extraVolumes/extraEnv way): terraform installs the provider
+#      into the cache's plugin dir and runs it as the chart's user;
 #   2. a canceled build: terraform gets SIGINT and halts gracefully;
 #   3. `podman stop -t 30` (SIGTERM, SIGKILL after 30 s, as the kubelet
 #      stops a pod) while terraform runs a build drains: the stop waits for
@@ -146,6 +150,36 @@ grep -q '^pdk_' "$tmp/pdk" ||
   fail "create a provisioner key: got \"$(cat "$tmp/pdk")\", stderr: $(cat "$tmp/keys.err")"
 
 step "render the daemon's environment from the chart"
+# The stand-in coder provider's mirror (CI has made it already).
+mirror=$root/.tools/provider-mirror
+[ -d "$mirror/registry.terraform.io/coder/coder" ] || scripts/install-coder-provider.sh >/dev/null
+mkdir -p "$tmp/tfrc"
+cat > "$tmp/tfrc/provider.tfrc" <<'EOF'
+provider_installation {
+  filesystem_mirror {
+    path    = "/opt/provider-mirror"
+    include = ["registry.terraform.io/coder/coder"]
+  }
+  direct {
+    exclude = ["registry.terraform.io/coder/coder"]
+  }
+}
+EOF
+# As an operator adds a provider mirror: extraVolumes (hostPath here; a
+# ConfigMap or an image volume in a cluster), extraVolumeMounts, extraEnv.
+cat > "$tmp/values.yaml" <<EOF
+extraEnv:
+  - name: TF_CLI_CONFIG_FILE
+    value: /etc/provisionerd/terraform/provider.tfrc
+extraVolumes:
+  - name: provider-mirror
+    hostPath: {path: "$mirror", type: Directory}
+  - name: terraform-config
+    hostPath: {path: "$tmp/tfrc", type: Directory}
+extraVolumeMounts:
+  - {name: provider-mirror, mountPath: /opt/provider-mirror, readOnly: true}
+  - {name: terraform-config, mountPath: /etc/provisionerd/terraform, readOnly: true}
+EOF
 helm=$(scripts/install-k8s-tools.sh 2>"$tmp/k8s-tools.log" | tail -n1)/helm ||
   fail "install helm: $(cat "$tmp/k8s-tools.log")"
 # Helm keeps no state outside this run.
@@ -161,12 +195,13 @@ metrics_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("0.0.0.0"
 "$helm" template image-test charts/provisionerd --show-only templates/workload.yaml \
   --set coordinator.url="$PROVISIONERD_URL",key.existingSecret=image-test-key \
   --set shutdown.terminationGracePeriodSeconds=30,shutdown.stopMarginSeconds=5,daemon.cancelGraceSeconds=2 \
-  --set metrics.port="$metrics_port" > "$tmp/workload.yaml" 2>"$tmp/helm.err" ||
+  --set metrics.port="$metrics_port" -f "$tmp/values.yaml" > "$tmp/workload.yaml" 2>"$tmp/helm.err" ||
   fail "helm template charts/provisionerd: $(cat "$tmp/helm.err")"
-# Every PROVISIONERD_*, HOME and TMPDIR entry of the daemon container's env,
-# as rendered; the one not given as a value, PROVISIONERD_NAME (the pod's
-# name, from metadata.name), becomes the container's name.
-python3 - "$tmp/workload.yaml" "$container" > "$tmp/env" <<'PY' || fail "read the daemon's env from the rendered chart"
+# Every entry of the daemon container's env as rendered (PROVISIONERD_*,
+# HOME, TMPDIR, extraEnv); the one not given as a value, PROVISIONERD_NAME
+# (the pod's name, from metadata.name), becomes the container's name. And
+# the extraVolumes' hostPaths with their mounts, as podman -v arguments.
+python3 - "$tmp/workload.yaml" "$container" "$tmp/mounts" > "$tmp/env" <<'PY' || fail "read the chart's env and volumes"
 import sys, yaml
 pod = yaml.safe_load(open(sys.argv[1]))["spec"]["template"]["spec"]
 if pod.get("shareProcessNamespace") is not True:
@@ -174,17 +209,22 @@ if pod.get("shareProcessNamespace") is not True:
 daemon = next(c for c in pod["containers"] if c["name"] == "provisionerd")
 for e in daemon["env"]:
     name = e["name"]
-    if not (name.startswith("PROVISIONERD_") or name in ("HOME", "TMPDIR")):
-        continue
     if "value" in e:
         print(f"{name}={e['value']}")
     elif e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
         print(f"{name}={sys.argv[2]}")
     else:
         sys.exit(f"env {name}: neither a value nor the pod's name")
+host = {v["name"]: v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+with open(sys.argv[3], "w") as out:
+    for m in daemon["volumeMounts"]:
+        if m["name"] in host:
+            ro = ":ro" if m.get("readOnly") else ""
+            print(f"{host[m['name']]}:{m['mountPath']}{ro}", file=out)
 PY
 env_args=()
 while IFS= read -r line; do env_args+=(-e "$line"); done < "$tmp/env"
+while IFS= read -r line; do env_args+=(-v "$line"); done < "$tmp/mounts"
 sed 's/^/   /' "$tmp/env"
 rendered() { sed -n "s/^$1=//p" "$tmp/env"; }
 [ "$(rendered PROVISIONERD_CACHE_DIR)" = "$cache" ] || fail "the rendered cache dir is not $cache"
@@ -278,6 +318,38 @@ step "job 2: workspace build (plan, apply)"
 job=$(cli workspaces create one --template image-test --var sleep_seconds=0 | tail -n1)
 expect_succeeded "$job" "workspace build"
 grep -q 'image-test: done' <<<"$(job_logs "$job")" || fail "job $job's logs have no local-exec output"
+
+step "job 2b: a template using coder/coder, installed from the mounted mirror"
+mkdir -p "$tmp/coder-template"
+cat > "$tmp/coder-template/main.tf" <<'EOF'
+terraform {
+  required_providers {
+    coder = {
+      source = "coder/coder"
+    }
+  }
+}
+
+data "coder_workspace" "me" {}
+
+resource "terraform_data" "named" {
+  input = data.coder_workspace.me.name
+}
+EOF
+job=$(cli templates push image-test-coder --dir "$tmp/coder-template" | tail -n1)
+expect_succeeded "$job" "template import with coder/coder"
+job=$(cli workspaces create with-coder --template image-test-coder | tail -n1)
+expect_succeeded "$job" "workspace build with coder/coder"
+# From an unpacked mirror terraform installs a link to the mirror's
+# package into the plugin cache (made by the daemon's user).
+plugin=$(find "$tmp/cache/plugins/registry.terraform.io/coder/coder" -mindepth 2 -maxdepth 2 -name linux_amd64 | head -n1)
+[ -n "$plugin" ] || fail "coder/coder is not in the cache's plugin dir after job $job"
+[ "$(stat -c %u "$plugin")" = "$uid" ] ||
+  fail "the cached provider $plugin is uid $(stat -c %u "$plugin")'s, not the daemon's ($uid)"
+case $(readlink "$plugin") in
+  /opt/provider-mirror/*) ;;
+  *) fail "the cached provider $plugin is not the mounted mirror's: $(readlink "$plugin")" ;;
+esac
 
 step "job 3: a cancel interrupts terraform (SIGINT), which halts by itself"
 job=$(cli workspaces create three --template image-test --var sleep_seconds=60 | tail -n1)
