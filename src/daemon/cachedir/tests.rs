@@ -1,6 +1,7 @@
 use super::*;
 use crate::daemon::record::JobRecord;
 use crate::process::{self, Spec};
+use std::os::unix::fs::MetadataExt;
 use tokio::sync::mpsc;
 
 const GRACE: Duration = Duration::from_secs(3);
@@ -164,4 +165,76 @@ fn terraform_check_names_the_path() {
 
     fs::set_permissions(&missing, Permissions::from_mode(0o755)).unwrap();
     check_terraform(&missing).unwrap();
+}
+
+/// Chowning to another user needs root (CAP_CHOWN). Tests run as root here
+/// and in CI; elsewhere these say so and check nothing rather than fail.
+fn running_as_root(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!("{test}: skipped, not running as root (it chowns a dir to another uid)");
+    }
+    root
+}
+
+/// The pod's uid, which owns the chart's cache volume (with its fsGroup).
+const OTHER_UID: u32 = 65532;
+
+#[tokio::test]
+async fn a_root_owned_by_another_user_keeps_its_mode_and_gets_private_subdirs() {
+    if !running_as_root("a_root_owned_by_another_user_keeps_its_mode_and_gets_private_subdirs") {
+        return;
+    }
+    // As kubelet makes an emptyDir for a pod with an fsGroup: someone
+    // else's, world-writable, setgid.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cache");
+    fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    fs::set_permissions(&dir, Permissions::from_mode(0o2777)).unwrap();
+
+    let cache = open(&dir, "d").await.unwrap();
+    let meta = fs::metadata(&dir).unwrap();
+    let mode = format!("{:o}", meta.permissions().mode() & 0o7777);
+    assert_eq!(mode, "2777", "the root's mode is kept");
+    assert_eq!(meta.uid(), OTHER_UID);
+    let me = nix::unistd::geteuid().as_raw();
+    for sub in [
+        cache.plugins_dir(),
+        cache.jobs_dir(),
+        cache.records_dir(),
+        cache.spool_dir(),
+    ] {
+        let meta = fs::metadata(&sub).unwrap();
+        assert_eq!(meta.uid(), me, "{}", sub.display());
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o700,
+            "{}",
+            sub.display()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_subdir_owned_by_another_user_is_refused_naming_it() {
+    if !running_as_root("a_subdir_owned_by_another_user_is_refused_naming_it") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    fs::create_dir(&plugins).unwrap();
+    std::os::unix::fs::chown(&plugins, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    fs::set_permissions(&plugins, Permissions::from_mode(0o700)).unwrap();
+
+    let err = open(tmp.path(), "d").await.unwrap_err().to_string();
+    let me = nix::unistd::geteuid().as_raw();
+    assert_eq!(
+        err,
+        format!(
+            "create plugin cache {}: owned by uid {OTHER_UID}, not by the daemon's uid {me}: \
+             remove it or chown it",
+            plugins.display()
+        )
+    );
 }
