@@ -8,7 +8,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -229,7 +229,12 @@ impl Records {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(&dir).map_err(io)?;
+        // Owner only, as the cache's other directories: states hold secrets.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io)?;
         write_atomic(&path, state, true).map_err(|(_, source)| io(source))?;
         Ok(path)
     }

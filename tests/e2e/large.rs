@@ -175,6 +175,11 @@ resource "terraform_data" "big" {
         job.error
     );
     let state = std::fs::read(&kept).expect("the refused state is kept");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    // A state holds secrets: owner only, the directory and the file.
+    assert_eq!(mode(kept.parent().unwrap()), 0o700);
+    assert_eq!(mode(&kept), 0o600);
     let (_, input_len) = big_resource(&state);
     assert_eq!(input_len, 100_000, "the whole state");
     assert_eq!(coord.stored_state("ws"), None, "nothing stored");
