@@ -67,7 +67,15 @@ cleanup() {
     echo "--- coordinator log (last 20 lines)" >&2
     tail -n 20 "$tmp/coord.log" >&2
   fi
-  podman rm -f -t 0 "$container" "$pause" "$id-copy" >/dev/null 2>&1 || true
+  # One at a time, the daemon before the sleeper whose PID namespace it
+  # shares: in one call podman may take the sleeper first, refuse it (a
+  # container depends on it) and leave it running.
+  for c in "$container" "$pause" "$id-copy"; do
+    podman rm -f -t 0 "$c" >/dev/null 2>&1 || true
+  done
+  if [ -n "$(podman ps -a -q --filter "name=^$pause\$" 2>/dev/null)" ]; then
+    echo "test-image: could not remove container $pause" >&2
+  fi
   if [ "$built" = yes ]; then podman rmi -f "$image" >/dev/null 2>&1 || true; fi
   if [ -n "$coord_pid" ]; then kill "$coord_pid" 2>/dev/null || true; wait "$coord_pid" 2>/dev/null || true; fi
   rm -rf "$tmp"

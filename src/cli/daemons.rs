@@ -49,6 +49,19 @@ pub async fn daemons(cmd: DaemonsCmd) -> Result<(), CliError> {
         }
     })
     .await?;
+    // An older coordinator ignores these filters and lists every daemon:
+    // refuse rather than pass the others on as matches.
+    let excluded = |d: &proto::Daemon| {
+        (!status.is_empty() && !status.contains(&d.status))
+            || tags.iter().any(|(k, v)| d.tags.get(k) != Some(v))
+    };
+    if let Some(d) = ds.iter().find(|d| excluded(d)) {
+        return Err(CliError::Failed(format!(
+            "daemons list: the coordinator returned daemon {:?} ({}), which --status/--tag \
+             excludes: it is older than this CLI and ignores them; upgrade it",
+            d.name, d.status
+        )));
+    }
     if out.output == Output::Json {
         print_json(&json!(
             ds.iter().map(render::daemon_json).collect::<Vec<_>>()

@@ -63,6 +63,20 @@ pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
                 }
             })
             .await?;
+            // An older coordinator ignores `statuses` and lists every job:
+            // refuse rather than pass the others on as matches (a pipeline
+            // into `jobs cancel -y -` would act on them).
+            if let Some(j) = jobs
+                .iter()
+                .find(|j| !statuses.is_empty() && !statuses.contains(&j.status))
+            {
+                return Err(CliError::Failed(format!(
+                    "jobs list: the coordinator returned job {} ({}), which --status \
+                     excludes: it is older than this CLI and ignores several states; \
+                     upgrade it, or give one state",
+                    j.id, j.status
+                )));
+            }
             if out.output == Output::Json {
                 print_json(&json!(jobs.iter().map(job_json).collect::<Vec<_>>()));
             } else {
