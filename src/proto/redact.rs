@@ -20,69 +20,34 @@ impl fmt::Debug for Redacted<'_> {
     }
 }
 
-impl fmt::Debug for JobOffer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JobOffer")
-            .field("job_id", &self.job_id)
-            .field("type", &self.r#type)
-            .field("created_at", &self.created_at)
-            .field("initiator", &self.initiator)
-            .field("tags", &self.tags)
-            .field("template_archive_size", &self.template_archive_size)
-            .field("template_archive_sha256", &self.template_archive_sha256)
-            .field("template_name", &self.template_name)
-            .field("template_version_id", &self.template_version_id)
-            .field("variables", &self.variables)
-            .field("workspace_build", &self.workspace_build)
-            .field("parameters", &self.parameters)
-            .field("previous_parameters", &self.previous_parameters)
-            .field("job_secret", &Redacted(&self.job_secret))
-            .finish()
-    }
+/// `Debug` for `$msg`: the fields listed, in order, as prost shows them,
+/// then the job secret redacted. A field the proto gains goes in its
+/// message's list below.
+macro_rules! debug_with_secret {
+    ($($msg:ident { $($field:ident),* $(,)? })*) => {$(
+        impl fmt::Debug for $msg {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($msg))
+                    $(.field(stringify!($field).trim_start_matches("r#"), &self.$field))*
+                    .field("job_secret", &Redacted(&self.job_secret))
+                    .finish()
+            }
+        }
+    )*};
 }
 
-impl fmt::Debug for AckJob {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AckJob")
-            .field("job_id", &self.job_id)
-            .field("job_secret", &Redacted(&self.job_secret))
-            .finish()
+debug_with_secret! {
+    JobOffer {
+        job_id, r#type, created_at, initiator, tags, template_archive_size,
+        template_archive_sha256, template_name, template_version_id, variables,
+        workspace_build, parameters, previous_parameters,
     }
-}
-
-impl fmt::Debug for UpdateJobRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpdateJobRequest")
-            .field("job_id", &self.job_id)
-            .field("logs", &self.logs)
-            .field("job_secret", &Redacted(&self.job_secret))
-            .finish()
-    }
-}
-
-impl fmt::Debug for GetJobInputRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GetJobInputRequest")
-            .field("job_id", &self.job_id)
-            .field("job_secret", &Redacted(&self.job_secret))
-            .finish()
-    }
-}
-
-impl fmt::Debug for FinishJobRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FinishJobRequest")
-            .field("job_id", &self.job_id)
-            .field("outcome", &self.outcome)
-            .field("error", &self.error)
-            .field("has_state", &self.has_state)
-            .field("variables", &self.variables)
-            .field("log_count", &self.log_count)
-            .field("state_size", &self.state_size)
-            .field("state_sha256", &self.state_sha256)
-            .field("replacements", &self.replacements)
-            .field("job_secret", &Redacted(&self.job_secret))
-            .finish()
+    AckJob { job_id }
+    UpdateJobRequest { job_id, logs }
+    GetJobInputRequest { job_id }
+    FinishJobRequest {
+        job_id, outcome, error, has_state, variables, log_count, state_size,
+        state_sha256, replacements,
     }
 }
 

@@ -75,15 +75,19 @@ impl Setup {
     }
 }
 
-/// The next message on a session: an offer (`Ok(job)`) or a withdrawal
-/// (`Err(job)`).
-async fn next(rx: &mut Inbox) -> Result<String, String> {
-    let msg = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+/// The next message pushed on a session (within a minute).
+async fn pushed(rx: &mut Inbox) -> crate::proto::CoordinatorMessage {
+    tokio::time::timeout(Duration::from_secs(60), rx.recv())
         .await
         .expect("something pushed")
         .expect("session queue open")
-        .expect("not an error");
-    match msg.msg {
+        .expect("not an error")
+}
+
+/// The next message on a session: an offer (`Ok(job)`) or a withdrawal
+/// (`Err(job)`).
+async fn next(rx: &mut Inbox) -> Result<String, String> {
+    match pushed(rx).await.msg {
         Some(Msg::JobOffer(o)) => Ok(o.job_id),
         Some(Msg::CancelJob(c)) => Err(c.job_id),
         other => panic!("unexpected push {other:?}"),
@@ -92,12 +96,7 @@ async fn next(rx: &mut Inbox) -> Result<String, String> {
 
 /// The next message on a session, which must be an offer.
 async fn offer(rx: &mut Inbox) -> crate::proto::JobOffer {
-    let msg = tokio::time::timeout(Duration::from_secs(60), rx.recv())
-        .await
-        .expect("something pushed")
-        .expect("session queue open")
-        .expect("not an error");
-    match msg.msg {
+    match pushed(rx).await.msg {
         Some(Msg::JobOffer(o)) => o,
         other => panic!("expected an offer, got {other:?}"),
     }

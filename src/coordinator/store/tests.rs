@@ -67,6 +67,13 @@ impl Fixture {
         Some(offer)
     }
 
+    /// Daemon `d1` (key `k`) reports `req` with the secret of its job's
+    /// offer, as the service hands the store a FinishJob.
+    fn report(&self, req: &proto::FinishJobRequest, state: &[u8]) -> Result<(), CoordError> {
+        self.store
+            .finish("d1", "k", &self.secret(&req.job_id), &took(req), state)
+    }
+
     /// The secret of `job`'s latest offer.
     fn secret(&self, job: &str) -> String {
         self.secrets
@@ -206,15 +213,7 @@ fn running_job_goes_canceling_then_ends_as_the_daemon_reports() {
     f.store.ack(&job, &d, "d1", "k", &f.secret(&job)).unwrap();
 
     // Terraform finished before the interrupt: that outcome stands.
-    f.store
-        .finish(
-            "d1",
-            "k",
-            &f.secret(&job),
-            &took(&finish(&job, JobOutcome::Succeeded)),
-            &[],
-        )
-        .unwrap();
+    f.report(&finish(&job, JobOutcome::Succeeded), &[]).unwrap();
     assert_eq!(f.store.job(&job).unwrap().status, JobStatus::Succeeded);
     let late = f.store.cancel_job(&job).unwrap_err();
     assert!(
@@ -231,9 +230,7 @@ fn canceling_job_reported_canceled_ends_canceled() {
     f.store.cancel_job(&job).unwrap();
     let mut req = finish(&job, JobOutcome::Canceled);
     req.error = "canceled: terraform interrupted".into();
-    f.store
-        .finish("d1", "k", &f.secret(&job), &took(&req), &[])
-        .unwrap();
+    f.report(&req, &[]).unwrap();
     let j = f.store.job(&job).unwrap();
     assert_eq!(j.status, JobStatus::Canceled);
     assert_eq!(j.error.as_deref(), Some("canceled: terraform interrupted"));
@@ -374,12 +371,8 @@ fn a_reaped_job_still_takes_its_daemons_logs_and_state_but_stays_failed() {
     late.has_state = true;
     late.log_count = 1;
     let state = b"{\"version\":4}";
-    f.store
-        .finish("d1", "k", &f.secret(&job), &took(&late), state)
-        .unwrap();
-    f.store
-        .finish("d1", "k", &f.secret(&job), &took(&late), state)
-        .unwrap();
+    f.report(&late, state).unwrap();
+    f.report(&late, state).unwrap();
 
     let done = f.store.job(&job).unwrap();
     assert_eq!(done.status, JobStatus::Failed, "a reaped job stays failed");
@@ -419,9 +412,7 @@ fn a_late_state_never_overwrites_a_newer_builds() {
 
     let mut late = finish(&job, JobOutcome::Succeeded);
     late.has_state = true;
-    f.store
-        .finish("d1", "k", &f.secret(&job), &took(&late), b"{\"serial\":1}")
-        .unwrap();
+    f.report(&late, b"{\"serial\":1}").unwrap();
     assert_eq!(f.store.workspace_by_id(&ws).unwrap().state, None);
     let error = f.store.job(&job).unwrap().error.unwrap();
     assert!(

@@ -77,13 +77,9 @@ fn a_repeated_finish_is_taken_only_if_it_is_the_same_report() {
     let (_, ws, job) = f.running_build();
     let state = b"{\"serial\":1}";
     let taken = with_state(&job, JobOutcome::Succeeded, state);
-    f.store
-        .finish("d1", "k", &f.secret(&job), &took(&taken), state)
-        .unwrap();
+    f.report(&taken, state).unwrap();
     // The same again (the daemon lost our answer): acknowledged.
-    f.store
-        .finish("d1", "k", &f.secret(&job), &took(&taken), state)
-        .unwrap();
+    f.report(&taken, state).unwrap();
 
     let other = b"{\"serial\":2}";
     let e = succeed_with(&f, &job, other).unwrap_err();
@@ -100,23 +96,13 @@ fn a_repeated_finish_is_taken_only_if_it_is_the_same_report() {
     failed.outcome = JobOutcome::Failed as i32;
     failed.error = "boom".into();
     failed.log_count = 3;
-    let e = f
-        .store
-        .finish("d1", "k", &f.secret(&job), &took(&failed), state)
-        .unwrap_err();
+    let e = f.report(&failed, state).unwrap_err();
     assert!(refusal(e).ends_with(
         "outcome succeeded (this report: failed); error \"\" (this report: \"boom\"); \
              log_count 0 (this report: 3)"
     ));
     let e = f
-        .store
-        .finish(
-            "d1",
-            "k",
-            &f.secret(&job),
-            &took(&finish(&job, JobOutcome::Succeeded)),
-            &[],
-        )
+        .report(&finish(&job, JobOutcome::Succeeded), &[])
         .unwrap_err();
     assert!(refusal(e).contains("(this report: none)"));
 
@@ -133,12 +119,8 @@ fn a_lost_jobs_late_report_stands_like_any_other() {
     f.store.fail_lost_jobs(super::super::now_ms() + 1).unwrap();
     let state = b"{\"serial\":1}";
     let late = with_state(&job, JobOutcome::Succeeded, state);
-    f.store
-        .finish("d1", "k", &f.secret(&job), &took(&late), state)
-        .unwrap();
-    f.store
-        .finish("d1", "k", &f.secret(&job), &took(&late), state)
-        .unwrap();
+    f.report(&late, state).unwrap();
+    f.report(&late, state).unwrap();
     let other = b"{\"serial\":9}";
     let e = succeed_with(&f, &job, other).unwrap_err();
     let m = refusal(e);
@@ -157,9 +139,7 @@ fn a_job_ended_before_reports_were_kept_is_judged_by_its_status() {
     let f = fixture();
     let (job, _) = f.running_job();
     let taken = finish(&job, JobOutcome::Succeeded);
-    f.store
-        .finish("d1", "k", &f.secret(&job), &took(&taken), &[])
-        .unwrap();
+    f.report(&taken, &[]).unwrap();
     f.store
         .conn()
         .unwrap()
@@ -167,18 +147,9 @@ fn a_job_ended_before_reports_were_kept_is_judged_by_its_status() {
         .unwrap();
     let mut same_status = taken.clone();
     same_status.error = "whatever".into();
-    f.store
-        .finish("d1", "k", &f.secret(&job), &took(&same_status), &[])
-        .unwrap();
+    f.report(&same_status, &[]).unwrap();
     let e = f
-        .store
-        .finish(
-            "d1",
-            "k",
-            &f.secret(&job),
-            &took(&finish(&job, JobOutcome::Failed)),
-            &[],
-        )
+        .report(&finish(&job, JobOutcome::Failed), &[])
         .unwrap_err();
     assert_eq!(
         refusal(e),
@@ -197,7 +168,7 @@ fn a_refused_finish_of_an_offered_job_changes_nothing() {
     f.claim(&d).unwrap();
     let mut bad = finish(&job, JobOutcome::Succeeded);
     bad.log_count = 3;
-    let refused = f.store.finish("d1", "k", &f.secret(&job), &took(&bad), b"");
+    let refused = f.report(&bad, b"");
     assert!(
         matches!(&refused, Err(CoordError::FailedPrecondition(m)) if m.contains("3 log lines")),
         "{refused:?}"
