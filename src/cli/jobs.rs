@@ -9,13 +9,14 @@ use super::{CliError, cancel, client, pages, print_job, print_json};
 use crate::config::{JobsCmd, Output};
 use crate::proto;
 
-const HEADERS: [&str; 8] = [
+const HEADERS: [&str; 9] = [
     "ID",
     "TYPE",
     "STATUS",
     "INITIATOR",
     "TAGS",
     "TARGET",
+    "VERSION",
     "DAEMON",
     "CREATED",
 ];
@@ -100,6 +101,10 @@ pub async fn jobs(cmd: JobsCmd) -> Result<(), CliError> {
                                 j.initiator.clone(),
                                 tags_text(&j.tags),
                                 target,
+                                render::version_text(
+                                    &j.template_version_name,
+                                    &j.template_version_id,
+                                ),
                                 j.daemon.clone(),
                                 render::table_time(j.created_at),
                             ]

@@ -17,6 +17,7 @@ mod prebuilds;
 pub mod render;
 mod template_show;
 mod templates;
+mod versions;
 mod workspaces;
 
 pub use completion::{completion, man};

@@ -64,6 +64,7 @@ pub fn job_json(j: &proto::Job) -> Value {
         "tags": tags_json(&j.tags),
         "template": j.template,
         "template_version_id": j.template_version_id,
+        "template_version_name": j.template_version_name,
         "workspace": j.workspace,
         "transition": transition_name(j.transition),
         "daemon": j.daemon,
@@ -103,6 +104,7 @@ pub fn template_json(t: &proto::Template) -> Value {
     json!({
         "name": t.name,
         "active_version_id": t.active_version_id,
+        "active_version_name": t.active_version_name,
         "created_at": ms_to_rfc3339(t.created_at),
         "variables": t.variables.iter().map(|v| json!({
             "name": v.name,
@@ -112,6 +114,34 @@ pub fn template_json(t: &proto::Template) -> Value {
             "sensitive": v.sensitive,
             "required": v.required,
         })).collect::<Vec<_>>(),
+    })
+}
+
+/// A version in a table: its name (the id for a coordinator from before
+/// names), empty for none.
+pub fn version_text(name: &str, id: &str) -> String {
+    if name.is_empty() {
+        id.to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+pub fn version_json(v: &proto::TemplateVersion) -> Value {
+    json!({
+        "id": v.id,
+        "name": v.name,
+        "template": v.template,
+        "message": v.message,
+        "created_by": v.created_by,
+        "created_at": ms_to_rfc3339(v.created_at),
+        "import_job_id": v.import_job_id,
+        "status": v.status,
+        "error": v.error,
+        "active": v.active,
+        "archived": v.archived,
+        "activate": v.activate,
+        "workspaces": v.workspaces,
     })
 }
 
@@ -132,6 +162,9 @@ pub fn workspace_json(w: &proto::Workspace) -> Value {
         "owner": w.owner,
         "template": w.template,
         "template_version_id": w.template_version_id,
+        "template_version_name": w.template_version_name,
+        "automatic_updates": w.automatic_updates,
+        "outdated": w.outdated,
         "latest_build": {
             "transition": transition_name(w.latest_transition),
             "job_id": w.latest_job_id,

@@ -1,4 +1,4 @@
-//! `templates push|show|list`.
+//! `templates push|show|list` (`templates versions`: `versions.rs`).
 
 use serde_json::json;
 
@@ -16,6 +16,9 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
             dir,
             tags,
             vars,
+            version_name,
+            message,
+            activate,
             wait,
             admin,
         } => {
@@ -28,6 +31,9 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
                 name: name.clone(),
                 provisioner_tags,
                 variables,
+                version_name: version_name.unwrap_or_default(),
+                message: message.unwrap_or_default(),
+                no_activate: !activate,
                 ..Default::default()
             };
             // In chunks: an archive may be larger than one message.
@@ -37,8 +43,15 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
                 .await?
                 .into_inner();
             eprintln!(
-                "Pushed template {name:?} version {}; import job {}",
-                resp.template_version_id, resp.job_id
+                "Pushed template {name:?} version {} ({}); import job {}{}",
+                resp.template_version_name,
+                resp.template_version_id,
+                resp.job_id,
+                if activate {
+                    ""
+                } else {
+                    "; it stays inactive until promoted"
+                }
             );
             if wait {
                 wait_for_job(&mut c, &resp.job_id).await?;
@@ -46,6 +59,7 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
                 println!("{}", resp.job_id);
             }
         }
+        TemplatesCmd::Versions(cmd) => super::versions::versions(cmd).await?,
         TemplatesCmd::Show { name, out, admin } => {
             let mut c = client(&admin).await?;
             template_show::show(&mut c, &name, out.output).await?;
@@ -82,7 +96,7 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
                             let vars: Vec<_> = t.variables.iter().map(|v| v.name.clone()).collect();
                             vec![
                                 t.name.clone(),
-                                t.active_version_id.clone(),
+                                render::version_text(&t.active_version_name, &t.active_version_id),
                                 vars.join(","),
                                 render::table_time(t.created_at),
                             ]

@@ -1,4 +1,4 @@
-//! `workspaces create|start|stop|delete|list|show`.
+//! `workspaces create|start|stop|update|delete|autoupdate|list|show`.
 
 use serde_json::json;
 
@@ -9,7 +9,14 @@ use super::{CliError, client, pages, pairs, print_json, render, wait_for_job};
 use crate::config::{BuildArgs, Output, WorkspacesCmd};
 use crate::proto::{self, Transition};
 
-const HEADERS: [&str; 5] = ["NAME", "OWNER", "TEMPLATE", "LAST BUILD", "STATUS"];
+const HEADERS: [&str; 6] = [
+    "NAME",
+    "OWNER",
+    "TEMPLATE",
+    "VERSION",
+    "LAST BUILD",
+    "STATUS",
+];
 
 pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
     match cmd {
@@ -20,6 +27,8 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
             vars,
             params,
             preset,
+            template_version,
+            automatic_updates,
             wait,
             out,
             admin,
@@ -38,6 +47,8 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
                     // default preset; `none` is none.
                     default_preset: preset.is_none(),
                     preset: preset.unwrap_or_default(),
+                    template_version: template_version.unwrap_or_default(),
+                    automatic_updates: automatic_updates.as_str().to_string(),
                 })
                 .await?
                 .into_inner();
@@ -57,9 +68,28 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
                 finish_build(&mut c, &name, &resp.job_id, wait, out.output).await?;
             }
         }
-        WorkspacesCmd::Start(a) => build(a, Transition::Start, false).await?,
-        WorkspacesCmd::Stop(a) => build(a, Transition::Stop, false).await?,
-        WorkspacesCmd::Delete(a) => build(a.build, Transition::Destroy, a.yes.yes).await?,
+        WorkspacesCmd::Start(a) => build(a, Transition::Start, false, false).await?,
+        WorkspacesCmd::Stop(a) => build(a, Transition::Stop, false, false).await?,
+        WorkspacesCmd::Update(a) => build(a, Transition::Start, false, true).await?,
+        WorkspacesCmd::Delete(a) => build(a.build, Transition::Destroy, a.yes.yes, false).await?,
+        WorkspacesCmd::Autoupdate {
+            name,
+            policy,
+            admin,
+        } => {
+            let w = client(&admin)
+                .await?
+                .set_automatic_updates(proto::SetAutomaticUpdatesRequest {
+                    name: name.clone(),
+                    automatic_updates: policy.as_str().to_string(),
+                })
+                .await?
+                .into_inner();
+            eprintln!(
+                "Workspace {name:?}: automatic updates {}",
+                w.automatic_updates
+            );
+        }
         WorkspacesCmd::List {
             owner,
             template,
@@ -102,6 +132,7 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
                                 w.name.clone(),
                                 w.owner.clone(),
                                 w.template.clone(),
+                                workspace_version(w),
                                 render::transition_name(w.latest_transition).into(),
                                 w.latest_job_status.clone(),
                             ]
@@ -131,9 +162,19 @@ fn print_workspace(w: &proto::Workspace, output: Output) {
     println!("Workspace:   {}", w.name);
     println!("Owner:       {}", w.owner);
     println!(
-        "Template:    {} (version {})",
-        w.template, w.template_version_id
+        "Template:    {} version {} ({}){}",
+        w.template,
+        render::version_text(&w.template_version_name, &w.template_version_id),
+        w.template_version_id,
+        if w.outdated {
+            "; outdated: `workspaces update` moves it to the active version"
+        } else {
+            ""
+        }
     );
+    if !w.automatic_updates.is_empty() {
+        println!("Updates:     {}", w.automatic_updates);
+    }
     println!(
         "Last build:  {} {} (job {})",
         render::transition_name(w.latest_transition),
@@ -156,9 +197,25 @@ fn print_workspace(w: &proto::Workspace, output: Output) {
     }
 }
 
+/// A workspace's version in a table, marked when it is not the active one.
+fn workspace_version(w: &proto::Workspace) -> String {
+    let v = render::version_text(&w.template_version_name, &w.template_version_id);
+    if w.outdated {
+        format!("{v} (outdated)")
+    } else {
+        v
+    }
+}
+
 /// A build of `transition`; `yes`: a destroy was confirmed by -y (it is
-/// asked for otherwise, once the workspace is known to exist).
-async fn build(a: BuildArgs, transition: Transition, yes: bool) -> Result<(), CliError> {
+/// asked for otherwise, once the workspace is known to exist); `update`:
+/// a start on the active version.
+async fn build(
+    a: BuildArgs,
+    transition: Transition,
+    yes: bool,
+    update: bool,
+) -> Result<(), CliError> {
     let parameters = pairs("--param", &a.params)?;
     let mut c = client(&a.admin).await?;
     if transition == Transition::Destroy && !yes {
@@ -178,6 +235,7 @@ async fn build(a: BuildArgs, transition: Transition, yes: bool) -> Result<(), Cl
             name: a.name.clone(),
             transition: transition as i32,
             parameters,
+            update,
         })
         .await?
         .into_inner();

@@ -136,12 +136,35 @@ pub enum TemplatesCmd {
         /// Template variable `name=value` (repeatable).
         #[arg(long = "var")]
         vars: Vec<String>,
+        /// The version's name, unique in the template (letters, digits,
+        /// `.`, `_`, `-`) [default: vN, N counting the template's versions].
+        #[arg(long = "name", value_name = "VERSION_NAME")]
+        version_name: Option<String>,
+        /// What changed in this version (shown by `templates versions
+        /// list`).
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// Make the version active once its import succeeds;
+        /// `--activate=false` imports it and leaves the active version as
+        /// it is (promote it later with `templates versions promote`).
+        #[arg(
+            long,
+            default_value_t = true,
+            num_args = 0..=1,
+            default_missing_value = "true",
+            action = clap::ArgAction::Set,
+            value_name = "BOOL"
+        )]
+        activate: bool,
         /// Stream the import's logs; exit non-zero if it fails.
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// A template's versions: list, promote (roll back), archive.
+    #[command(subcommand)]
+    Versions(VersionsCmd),
     /// Show what a template's newest version declares: variables,
     /// parameters, workspace tag expressions, presets and README.
     Show {
@@ -162,6 +185,67 @@ pub enum TemplatesCmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VersionsCmd {
+    /// List a template's versions, newest first: status, which is active,
+    /// and how many workspaces use each.
+    List {
+        /// Template name.
+        template: String,
+        /// Also list archived versions.
+        #[arg(long)]
+        include_archived: bool,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        out: OutputArg,
+        #[command(flatten)]
+        cols: ColumnArg,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a version whose import succeeded the active one: new
+    /// workspaces, `always` workspaces' starts and the prebuild pools use
+    /// it. Promoting an older version is a rollback.
+    Promote(VersionArgs),
+    /// Hide a version from lists and refuse it for new workspaces (the
+    /// active version cannot be archived; workspaces on it keep working).
+    Archive(VersionArgs),
+    /// Undo `archive`.
+    Unarchive(VersionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Template name.
+    pub template: String,
+    /// The version's name (or id).
+    pub version: String,
+    #[command(flatten)]
+    pub out: OutputArg,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// A workspace's automatic updates (Coder's words).
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum AutomaticUpdates {
+    /// A start keeps the workspace on its version.
+    #[default]
+    Never,
+    /// A start moves the workspace to the template's active version.
+    Always,
+}
+
+impl AutomaticUpdates {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutomaticUpdates::Never => "never",
+            AutomaticUpdates::Always => "always",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +270,15 @@ pub enum WorkspacesCmd {
         /// prebuilds claims an eligible prebuilt workspace if there is one.
         #[arg(long)]
         preset: Option<String>,
+        /// Build from this template version (name or id) instead of the
+        /// active one; a version whose import did not succeed, or an
+        /// archived one, is refused.
+        #[arg(long, value_name = "VERSION")]
+        template_version: Option<String>,
+        /// Whether a start moves the workspace to the template's active
+        /// version (`always`) or keeps it on its own (`never`).
+        #[arg(long, value_enum, default_value = "never")]
+        automatic_updates: AutomaticUpdates,
         #[arg(long)]
         wait: bool,
         #[command(flatten)]
@@ -197,6 +290,18 @@ pub enum WorkspacesCmd {
     Start(BuildArgs),
     /// Stop a workspace (build with transition stop).
     Stop(BuildArgs),
+    /// Start a workspace on the template's active version (whatever its
+    /// automatic updates).
+    Update(BuildArgs),
+    /// Set whether a workspace's starts move it to the template's active
+    /// version.
+    Autoupdate {
+        name: String,
+        #[arg(value_enum)]
+        policy: AutomaticUpdates,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Destroy a workspace's resources and remove it. Asks first on a
     /// terminal; without one, needs --yes.
     Delete(DeleteArgs),

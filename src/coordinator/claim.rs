@@ -59,7 +59,7 @@ pub fn create_or_claim(hub: &Hub, req: &NewWorkspace<'_>, default_preset: bool) 
         None => default_preset,
     };
     let active = if needed {
-        active_version(hub, req.template)?
+        chosen_version(hub, req)?
     } else {
         None
     };
@@ -125,18 +125,32 @@ fn claimable(req: &NewWorkspace<'_>) -> bool {
     !req.reconciled && req.owner != PREBUILDS_OWNER && req.variables.is_empty()
 }
 
-/// The template's active version and its metadata, read once per create;
-/// `None` when there is none (no template, nothing imported yet, no
-/// metadata): `workspaces::create` then reports what is missing.
-fn active_version(hub: &Hub, template: &str) -> Result<Option<(VersionRow, TemplateMeta)>> {
-    let Ok(template) = hub.store.template(template) else {
+/// The version the create builds from and its metadata, read once per
+/// create, and whether it is the template's active one (only then may a
+/// prebuild be claimed: prebuilds are of the active version). `None` when
+/// there is none (no template, nothing imported yet, no metadata):
+/// `workspaces::create` then reports what is missing. A version asked for
+/// that cannot be used is refused here, with the reason.
+fn chosen_version(hub: &Hub, req: &NewWorkspace<'_>) -> Result<Option<(VersionRow, TemplateMeta)>> {
+    let Ok(template) = hub.store.template(req.template) else {
         return Ok(None);
     };
-    let Some(active) = template.active_version_id else {
-        return Ok(None);
+    let version = match (req.version, template.active_version_id) {
+        (Some(v), _) => {
+            let action = format!("create workspace {:?}", req.name);
+            workspaces::version_for_create(hub, &action, req.template, Some(v))?
+        }
+        (None, Some(active)) => hub.store.version(&active)?,
+        (None, None) => return Ok(None),
     };
-    let version = hub.store.version(&active)?;
     Ok(templates::meta_of(&version)?.map(|meta| (version, meta)))
+}
+
+/// `version` is its template's active one (re-read: a promote may have
+/// happened since the create read it).
+fn is_active(hub: &Hub, version: &VersionRow) -> Result<bool> {
+    let template = hub.store.template(&version.template)?;
+    Ok(template.active_version_id.as_deref() == Some(version.id.as_str()))
 }
 
 /// Claims a prebuild for `req` if its preset has prebuilds and one is
@@ -157,6 +171,10 @@ fn try_claim(
     let Some((version, meta)) = active else {
         return Ok((false, None));
     };
+    if req.version.is_some() && !is_active(hub, &version)? {
+        // Built from the version asked for; prebuilds are of another.
+        return Ok((false, None));
+    }
     let Some(pb) = meta
         .presets
         .iter()
@@ -177,6 +195,7 @@ fn try_claim(
             ttl_seconds: pb.ttl_seconds.unwrap_or(0),
             name: req.name,
             owner: req.owner,
+            automatic_updates: req.automatic_updates,
         },
         // The claim build is planned for its new owner and name, so the
         // template's workspace tags route it as a person's build.

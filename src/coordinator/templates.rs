@@ -169,6 +169,8 @@ mod tests {
             var_values: BTreeMap::new(),
             declared: None,
             meta_json,
+            name: "v1".into(),
+            archived: false,
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::Hub;
 use super::error::{CoordError, Result};
-use super::store::{self, VersionRow, WorkspaceRow};
+use super::store::{self, AutomaticUpdates, VersionRow, WorkspaceRow};
 use super::templates;
 use crate::proto::Transition;
 use crate::tags;
@@ -22,26 +22,53 @@ pub struct NewWorkspace<'a> {
     pub preset: Option<&'a str>,
     /// Created by the prebuild reconciler (which only ever judges its own).
     pub reconciled: bool,
+    /// A version (name or id) to build from instead of the active one.
+    pub version: Option<&'a str>,
+    pub automatic_updates: AutomaticUpdates,
 }
 
-/// Creates the workspace with the template's active version and enqueues
-/// its first build. Returns (workspace id, job id).
+/// The version a create builds from: `version` (name or id) if given —
+/// refused, with the reason, unless its import succeeded and it is not
+/// archived — else the template's active one.
+pub fn version_for_create(
+    hub: &Hub,
+    action: &str,
+    template: &str,
+    version: Option<&str>,
+) -> Result<VersionRow> {
+    if let Some(v) = version {
+        let info = hub.store.find_version(template, v).map_err(|e| match e {
+            CoordError::NotFound(m) => CoordError::NotFound(format!("{action}: {m}")),
+            e => e,
+        })?;
+        if let Some(why) = store::unusable(&info) {
+            return Err(CoordError::FailedPrecondition(format!(
+                "{action}: template {template:?} {why}"
+            )));
+        }
+        return hub.store.version(&info.id);
+    }
+    let active = hub.store.template(template)?.active_version_id;
+    let version_id = active.ok_or_else(|| {
+        CoordError::FailedPrecondition(format!(
+            "{action}: template {template:?} has no active version yet: no import has succeeded \
+             (see `provisionerd templates versions list {template}`)"
+        ))
+    })?;
+    hub.store.version(&version_id)
+}
+
+/// Creates the workspace with the template's active version (or the one
+/// asked for) and enqueues its first build. Returns (workspace id, job id).
 pub fn create(hub: &Hub, req: &NewWorkspace<'_>) -> Result<(String, String)> {
     tags::check_name("workspace", req.name).map_err(CoordError::Invalid)?;
     tags::check_name("owner", req.owner).map_err(CoordError::Invalid)?;
-    let template = hub.store.template(req.template)?;
-    let version_id = template.active_version_id.ok_or_else(|| {
-        CoordError::FailedPrecondition(format!(
-            "create workspace {:?}: template {:?} has no successfully imported version yet (see `provisionerd jobs list`)",
-            req.name, req.template
-        ))
-    })?;
-    let version = hub.store.version(&version_id)?;
+    let action = format!("create workspace {:?}", req.name);
+    let version = version_for_create(hub, &action, req.template, req.version)?;
     check_variables(&version, &req.variables)?;
     let workspace_id = store::new_id();
     let mut variables = version.var_values.clone();
     variables.extend(req.variables.clone());
-    let action = format!("create workspace {:?}", req.name);
     let build = templates::plan(&templates::Plan {
         action: &action,
         workspace_name: req.name,
@@ -62,27 +89,29 @@ pub fn create(hub: &Hub, req: &NewWorkspace<'_>) -> Result<(String, String)> {
         &req.variables,
         &build,
         req.reconciled,
+        req.automatic_updates,
     )?;
     hub.job_queued(&build.tags);
     Ok(created)
 }
 
 /// Enqueues a start, stop or destroy of an existing workspace, initiated
-/// by its owner. Start moves it to the template's active version; stop and
-/// destroy run with the version that built it. Returns the job id.
+/// by its owner. A start moves it to the template's active version when
+/// its automatic updates are `always` or `update` asks for it (`workspaces
+/// update`), and keeps its version otherwise; stop and destroy always run
+/// with its own version. Returns the job id.
 pub fn build(
     hub: &Hub,
     ws: &WorkspaceRow,
     transition: Transition,
     given: &BTreeMap<String, String>,
+    update: bool,
 ) -> Result<String> {
-    let version_id = if transition == Transition::Start {
-        hub.store
-            .template(&ws.template)?
-            .active_version_id
-            .unwrap_or_else(|| ws.template_version_id.clone())
-    } else {
-        ws.template_version_id.clone()
+    let moves = transition == Transition::Start
+        && (update || ws.automatic_updates == AutomaticUpdates::Always);
+    let version_id = match (&ws.active_version_id, moves) {
+        (Some(active), true) => active.clone(),
+        _ => ws.template_version_id.clone(),
     };
     let version = hub.store.version(&version_id)?;
     let build = templates::plan_existing(ws, &version, transition, given)?;

@@ -40,6 +40,8 @@ pub const MAX_TAG_VALUE_BYTES: usize = 256;
 /// (`Hello`/`StateUpdate` `current_job_id`).
 pub const MAX_VERSION_BYTES: usize = 128;
 pub const MAX_ID_BYTES: usize = 64;
+/// A template version's message (`templates push --message`).
+pub const MAX_VERSION_MESSAGE_BYTES: usize = 4 * 1024;
 
 /// Template variables or parameter values in one request (push, create,
 /// build): how many, how long one value may be, and all of them together.

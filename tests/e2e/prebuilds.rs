@@ -122,6 +122,7 @@ async fn prebuilds_land_on_the_prebuild_pool_and_people_elsewhere() {
                     name: "alice-1".into(),
                     transition: proto::Transition::Start as i32,
                     parameters,
+                    update: false,
                 })
                 .await
                 .map(|r| r.into_inner().job_id)

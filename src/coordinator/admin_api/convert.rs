@@ -4,7 +4,7 @@
 use crate::coordinator::error::Result;
 use crate::coordinator::outputs::state_outputs;
 use crate::coordinator::store::{
-    DaemonRow, JobKind, JobRow, KeyRow, LogRow, Store, TemplateRow, WorkspaceRow,
+    DaemonRow, JobKind, JobRow, KeyRow, LogRow, Store, TemplateRow, VersionInfo, WorkspaceRow,
 };
 use crate::proto::{self, Transition};
 
@@ -20,6 +20,7 @@ pub(super) fn template(t: TemplateRow) -> proto::Template {
     proto::Template {
         name: t.name,
         active_version_id: t.active_version_id.unwrap_or_default(),
+        active_version_name: t.active_version_name.unwrap_or_default(),
         created_at: t.created_at,
         variables: t
             .declared
@@ -33,6 +34,24 @@ pub(super) fn template(t: TemplateRow) -> proto::Template {
                 required: v.required,
             })
             .collect(),
+    }
+}
+
+pub(super) fn version(v: VersionInfo) -> proto::TemplateVersion {
+    proto::TemplateVersion {
+        id: v.id,
+        name: v.name,
+        template: v.template,
+        message: v.message,
+        created_by: v.created_by,
+        created_at: v.created_at,
+        import_job_id: v.import_job_id,
+        status: v.status,
+        error: v.error,
+        active: v.active,
+        archived: v.archived,
+        workspaces: v.workspaces,
+        activate: v.activate,
     }
 }
 
@@ -83,6 +102,7 @@ pub(super) fn job(store: &Store, j: JobRow) -> proto::Job {
         error: j.error.unwrap_or_default(),
         daemon: j.daemon_name.unwrap_or_default(),
         offered_to: j.offered_to.unwrap_or_default(),
+        template_version_name: version.as_ref().map(|v| v.name.clone()).unwrap_or_default(),
         template: version.map(|v| v.template).unwrap_or_default(),
         template_version_id: j.template_version_id,
         workspace: workspace.map(|w| w.name).unwrap_or_default(),
@@ -110,6 +130,12 @@ pub(super) fn workspace(store: &Store, w: WorkspaceRow) -> Result<proto::Workspa
     };
     let (claimed_from, claimed_at) = store.claim_of(&w.id)?.unwrap_or_default();
     Ok(proto::Workspace {
+        outdated: w
+            .active_version_id
+            .as_ref()
+            .is_some_and(|a| *a != w.template_version_id),
+        template_version_name: w.template_version_name,
+        automatic_updates: w.automatic_updates.as_str().to_string(),
         claimed_from,
         claimed_at,
         outputs: state_outputs(w.state.as_deref()),

@@ -25,6 +25,7 @@ mod keys;
 mod lists;
 mod prebuilds;
 mod templates;
+mod versions;
 mod workspaces;
 
 /// The owner of workspaces created without `--owner`.
@@ -117,6 +118,33 @@ impl Admin for AdminApi {
         Ok(Response::new(templates::get(self, req.into_inner())?))
     }
 
+    async fn list_template_versions(
+        &self,
+        req: Request<proto::ListTemplateVersionsRequest>,
+    ) -> Result<Response<proto::ListTemplateVersionsResponse>, Status> {
+        self.auth(&req)?;
+        let r = req.into_inner();
+        Ok(Response::new(
+            self.blocking(move |api| api.versions_page(r)).await?,
+        ))
+    }
+
+    async fn promote_template_version(
+        &self,
+        req: Request<proto::PromoteTemplateVersionRequest>,
+    ) -> Result<Response<proto::TemplateVersion>, Status> {
+        self.auth(&req)?;
+        Ok(Response::new(versions::promote(self, req.into_inner())?))
+    }
+
+    async fn archive_template_version(
+        &self,
+        req: Request<proto::ArchiveTemplateVersionRequest>,
+    ) -> Result<Response<proto::TemplateVersion>, Status> {
+        self.auth(&req)?;
+        Ok(Response::new(versions::archive(self, req.into_inner())?))
+    }
+
     async fn create_workspace(
         &self,
         req: Request<proto::CreateWorkspaceRequest>,
@@ -150,6 +178,17 @@ impl Admin for AdminApi {
     ) -> Result<Response<proto::Workspace>, Status> {
         self.auth(&req)?;
         Ok(Response::new(workspaces::get(self, req.into_inner())?))
+    }
+
+    async fn set_automatic_updates(
+        &self,
+        req: Request<proto::SetAutomaticUpdatesRequest>,
+    ) -> Result<Response<proto::Workspace>, Status> {
+        self.auth(&req)?;
+        Ok(Response::new(workspaces::set_automatic_updates(
+            self,
+            req.into_inner(),
+        )?))
     }
 
     async fn list_jobs(

@@ -12,7 +12,7 @@ use crate::coordinator::error::{CoordError, Result};
 use crate::coordinator::store;
 use crate::coordinator::templates;
 use crate::coordinator::transfer;
-use crate::grpc::limits::MAX_META_BYTES;
+use crate::grpc::limits::{MAX_META_BYTES, MAX_VERSION_MESSAGE_BYTES};
 use crate::proto;
 
 /// A pushed archive must pass the daemon's own extraction checks within
@@ -73,20 +73,27 @@ pub(super) async fn push(
             meta_json.len()
         )));
     }
+    bounds::text(&action, "message", &req.message, MAX_VERSION_MESSAGE_BYTES)?;
     let import = store::NewImport {
         meta_json: Some(meta_json),
         tags: import_tags,
+        version: store::NewVersion {
+            name: (!req.version_name.is_empty()).then(|| req.version_name.clone()),
+            message: req.message,
+            keep_inactive: req.no_activate,
+        },
     };
     let name = req.name.clone();
-    let (version_id, job_id) = api
+    let pushed = api
         .hub
         .store
-        .call(move |s| s.push_template(&name, &archive, &tags, &vars, DEFAULT_OWNER, &import))
+        .call(move |s| s.push_version(&name, &archive, &tags, &vars, DEFAULT_OWNER, &import))
         .await?;
     api.hub.kick();
     Ok(proto::PushTemplateResponse {
-        template_version_id: version_id,
-        job_id,
+        template_version_id: pushed.version_id,
+        job_id: pushed.job_id,
+        template_version_name: pushed.version_name,
     })
 }
 
@@ -97,6 +104,8 @@ pub(super) fn get(api: &AdminApi, req: proto::GetTemplateRequest) -> Result<prot
     Ok(proto::TemplateDetail {
         name,
         active_version_id: template.active_version_id.unwrap_or_default(),
+        active_version_name: template.active_version_name.unwrap_or_default(),
+        latest_version_name: latest.name,
         latest_version_id: latest.id,
         meta_json: latest.meta_json.unwrap_or_default(),
     })

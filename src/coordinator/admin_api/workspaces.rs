@@ -6,6 +6,7 @@ use super::{AdminApi, DEFAULT_OWNER, convert};
 use crate::coordinator::bounds;
 use crate::coordinator::claim;
 use crate::coordinator::error::{CoordError, Result};
+use crate::coordinator::store;
 use crate::coordinator::workspaces;
 use crate::grpc::limits::MAX_VALUE_NAME_BYTES;
 use crate::proto::{self, Transition};
@@ -19,6 +20,14 @@ pub(super) fn create(
     bounds::values(&action, "variables", &req.variables)?;
     bounds::values(&action, "parameters", &req.parameters)?;
     bounds::text(&action, "preset", &req.preset, MAX_VALUE_NAME_BYTES)?;
+    bounds::text(
+        &action,
+        "template version",
+        &req.template_version,
+        MAX_VALUE_NAME_BYTES,
+    )?;
+    let automatic_updates = store::AutomaticUpdates::parse(&req.automatic_updates)
+        .map_err(|e| CoordError::Invalid(format!("{action}: {e}")))?;
     let owner = if req.owner.is_empty() {
         DEFAULT_OWNER
     } else {
@@ -34,6 +43,8 @@ pub(super) fn create(
             parameters: req.parameters.into_iter().collect(),
             preset: (!req.preset.is_empty()).then_some(req.preset.as_str()),
             reconciled: false,
+            version: (!req.template_version.is_empty()).then_some(req.template_version.as_str()),
+            automatic_updates,
         },
         req.default_preset,
     )?;
@@ -65,7 +76,12 @@ pub(super) fn build(
     bounds::values(&action, "parameters", &req.parameters)?;
     let ws = api.hub.store.workspace(&req.name)?;
     let given: BTreeMap<String, String> = req.parameters.into_iter().collect();
-    let job_id = workspaces::build(&api.hub, &ws, transition, &given)?;
+    if req.update && transition != Transition::Start {
+        return Err(CoordError::Invalid(format!(
+            "{action}: only a start can update a workspace to the active version"
+        )));
+    }
+    let job_id = workspaces::build(&api.hub, &ws, transition, &given, req.update)?;
     Ok(proto::BuildResponse {
         workspace_id: ws.id,
         job_id,
@@ -76,4 +92,18 @@ pub(super) fn build(
 pub(super) fn get(api: &AdminApi, req: proto::GetWorkspaceRequest) -> Result<proto::Workspace> {
     let ws = api.hub.store.workspace(&req.name)?;
     convert::workspace(&api.hub.store, ws)
+}
+
+pub(super) fn set_automatic_updates(
+    api: &AdminApi,
+    req: proto::SetAutomaticUpdatesRequest,
+) -> Result<proto::Workspace> {
+    let action = format!(
+        "set automatic updates of workspace {:?}",
+        tags::shown(&req.name)
+    );
+    let mode = store::AutomaticUpdates::parse(&req.automatic_updates)
+        .map_err(|e| CoordError::Invalid(format!("{action}: {e}")))?;
+    api.hub.store.set_automatic_updates(&req.name, mode)?;
+    get(api, proto::GetWorkspaceRequest { name: req.name })
 }

@@ -268,6 +268,10 @@ fn create(hub: &Hub, slot: &Slot) {
             parameters: Default::default(),
             preset: Some(&slot.preset),
             reconciled: true,
+            // The version the pool was assessed for (a promote since then
+            // is seen by the next pass).
+            version: Some(&slot.version_id),
+            automatic_updates: Default::default(),
         },
     );
     let key = (slot.version_id.clone(), slot.preset.clone());

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::db::{Connection, OptionalExtension, params};
 
 use super::enqueue::{JobKind, NewJob, insert_job, set_build_parameters};
+use super::versions::{AutomaticUpdates, NewVersion, name_for_push};
 use super::{Store, new_id, not_found, now_ms, tags_to_json};
 use crate::coordinator::error::{CoordError, Result};
 use crate::tags::Tags;
@@ -15,6 +16,7 @@ use crate::tags::Tags;
 pub struct TemplateRow {
     pub name: String,
     pub active_version_id: Option<String>,
+    pub active_version_name: Option<String>,
     pub created_at: i64,
     /// Variables declared by the active version.
     pub declared: Vec<DeclaredVar>,
@@ -23,6 +25,8 @@ pub struct TemplateRow {
 #[derive(Debug, Clone)]
 pub struct VersionRow {
     pub id: String,
+    /// Unique in the template (see versions.rs).
+    pub name: String,
     pub template: String,
     pub tags: Tags,
     pub var_values: BTreeMap<String, String>,
@@ -30,6 +34,7 @@ pub struct VersionRow {
     pub declared: Option<Vec<DeclaredVar>>,
     /// `template::TemplateMeta` as JSON, read when the version was pushed.
     pub meta_json: Option<String>,
+    pub archived: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +52,10 @@ pub struct WorkspaceRow {
     /// The preset it was created from, if any (prebuild pools are per
     /// preset).
     pub preset: Option<String>,
+    pub template_version_name: String,
+    /// Its template's active version, if it has one.
+    pub active_version_id: Option<String>,
+    pub automatic_updates: AutomaticUpdates,
 }
 
 /// What a pushed version's import is enqueued with: the metadata read from
@@ -56,6 +65,15 @@ pub struct WorkspaceRow {
 pub struct NewImport {
     pub meta_json: Option<String>,
     pub tags: Tags,
+    pub version: NewVersion,
+}
+
+/// A pushed version: its id and name, and its import job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    pub version_id: String,
+    pub version_name: String,
+    pub job_id: String,
 }
 
 /// What a build is enqueued with: its parameter values and the tags that
@@ -121,6 +139,20 @@ impl Store {
         initiator: &str,
         import: &NewImport,
     ) -> Result<(String, String)> {
+        let p = self.push_version(name, archive, tags, var_values, initiator, import)?;
+        Ok((p.version_id, p.job_id))
+    }
+
+    /// [`Self::push_template`], with the version's name.
+    pub fn push_version(
+        &self,
+        name: &str,
+        archive: &[u8],
+        tags: &Tags,
+        var_values: &BTreeMap<String, String>,
+        initiator: &str,
+        import: &NewImport,
+    ) -> Result<Pushed> {
         let conn = self.conn()?;
         let tx = conn.begin(super::db::TxKind::Write)?;
         let now = now_ms();
@@ -130,11 +162,13 @@ impl Store {
             params![name, now],
         )?;
         let version_id = new_id();
+        let version_name = name_for_push(&tx, name, import.version.name.as_deref())?;
         let (archive_size, archive_sha256) = super::blobs::digest(archive);
         tx.execute(
             "INSERT INTO template_versions(id, template, archive, tags, var_values, declared,
-                                           created_at, meta, archive_size, archive_sha256)
-             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9)",
+                                           created_at, meta, archive_size, archive_sha256,
+                                           name, message, created_by, activate)
+             VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 version_id,
                 name,
@@ -144,7 +178,11 @@ impl Store {
                 now,
                 import.meta_json,
                 archive_size,
-                archive_sha256
+                archive_sha256,
+                version_name,
+                import.version.message,
+                initiator,
+                !import.version.keep_inactive as i64
             ],
         )?;
         let job_id = insert_job(
@@ -157,8 +195,16 @@ impl Store {
                 workspace_id: None,
             },
         )?;
+        tx.execute(
+            "UPDATE template_versions SET import_job_id = ?2 WHERE id = ?1",
+            params![version_id, job_id],
+        )?;
         tx.commit()?;
-        Ok((version_id, job_id))
+        Ok(Pushed {
+            version_id,
+            version_name,
+            job_id,
+        })
     }
 
     pub fn list_templates(&self) -> Result<Vec<TemplateRow>> {
@@ -170,7 +216,7 @@ impl Store {
         let limit = super::all_if_negative(limit);
         let conn = self.conn()?;
         let mut stmt = conn.prepare(
-            "SELECT t.name, t.active_version_id, t.created_at, v.declared
+            "SELECT t.name, t.active_version_id, t.created_at, v.declared, v.name
              FROM templates t LEFT JOIN template_versions v ON v.id = t.active_version_id
              WHERE t.name > ?1 ORDER BY t.name LIMIT ?2",
         )?;
@@ -183,6 +229,7 @@ impl Store {
                     .get::<_, Option<String>>(3)?
                     .map(|s| declared_from_json(&s))
                     .unwrap_or_default(),
+                active_version_name: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -233,6 +280,7 @@ impl Store {
         var_values: &BTreeMap<String, String>,
         build: &NewBuild,
         reconciled: bool,
+        automatic_updates: AutomaticUpdates,
     ) -> Result<(String, String)> {
         let conn = self.conn()?;
         let tx = conn.begin(super::db::TxKind::Write)?;
@@ -247,8 +295,8 @@ impl Store {
             )));
         }
         tx.execute(
-            "INSERT INTO workspaces(id, name, owner, template, template_version_id, var_values, state, deleted, created_at, parameters, preset, reconciled)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?8, ?9, ?10)",
+            "INSERT INTO workspaces(id, name, owner, template, template_version_id, var_values, state, deleted, created_at, parameters, preset, reconciled, automatic_updates)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0, ?7, ?8, ?9, ?10, ?11)",
             params![
                 id,
                 name,
@@ -259,7 +307,8 @@ impl Store {
                 now_ms(),
                 serde_json::to_string(&build.parameters)?,
                 build.preset,
-                reconciled
+                reconciled,
+                automatic_updates.as_str()
             ],
         )?;
         let job_id = insert_job(
@@ -278,7 +327,7 @@ impl Store {
     }
 
     /// Enqueues a build of an existing workspace. `version` is the version
-    /// to build with (start moves a workspace to the active version).
+    /// to build with (the caller decides: see `coordinator::workspaces`).
     pub fn enqueue_build(
         &self,
         ws: &WorkspaceRow,
@@ -401,7 +450,10 @@ pub(super) fn workspaces_in(
     let limit = super::all_if_negative(limit);
     let sql = format!(
         "SELECT id, name, owner, template, template_version_id, var_values, {state},
-                created_at, parameters, preset
+                created_at, parameters, preset,
+                (SELECT v.name FROM template_versions v WHERE v.id = workspaces.template_version_id),
+                (SELECT t.active_version_id FROM templates t WHERE t.name = workspaces.template),
+                automatic_updates
          FROM workspaces WHERE {cond} ORDER BY name LIMIT {limit}"
     );
     let mut stmt = conn.prepare(&sql)?;
@@ -420,6 +472,9 @@ pub(super) fn workspaces_in(
                 .and_then(|s| serde_json::from_str(&s).ok())
                 .unwrap_or_default(),
             preset: r.get(9)?,
+            template_version_name: r.get::<_, Option<String>>(10)?.unwrap_or_default(),
+            active_version_id: r.get(11)?,
+            automatic_updates: AutomaticUpdates::from_db(r.get(12)?),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -427,7 +482,8 @@ pub(super) fn workspaces_in(
 
 pub(super) fn version_in(conn: &Connection, id: &str) -> Result<VersionRow> {
     conn.query_row(
-        "SELECT id, template, tags, var_values, declared, meta FROM template_versions WHERE id = ?1",
+        "SELECT id, template, tags, var_values, declared, meta, name, archived
+         FROM template_versions WHERE id = ?1",
         [id],
         |r| {
             Ok(VersionRow {
@@ -439,6 +495,8 @@ pub(super) fn version_in(conn: &Connection, id: &str) -> Result<VersionRow> {
                     .get::<_, Option<String>>(4)?
                     .map(|s| declared_from_json(&s)),
                 meta_json: r.get(5)?,
+                name: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                archived: r.get::<_, i64>(7)? != 0,
             })
         },
     )

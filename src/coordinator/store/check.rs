@@ -25,7 +25,10 @@ const APPLICATION_ID: i32 = 0x5056_5344;
 /// could no longer use the database safely: such a build then refuses it.
 /// 2: jobs carry their tag set and blobs their size and hash; a build of
 /// version 1 would write states without their hash, so it must refuse.
-pub const SCHEMA_VERSION: i32 = 2;
+/// 3: template versions have names and may stay inactive, workspaces keep
+/// their version on start; a version-2 build would activate every import
+/// and move every workspace on start (undoing a rollback), so it refuses.
+pub const SCHEMA_VERSION: i32 = 3;
 /// Problems `quick_check` reports at most (the first few say enough).
 const MAX_PROBLEMS: u32 = 5;
 

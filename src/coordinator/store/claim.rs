@@ -34,6 +34,7 @@ pub struct ClaimWanted<'a> {
     /// The workspace's new name and owner.
     pub name: &'a str,
     pub owner: &'a str,
+    pub automatic_updates: super::AutomaticUpdates,
 }
 
 /// A prebuild about to be claimed, as the claim build is planned for it.
@@ -90,7 +91,8 @@ impl Store {
         let n = tx.execute(
             &format!(
                 "UPDATE workspaces AS w SET owner = ?2, name = ?3, reconciled = 0,
-                        claimed_from = w.name, claimed_at = ?4, parameters = ?5
+                        claimed_from = w.name, claimed_at = ?4, parameters = ?5,
+                        automatic_updates = ?6
                  WHERE w.id = ?1 AND {STILL_PREBUILD}"
             ),
             params![
@@ -98,7 +100,8 @@ impl Store {
                 want.owner,
                 want.name,
                 now,
-                serde_json::to_string(&build.parameters)?
+                serde_json::to_string(&build.parameters)?,
+                want.automatic_updates.as_str()
             ],
         )?;
         if n != 1 {

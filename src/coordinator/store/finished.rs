@@ -177,10 +177,18 @@ impl Store {
                             declared_to_json(&report.variables)?
                         ],
                     )?;
+                    // Only if the push asked for it (and nobody archived
+                    // the version meanwhile), and the active version has
+                    // not changed since the push: a slow import never
+                    // undoes a newer push or a rollback (see versions.rs).
                     tx.execute(
-                        "UPDATE templates SET active_version_id = ?1
-                         WHERE name = (SELECT template FROM template_versions WHERE id = ?1)",
-                        [&job.template_version_id],
+                        "UPDATE templates SET active_version_id = v.id, active_changed_at = ?2
+                         FROM (SELECT id, template, created_at FROM template_versions
+                               WHERE id = ?1 AND activate = 1 AND archived = 0) AS v
+                         WHERE templates.name = v.template
+                           AND (templates.active_changed_at IS NULL
+                                OR templates.active_changed_at <= v.created_at)",
+                        params![job.template_version_id, now_ms()],
                     )?;
                 }
                 (JobKind::WorkspaceBuild(transition), Some(ws)) => {

@@ -30,6 +30,7 @@ mod tagsets;
 pub mod testdb;
 #[cfg(test)]
 mod tests;
+mod versions;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +43,7 @@ use crate::coordinator::error::{CoordError, Result};
 use crate::tags::Tags;
 
 pub use cancel::Canceled;
+pub use catalog::Pushed;
 pub use catalog::{DeclaredVar, NewBuild, NewImport, TemplateRow, VersionRow, WorkspaceRow};
 pub use check::{CheckError, DB_FILE, Found, SCHEMA_VERSION, Summary, inspect};
 pub use claim::{ClaimCandidate, ClaimWanted, Claimed};
@@ -53,6 +55,7 @@ pub use logs::LogRow;
 pub use offers::{Blob, Offer, OfferBuild, OfferVariable};
 pub use ops::{Histo, JobGauge, PrebuildCount, PrebuildWorkspace};
 pub use status::JobStatus;
+pub use versions::{AutomaticUpdates, NewVersion, VersionInfo, check_version_name, unusable};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (
@@ -231,6 +234,8 @@ impl Store {
             unreachable!("opened as SQLite")
         };
         conn.execute_batch(CLAIM_INDEX)?;
+        // Cheap once done: only rows without a name are touched.
+        conn.execute_batch(versions::BACKFILL)?;
         check::stamp(&conn)?;
         Ok(Store {
             engine: EngineConn::Sqlite(Mutex::new(Connection::Sqlite(conn))),
@@ -436,6 +441,38 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // offer (see offers.rs); NULL: offered before secrets existed, such a
     // job keeps the name-and-key check alone (see `jobs::owned_in`).
     ("jobs", "secret_hash", "TEXT"),
+    // Template versions as operators manage them (see versions.rs): a name
+    // unique in the template (filled in for older rows by
+    // `versions::BACKFILL`), the push's message and pusher, archived, and
+    // whether the push asked to become active once imported.
+    ("template_versions", "name", "TEXT"),
+    ("template_versions", "message", "TEXT NOT NULL DEFAULT ''"),
+    (
+        "template_versions",
+        "created_by",
+        "TEXT NOT NULL DEFAULT 'admin'",
+    ),
+    (
+        "template_versions",
+        "archived",
+        "INTEGER NOT NULL DEFAULT 0",
+    ),
+    (
+        "template_versions",
+        "activate",
+        "INTEGER NOT NULL DEFAULT 1",
+    ),
+    ("template_versions", "import_job_id", "TEXT"),
+    // When the active version last changed (ms): an import that finishes
+    // later activates its version only if it was pushed after that.
+    ("templates", "active_changed_at", "INTEGER"),
+    // never | always: whether a start moves the workspace to the active
+    // version.
+    (
+        "workspaces",
+        "automatic_updates",
+        "TEXT NOT NULL DEFAULT 'never'",
+    ),
 ];
 
 fn add_missing_columns(conn: &rusqlite::Connection) -> Result<()> {

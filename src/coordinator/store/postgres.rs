@@ -152,6 +152,16 @@ END $$;
 "#,
     // 2: the job secret's hash (SQLite: `jobs.secret_hash` in ADDED_COLUMNS).
     "ALTER TABLE jobs ADD COLUMN secret_hash TEXT;",
+    // 3: template versions as operators manage them (SQLite: the same
+    // columns in ADDED_COLUMNS, then `versions::BACKFILL`, appended below).
+    "ALTER TABLE template_versions ADD COLUMN name TEXT;
+     ALTER TABLE template_versions ADD COLUMN message TEXT NOT NULL DEFAULT '';
+     ALTER TABLE template_versions ADD COLUMN created_by TEXT NOT NULL DEFAULT 'admin';
+     ALTER TABLE template_versions ADD COLUMN archived BIGINT NOT NULL DEFAULT 0;
+     ALTER TABLE template_versions ADD COLUMN activate BIGINT NOT NULL DEFAULT 1;
+     ALTER TABLE template_versions ADD COLUMN import_job_id TEXT;
+     ALTER TABLE templates ADD COLUMN active_changed_at BIGINT;
+     ALTER TABLE workspaces ADD COLUMN automatic_updates TEXT NOT NULL DEFAULT 'never';",
 ];
 
 /// The schema version this build writes.
@@ -192,13 +202,19 @@ fn migrate_locked(conn: &Connection) -> Result<()> {
         let version = i as i64 + 1;
         tracing::info!(version, "apply database migration");
         conn.execute_batch("BEGIN")?;
-        let applied = conn.execute_batch(sql).and_then(|_| {
-            conn.execute(
-                "INSERT INTO provisionerd_schema(version) VALUES (?1)",
-                [version],
-            )
-            .map(|_| ())
-        });
+        let applied = conn
+            .execute_batch(sql)
+            .and_then(|_| match version {
+                3 => conn.execute_batch(super::versions::BACKFILL),
+                _ => Ok(()),
+            })
+            .and_then(|_| {
+                conn.execute(
+                    "INSERT INTO provisionerd_schema(version) VALUES (?1)",
+                    [version],
+                )
+                .map(|_| ())
+            });
         match applied {
             Ok(()) => conn.execute_batch("COMMIT")?,
             Err(e) => {

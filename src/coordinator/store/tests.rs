@@ -102,6 +102,7 @@ impl Fixture {
                 &BTreeMap::new(),
                 &NewBuild::default(),
                 false,
+                Default::default(),
             )
             .unwrap();
         (version, ws, job)

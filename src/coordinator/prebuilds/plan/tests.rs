@@ -35,6 +35,9 @@ fn ws(
             created_at,
             parameters: BTreeMap::new(),
             preset: Some("p".into()),
+            template_version_name: String::new(),
+            active_version_id: None,
+            automatic_updates: Default::default(),
         },
         latest: Some(JobRow {
             id: format!("{name}-job"),

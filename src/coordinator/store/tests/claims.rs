@@ -43,6 +43,7 @@ fn pool(n: usize) -> (Pool, Vec<String>) {
                     ..Default::default()
                 },
                 true,
+                Default::default(),
             )
             .unwrap();
         if done {
@@ -95,6 +96,7 @@ fn claim(store: &Store, version: &VersionRow, name: &str, owner: &str) -> Option
                 ttl_seconds: 3600,
                 name,
                 owner,
+                automatic_updates: Default::default(),
             },
             &|_| Ok(NewBuild::default()),
         )
@@ -140,6 +142,7 @@ fn twenty_concurrent_creates_claim_exactly_the_five_eligible() {
                                 &BTreeMap::new(),
                                 &NewBuild::default(),
                                 false,
+                                Default::default(),
                             )
                             .unwrap();
                         None

@@ -26,6 +26,7 @@ fn enqueue(store: &Store, name: &str, job_tags: &str, initiator: &str) -> String
             &NewImport {
                 meta_json: None,
                 tags: tags(job_tags),
+                ..Default::default()
             },
         )
         .unwrap()
