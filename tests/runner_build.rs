@@ -213,7 +213,7 @@ async fn terraform_gets_coder_variables_but_not_daemon_settings() {
         "CODER_WORKSPACE_ID=ws-1",
         "CODER_WORKSPACE_TRANSITION=start",
         "CODER_WORKSPACE_TEMPLATE_NAME=demo",
-        "CODER_WORKSPACE_TEMPLATE_VERSION=tv-1",
+        "CODER_WORKSPACE_TEMPLATE_VERSION=v1",
         "CODER_WORKSPACE_BUILD_ID=build-1",
         "TF_IN_AUTOMATION=1",
         "TF_INPUT=0",

@@ -22,6 +22,7 @@ use super::Hub;
 use super::store::Histo;
 
 pub(crate) mod prebuilds;
+mod versions;
 
 /// Bucket bounds (seconds) for queue waits and dispatch latency.
 const WAIT_BOUNDS: [f64; 12] = [
@@ -52,6 +53,7 @@ struct Snapshot {
     /// Claims by (template, preset), from the claim-build jobs.
     claims: Vec<(String, String, u64)>,
     replacements: Vec<(String, String, u64)>,
+    versions: Vec<super::store::VersionCount>,
 }
 
 impl Snapshot {
@@ -78,6 +80,7 @@ impl Snapshot {
             prebuild_counts: store.prebuild_counts().map_err(e("prebuild counts"))?,
             claims: store.claim_counts().map_err(e("claims"))?,
             replacements: store.replacement_counts().map_err(e("replacements"))?,
+            versions: store.version_counts().map_err(e("template versions"))?,
         })
     }
 }
@@ -256,6 +259,7 @@ impl StoreCollector {
                 .map(|((state, tags), n)| (vec![("state", state), ("tags", tags)], n)),
         )
         .map_err(err("daemons"))?;
+        versions::encode(&mut e, &snap.versions).map_err(err("template versions"))?;
         prebuilds::encode(&mut e, &snap.prebuilds, snap.prebuild_counts)
             .map_err(err("prebuilds"))?;
         let status = snap.prebuilds;

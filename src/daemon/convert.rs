@@ -62,6 +62,7 @@ pub(super) fn job_from_offer(
         template_archive,
         template_name: offer.template_name,
         template_version_id: offer.template_version_id,
+        template_version_name: offer.template_version_name,
         initiator: offer.initiator,
         variables: offer
             .variables

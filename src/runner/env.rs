@@ -84,7 +84,13 @@ pub(super) fn environment(
         set("CODER_WORKSPACE_OWNER_RBAC_ROLES", "[]");
         set("CODER_WORKSPACE_TRANSITION", transition);
         set("CODER_WORKSPACE_TEMPLATE_NAME", &job.template_name);
-        set("CODER_WORKSPACE_TEMPLATE_VERSION", &job.template_version_id);
+        // Coder passes the version's name; an older coordinator sends none.
+        let version = if job.template_version_name.is_empty() {
+            &job.template_version_id
+        } else {
+            &job.template_version_name
+        };
+        set("CODER_WORKSPACE_TEMPLATE_VERSION", version);
         set("CODER_WORKSPACE_BUILD_ID", &build.build_id);
         // Coder's provider contract: a claim build says so instead (its
         // owner is already the person).

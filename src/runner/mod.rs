@@ -105,6 +105,8 @@ pub struct Job {
     pub template_archive: Vec<u8>,
     pub template_name: String,
     pub template_version_id: String,
+    /// Empty when the coordinator predates version names.
+    pub template_version_name: String,
     /// Who asked for the job (user name or `prebuilds`).
     pub initiator: String,
     /// Template variable values, passed to terraform as `-var`.

@@ -288,7 +288,7 @@ async fn the_start_on_an_existing_data_dir_logs_what_it_found() {
         .find(|l| l.contains("opened existing data dir"))
         .unwrap_or_else(|| panic!("no start summary:\n{text}"));
     for field in [
-        "schema_version=2",
+        "schema_version=3",
         "jobs_pending=1",
         "jobs_succeeded=0",
         "daemons=0",

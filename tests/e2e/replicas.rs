@@ -359,7 +359,7 @@ async fn replicas_starting_together_migrate_once() {
         .unwrap()
         .query_row("SELECT COUNT(*) FROM provisionerd_schema", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(versions, 2, "each of the 2 migrations applied once");
+    assert_eq!(versions, 3, "each of the 3 migrations applied once");
     for r in replicas {
         r.stop().await;
     }

@@ -118,6 +118,7 @@ fn job(id: &str, kind: JobKind, archive: Vec<u8>, variables: Vec<Variable>) -> J
         template_archive: archive,
         template_name: "demo".into(),
         template_version_id: "tv-1".into(),
+        template_version_name: "v1".into(),
         initiator: "alice".into(),
         variables,
         parameters: Vec::new(),

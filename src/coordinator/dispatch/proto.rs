@@ -23,6 +23,7 @@ pub(super) fn offer(o: Offer) -> proto::JobOffer {
         template_archive_sha256: o.archive.sha256,
         template_name: o.template_name,
         template_version_id: o.template_version_id,
+        template_version_name: o.template_version_name,
         variables: (o.variables.into_iter())
             .map(|v| proto::VariableValue {
                 name: v.name,

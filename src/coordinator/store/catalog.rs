@@ -451,8 +451,10 @@ pub(super) fn workspaces_in(
     let sql = format!(
         "SELECT id, name, owner, template, template_version_id, var_values, {state},
                 created_at, parameters, preset,
-                (SELECT v.name FROM template_versions v WHERE v.id = workspaces.template_version_id),
-                (SELECT t.active_version_id FROM templates t WHERE t.name = workspaces.template),
+                (SELECT v.name FROM template_versions v
+                 WHERE v.id = workspaces.template_version_id) AS version_name,
+                (SELECT t.active_version_id FROM templates t
+                 WHERE t.name = workspaces.template) AS active_version_id,
                 automatic_updates
          FROM workspaces WHERE {cond} ORDER BY name LIMIT {limit}"
     );

@@ -181,14 +181,17 @@ impl Store {
                     // the version meanwhile), and the active version has
                     // not changed since the push: a slow import never
                     // undoes a newer push or a rollback (see versions.rs).
+                    // The change is dated at the push, not now, so a newer
+                    // push still importing activates in its turn.
                     tx.execute(
-                        "UPDATE templates SET active_version_id = v.id, active_changed_at = ?2
+                        "UPDATE templates SET active_version_id = v.id,
+                                              active_changed_at = v.created_at
                          FROM (SELECT id, template, created_at FROM template_versions
                                WHERE id = ?1 AND activate = 1 AND archived = 0) AS v
                          WHERE templates.name = v.template
                            AND (templates.active_changed_at IS NULL
                                 OR templates.active_changed_at <= v.created_at)",
-                        params![job.template_version_id, now_ms()],
+                        [&job.template_version_id],
                     )?;
                 }
                 (JobKind::WorkspaceBuild(transition), Some(ws)) => {

@@ -55,7 +55,9 @@ pub use logs::LogRow;
 pub use offers::{Blob, Offer, OfferBuild, OfferVariable};
 pub use ops::{Histo, JobGauge, PrebuildCount, PrebuildWorkspace};
 pub use status::JobStatus;
-pub use versions::{AutomaticUpdates, NewVersion, VersionInfo, check_version_name, unusable};
+pub use versions::{
+    AutomaticUpdates, NewVersion, VersionCount, VersionInfo, check_version_name, unusable,
+};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS settings (

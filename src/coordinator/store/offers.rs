@@ -46,6 +46,7 @@ pub struct Offer {
     pub tags: Tags,
     pub template_name: String,
     pub template_version_id: String,
+    pub template_version_name: String,
     pub archive: Blob,
     /// Template variable values: the version's, then the workspace's.
     pub variables: Vec<OfferVariable>,
@@ -221,7 +222,8 @@ fn offer(conn: &Connection, id: &str, secret: Secret) -> Result<Offer> {
         "SELECT j.type, j.transition, j.created_at, j.initiator, j.tags, j.template_version_id,
                 v.template, v.archive_size, v.archive_sha256, v.var_values, v.declared,
                 j.parameters, j.previous_parameters, j.prebuild_claim,
-                w.id, w.name, w.owner, w.var_values, w.state_size, w.state_sha256
+                w.id, w.name, w.owner, w.var_values, w.state_size, w.state_sha256,
+                COALESCE(v.name, '')
          FROM jobs j JOIN template_versions v ON v.id = j.template_version_id
          LEFT JOIN workspaces w ON w.id = j.workspace_id
          WHERE j.id = ?1",
@@ -276,6 +278,7 @@ fn offer(conn: &Connection, id: &str, secret: Secret) -> Result<Offer> {
             initiator: r.get(3)?,
             tags: tags_from_json(&r.get::<_, String>(4)?),
             template_version_id: r.get(5)?,
+            template_version_name: r.get(20)?,
             template_name: r.get(6)?,
             archive: Blob {
                 size: r.get::<_, i64>(7)? as u64,

@@ -153,7 +153,8 @@ END $$;
     // 2: the job secret's hash (SQLite: `jobs.secret_hash` in ADDED_COLUMNS).
     "ALTER TABLE jobs ADD COLUMN secret_hash TEXT;",
     // 3: template versions as operators manage them (SQLite: the same
-    // columns in ADDED_COLUMNS, then `versions::BACKFILL`, appended below).
+    // columns in ADDED_COLUMNS); `versions::BACKFILL` then runs at every
+    // start (see `migrate_locked`).
     "ALTER TABLE template_versions ADD COLUMN name TEXT;
      ALTER TABLE template_versions ADD COLUMN message TEXT NOT NULL DEFAULT '';
      ALTER TABLE template_versions ADD COLUMN created_by TEXT NOT NULL DEFAULT 'admin';
@@ -202,19 +203,13 @@ fn migrate_locked(conn: &Connection) -> Result<()> {
         let version = i as i64 + 1;
         tracing::info!(version, "apply database migration");
         conn.execute_batch("BEGIN")?;
-        let applied = conn
-            .execute_batch(sql)
-            .and_then(|_| match version {
-                3 => conn.execute_batch(super::versions::BACKFILL),
-                _ => Ok(()),
-            })
-            .and_then(|_| {
-                conn.execute(
-                    "INSERT INTO provisionerd_schema(version) VALUES (?1)",
-                    [version],
-                )
-                .map(|_| ())
-            });
+        let applied = conn.execute_batch(sql).and_then(|_| {
+            conn.execute(
+                "INSERT INTO provisionerd_schema(version) VALUES (?1)",
+                [version],
+            )
+            .map(|_| ())
+        });
         match applied {
             Ok(()) => conn.execute_batch("COMMIT")?,
             Err(e) => {
@@ -225,5 +220,10 @@ fn migrate_locked(conn: &Connection) -> Result<()> {
             }
         }
     }
+    // At every start, under the migration lock (replicas starting together
+    // would deadlock on its index and rows): names and import jobs for
+    // versions pushed without them — by a replica of an older release
+    // still serving during a rolling upgrade — and the indexes on them.
+    conn.execute_batch(super::versions::BACKFILL)?;
     Ok(())
 }

@@ -6,7 +6,9 @@
 //! (`promote_version`) and when an import succeeds (`finished.rs`). An
 //! import activates its version only if the push asked for it and the
 //! active version has not changed since the push, so a slow import never
-//! undoes a newer push or a rollback.
+//! undoes a newer push or a rollback. `templates.active_changed_at` dates
+//! each change: a promote at the time it happens, an import's activation
+//! at its push (so pushes still importing activate in push order).
 
 use super::db::{Connection, OptionalExtension, params};
 
@@ -317,6 +319,50 @@ impl Store {
                 return Err(super::not_found("workspace", workspace));
             }
             Ok(())
+        })
+    }
+}
+
+/// Live workspaces of one template version (`/metrics`); `active`: it is
+/// its template's active version. Every active version is listed, with
+/// or without workspaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionCount {
+    pub template: String,
+    pub version_id: String,
+    pub version_name: String,
+    pub active: bool,
+    pub workspaces: u64,
+}
+
+impl Store {
+    /// Per template version: live workspaces, and which are active. One
+    /// grouped scan of the live workspaces, so a scrape costs the same
+    /// however many versions were ever pushed.
+    pub fn version_counts(&self) -> Result<Vec<VersionCount>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT v.template, v.id, COALESCE(v.name, ''),
+                        CASE WHEN t.active_version_id = v.id THEN 1 ELSE 0 END,
+                        COALESCE(n.live, 0)
+                 FROM template_versions v
+                 JOIN templates t ON t.name = v.template
+                 LEFT JOIN (SELECT template_version_id, COUNT(*) AS live FROM workspaces
+                            WHERE deleted = 0 GROUP BY template_version_id) n
+                   ON n.template_version_id = v.id
+                 WHERE t.active_version_id = v.id OR n.live > 0
+                 ORDER BY v.template, v.created_at",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(VersionCount {
+                    template: r.get(0)?,
+                    version_id: r.get(1)?,
+                    version_name: r.get(2)?,
+                    active: r.get::<_, i64>(3)? != 0,
+                    workspaces: r.get::<_, i64>(4)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 }

@@ -37,6 +37,7 @@ fn job(kind: JobKind) -> Job {
         template_archive: Vec::new(),
         template_name: "docker".into(),
         template_version_id: "tv-7".into(),
+        template_version_name: String::new(),
         initiator: "alice".into(),
         variables: Vec::new(),
         parameters: Vec::new(),
