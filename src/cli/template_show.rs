@@ -20,14 +20,22 @@ pub async fn show(c: &mut Client, name: &str, output: Output) -> Result<(), CliE
         print_json(&json!({
             "name": t.name,
             "active_version_id": t.active_version_id,
+            "active_version_name": t.active_version_name,
             "latest_version_id": t.latest_version_id,
+            "latest_version_name": t.latest_version_name,
             "meta": meta,
         }));
         return Ok(());
     }
     println!("template:        {}", t.name);
-    println!("active version:  {}", t.active_version_id);
-    println!("latest version:  {}", t.latest_version_id);
+    println!(
+        "active version:  {} ({})",
+        t.active_version_name, t.active_version_id
+    );
+    println!(
+        "latest version:  {} ({})",
+        t.latest_version_name, t.latest_version_id
+    );
     for line in describe(&meta) {
         println!("{line}");
     }

@@ -47,6 +47,11 @@ pub(super) async fn push(
     let (req, archive) = transfer::read_push(stream, api.archive_limits.max_archive_bytes).await?;
     check_name("template", &req.name)?;
     let action = format!("push template {:?}", req.name);
+    if !req.version_name.is_empty() {
+        // Before the archive is read: a bad name wastes no parse.
+        store::check_version_name(&req.version_name)
+            .map_err(|e| CoordError::Invalid(format!("{action}: {e}")))?;
+    }
     let tags = bounds::tags(&action, &req.provisioner_tags)?;
     bounds::values(&action, "variables", &req.variables)?;
     // Checked and read without terraform: a template whose parameters,
