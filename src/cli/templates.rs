@@ -55,6 +55,27 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
             );
             if wait {
                 wait_for_job(&mut c, &resp.job_id).await?;
+                // Imported: say whether it is the active version now, and
+                // why not (the activation rule may have passed it over).
+                let t = c
+                    .get_template(proto::GetTemplateRequest { name: name.clone() })
+                    .await?
+                    .into_inner();
+                if t.active_version_id == resp.template_version_id {
+                    eprintln!("Version {} is active", resp.template_version_name);
+                } else {
+                    eprintln!(
+                        "Version {} is imported but not active (active: {}{}); make it active with `provisionerd templates versions promote {name} {}`",
+                        resp.template_version_name,
+                        render::version_text(&t.active_version_name, &t.active_version_id),
+                        if activate {
+                            "; a promote or a newer push changed the active version since this push"
+                        } else {
+                            ", as --activate=false asked"
+                        },
+                        resp.template_version_name
+                    );
+                }
             } else {
                 println!("{}", resp.job_id);
             }

@@ -151,6 +151,7 @@ pub enum TemplatesCmd {
             long,
             default_value_t = true,
             num_args = 0..=1,
+            require_equals = true,
             default_missing_value = "true",
             action = clap::ArgAction::Set,
             value_name = "BOOL"

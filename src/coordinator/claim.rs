@@ -63,10 +63,14 @@ pub fn create_or_claim(hub: &Hub, req: &NewWorkspace<'_>, default_preset: bool) 
     } else {
         None
     };
-    let meta = active.as_ref().map(|(_, m)| m);
+    let meta = active.as_ref().map(|(_, m, _)| m);
     let preset = choose_preset(req, default_preset, meta);
+    let chosen_id = active.as_ref().map(|(v, _, _)| v.id.clone());
     let fresh = NewWorkspace {
         preset: preset.as_deref(),
+        // The version read here, not the active one again: a promote in
+        // between must not pair this version's preset with another.
+        version: chosen_id.as_deref().or(req.version),
         variables: req.variables.clone(),
         parameters: req.parameters.clone(),
         ..*req
@@ -131,27 +135,26 @@ fn claimable(req: &NewWorkspace<'_>) -> bool {
 /// there is none (no template, nothing imported yet, no metadata):
 /// `workspaces::create` then reports what is missing. A version asked for
 /// that cannot be used is refused here, with the reason.
-fn chosen_version(hub: &Hub, req: &NewWorkspace<'_>) -> Result<Option<(VersionRow, TemplateMeta)>> {
+fn chosen_version(hub: &Hub, req: &NewWorkspace<'_>) -> Result<Option<Chosen>> {
     let Ok(template) = hub.store.template(req.template) else {
         return Ok(None);
     };
-    let version = match (req.version, template.active_version_id) {
+    let active = template.active_version_id;
+    let version = match (req.version, &active) {
         (Some(v), _) => {
             let action = format!("create workspace {:?}", req.name);
             workspaces::version_for_create(hub, &action, req.template, Some(v))?
         }
-        (None, Some(active)) => hub.store.version(&active)?,
+        (None, Some(active)) => hub.store.version(active)?,
         (None, None) => return Ok(None),
     };
-    Ok(templates::meta_of(&version)?.map(|meta| (version, meta)))
+    let is_active = active.as_deref() == Some(version.id.as_str());
+    Ok(templates::meta_of(&version)?.map(|meta| (version, meta, is_active)))
 }
 
-/// `version` is its template's active one (re-read: a promote may have
-/// happened since the create read it).
-fn is_active(hub: &Hub, version: &VersionRow) -> Result<bool> {
-    let template = hub.store.template(&version.template)?;
-    Ok(template.active_version_id.as_deref() == Some(version.id.as_str()))
-}
+/// The version a create builds from, its metadata, and whether it was the
+/// active one when read (the claim checks that again, in its transaction).
+type Chosen = (VersionRow, TemplateMeta, bool);
 
 /// Claims a prebuild for `req` if its preset has prebuilds and one is
 /// eligible. Workspaces with their own `--var` values are not claimed
@@ -160,7 +163,7 @@ fn is_active(hub: &Hub, version: &VersionRow) -> Result<bool> {
 fn try_claim(
     hub: &Hub,
     req: &NewWorkspace<'_>,
-    active: Option<(VersionRow, TemplateMeta)>,
+    active: Option<Chosen>,
 ) -> Result<(bool, Option<Claimed>)> {
     let Some(preset) = req.preset else {
         return Ok((false, None));
@@ -168,10 +171,10 @@ fn try_claim(
     if !claimable(req) {
         return Ok((false, None));
     }
-    let Some((version, meta)) = active else {
+    let Some((version, meta, is_active)) = active else {
         return Ok((false, None));
     };
-    if req.version.is_some() && !is_active(hub, &version)? {
+    if !is_active {
         // Built from the version asked for; prebuilds are of another.
         return Ok((false, None));
     }

@@ -51,8 +51,10 @@ pub fn version_for_create(
     let active = hub.store.template(template)?.active_version_id;
     let version_id = active.ok_or_else(|| {
         CoordError::FailedPrecondition(format!(
-            "{action}: template {template:?} has no active version yet: no import has succeeded \
-             (see `provisionerd templates versions list {template}`)"
+            "{action}: template {template:?} has no active version: no import has succeeded yet, \
+             or its versions were pushed with --activate=false (see `provisionerd templates \
+             versions list {template}`; make one active with `provisionerd templates versions \
+             promote {template} VERSION`)"
         ))
     })?;
     hub.store.version(&version_id)
@@ -111,6 +113,14 @@ pub fn build(
         && (update || ws.automatic_updates == AutomaticUpdates::Always);
     let version_id = match (&ws.active_version_id, moves) {
         (Some(active), true) => active.clone(),
+        (None, true) if update => {
+            return Err(CoordError::FailedPrecondition(format!(
+                "update workspace {:?}: template {:?} has no active version to move it to \
+                 (make one active with `provisionerd templates versions promote {} VERSION`)",
+                ws.name, ws.template, ws.template
+            )));
+        }
+        // `always` without an active version: the start keeps its own.
         _ => ws.template_version_id.clone(),
     };
     let version = hub.store.version(&version_id)?;

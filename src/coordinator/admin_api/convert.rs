@@ -85,11 +85,11 @@ pub(super) fn job(store: &Store, j: JobRow) -> proto::Job {
         JobKind::TemplateImport => (proto::JobType::TemplateImport, Transition::Unspecified),
         JobKind::WorkspaceBuild(t) => (proto::JobType::WorkspaceBuild, t),
     };
-    let version = store.version(&j.template_version_id).ok();
-    let workspace = j
-        .workspace_id
-        .as_deref()
-        .and_then(|id| store.workspace_by_id(id).ok());
+    // Names only: a list page of a thousand jobs must not read their
+    // versions' metadata or their workspaces' states.
+    let names = store
+        .job_names(&j.template_version_id, j.workspace_id.as_deref())
+        .unwrap_or_default();
     proto::Job {
         id: j.id,
         r#type: ty as i32,
@@ -102,10 +102,10 @@ pub(super) fn job(store: &Store, j: JobRow) -> proto::Job {
         error: j.error.unwrap_or_default(),
         daemon: j.daemon_name.unwrap_or_default(),
         offered_to: j.offered_to.unwrap_or_default(),
-        template_version_name: version.as_ref().map(|v| v.name.clone()).unwrap_or_default(),
-        template: version.map(|v| v.template).unwrap_or_default(),
+        template_version_name: names.version,
+        template: names.template,
         template_version_id: j.template_version_id,
-        workspace: workspace.map(|w| w.name).unwrap_or_default(),
+        workspace: names.workspace,
         transition: transition as i32,
         log_count: j.log_count,
         replacements: j.replacements,

@@ -228,6 +228,10 @@ fn eligible(tx: &Connection, want: &ClaimWanted<'_>, now: i64) -> Result<Option<
                  WHERE {STILL_PREBUILD}
                    AND w.template = ?1 AND w.template_version_id = ?2 AND w.preset = ?3
                    AND w.created_at >= ?4
+                   -- Still the active version (a promote may have committed
+                   -- since the caller read it): prebuilds are of that one.
+                   AND EXISTS(SELECT 1 FROM templates t
+                              WHERE t.name = ?1 AND t.active_version_id = ?2)
                    AND (SELECT l.type = 'workspace_build' AND l.transition = 'start'
                                AND l.status = 'succeeded' AND l.template_version_id = ?2
                         FROM jobs l WHERE l.workspace_id = w.id

@@ -178,19 +178,19 @@ impl Store {
                         ],
                     )?;
                     // Only if the push asked for it (and nobody archived
-                    // the version meanwhile), and the active version has
-                    // not changed since the push: a slow import never
-                    // undoes a newer push or a rollback (see versions.rs).
-                    // The change is dated at the push, not now, so a newer
-                    // push still importing activates in its turn.
+                    // the version meanwhile), and it was pushed after the
+                    // last change of the active version: a slow import
+                    // never undoes a newer push or a rollback, and pushes
+                    // still importing activate in push order (see
+                    // versions.rs).
                     tx.execute(
                         "UPDATE templates SET active_version_id = v.id,
-                                              active_changed_at = v.created_at
-                         FROM (SELECT id, template, created_at FROM template_versions
+                                              activated_through = v.seq
+                         FROM (SELECT id, template, rowid AS seq FROM template_versions
                                WHERE id = ?1 AND activate = 1 AND archived = 0) AS v
                          WHERE templates.name = v.template
-                           AND (templates.active_changed_at IS NULL
-                                OR templates.active_changed_at <= v.created_at)",
+                           AND (templates.activated_through IS NULL
+                                OR templates.activated_through < v.seq)",
                         [&job.template_version_id],
                     )?;
                 }

@@ -232,12 +232,13 @@ impl Store {
             tagsets::backfill(&conn)?;
             blobs::backfill(&conn)?;
         }
+        // Cheap once done: a look for rows without a name.
+        versions::backfill(&conn)?;
         let Connection::Sqlite(conn) = conn else {
             unreachable!("opened as SQLite")
         };
         conn.execute_batch(CLAIM_INDEX)?;
-        // Cheap once done: only rows without a name are touched.
-        conn.execute_batch(versions::BACKFILL)?;
+        conn.execute_batch(versions::INDEXES)?;
         check::stamp(&conn)?;
         Ok(Store {
             engine: EngineConn::Sqlite(Mutex::new(Connection::Sqlite(conn))),
@@ -445,7 +446,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("jobs", "secret_hash", "TEXT"),
     // Template versions as operators manage them (see versions.rs): a name
     // unique in the template (filled in for older rows by
-    // `versions::BACKFILL`), the push's message and pusher, archived, and
+    // `versions::backfill`), the push's message and pusher, archived, and
     // whether the push asked to become active once imported.
     ("template_versions", "name", "TEXT"),
     ("template_versions", "message", "TEXT NOT NULL DEFAULT ''"),
@@ -465,9 +466,11 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
         "INTEGER NOT NULL DEFAULT 1",
     ),
     ("template_versions", "import_job_id", "TEXT"),
-    // When the active version last changed (ms): an import that finishes
-    // later activates its version only if it was pushed after that.
-    ("templates", "active_changed_at", "INTEGER"),
+    // The newest version (its rowid) pushed when the active version last
+    // changed: an import activates its version only if it was pushed
+    // after that (see versions.rs). Push order, not a clock: replicas'
+    // clocks differ.
+    ("templates", "activated_through", "INTEGER"),
     // never | always: whether a start moves the workspace to the active
     // version.
     (

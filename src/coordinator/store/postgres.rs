@@ -153,16 +153,19 @@ END $$;
     // 2: the job secret's hash (SQLite: `jobs.secret_hash` in ADDED_COLUMNS).
     "ALTER TABLE jobs ADD COLUMN secret_hash TEXT;",
     // 3: template versions as operators manage them (SQLite: the same
-    // columns in ADDED_COLUMNS); `versions::BACKFILL` then runs at every
-    // start (see `migrate_locked`).
+    // columns in ADDED_COLUMNS, `versions::INDEXES`); `versions::backfill`
+    // then runs at every start (see `migrate_locked`).
     "ALTER TABLE template_versions ADD COLUMN name TEXT;
      ALTER TABLE template_versions ADD COLUMN message TEXT NOT NULL DEFAULT '';
      ALTER TABLE template_versions ADD COLUMN created_by TEXT NOT NULL DEFAULT 'admin';
      ALTER TABLE template_versions ADD COLUMN archived BIGINT NOT NULL DEFAULT 0;
      ALTER TABLE template_versions ADD COLUMN activate BIGINT NOT NULL DEFAULT 1;
      ALTER TABLE template_versions ADD COLUMN import_job_id TEXT;
-     ALTER TABLE templates ADD COLUMN active_changed_at BIGINT;
-     ALTER TABLE workspaces ADD COLUMN automatic_updates TEXT NOT NULL DEFAULT 'never';",
+     ALTER TABLE templates ADD COLUMN activated_through BIGINT;
+     ALTER TABLE workspaces ADD COLUMN automatic_updates TEXT NOT NULL DEFAULT 'never';
+     CREATE UNIQUE INDEX template_versions_name ON template_versions(template, name);
+     CREATE INDEX template_versions_order ON template_versions(template, created_at);
+     CREATE INDEX workspaces_version ON workspaces(template_version_id) WHERE deleted = 0;",
 ];
 
 /// The schema version this build writes.
@@ -221,9 +224,10 @@ fn migrate_locked(conn: &Connection) -> Result<()> {
         }
     }
     // At every start, under the migration lock (replicas starting together
-    // would deadlock on its index and rows): names and import jobs for
-    // versions pushed without them — by a replica of an older release
-    // still serving during a rolling upgrade — and the indexes on them.
-    conn.execute_batch(super::versions::BACKFILL)?;
+    // would contend on the same rows): names and import jobs for versions
+    // pushed without them — before migration 3, or by a replica of an
+    // older release still serving during a rolling upgrade. A read when
+    // there is nothing to do.
+    super::versions::backfill(conn)?;
     Ok(())
 }

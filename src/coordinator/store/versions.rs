@@ -6,35 +6,85 @@
 //! (`promote_version`) and when an import succeeds (`finished.rs`). An
 //! import activates its version only if the push asked for it and the
 //! active version has not changed since the push, so a slow import never
-//! undoes a newer push or a rollback. `templates.active_changed_at` dates
-//! each change: a promote at the time it happens, an import's activation
-//! at its push (so pushes still importing activate in push order).
+//! undoes a newer push or a rollback. `templates.activated_through` marks
+//! each change in push order (rowids; clocks of replicas differ): a
+//! promote marks the newest version pushed so far, an import's activation
+//! its own version, and an import activates only a version pushed after
+//! the mark — so pushes still importing activate in push order.
 
 use super::db::{Connection, OptionalExtension, params};
 
-use super::{Store, now_ms};
+use super::Store;
 use crate::coordinator::error::{CoordError, Result};
 
-/// Fills in what versions pushed before names existed lack (a name `vN`
-/// in push order, their import job) and adds the indexes that need those
-/// columns. Run by both engines (SQLite at each open, PostgreSQL as a
-/// migration); rows that have them are not touched.
-pub(super) const BACKFILL: &str = "
-UPDATE template_versions SET name = 'v' || (
-    SELECT COUNT(*) FROM template_versions o
-    WHERE o.template = template_versions.template
-      AND (o.created_at < template_versions.created_at
-           OR (o.created_at = template_versions.created_at AND o.id <= template_versions.id)))
-  WHERE name IS NULL;
-UPDATE template_versions SET import_job_id = (
-    SELECT j.id FROM jobs j
-    WHERE j.template_version_id = template_versions.id AND j.type = 'template_import'
-    ORDER BY j.created_at LIMIT 1)
-  WHERE import_job_id IS NULL;
+/// The indexes on the version columns (SQLite, at each open; PostgreSQL
+/// has them from migration 3).
+pub(super) const INDEXES: &str = "
 CREATE UNIQUE INDEX IF NOT EXISTS template_versions_name ON template_versions(template, name);
 CREATE INDEX IF NOT EXISTS template_versions_order ON template_versions(template, created_at);
 CREATE INDEX IF NOT EXISTS workspaces_version ON workspaces(template_version_id) WHERE deleted = 0;
 ";
+
+/// Fills in what versions pushed without names lack — before this
+/// release, or by an older replica during a rolling upgrade: a name `vN`
+/// (N its place in push order), or `vN-<id prefix>` when `vN` is taken by
+/// then; its import job; and the template's activation mark (its active
+/// version), so an import from before the upgrade still running cannot
+/// undo a newer active version. A read when there is nothing to do.
+pub(super) fn backfill(conn: &Connection) -> Result<()> {
+    let todo: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM template_versions WHERE name IS NULL OR import_job_id IS NULL)
+             OR EXISTS(SELECT 1 FROM templates
+                       WHERE activated_through IS NULL AND active_version_id IS NOT NULL)",
+        [],
+        |r| r.get(0),
+    )?;
+    if !todo {
+        return Ok(());
+    }
+    let tx = conn.begin(super::db::TxKind::Write)?;
+    let unnamed: Vec<(String, String, i64)> = {
+        let mut stmt = tx.prepare(
+            "SELECT v.id, v.template,
+                    (SELECT COUNT(*) FROM template_versions o WHERE o.template = v.template
+                       AND (o.created_at < v.created_at
+                            OR (o.created_at = v.created_at AND o.rowid <= v.rowid)))
+             FROM template_versions v WHERE v.name IS NULL
+             ORDER BY v.template, v.created_at, v.rowid",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, template, n) in unnamed {
+        let plain = format!("v{n}");
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM template_versions WHERE template = ?1 AND name = ?2)",
+            params![template, plain],
+            |r| r.get(0),
+        )?;
+        let name = if taken {
+            format!("{plain}-{}", &id[..id.len().min(8)])
+        } else {
+            plain
+        };
+        tx.execute(
+            "UPDATE template_versions SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        )?;
+    }
+    tx.execute_batch(
+        "UPDATE template_versions SET import_job_id = (
+             SELECT j.id FROM jobs j
+             WHERE j.template_version_id = template_versions.id AND j.type = 'template_import'
+             ORDER BY j.created_at LIMIT 1)
+           WHERE import_job_id IS NULL;
+         UPDATE templates SET activated_through = (
+             SELECT v.rowid FROM template_versions v WHERE v.id = templates.active_version_id)
+           WHERE activated_through IS NULL AND active_version_id IS NOT NULL;",
+    )?;
+    tx.commit()?;
+    Ok(())
+}
 
 /// What a push says about its version besides the files.
 #[derive(Debug, Clone, Default)]
@@ -191,8 +241,21 @@ pub(super) fn name_for_push(tx: &Connection, template: &str, name: Option<&str>)
     Ok(format!("v{n}"))
 }
 
+fn template_exists(conn: &Connection, template: &str) -> Result<()> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM templates WHERE name = ?1)",
+        [template],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Err(super::not_found("template", template));
+    }
+    Ok(())
+}
+
 /// Version `version` (its name or id) of `template`.
 fn find_in(conn: &Connection, template: &str, version: &str) -> Result<VersionInfo> {
+    template_exists(conn, template)?;
     conn.query_row(
         &format!("SELECT {INFO_COLUMNS} WHERE v.template = ?1 AND (v.name = ?2 OR v.id = ?2)"),
         params![template, version],
@@ -212,6 +275,12 @@ pub fn unusable(v: &VersionInfo) -> Option<String> {
         return Some(format!(
             "version {:?} is archived (unarchive it with `provisionerd templates versions unarchive {} {}`)",
             v.name, v.template, v.name
+        ));
+    }
+    if !v.imported && matches!(v.status.as_str(), "pending" | "running") {
+        return Some(format!(
+            "version {:?} is still importing (import job {} is {}; follow it with `provisionerd jobs logs {} --follow`)",
+            v.name, v.import_job_id, v.status, v.import_job_id
         ));
     }
     if !v.imported {
@@ -244,13 +313,18 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<VersionInfo>> {
         self.read(|c| {
-            let exists: bool = c.query_row(
-                "SELECT EXISTS(SELECT 1 FROM templates WHERE name = ?1)",
-                [template],
-                |r| r.get(0),
-            )?;
-            if !exists {
-                return Err(super::not_found("template", template));
+            template_exists(c, template)?;
+            if !after.is_empty() {
+                let ours: bool = c.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM template_versions WHERE id = ?1 AND template = ?2)",
+                    params![after, template],
+                    |r| r.get(0),
+                )?;
+                if !ours {
+                    return Err(CoordError::Invalid(format!(
+                        "list versions of template {template:?}: cursor {after:?} is not one of its versions' ids (pass the next_cursor a previous page gave)"
+                    )));
+                }
             }
             let mut stmt = c.prepare(&format!(
                 "SELECT {INFO_COLUMNS}
@@ -268,18 +342,26 @@ impl Store {
     }
 
     /// Makes an imported, unarchived version the template's active one.
+    /// Imports of versions pushed before this no longer activate theirs
+    /// (a rollback stays); promoting the active version changes nothing,
+    /// so it does not pass over imports still running either.
     pub fn promote_version(&self, template: &str, version: &str) -> Result<VersionInfo> {
         self.write(|tx| {
             let v = find_in(tx, template, version)?;
+            if v.active {
+                return Ok(v);
+            }
             if let Some(why) = unusable(&v) {
                 return Err(CoordError::FailedPrecondition(format!(
                     "promote template {template:?} {why}"
                 )));
             }
             tx.execute(
-                "UPDATE templates SET active_version_id = ?2, active_changed_at = ?3
+                "UPDATE templates SET active_version_id = ?2,
+                        activated_through = (SELECT MAX(rowid) FROM template_versions
+                                             WHERE template = ?1)
                  WHERE name = ?1",
-                params![template, v.id, now_ms()],
+                params![template, v.id],
             )?;
             find_in(tx, template, &v.id)
         })
@@ -363,6 +445,40 @@ impl Store {
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+}
+
+/// What a job is shown with: its template's, version's and workspace's
+/// names (empty where gone).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobNames {
+    pub template: String,
+    pub version: String,
+    pub workspace: String,
+}
+
+impl Store {
+    /// The names a job is listed with, in one indexed read (no metadata,
+    /// no state).
+    pub fn job_names(&self, version_id: &str, workspace_id: Option<&str>) -> Result<JobNames> {
+        self.read(|c| {
+            let names = c
+                .query_row(
+                    "SELECT v.template, COALESCE(v.name, ''),
+                            COALESCE((SELECT w.name FROM workspaces w WHERE w.id = ?2), '')
+                     FROM template_versions v WHERE v.id = ?1",
+                    params![version_id, workspace_id.unwrap_or_default()],
+                    |r| {
+                        Ok(JobNames {
+                            template: r.get(0)?,
+                            version: r.get(1)?,
+                            workspace: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?;
+            Ok(names.unwrap_or_default())
         })
     }
 }

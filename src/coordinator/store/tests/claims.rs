@@ -29,6 +29,15 @@ fn pool(n: usize) -> (Pool, Vec<String>) {
         )
         .unwrap();
     succeed(&store, &import);
+    // Only the active version's prebuilds are claimed.
+    store
+        .conn()
+        .unwrap()
+        .execute(
+            "UPDATE templates SET active_version_id = ?1 WHERE name = 't'",
+            [&version_id],
+        )
+        .unwrap();
     let version = store.version(&version_id).unwrap();
     let prebuild = |name: &str, preset: &str, done: bool| {
         let (id, job) = store
