@@ -20,10 +20,10 @@ echo "coder provider: $tfrc ($((SECONDS - started)) s)"
 cargo test --release --locked --quiet -p coder-provider
 
 # The whole suite on SQLite (the replica tests start PostgreSQL servers of
-# their own), then the store and the routing, claim, priority, lifecycle
-# and fault tests again on PostgreSQL: one throwaway server (see
+# their own), then the store and the routing, claim, priority, lifecycle,
+# fault and template-version tests again on PostgreSQL: one throwaway server (see
 # scripts/postgres.sh), each test in a schema of its own.
-PG_TESTS='(kind(lib) & test(/^coordinator::(store|dispatch)::/)) | (binary(e2e) & test(/^(routing|claim|queue|lifecycle|faults|workspace|cancel|prebuilds|offers|finish_commit|replace)::/))'
+PG_TESTS='(kind(lib) & test(/^coordinator::(store|dispatch)::/)) | (binary(e2e) & test(/^(routing|claim|queue|lifecycle|faults|workspace|cancel|prebuilds|offers|finish_commit|replace|versions)::/))'
 if cargo nextest --version >/dev/null 2>&1; then
   status=0
   cargo nextest run --locked --no-fail-fast "$@" || status=$?

@@ -4,6 +4,7 @@
 mod confirm;
 mod lists;
 pub mod pty;
+mod versions;
 
 use std::process::{Output, Stdio};
 

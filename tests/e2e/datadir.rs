@@ -287,8 +287,12 @@ async fn the_start_on_an_existing_data_dir_logs_what_it_found() {
         .lines()
         .find(|l| l.contains("opened existing data dir"))
         .unwrap_or_else(|| panic!("no start summary:\n{text}"));
+    let schema = format!(
+        "schema_version={}",
+        provisionerd::coordinator::store::SCHEMA_VERSION
+    );
     for field in [
-        "schema_version=3",
+        schema.as_str(),
         "jobs_pending=1",
         "jobs_succeeded=0",
         "daemons=0",

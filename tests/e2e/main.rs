@@ -37,6 +37,7 @@ mod routing;
 mod secrets;
 mod templates;
 mod tls;
+mod versions;
 mod workspace;
 
 use std::path::Path;

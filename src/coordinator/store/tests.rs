@@ -439,6 +439,7 @@ mod claims;
 mod queue;
 mod reports;
 mod secrets;
+mod versions;
 
 #[test]
 fn a_cancel_only_while_pending_leaves_a_running_job_alone() {
