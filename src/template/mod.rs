@@ -25,6 +25,7 @@ mod cron;
 mod error;
 mod eval;
 mod functions;
+mod locals;
 mod parameter;
 mod parse;
 mod preset;
@@ -48,6 +49,19 @@ pub struct TemplateMeta {
     pub presets: Vec<Preset>,
     pub readme: Option<String>,
     pub variables: Vec<VariableDecl>,
+    /// The locals the workspace tags use (directly or through other
+    /// locals), evaluated with them per job; other locals are not kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locals: Vec<LocalDecl>,
+}
+
+/// One entry of a `locals` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalDecl {
+    pub name: String,
+    /// The value expression's HCL text, as written.
+    pub expr: String,
+    pub at: String,
 }
 
 /// A `variable` block.
