@@ -5,14 +5,16 @@
 //! ([`import_tags`], [`build_tags`]) and a build's parameter values
 //! ([`resolve_parameters`]).
 //!
-//! Only the root module is read (every `*.tf` file directly in the
-//! template directory, and `README.md`), as terraform does. Positions in
-//! messages are `file:line`.
+//! Only the root module is read (every `*.tf` and `*.tf.json` file
+//! directly in the template directory, and `README.md`), as terraform
+//! does. Positions in messages are `file:line` (the JSON file's line for
+//! `*.tf.json`).
 //!
 //! Values that identify things (names, types, options, cron specs) must be
 //! literals; defaults, descriptions, preset values and prebuild counts may
-//! also call functions and use variable defaults. Workspace tag expressions
-//! are kept as text and evaluated per job.
+//! also call functions and use variable defaults and locals built from
+//! them. Workspace tag expressions, and the locals they use, are kept as
+//! text and evaluated per job.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,12 +27,14 @@ mod cron;
 mod error;
 mod eval;
 mod functions;
+mod json;
 mod locals;
 mod parameter;
 mod parse;
 mod preset;
 mod resolve;
 mod source;
+mod tfjson;
 mod value;
 mod variable;
 mod workspace_tags;
@@ -246,8 +250,8 @@ pub struct BuildContext {
     pub parameters: BTreeMap<String, String>,
 }
 
-/// Reads the template in `dir`: every `*.tf` file directly in it, and
-/// `README.md`.
+/// Reads the template in `dir`: every `*.tf` and `*.tf.json` file
+/// directly in it, and `README.md`.
 pub fn parse_dir(dir: &Path) -> Result<TemplateMeta, TemplateError> {
     let files = source::read_dir(dir)?;
     parse::parse(&files.tf, files.readme)
