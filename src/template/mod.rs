@@ -257,6 +257,13 @@ pub fn parse_dir(dir: &Path) -> Result<TemplateMeta, TemplateError> {
     parse::parse(&files.tf, files.readme)
 }
 
+/// A `*.tf.json` file's `variable`, `locals` and `coder_*` data blocks as
+/// HCL text (what this module reads of it), for the runner's own reading
+/// of variable declarations. Malformed JSON is a `TemplateError::Syntax`.
+pub fn tf_json_as_hcl(file: &str, text: &str) -> Result<String, TemplateError> {
+    source::SourceFile::from_json(file.to_string(), text).map(|src| src.text)
+}
+
 /// [`parse_dir`] for a template archive (a tar, as pushed), extracted
 /// within `limits`.
 pub fn parse_archive(
