@@ -12,13 +12,17 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use hcl::edit::Span;
 use hcl::edit::structure::Body;
-use hcl::eval::{Context, Evaluate};
+use hcl::eval::Context;
 use hcl::{Expression, Map, Value};
 
 use super::eval::refs::{self, Raw};
 use super::parse::declared_once;
+
+mod consts;
+
 use super::source::SourceFile;
 use super::{LocalDecl, TagExpr, TemplateError};
+pub(super) use consts::Consts;
 
 /// How long a chain of locals may be: evaluation recurses along it.
 pub(super) const MAX_DEPTH: usize = 64;
@@ -27,14 +31,14 @@ pub(super) const MAX_DEPTH: usize = 64;
 /// `[local.a, local.a]` doubles at every step.
 const MAX_VALUE_SIZE: usize = 1 << 20;
 
-struct Local {
+pub(super) struct Local {
     decl: LocalDecl,
     expr: Expression,
     refs: Vec<Raw>,
 }
 
 impl Local {
-    fn deps(&self) -> impl Iterator<Item = &str> {
+    pub fn deps(&self) -> impl Iterator<Item = &str> {
         self.refs.iter().filter_map(local_name)
     }
 }
@@ -99,7 +103,7 @@ impl Locals {
         Ok(locals)
     }
 
-    fn get(&self, name: &str) -> Option<&Local> {
+    pub fn get(&self, name: &str) -> Option<&Local> {
         self.list.iter().find(|l| l.decl.name == name)
     }
 
@@ -193,7 +197,7 @@ impl Locals {
 
     /// The scope for values computed at push: `ctx` plus these locals.
     pub fn consts(&self, ctx: Context<'static>) -> Consts<'_> {
-        Consts { ctx, locals: self }
+        Consts::new(ctx, self)
     }
 }
 
@@ -202,120 +206,6 @@ fn invalid(at: &str, name: &str, problem: impl Into<String>) -> TemplateError {
         at: at.to_string(),
         subject: format!("local.{name}"),
         problem: problem.into(),
-    }
-}
-
-/// The scope of values computed at push: the functions, variable defaults,
-/// (once read) the parameters' own attributes, and the locals built from
-/// them.
-pub(super) struct Consts<'a> {
-    pub ctx: Context<'static>,
-    locals: &'a Locals,
-}
-
-/// What a local's reference means at push.
-enum AtPush {
-    Known,
-    Local(String),
-    /// Why the value cannot be known at push.
-    Unknown(String),
-}
-
-fn at_push(r: &Raw) -> AtPush {
-    let part = |i: usize| r.path.get(i).map(String::as_str);
-    match (r.root.as_str(), part(0), part(2)) {
-        ("var", _, _) => AtPush::Known,
-        ("local", Some(name), _) => AtPush::Local(name.to_string()),
-        ("data", Some("coder_parameter"), Some("value")) => AtPush::Unknown(format!(
-            "references {}.value, which is known only per build",
-            r.address(2)
-        )),
-        ("data", Some("coder_parameter"), _) => AtPush::Known,
-        ("data", Some("coder_workspace" | "coder_workspace_owner"), _) => AtPush::Unknown(format!(
-            "references {}, which is known only per build",
-            r.address(2)
-        )),
-        (root, _, _) => AtPush::Unknown(format!(
-            "references {}, which is only known when terraform runs",
-            r.address(if root == "data" { 2 } else { 1 })
-        )),
-    }
-}
-
-impl Consts<'_> {
-    /// `expr`'s value, or the problem (to follow the attribute's name).
-    pub fn evaluate(&self, expr: &Expression) -> Result<Value, String> {
-        let refs = refs::raw(expr)?;
-        let uses: Vec<&str> = refs.iter().filter_map(local_name).collect();
-        if uses.is_empty() {
-            return expr.evaluate(&self.ctx).map_err(|err| {
-                format!("cannot be evaluated without terraform (only literals, functions and variable defaults can): {err}")
-            });
-        }
-        let mut order = Vec::new();
-        let mut done = HashSet::new();
-        for name in &uses {
-            self.visit(name, &mut Vec::new(), &mut order, &mut done)?;
-        }
-        let mut ctx = self.ctx.clone();
-        let mut values: HashMap<&str, Value> = HashMap::new();
-        for local in order {
-            ctx.declare_var("local", scope(local.deps(), &values));
-            let value = local.expr.evaluate(&ctx).map_err(|err| {
-                format!(
-                    "uses local.{} ({}), which cannot be evaluated without terraform: {err}",
-                    local.decl.name, local.decl.at
-                )
-            })?;
-            check_size(&local.decl, &value)?;
-            values.insert(&local.decl.name, value);
-        }
-        ctx.declare_var("local", scope(uses.into_iter(), &values));
-        expr.evaluate(&ctx).map_err(|err| {
-            format!("cannot be evaluated without terraform (only literals, functions, variable defaults and locals built from them can): {err}")
-        })
-    }
-
-    /// Puts `name` and the locals it needs, dependencies first, in `order`;
-    /// `chain` is the path of locals that led here, for messages.
-    fn visit<'a>(
-        &'a self,
-        name: &str,
-        chain: &mut Vec<&'a Local>,
-        order: &mut Vec<&'a Local>,
-        done: &mut HashSet<&'a str>,
-    ) -> Result<(), String> {
-        let Some(local) = self.locals.get(name) else {
-            return Err(format!(
-                "references local.{name}, which the template does not declare"
-            ));
-        };
-        if done.contains(name) {
-            return Ok(());
-        }
-        chain.push(local);
-        for r in &local.refs {
-            match at_push(r) {
-                AtPush::Known => {}
-                // Read checked that every local exists and that there is no
-                // cycle, so this ends.
-                AtPush::Local(dep) => self.visit(&dep, chain, order, done)?,
-                AtPush::Unknown(why) => {
-                    let path: Vec<String> = chain
-                        .iter()
-                        .map(|l| format!("local.{} ({})", l.decl.name, l.decl.at))
-                        .collect();
-                    return Err(format!(
-                        "uses {}, which {why}; only literals, functions, variable defaults and locals built from them can be used here",
-                        path.join(", which uses ")
-                    ));
-                }
-            }
-        }
-        chain.pop();
-        done.insert(&local.decl.name);
-        order.push(local);
-        Ok(())
     }
 }
 

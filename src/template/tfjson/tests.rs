@@ -204,3 +204,24 @@ fn malformed_json_is_refused_naming_file_line_and_column() {
         "{msg}"
     );
 }
+
+/// Hostile input: every cut of a real file, and of one whose strings are
+/// all templates, is a template or an error naming file and position —
+/// never a panic.
+#[test]
+fn every_truncation_of_a_json_file_is_read_or_refused() {
+    use crate::template::source::SourceFile;
+    let texts = [
+        include_str!("coder-prebuilds.tf.json"),
+        r#"{"locals": {"a": "x${upper(\"\u00e9\")}%{ if true }y%{ endif }", "b": ["${local.a}", {"k": "$${v}"}]}}"#,
+    ];
+    for text in texts {
+        SourceFile::from_json("t.tf.json".into(), text).expect("the whole file reads");
+        for end in (0..text.len()).filter(|i| text.is_char_boundary(*i)) {
+            if let Err(err) = SourceFile::from_json("t.tf.json".into(), &text[..end]) {
+                let msg = err.to_string();
+                assert!(msg.starts_with("parse template: t.tf.json:"), "{msg}");
+            }
+        }
+    }
+}
