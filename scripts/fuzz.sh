@@ -42,6 +42,7 @@ for target in "${targets[@]}"; do
         for example in examples/templates/*/main.tf; do
             cp "$example" "$scratch/example-$(basename "$(dirname "$example")").tf"
         done
+        cp src/template/tfjson/coder-prebuilds.tf.json "$scratch/example-coder-prebuilds.tf.json"
     fi
     cargo fuzz run --fuzz-dir fuzz "$target" "$scratch" "fuzz/corpus/$target" -- \
         -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \

@@ -1,5 +1,6 @@
-//! Template variable declarations, read from the template's `.tf` files with
-//! hcl-rs, and the check that a job supplies a value for each one without a
+//! Template variable declarations, read from the template's `.tf` and
+//! `.tf.json` files with hcl-rs (JSON through the template reader's HCL
+//! form of it), and the check that a job supplies a value for each one without a
 //! default. The check runs before terraform so a missing value fails fast
 //! with a message naming every missing variable, not terraform's first one.
 
@@ -42,7 +43,8 @@ pub enum VarsError {
     },
 }
 
-/// Every `variable "name" {}` block in the `*.tf` files directly in `dir`,
+/// Every `variable "name" {}` block in the `*.tf` and `*.tf.json` files
+/// directly in `dir`,
 /// in file-name order, then declaration order.
 pub fn template_variables(dir: &Path) -> Result<Vec<TemplateVariable>, VarsError> {
     let list = |source| VarsError::List {
@@ -56,9 +58,9 @@ pub fn template_variables(dir: &Path) -> Result<Vec<TemplateVariable>, VarsError
         // Symlinks followed, as terraform and the coordinator's parser
         // follow them: a variable declared in a linked file must not lose
         // its `sensitive` flag here.
-        if path.extension().is_some_and(|ext| ext == "tf")
-            && fs::metadata(&path).is_ok_and(|meta| meta.is_file())
-        {
+        let config = path.extension().is_some_and(|ext| ext == "tf")
+            || path.to_string_lossy().ends_with(".tf.json");
+        if config && fs::metadata(&path).is_ok_and(|meta| meta.is_file()) {
             files.push(path);
         }
     }
@@ -76,6 +78,19 @@ pub fn template_variables(dir: &Path) -> Result<Vec<TemplateVariable>, VarsError
             file: file.clone(),
             source,
         })?;
+        let text = if file.ends_with(".tf.json") {
+            crate::template::tf_json_as_hcl(&file, &text).map_err(|err| match err {
+                crate::template::TemplateError::Syntax { at, message } => {
+                    VarsError::Parse { at, message }
+                }
+                other => VarsError::Parse {
+                    at: file.clone(),
+                    message: other.to_string(),
+                },
+            })?
+        } else {
+            text
+        };
         let body = parse(&file, &text)?;
         for block in body.blocks().filter(|b| b.identifier() == "variable") {
             let [label] = block.labels() else {
@@ -227,6 +242,45 @@ resource "terraform_data" "x" {}
             ]
         );
         assert_eq!(vars[0].description, "Where to run");
+    }
+
+    #[test]
+    fn reads_tf_json_declarations_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("a.tf"), "variable \"region\" {}\n").expect("write");
+        fs::write(
+            dir.path().join("b.tf.json"),
+            r#"{"variable": {"token": {"type": "string", "sensitive": true}, "n": {"default": 1}}}"#,
+        )
+        .expect("write");
+        let vars = template_variables(dir.path()).expect("read");
+        let summary: Vec<_> = vars
+            .iter()
+            .map(|v| (v.name.as_str(), v.default_json.as_deref(), v.sensitive))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("region", None, false),
+                ("token", None, true),
+                ("n", Some("1"), false)
+            ]
+        );
+        let value = |name: &str| Variable {
+            name: name.into(),
+            value: "v".into(),
+            sensitive: false,
+        };
+        assert_eq!(
+            check_values("build", &vars, &[value("region"), value("token")]),
+            Ok(())
+        );
+        fs::write(dir.path().join("c.tf.json"), "{\n  \"variable\": [,]\n}").expect("write");
+        let msg = template_variables(dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "read template variables: parse c.tf.json:2:16: expected a value"
+        );
     }
 
     #[test]

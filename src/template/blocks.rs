@@ -4,9 +4,9 @@
 use hcl::Value;
 use hcl::edit::Span;
 use hcl::edit::structure::{Attribute, Block, Body};
-use hcl::eval::{Context, Evaluate};
 
 use super::TemplateError;
+use super::locals::Consts;
 use super::source::SourceFile;
 use super::value::{boolean, kind, literal, primitive_text, whole_number};
 
@@ -79,29 +79,23 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A value that may use functions and variable defaults (`ctx`), but
-    /// nothing only terraform knows.
+    /// A value that may use functions, variable defaults and locals built
+    /// from them (`consts`), but nothing only terraform knows.
     pub fn constant(
         &self,
         key: &str,
-        ctx: &Context,
+        consts: &Consts,
     ) -> Result<Option<(Value, String)>, TemplateError> {
         let Some(attr) = self.attr(key) else {
             return Ok(None);
         };
         let at = self.attr_at(attr);
         let expr = hcl::Expression::from(attr.value.clone());
-        let result = super::value::no_panic(|| expr.evaluate(ctx))
+        let result = super::value::no_panic(|| consts.evaluate(&expr))
             .map_err(|problem| self.fail(&at, format!("{}: {problem}", self.name(key))))?;
         match result {
             Ok(value) => Ok(Some((value, at))),
-            Err(err) => Err(self.fail(
-                &at,
-                format!(
-                    "{} cannot be evaluated without terraform (only literals, functions and variable defaults can): {err}",
-                    self.name(key)
-                ),
-            )),
+            Err(problem) => Err(self.fail(&at, format!("{} {problem}", self.name(key)))),
         }
     }
 
@@ -158,7 +152,7 @@ impl<'a> Reader<'a> {
     pub fn whole_number(
         &self,
         key: &str,
-        ctx: Option<&Context>,
+        ctx: Option<&Consts>,
     ) -> Result<Option<(i64, String)>, TemplateError> {
         let found = match ctx {
             Some(ctx) => self.constant(key, ctx)?,

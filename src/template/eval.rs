@@ -17,7 +17,8 @@ use super::value::{kind, primitive_text, whole_number};
 use super::{BuildContext, Parameter, TemplateError, TemplateMeta, functions, variable};
 use crate::tags::Tags;
 
-mod refs;
+mod locals;
+pub(super) mod refs;
 mod try_call;
 
 #[cfg(test)]
@@ -105,9 +106,12 @@ pub(super) fn tags(meta: &TemplateMeta, inputs: &Inputs) -> Result<Tags, Templat
 fn evaluate(meta: &TemplateMeta, inputs: &Inputs, text: &str) -> Result<Value, String> {
     let mut expr =
         Expression::from_str(text).map_err(|err| format!("`{text}` does not parse: {err}"))?;
-    let refs = refs::collect(&expr, meta)?;
-    let ctx = context(meta, inputs, &refs)?;
+    let uses = refs::collect(&expr, meta)?;
+    let mut refs = uses.clone();
+    let order = locals::expand(meta, &mut refs)?;
+    let mut ctx = context(meta, inputs, &refs)?;
     crate::template::value::no_panic(|| {
+        locals::declare(order, &uses, &mut ctx)?;
         try_call::resolve(&mut expr, &ctx);
         expr.evaluate(&ctx).map_err(|err| describe(&err))
     })?
@@ -173,6 +177,8 @@ fn context(
                     .or_default()
                     .insert(label.clone(), owner(inputs.build));
             }
+            // Evaluated in this context, then declared (`locals::declare`).
+            Ref::Local(_) => {}
         }
     }
     ctx.declare_var("var", Value::Object(vars));

@@ -5,14 +5,16 @@
 //! ([`import_tags`], [`build_tags`]) and a build's parameter values
 //! ([`resolve_parameters`]).
 //!
-//! Only the root module is read (every `*.tf` file directly in the
-//! template directory, and `README.md`), as terraform does. Positions in
-//! messages are `file:line`.
+//! Only the root module is read (every `*.tf` and `*.tf.json` file
+//! directly in the template directory, and `README.md`), as terraform
+//! does. Positions in messages are `file:line` (the JSON file's line for
+//! `*.tf.json`).
 //!
 //! Values that identify things (names, types, options, cron specs) must be
 //! literals; defaults, descriptions, preset values and prebuild counts may
-//! also call functions and use variable defaults. Workspace tag expressions
-//! are kept as text and evaluated per job.
+//! also call functions and use variable defaults and locals built from
+//! them. Workspace tag expressions, and the locals they use, are kept as
+//! text and evaluated per job.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -25,11 +27,14 @@ mod cron;
 mod error;
 mod eval;
 mod functions;
+mod json;
+mod locals;
 mod parameter;
 mod parse;
 mod preset;
 mod resolve;
 mod source;
+mod tfjson;
 mod value;
 mod variable;
 mod workspace_tags;
@@ -48,6 +53,19 @@ pub struct TemplateMeta {
     pub presets: Vec<Preset>,
     pub readme: Option<String>,
     pub variables: Vec<VariableDecl>,
+    /// The locals the workspace tags use (directly or through other
+    /// locals), evaluated with them per job; other locals are not kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locals: Vec<LocalDecl>,
+}
+
+/// One entry of a `locals` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalDecl {
+    pub name: String,
+    /// The value expression's HCL text, as written.
+    pub expr: String,
+    pub at: String,
 }
 
 /// A `variable` block.
@@ -232,11 +250,18 @@ pub struct BuildContext {
     pub parameters: BTreeMap<String, String>,
 }
 
-/// Reads the template in `dir`: every `*.tf` file directly in it, and
-/// `README.md`.
+/// Reads the template in `dir`: every `*.tf` and `*.tf.json` file
+/// directly in it, and `README.md`.
 pub fn parse_dir(dir: &Path) -> Result<TemplateMeta, TemplateError> {
     let files = source::read_dir(dir)?;
     parse::parse(&files.tf, files.readme)
+}
+
+/// A `*.tf.json` file's `variable`, `locals` and `coder_*` data blocks as
+/// HCL text (what this module reads of it), for the runner's own reading
+/// of variable declarations. Malformed JSON is a `TemplateError::Syntax`.
+pub fn tf_json_as_hcl(file: &str, text: &str) -> Result<String, TemplateError> {
+    source::SourceFile::from_json(file.to_string(), text).map(|src| src.text)
 }
 
 /// [`parse_dir`] for a template archive (a tar, as pushed), extracted

@@ -1,9 +1,9 @@
 //! `data "coder_parameter"` blocks.
 
-use hcl::eval::Context;
 use hcl::{Map, Value};
 
 use super::blocks::Reader;
+use super::locals::Consts;
 use super::value::{kind, primitive_text};
 use super::{ParamOption, ParamType, Parameter, TemplateError, Validation, check};
 
@@ -12,7 +12,7 @@ use super::{ParamOption, ParamType, Parameter, TemplateError, Validation, check}
 pub(super) fn read(
     reader: &Reader,
     label: &str,
-    consts: &Context,
+    consts: &Consts,
 ) -> Result<Parameter, TemplateError> {
     reader.refuse_repetition()?;
     let name = reader.required_string("name")?;
@@ -85,7 +85,7 @@ pub(super) fn attributes(p: &Parameter, value: Option<&str>) -> Value {
 fn constant_string(
     reader: &Reader,
     key: &str,
-    consts: &Context,
+    consts: &Consts,
 ) -> Result<Option<String>, TemplateError> {
     let found = reader.constant(key, consts)?;
     reader.string_of(key, found)
@@ -94,7 +94,7 @@ fn constant_string(
 /// The provider's `default` is a string: numbers and bools are converted,
 /// and a `list(string)` default is written `jsonencode([...])`. A `null`
 /// default is no default (the parameter is required), as in the provider.
-fn default(reader: &Reader, consts: &Context) -> Result<Option<String>, TemplateError> {
+fn default(reader: &Reader, consts: &Consts) -> Result<Option<String>, TemplateError> {
     match reader.constant("default", consts)? {
         None | Some((Value::Null, _)) => Ok(None),
         Some((value, at)) => primitive_text(&value).map(Some).ok_or_else(|| {

@@ -1,6 +1,6 @@
 //! The walk over a template's files: variables first (their defaults may
-//! be used by the other blocks), then the Coder data sources, then the
-//! checks that span blocks and files.
+//! be used by the other blocks), then locals, then the Coder data sources,
+//! then the checks that span blocks and files.
 
 use std::collections::HashMap;
 
@@ -10,6 +10,7 @@ use hcl::edit::structure::{Block, Body};
 use hcl::eval::Context;
 
 use super::blocks::Reader;
+use super::locals::{Consts, Locals};
 use super::source::SourceFile;
 use super::{
     Parameter, TagExpr, TemplateError, TemplateMeta, functions, parameter, preset, variable,
@@ -38,7 +39,8 @@ pub(super) fn parse(
             variables.push(variable::read(&reader, name.to_string())?);
         }
     }
-    let consts = constants(&variables);
+    let locals = Locals::read(&bodies, &mut seen)?;
+    let consts = locals.consts(constants(&variables));
 
     let mut parameters: Vec<Parameter> = Vec::new();
     let mut workspace_tags: Vec<TagExpr> = Vec::new();
@@ -94,6 +96,7 @@ pub(super) fn parse(
     }
     preset::check_all(&presets, &parameters)?;
     Ok(TemplateMeta {
+        locals: locals.used_by(&workspace_tags),
         parameters,
         workspace_tags,
         presets: presets.into_iter().map(|p| p.preset).collect(),
@@ -124,7 +127,7 @@ fn unlabeled(src: &SourceFile, block: &Block, what: &str, needs: &str) -> Templa
 }
 
 /// Terraform refuses a second block with the same address.
-fn declared_once(
+pub(super) fn declared_once(
     seen: &mut HashMap<String, String>,
     address: String,
     at: &str,
@@ -156,12 +159,12 @@ fn constants(variables: &[super::VariableDecl]) -> Context<'static> {
 }
 
 /// `consts` plus `data.coder_parameter.<label>` without `value`.
-fn with_parameters(mut ctx: Context<'static>, parameters: &[Parameter]) -> Context<'static> {
+fn with_parameters<'a>(mut consts: Consts<'a>, parameters: &[Parameter]) -> Consts<'a> {
     let by_label: hcl::Map<String, Value> = parameters
         .iter()
         .map(|p| (p.label.clone(), parameter::attributes(p, None)))
         .collect();
     let data = hcl::Map::from_iter([("coder_parameter".to_string(), Value::Object(by_label))]);
-    ctx.declare_var("data", Value::Object(data));
-    ctx
+    consts.ctx.declare_var("data", Value::Object(data));
+    consts
 }

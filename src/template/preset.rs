@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use hcl::Value;
-use hcl::eval::Context;
 
 use super::blocks::Reader;
+use super::locals::Consts;
 use super::value::{kind, primitive_text};
 use super::{Parameter, Prebuilds, Preset, Schedule, Scheduling, TemplateError, check, cron};
 
@@ -22,7 +22,7 @@ pub(super) struct ReadPreset {
 pub(super) fn read(
     reader: &Reader,
     subject: String,
-    consts: &Context,
+    consts: &Consts,
 ) -> Result<ReadPreset, TemplateError> {
     reader.refuse_repetition()?;
     let name = reader.required_string("name")?;
@@ -85,7 +85,7 @@ fn parameter_map(
     Ok(map)
 }
 
-fn count(reader: &Reader, key: &str, consts: &Context) -> Result<u32, TemplateError> {
+fn count(reader: &Reader, key: &str, consts: &Consts) -> Result<u32, TemplateError> {
     let (n, at) = reader
         .whole_number(key, Some(consts))?
         .ok_or_else(|| reader.missing(key))?;
@@ -101,7 +101,7 @@ fn count(reader: &Reader, key: &str, consts: &Context) -> Result<u32, TemplateEr
     })
 }
 
-fn prebuilds(reader: &Reader, consts: &Context) -> Result<Prebuilds, TemplateError> {
+fn prebuilds(reader: &Reader, consts: &Consts) -> Result<Prebuilds, TemplateError> {
     let instances = count(reader, "instances", consts)?;
     let ttl_seconds = match reader.at_most_one("expiration_policy")? {
         None => None,
@@ -133,7 +133,7 @@ fn prebuilds(reader: &Reader, consts: &Context) -> Result<Prebuilds, TemplateErr
     })
 }
 
-fn scheduling(reader: &Reader, consts: &Context) -> Result<Scheduling, TemplateError> {
+fn scheduling(reader: &Reader, consts: &Consts) -> Result<Scheduling, TemplateError> {
     let timezone = reader.required_string("timezone")?;
     if chrono_tz::Tz::from_str(&timezone).is_err() {
         let at = reader

@@ -10,10 +10,12 @@ use hcl::edit::structure::Body;
 use super::TemplateError;
 
 /// One `.tf` file: its name (for messages) and text (for positions and the
-/// source text of expressions).
+/// source text of expressions). A `.tf.json` file's text is the HCL
+/// written from it, `lines` mapping each of its lines to the JSON's.
 pub(super) struct SourceFile {
     pub name: String,
     pub text: String,
+    pub lines: Option<Vec<usize>>,
 }
 
 pub(super) struct Files {
@@ -21,7 +23,7 @@ pub(super) struct Files {
     pub readme: Option<String>,
 }
 
-/// Terraform reads only the root module's `*.tf` files, so subdirectories
+/// Terraform reads only the root module's `*.tf` and `*.tf.json` files, so subdirectories
 /// (modules, scripts) are not looked at. Files are sorted so that
 /// declaration order, and so messages, do not depend on the file system.
 pub(super) fn read_dir(dir: &Path) -> Result<Files, TemplateError> {
@@ -67,17 +69,54 @@ pub(super) fn read_dir(dir: &Path) -> Result<Files, TemplateError> {
             readme = Some(String::from_utf8_lossy(&bytes).into_owned());
         } else if path.extension().is_some_and(|ext| ext == "tf") {
             let text = fs::read_to_string(&path).map_err(read)?;
-            tf.push(SourceFile { name, text });
+            tf.push(SourceFile {
+                name,
+                text,
+                lines: None,
+            });
+        } else if name.ends_with(".tf.json") {
+            let text = fs::read_to_string(&path).map_err(read)?;
+            tf.push(SourceFile::from_json(name, &text)?);
         }
     }
     Ok(Files { tf, readme })
 }
 
 impl SourceFile {
+    /// A `.tf.json` file, read as the HCL of the blocks it declares.
+    pub fn from_json(name: String, text: &str) -> Result<SourceFile, TemplateError> {
+        let root = super::json::parse(text).map_err(|err| TemplateError::Syntax {
+            at: format!("{name}:{}:{}", err.line, err.column),
+            message: err.message,
+        })?;
+        let converted =
+            super::tfjson::convert(&root).map_err(|(line, message)| TemplateError::Syntax {
+                at: format!("{name}:{line}"),
+                message,
+            })?;
+        Ok(SourceFile {
+            name,
+            text: converted.text,
+            lines: Some(converted.lines),
+        })
+    }
+
     /// `file:line` of a byte span; just the file when the span is unknown.
     pub fn at(&self, span: Option<Range<usize>>) -> String {
         match span {
-            Some(span) => format!("{}:{}", self.name, self.line_of(span.start)),
+            Some(span) => self.at_line(self.line_of(span.start)),
+            None => self.name.clone(),
+        }
+    }
+
+    /// `file:line` of a line of `text`, in the file as written.
+    fn at_line(&self, line: usize) -> String {
+        let line = match &self.lines {
+            None => Some(line),
+            Some(lines) => lines.get(line.saturating_sub(1)).copied(),
+        };
+        match line {
+            Some(line) => format!("{}:{line}", self.name),
             None => self.name.clone(),
         }
     }
@@ -99,7 +138,7 @@ impl SourceFile {
     /// `Body` drops.
     pub fn parse(&self) -> Result<Body, TemplateError> {
         hcl::edit::parser::parse_body(&self.text).map_err(|err| TemplateError::Syntax {
-            at: format!("{}:{}", self.name, err.location().line()),
+            at: self.at_line(err.location().line()),
             message: err.message().to_string(),
         })
     }

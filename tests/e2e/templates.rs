@@ -119,3 +119,64 @@ async fn templates_show_prints_parameters_tags_and_presets() {
     assert!(text.contains("Frankfurt, 4 cores (default)"), "{text}");
     coord.stop().await;
 }
+
+/// A template written only in terraform's JSON syntax, whose workspace tag
+/// goes through a local: pushed (the archive's only config file is a
+/// `.tf.json`), routed by the local's value at import and per build, and
+/// imported by real terraform with its JSON-declared variable set.
+#[tokio::test]
+async fn a_tf_json_template_routes_through_its_locals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let coord = Coord::start(&tmp.path().join("data")).await;
+    let dir = tmp.path().join("json");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("main.tf.json"),
+        r#"{
+  "terraform": {"required_providers": {"coder": {"source": "coder/coder"}}},
+  "variable": {"pool": {"type": "string"}},
+  "locals": {"pool": "${var.pool}-${data.coder_parameter.region.value}"},
+  "data": {
+    "coder_parameter": {"region": {"name": "region", "default": "eu", "mutable": true}},
+    "coder_workspace_tags": {"t": {"tags": {"pool": "${local.pool}"}}}
+  },
+  "resource": {"terraform_data": {"w": {"input": "${local.pool}"}}}
+}
+"#,
+    )
+    .unwrap();
+    let header = proto::PushTemplateRequest {
+        name: "json".into(),
+        variables: [("pool".to_string(), "gpu".to_string())].into(),
+        ..Default::default()
+    };
+    let archive = provisionerd::archive::tar_dir(&dir).unwrap();
+    let import = coord.push_archive(header, &archive).await.unwrap();
+    let tags = coord.job(&import).await.tags;
+    assert_eq!(tags.get("pool").map(String::as_str), Some("gpu-eu"));
+
+    let key = coord.create_key("k", &[("pool", "gpu-eu")]).await;
+    // Its terraform gets the stand-in coder provider.
+    let daemon = crate::common::procs::start_coder(&coord.url, &key, "d1", tmp.path());
+    coord.wait_succeeded(&import).await;
+
+    let build = coord
+        .admin()
+        .await
+        .create_workspace(proto::CreateWorkspaceRequest {
+            name: "ws".into(),
+            template: "json".into(),
+            owner: "alice".into(),
+            variables: [("pool".to_string(), "gpu".to_string())].into(),
+            parameters: [("region".to_string(), "us".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .job_id;
+    let tags = coord.job(&build).await.tags;
+    assert_eq!(tags.get("pool").map(String::as_str), Some("gpu-us"));
+    drop(daemon);
+    coord.stop().await;
+}

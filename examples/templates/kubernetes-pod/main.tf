@@ -83,6 +83,16 @@ data "coder_workspace_tags" "kubernetes" {
   }
 }
 
+# The PVC and the pod carry the same labels.
+locals {
+  labels = {
+    "app.kubernetes.io/name"     = "coder-workspace"
+    "app.kubernetes.io/instance" = "coder-${data.coder_workspace.me.id}"
+    "com.coder.workspace.id"     = data.coder_workspace.me.id
+    "com.coder.owner.name"       = data.coder_workspace_owner.me.name
+  }
+}
+
 resource "coder_agent" "main" {
   arch = "amd64"
   os   = "linux"
@@ -97,12 +107,7 @@ resource "kubernetes_persistent_volume_claim_v1" "home" {
   metadata {
     name      = "coder-${data.coder_workspace.me.id}-home"
     namespace = var.namespace
-    labels = {
-      "app.kubernetes.io/name"     = "coder-workspace"
-      "app.kubernetes.io/instance" = "coder-${data.coder_workspace.me.id}"
-      "com.coder.workspace.id"     = data.coder_workspace.me.id
-      "com.coder.owner.name"       = data.coder_workspace_owner.me.name
-    }
+    labels    = local.labels
   }
 
   # A WaitForFirstConsumer storage class binds the claim only once the pod
@@ -125,12 +130,7 @@ resource "kubernetes_pod_v1" "workspace" {
   metadata {
     name      = "coder-${data.coder_workspace.me.id}"
     namespace = var.namespace
-    labels = {
-      "app.kubernetes.io/name"     = "coder-workspace"
-      "app.kubernetes.io/instance" = "coder-${data.coder_workspace.me.id}"
-      "com.coder.workspace.id"     = data.coder_workspace.me.id
-      "com.coder.owner.name"       = data.coder_workspace_owner.me.name
-    }
+    labels    = local.labels
   }
 
   spec {

@@ -17,7 +17,8 @@ use crate::proto;
 
 /// A pushed archive must pass the daemon's own extraction checks within
 /// `limits` (its size first, before anything is parsed or stored) and hold
-/// at least one `.tf` file at its root; anything else could never import.
+/// at least one `.tf` or `.tf.json` file at its root; anything else could
+/// never import.
 fn check_template(archive: &[u8], limits: &archive::Limits) -> std::result::Result<(), String> {
     archive::check(archive, limits).map_err(|e| e.to_string())?;
     let mut ar = tar::Archive::new(archive);
@@ -29,12 +30,12 @@ fn check_template(archive: &[u8], limits: &archive::Limits) -> std::result::Resu
             .map_err(|e| format!("read archive entry: {e}"))?;
         let name = path.to_string_lossy();
         let name = name.strip_prefix("./").unwrap_or(&name);
-        has_tf |= !name.contains('/') && name.ends_with(".tf");
+        has_tf |= !name.contains('/') && (name.ends_with(".tf") || name.ends_with(".tf.json"));
     }
     if has_tf {
         Ok(())
     } else {
-        Err("archive has no .tf file at its root".into())
+        Err("archive has no .tf or .tf.json file at its root".into())
     }
 }
 

@@ -1,7 +1,7 @@
 //! The references an expression makes, checked before evaluation so that a
 //! tag that depends on something only terraform knows (a resource, another
-//! data source, a local) fails with a message naming it, instead of
-//! evaluating to something wrong.
+//! data source, a local built from one) fails with a message naming it,
+//! instead of evaluating to something wrong.
 
 use std::collections::BTreeSet;
 
@@ -18,28 +18,52 @@ pub(super) enum Ref {
     Param(String),
     Workspace(String),
     Owner(String),
+    /// A local, evaluated first with the same inputs.
+    Local(String),
 }
 
-const ALLOWED: &str = "workspace tags may use var.*, data.coder_parameter.*, data.coder_workspace.* and data.coder_workspace_owner.*";
+/// One reference as written: its root name (`var`, `data`, `local`, a
+/// resource type) and the attribute names that follow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(in crate::template) struct Raw {
+    pub root: String,
+    pub path: Vec<String>,
+}
+
+impl Raw {
+    /// `root.a.b`, as far as `parts` names go (the address a message shows).
+    pub fn address(&self, parts: usize) -> String {
+        std::iter::once(self.root.as_str())
+            .chain(self.path.iter().take(parts).map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
+pub(in crate::template) const ALLOWED: &str = "workspace tags may use var.*, data.coder_parameter.*, data.coder_workspace.*, data.coder_workspace_owner.* and locals built from them";
 
 pub(super) fn collect(expr: &Expression, meta: &TemplateMeta) -> Result<BTreeSet<Ref>, String> {
+    raw(expr)?.iter().map(|r| classify(r, meta)).collect()
+}
+
+/// Every reference of `expr`, in the order written; names bound by `for`
+/// are not references.
+pub(in crate::template) fn raw(expr: &Expression) -> Result<Vec<Raw>, String> {
     let mut walker = Walker {
-        meta,
         scope: Vec::new(),
-        refs: BTreeSet::new(),
+        refs: Vec::new(),
     };
     walker.expr(expr)?;
     Ok(walker.refs)
 }
 
-struct Walker<'a> {
-    meta: &'a TemplateMeta,
+struct Walker {
     /// Names bound by enclosing `for` expressions and directives.
     scope: Vec<String>,
-    refs: BTreeSet<Ref>,
+    refs: Vec<Raw>,
 }
 
-impl Walker<'_> {
+impl Walker {
     fn expr(&mut self, expr: &Expression) -> Result<(), String> {
         match expr {
             Expression::Variable(v) => self.reference(v.as_str(), &[]),
@@ -126,58 +150,69 @@ impl Walker<'_> {
     }
 
     fn reference(&mut self, root: &str, path: &[String]) -> Result<(), String> {
-        if self.scope.iter().any(|v| v == root) {
-            return Ok(());
+        if !self.scope.iter().any(|v| v == root) {
+            self.refs.push(Raw {
+                root: root.to_string(),
+                path: path.to_vec(),
+            });
         }
-        let first = path.first().map(String::as_str);
-        let r = match (root, first, path.get(1).map(String::as_str)) {
-            ("var", Some(name), _) => {
-                if !self.meta.variables.iter().any(|v| v.name == name) {
-                    return Err(format!(
-                        "references var.{name}, which the template does not declare"
-                    ));
-                }
-                Ref::Var(name.to_string())
-            }
-            ("data", Some("coder_parameter"), Some(label)) => {
-                if !self.meta.parameters.iter().any(|p| p.label == label) {
-                    return Err(format!(
-                        "references data.coder_parameter.{label}, which the template does not declare"
-                    ));
-                }
-                Ref::Param(label.to_string())
-            }
-            ("data", Some("coder_workspace"), Some(label)) => Ref::Workspace(label.to_string()),
-            ("data", Some("coder_workspace_owner"), Some(label)) => Ref::Owner(label.to_string()),
-            ("data", Some(kind), Some(label)) => {
-                return Err(format!(
-                    "references data.{kind}.{label}, a data source only terraform can read; {ALLOWED}"
-                ));
-            }
-            ("local", Some(name), _) => {
-                return Err(format!(
-                    "references local.{name}: locals are not evaluated for workspace tags; {ALLOWED}"
-                ));
-            }
-            ("count" | "each" | "path" | "terraform" | "self", Some(name), _) => {
-                return Err(format!(
-                    "references {root}.{name}, which is not available here; {ALLOWED}"
-                ));
-            }
-            (_, Some(name), _) => {
-                return Err(format!(
-                    "references {root}.{name}, a resource whose attributes are only known after terraform runs; {ALLOWED}"
-                ));
-            }
-            (_, None, _) => {
-                return Err(format!(
-                    "references `{root}`, which is not defined; {ALLOWED}"
-                ));
-            }
-        };
-        self.refs.insert(r);
         Ok(())
     }
+}
+
+/// What a reference is for tag evaluation, or why it cannot be evaluated.
+fn classify(raw: &Raw, meta: &TemplateMeta) -> Result<Ref, String> {
+    let root = raw.root.as_str();
+    let path = &raw.path;
+    let first = path.first().map(String::as_str);
+    Ok(match (root, first, path.get(1).map(String::as_str)) {
+        ("var", Some(name), _) => {
+            if !meta.variables.iter().any(|v| v.name == name) {
+                return Err(format!(
+                    "references var.{name}, which the template does not declare"
+                ));
+            }
+            Ref::Var(name.to_string())
+        }
+        ("data", Some("coder_parameter"), Some(label)) => {
+            if !meta.parameters.iter().any(|p| p.label == label) {
+                return Err(format!(
+                    "references data.coder_parameter.{label}, which the template does not declare"
+                ));
+            }
+            Ref::Param(label.to_string())
+        }
+        ("data", Some("coder_workspace"), Some(label)) => Ref::Workspace(label.to_string()),
+        ("data", Some("coder_workspace_owner"), Some(label)) => Ref::Owner(label.to_string()),
+        ("data", Some(kind), Some(label)) => {
+            return Err(format!(
+                "references data.{kind}.{label}, a data source only terraform can read; {ALLOWED}"
+            ));
+        }
+        ("local", Some(name), _) => {
+            if !meta.locals.iter().any(|l| l.name == name) {
+                return Err(format!(
+                    "references local.{name}, which the template does not declare"
+                ));
+            }
+            Ref::Local(name.to_string())
+        }
+        ("count" | "each" | "path" | "terraform" | "self", Some(name), _) => {
+            return Err(format!(
+                "references {root}.{name}, which is not available here; {ALLOWED}"
+            ));
+        }
+        (_, Some(name), _) => {
+            return Err(format!(
+                "references {root}.{name}, a resource whose attributes are only known after terraform runs; {ALLOWED}"
+            ));
+        }
+        (_, None, _) => {
+            return Err(format!(
+                "references `{root}`, which is not defined; {ALLOWED}"
+            ));
+        }
+    })
 }
 
 /// The leading attribute names of a traversal (`.a.b["c"]`), up to the

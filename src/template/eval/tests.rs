@@ -206,7 +206,7 @@ fn references_only_terraform_knows_are_refused() {
     };
     assert_eq!(
         err("    vm = terraform_data.vm.id"),
-        "evaluate workspace tags: main.tf:21: tag \"vm\": references terraform_data.vm, a resource whose attributes are only known after terraform runs; workspace tags may use var.*, data.coder_parameter.*, data.coder_workspace.* and data.coder_workspace_owner.*"
+        "evaluate workspace tags: main.tf:21: tag \"vm\": references terraform_data.vm, a resource whose attributes are only known after terraform runs; workspace tags may use var.*, data.coder_parameter.*, data.coder_workspace.*, data.coder_workspace_owner.* and locals built from them"
     );
     let cases = [
         (
@@ -215,7 +215,7 @@ fn references_only_terraform_knows_are_refused() {
         ),
         (
             "    k = local.pool",
-            "references local.pool: locals are not evaluated",
+            "references local.pool, which the template does not declare",
         ),
         (
             "    k = var.nope",

@@ -243,9 +243,14 @@ fn names_types_and_options_must_be_literals() {
         msg,
         "parse template: main.tf:1: coder_parameter \"p\": missing required attribute name"
     );
-    let msg = one("  default = local.x");
+    let msg = one("  default = terraform_data.x.id");
     assert!(
         msg.contains("default cannot be evaluated without terraform"),
+        "{msg}"
+    );
+    let msg = one("  default = local.x");
+    assert!(
+        msg.contains("default references local.x, which the template does not declare"),
         "{msg}"
     );
 }

@@ -1,0 +1,255 @@
+//! `locals` blocks: read from every file and checked as terraform checks
+//! them (each name declared once, no reference to an undeclared local, no
+//! cycle), then used two ways. Workspace tags keep the locals they use in
+//! the metadata and evaluate them per job (`eval::locals`). Values needed
+//! at push — a parameter's default, a preset's values — are evaluated here
+//! ([`Consts`]): they may use a local built from variables, functions and
+//! other such locals, never one known only per build or only when
+//! terraform runs. Locals nothing evaluates are never evaluated, so the
+//! usual ones built from resources cost nothing.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use hcl::edit::Span;
+use hcl::edit::structure::Body;
+use hcl::eval::Context;
+use hcl::{Expression, Map, Value};
+
+use super::eval::refs::{self, Raw};
+use super::parse::declared_once;
+
+mod consts;
+
+use super::source::SourceFile;
+use super::{LocalDecl, TagExpr, TemplateError};
+pub(super) use consts::Consts;
+
+/// How long a chain of locals may be: evaluation recurses along it.
+pub(super) const MAX_DEPTH: usize = 64;
+
+/// How big a local's value may grow (values and string bytes): a chain of
+/// `[local.a, local.a]` doubles at every step.
+const MAX_VALUE_SIZE: usize = 1 << 20;
+
+pub(super) struct Local {
+    decl: LocalDecl,
+    expr: Expression,
+    refs: Vec<Raw>,
+}
+
+impl Local {
+    pub fn deps(&self) -> impl Iterator<Item = &str> {
+        self.refs.iter().filter_map(local_name)
+    }
+}
+
+/// `local.<name>`'s name.
+pub(super) fn local_name(r: &Raw) -> Option<&str> {
+    (r.root == "local").then(|| r.path.first().map(String::as_str))?
+}
+
+pub(super) struct Locals {
+    list: Vec<Local>,
+}
+
+impl Locals {
+    /// Every `locals` block of every file, checked. `seen` holds the
+    /// addresses declared so far (for the "declared twice" message).
+    pub fn read(
+        bodies: &[(&SourceFile, Body)],
+        seen: &mut HashMap<String, String>,
+    ) -> Result<Locals, TemplateError> {
+        let mut list = Vec::new();
+        for (src, body) in bodies {
+            for block in body.get_blocks("locals") {
+                let fail = |at: String, problem: String| TemplateError::Invalid {
+                    at,
+                    subject: "locals block".into(),
+                    problem,
+                };
+                if !block.labels.is_empty() {
+                    return Err(fail(src.at(block.span()), "takes no labels".into()));
+                }
+                if let Some(nested) = block.body.blocks().next() {
+                    return Err(fail(
+                        src.at(nested.span()),
+                        format!(
+                            "holds only attributes, not a {} block",
+                            nested.ident.as_str()
+                        ),
+                    ));
+                }
+                for attr in block.body.attributes() {
+                    let name = attr.key.as_str().to_string();
+                    let at = src.at(attr.span());
+                    declared_once(seen, format!("local.{name}"), &at)?;
+                    let expr = Expression::from(attr.value.clone());
+                    let refs = refs::raw(&expr).map_err(|p| invalid(&at, &name, p))?;
+                    let text = src.slice(attr.value.span()).unwrap_or_default().to_string();
+                    list.push(Local {
+                        decl: LocalDecl {
+                            name,
+                            expr: text,
+                            at,
+                        },
+                        expr,
+                        refs,
+                    });
+                }
+            }
+        }
+        let locals = Locals { list };
+        locals.check()?;
+        Ok(locals)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Local> {
+        self.list.iter().find(|l| l.decl.name == name)
+    }
+
+    /// Terraform refuses a reference to an undeclared local and a cycle
+    /// even in locals nothing uses.
+    fn check(&self) -> Result<(), TemplateError> {
+        for local in &self.list {
+            if let Some(name) = local.deps().find(|d| self.get(d).is_none()) {
+                return Err(invalid(
+                    &local.decl.at,
+                    &local.decl.name,
+                    format!("references local.{name}, which the template does not declare"),
+                ));
+            }
+        }
+        let mut done = HashSet::new();
+        for local in &self.list {
+            self.acyclic(local, &mut Vec::new(), &mut done)?;
+        }
+        Ok(())
+    }
+
+    fn acyclic<'a>(
+        &'a self,
+        local: &'a Local,
+        path: &mut Vec<&'a str>,
+        done: &mut HashSet<&'a str>,
+    ) -> Result<(), TemplateError> {
+        let name = local.decl.name.as_str();
+        if done.contains(name) {
+            return Ok(());
+        }
+        if let Some(start) = path.iter().position(|n| *n == name) {
+            let cycle: Vec<String> = path[start..]
+                .iter()
+                .chain([&name])
+                .map(|n| format!("local.{n}"))
+                .collect();
+            let first = self.get(path[start]).map_or(&local.decl, |l| &l.decl);
+            return Err(invalid(
+                &first.at,
+                &first.name,
+                format!("depends on itself: {}", cycle.join(" → ")),
+            ));
+        }
+        if path.len() >= MAX_DEPTH {
+            return Err(invalid(
+                &local.decl.at,
+                &local.decl.name,
+                format!("is at the end of a chain of more than {MAX_DEPTH} locals"),
+            ));
+        }
+        path.push(name);
+        for dep in local.deps() {
+            if let Some(dep) = self.get(dep) {
+                self.acyclic(dep, path, done)?;
+            }
+        }
+        path.pop();
+        done.insert(name);
+        Ok(())
+    }
+
+    /// The locals the workspace tags use, directly or through others, in
+    /// declaration order: what must be kept to evaluate the tags per job.
+    pub fn used_by(&self, tags: &[TagExpr]) -> Vec<LocalDecl> {
+        let mut wanted: Vec<String> = Vec::new();
+        for text in tags.iter().flat_map(|t| [Some(&t.expr), t.count.as_ref()]) {
+            let Some(refs) = text
+                .and_then(|t| t.parse::<Expression>().ok())
+                .and_then(|e| refs::raw(&e).ok())
+            else {
+                continue;
+            };
+            wanted.extend(refs.iter().filter_map(local_name).map(str::to_string));
+        }
+        let mut keep: BTreeSet<String> = BTreeSet::new();
+        while let Some(name) = wanted.pop() {
+            if let Some(local) = self.get(&name)
+                && keep.insert(name)
+            {
+                wanted.extend(local.deps().map(str::to_string));
+            }
+        }
+        self.list
+            .iter()
+            .filter(|l| keep.contains(&l.decl.name))
+            .map(|l| l.decl.clone())
+            .collect()
+    }
+
+    /// The scope for values computed at push: `ctx` plus these locals.
+    pub fn consts(&self, ctx: Context<'static>) -> Consts<'_> {
+        Consts::new(ctx, self)
+    }
+}
+
+fn invalid(at: &str, name: &str, problem: impl Into<String>) -> TemplateError {
+    TemplateError::Invalid {
+        at: at.to_string(),
+        subject: format!("local.{name}"),
+        problem: problem.into(),
+    }
+}
+
+/// The `local` object an expression sees: the locals it names, evaluated.
+pub(super) fn scope<'a>(
+    names: impl Iterator<Item = &'a str>,
+    values: &HashMap<&str, Value>,
+) -> Value {
+    let map: Map<String, Value> = names
+        .filter_map(|n| Some((n.to_string(), values.get(n)?.clone())))
+        .collect();
+    Value::Object(map)
+}
+
+/// Refuses a value over [`MAX_VALUE_SIZE`] before anything copies it.
+pub(super) fn check_size(local: &LocalDecl, value: &Value) -> Result<(), String> {
+    fn size(value: &Value, left: &mut usize) -> bool {
+        let own = match value {
+            Value::String(s) => s.len() + 1,
+            _ => 1,
+        };
+        *left = match left.checked_sub(own) {
+            Some(n) => n,
+            None => return false,
+        };
+        match value {
+            Value::Array(items) => items.iter().all(|v| size(v, left)),
+            Value::Object(map) => map.iter().all(|(k, v)| {
+                *left = left.saturating_sub(k.len());
+                size(v, left)
+            }),
+            _ => true,
+        }
+    }
+    let mut left = MAX_VALUE_SIZE;
+    if size(value, &mut left) {
+        Ok(())
+    } else {
+        Err(format!(
+            "local.{} ({}) evaluates to a value larger than {MAX_VALUE_SIZE} bytes",
+            local.name, local.at
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;
