@@ -116,7 +116,8 @@ async fn a_prebuild_sees_its_owner_parameters_and_workspace() {
     assert_eq!(ws["name"], "dev");
     assert_eq!(ws["id"], "ws-1");
     assert_eq!(ws["template_name"], "demo");
-    assert_eq!(ws["template_version"], "tv-1");
+    // The version's name, as Coder passes it (its id is `tv-1`).
+    assert_eq!(ws["template_version"], "v1");
     let owner = attributes(&state, "data", "coder_workspace_owner", "me").expect("owner");
     assert_eq!(owner["name"], "prebuilds");
     let agent = attributes(&state, "managed", "coder_agent", "main").expect("agent");

@@ -230,24 +230,8 @@ pub struct VersionArgs {
     pub admin: AdminArgs,
 }
 
-/// A workspace's automatic updates (Coder's words).
-#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
-pub enum AutomaticUpdates {
-    /// A start keeps the workspace on its version.
-    #[default]
-    Never,
-    /// A start moves the workspace to the template's active version.
-    Always,
-}
-
-impl AutomaticUpdates {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AutomaticUpdates::Never => "never",
-            AutomaticUpdates::Always => "always",
-        }
-    }
-}
+// One definition for the CLI and the store.
+pub use crate::coordinator::store::AutomaticUpdates;
 
 #[derive(Debug, Subcommand)]
 pub enum WorkspacesCmd {

@@ -96,8 +96,9 @@ pub struct NewVersion {
     pub keep_inactive: bool,
 }
 
-/// A workspace's automatic-updates setting (Coder's names).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A workspace's automatic-updates setting (Coder's names; also the CLI's
+/// `--automatic-updates` values).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum AutomaticUpdates {
     /// A start keeps the workspace on its version.
     #[default]

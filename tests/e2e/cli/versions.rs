@@ -58,6 +58,15 @@ impl Cli {
     }
 }
 
+/// A coordinator with one daemon under `root`, and a CLI talking to it.
+async fn stack(root: &std::path::Path) -> (Coord, Daemon, Cli) {
+    let coord = Coord::start(&root.join("data")).await;
+    let key = coord.create_key("k", &[]).await;
+    let d = Daemon::start(&coord.url, &key, "d1", &root.join("c1"));
+    let cli = Cli::of(&coord);
+    (coord, d, cli)
+}
+
 /// The table's rows after the header, as whitespace-split words.
 fn rows(table: &str) -> Vec<Vec<String>> {
     table
@@ -71,10 +80,7 @@ fn rows(table: &str) -> Vec<Vec<String>> {
 async fn versions_through_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let coord = Coord::start(&root.join("data")).await;
-    let key = coord.create_key("k", &[]).await;
-    let d = Daemon::start(&coord.url, &key, "d1", &root.join("c1"));
-    let cli = Cli::of(&coord);
+    let (coord, d, cli) = stack(root).await;
     let one = versioned(root, "one");
     let one = one.to_str().unwrap();
     let two = versioned(root, "two");

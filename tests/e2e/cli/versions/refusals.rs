@@ -1,8 +1,7 @@
 //! Refused version commands exit 1 with the coordinator's reason; bad
 //! input exits 64; nothing changes.
 
-use super::{Cli, rows};
-use crate::common::{Coord, Daemon};
+use super::{rows, stack};
 use crate::template;
 use crate::versions::versioned;
 
@@ -10,10 +9,7 @@ use crate::versions::versioned;
 async fn refusals_exit_1_with_the_reason_and_bad_input_64() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let coord = Coord::start(&root.join("data")).await;
-    let key = coord.create_key("k", &[]).await;
-    let d = Daemon::start(&coord.url, &key, "d1", &root.join("c1"));
-    let cli = Cli::of(&coord);
+    let (coord, d, cli) = stack(root).await;
     let one = versioned(root, "one");
     let one = one.to_str().unwrap();
     cli.ok(&[

@@ -4,6 +4,24 @@
 
 use super::*;
 
+/// Pushes a version of template `t` named `name` on a bare store.
+fn push_named(store: &Store, name: &str) -> crate::coordinator::error::Result<Pushed> {
+    store.push_version(
+        "t",
+        b"a",
+        &Tags::new(),
+        &BTreeMap::new(),
+        "admin",
+        &NewImport {
+            version: NewVersion {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+}
+
 #[test]
 fn versions_stored_before_names_are_named_in_push_order() {
     // SQLite's open runs the backfill each time (PostgreSQL's migration 3
@@ -44,22 +62,7 @@ fn versions_stored_before_names_are_named_in_push_order() {
     }
     assert_eq!(store.find_version("u", &other.0).unwrap().name, "v1");
     // The unique index is back: a taken name is refused by the push.
-    let e = store
-        .push_version(
-            "t",
-            b"a",
-            &Tags::new(),
-            &BTreeMap::new(),
-            "admin",
-            &NewImport {
-                version: NewVersion {
-                    name: Some("v6".into()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
-        .unwrap_err();
+    let e = push_named(&store, "v6").unwrap_err();
     assert!(matches!(e, CoordError::AlreadyExists(_)), "{e:?}");
     push(&store, "t");
     let names: Vec<String> = store
@@ -129,26 +132,8 @@ fn a_backfilled_name_that_is_taken_gets_its_id_and_the_active_version_is_marked(
     // `vN-<id prefix>`, not a duplicate that would stop every start.
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let push = |name: &str| {
-        store
-            .push_version(
-                "t",
-                b"a",
-                &Tags::new(),
-                &BTreeMap::new(),
-                "admin",
-                &NewImport {
-                    version: NewVersion {
-                        name: Some(name.into()),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-            )
-            .unwrap()
-    };
-    let first = push("one");
-    let second = push("v2");
+    let first = push_named(&store, "one").unwrap();
+    let second = push_named(&store, "v2").unwrap();
     drop(store);
     {
         let conn = Connection::open(dir.path().join("provisionerd.db")).unwrap();
