@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::template::tests::{parse_one, refused};
-use crate::template::{LocalDecl, import_tags};
+use crate::template::{LocalDecl, TemplateMeta, import_tags};
 
 /// `a0 = 1`, `aN = local.aN-1 + 1`: each local declared after the one it
 /// uses, so a walk that marks locals done never sees a long path.
@@ -179,4 +179,26 @@ data "coder_parameter" "b" {
     .expect("parse");
     let defaults: Vec<_> = meta.parameters.iter().map(|p| p.default.clone()).collect();
     assert_eq!(defaults, [Some("eu".to_string()), Some("us".to_string())]);
+}
+
+#[test]
+fn a_version_stored_before_locals_were_read_is_told_to_be_pushed_again() {
+    let meta = parse_one(
+        "locals {\n  zone = \"eu\"\n}\ndata \"coder_workspace_tags\" \"t\" {\n  tags = { zone = local.zone }\n}\n",
+    )
+    .expect("parse");
+    // What a push before locals were read stored: the JSON had neither.
+    let mut json = serde_json::to_value(&meta).expect("to json");
+    let fields = json.as_object_mut().expect("an object");
+    assert!(fields.remove("locals").is_some() && fields.remove("locals_read").is_some());
+    let meta: TemplateMeta = serde_json::from_value(json).expect("old metadata");
+    let msg = import_tags(&meta, &BTreeMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains(
+            "references local.zone, but this template version was stored before locals were read; push the template again"
+        ),
+        "{msg}"
+    );
 }
