@@ -13,7 +13,7 @@ use std::str::FromStr;
 use hcl::eval::{Context, ErrorKind, Evaluate};
 use hcl::{Expression, Map, Value};
 
-use super::locals::Budget;
+use super::locals::{Budget, Roots};
 use super::value::{kind, primitive_text, whole_number};
 use super::{BuildContext, Parameter, TemplateError, TemplateMeta, functions, variable};
 use crate::tags::Tags;
@@ -120,8 +120,11 @@ fn evaluate(
     let order = locals::expand(meta, &mut refs)?;
     let mut ctx = context(meta, inputs, &refs)?;
     crate::template::value::no_panic(|| {
-        locals::declare(order, &uses, &mut ctx, budget)?;
+        // `var` and `data` stay the same through this evaluation.
+        let mut roots = Roots::new();
+        locals::declare(order, &uses, &mut ctx, budget, &mut roots)?;
         try_call::resolve(&mut expr, &ctx);
+        budget.allow(&expr, &ctx, &mut roots, || "the result".to_string())?;
         let value = expr.evaluate(&ctx).map_err(|err| describe(&err))?;
         budget.charge(&value, || "the result".to_string())?;
         Ok(value)

@@ -12,7 +12,7 @@ use hcl::{Expression, Value};
 
 use super::refs::{self, Ref};
 use super::{describe, try_call};
-use crate::template::locals::{Budget, MAX_DEPTH, check_size, scope};
+use crate::template::locals::{Budget, MAX_DEPTH, Roots, check_size, scope};
 use crate::template::{LocalDecl, TemplateMeta};
 
 pub(super) struct Local<'a> {
@@ -100,6 +100,7 @@ pub(super) fn declare(
     uses: &BTreeSet<Ref>,
     ctx: &mut Context,
     budget: &mut Budget,
+    roots: &mut Roots,
 ) -> Result<(), String> {
     let mut values: HashMap<&str, Value> = HashMap::new();
     for mut local in order {
@@ -108,6 +109,9 @@ pub(super) fn declare(
             scope(local.deps.iter().map(String::as_str), &values),
         );
         try_call::resolve(&mut local.expr, ctx);
+        budget.allow(&local.expr, ctx, roots, || {
+            format!("local.{} ({})", local.decl.name, local.decl.at)
+        })?;
         let value = local.expr.evaluate(ctx).map_err(|err| {
             format!(
                 "local.{} ({}): {}",

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use hcl::eval::{Context, Evaluate};
 use hcl::{Expression, Value};
 
-use super::{Budget, Local, Locals, MAX_DEPTH, check_size, local_name, scope};
+use super::{Budget, Local, Locals, MAX_DEPTH, Roots, check_size, local_name, scope};
 use crate::template::eval::refs::{self, Raw};
 use crate::template::eval::try_call;
 
@@ -70,9 +70,11 @@ impl Consts<'_> {
         let uses: BTreeSet<&str> = refs.iter().filter_map(local_name).collect();
         let mut expr = expr.clone();
         let mut budget = self.budget.borrow_mut();
+        let mut roots = Roots::new();
         let result = || "the result".to_string();
         if uses.is_empty() {
             try_call::resolve(&mut expr, &self.ctx);
+            budget.allow(&expr, &self.ctx, &mut roots, result)?;
             let value = expr.evaluate(&self.ctx).map_err(|err| {
                 format!("cannot be evaluated without terraform (only literals, functions and variable defaults can): {err}")
             })?;
@@ -91,6 +93,7 @@ impl Consts<'_> {
             ctx.declare_var("local", scope(local.deps(), &values));
             let mut local_expr = local.expr.clone();
             try_call::resolve(&mut local_expr, &ctx);
+            budget.allow(&local_expr, &ctx, &mut roots, named)?;
             let value = local_expr.evaluate(&ctx).map_err(|err| {
                 format!(
                     "uses {}, which cannot be evaluated without terraform: {err}",
@@ -103,6 +106,7 @@ impl Consts<'_> {
         }
         ctx.declare_var("local", scope(uses.into_iter(), &values));
         try_call::resolve(&mut expr, &ctx);
+        budget.allow(&expr, &ctx, &mut roots, result)?;
         let value = expr.evaluate(&ctx).map_err(|err| {
             format!("cannot be evaluated without terraform (only literals, functions, variable defaults and locals built from them can): {err}")
         })?;

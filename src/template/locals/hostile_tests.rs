@@ -112,7 +112,9 @@ fn number_default(locals: &str, expr: &str) -> String {
     )
 }
 
-const OVER_BUDGET: &str = "takes the evaluation over its limit of 16 MiB of values";
+/// In both refusals: a value over the budget, or an expression that could
+/// build one.
+const OVER_BUDGET: &str = "limit of 16 MiB";
 
 #[test]
 fn locals_each_under_their_limit_are_refused_past_the_evaluation_budget() {
@@ -142,7 +144,10 @@ fn a_result_built_from_one_local_many_times_is_refused_past_the_budget() {
         &doubling(19),
         &format!("join(\"\", [{copies}])"),
     ));
-    assert!(msg.contains(&format!("the result {OVER_BUDGET}")), "{msg}");
+    assert!(
+        msg.contains("the result") && msg.contains(OVER_BUDGET),
+        "{msg}"
+    );
 
     // The same per build, in a workspace tag.
     let text = format!(
@@ -153,7 +158,36 @@ fn a_result_built_from_one_local_many_times_is_refused_past_the_budget() {
     let msg = import_tags(&meta, &BTreeMap::new())
         .unwrap_err()
         .to_string();
-    assert!(msg.contains(&format!("the result {OVER_BUDGET}")), "{msg}");
+    assert!(
+        msg.contains("the result") && msg.contains(OVER_BUDGET),
+        "{msg}"
+    );
+}
+
+#[test]
+fn an_expression_that_multiplies_its_inputs_is_refused_before_it_runs() {
+    // Each builds about 20-40 MiB only to count it: the result is small,
+    // so only a bound checked before evaluating can refuse it.
+    let mut locals = doubling(19);
+    locals.push_str("  l = split(\",\", local.s6)\n");
+    for expr in [
+        "length([for x in local.l : local.s19])".to_string(),
+        format!("length([{}])", vec!["local.s19"; 40].join(", ")),
+        "length(replace(local.s19, \",\", local.s6))".to_string(),
+    ] {
+        let msg = refused(&number_default(&locals, &expr));
+        assert!(
+            msg.contains("the result could build up to") && msg.contains(OVER_BUDGET),
+            "{expr}: {msg}"
+        );
+    }
+    // Small inputs pass, loops and all.
+    let meta = parse_one(&number_default(
+        &doubling(4),
+        "length([for x in split(\",\", local.s4) : \"${x}${local.s4}\"])",
+    ))
+    .expect("a small loop is allowed");
+    assert_eq!(meta.parameters[0].default.as_deref(), Some("17"));
 }
 
 #[test]
