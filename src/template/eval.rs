@@ -59,6 +59,8 @@ pub(super) fn tags(meta: &TemplateMeta, inputs: &Inputs) -> Result<Tags, Templat
     let mut set_at: HashMap<&str, &str> = HashMap::new();
     // One budget for all the tags: each may use the same big locals.
     let mut budget = Budget::new();
+    // The locals' values, evaluated once per build and shared by its tags.
+    let mut done: HashMap<String, Value> = HashMap::new();
     for tag in &meta.workspace_tags {
         let fail = |problem: String| TemplateError::Tag {
             at: tag.at.clone(),
@@ -66,7 +68,7 @@ pub(super) fn tags(meta: &TemplateMeta, inputs: &Inputs) -> Result<Tags, Templat
             problem,
         };
         if let Some(count) = &tag.count {
-            let value = evaluate(meta, inputs, count, &mut budget)
+            let value = evaluate(meta, inputs, count, &mut budget, &mut done)
                 .map_err(|p| fail(format!("count: {p}")))?;
             match whole_number(&value).filter(|_| matches!(value, Value::Number(_))) {
                 Some(0) => continue,
@@ -78,7 +80,7 @@ pub(super) fn tags(meta: &TemplateMeta, inputs: &Inputs) -> Result<Tags, Templat
                 }
             }
         }
-        let value = evaluate(meta, inputs, &tag.expr, &mut budget).map_err(fail)?;
+        let value = evaluate(meta, inputs, &tag.expr, &mut budget, &mut done).map_err(fail)?;
         let text = match &value {
             Value::Null => {
                 return Err(fail(format!(
@@ -112,6 +114,7 @@ fn evaluate(
     inputs: &Inputs,
     text: &str,
     budget: &mut Budget,
+    done: &mut HashMap<String, Value>,
 ) -> Result<Value, String> {
     let mut expr =
         Expression::from_str(text).map_err(|err| format!("`{text}` does not parse: {err}"))?;
@@ -122,7 +125,7 @@ fn evaluate(
     crate::template::value::no_panic(|| {
         // `var` and `data` stay the same through this evaluation.
         let mut roots = Roots::new();
-        locals::declare(order, &uses, &mut ctx, budget, &mut roots)?;
+        locals::declare(order, &uses, &mut ctx, budget, &mut roots, done)?;
         try_call::resolve(&mut expr, &ctx);
         budget.allow(&expr, &ctx, &mut roots, || "the result".to_string())?;
         let value = expr.evaluate(&ctx).map_err(|err| describe(&err))?;

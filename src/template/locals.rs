@@ -254,10 +254,13 @@ fn invalid(at: &str, name: &str, problem: impl Into<String>) -> TemplateError {
 }
 
 /// The `local` object an expression sees: the locals it names, evaluated.
-pub(super) fn scope<'a>(
+pub(super) fn scope<'a, K>(
     names: impl Iterator<Item = &'a str>,
-    values: &HashMap<&str, Value>,
-) -> Value {
+    values: &HashMap<K, Value>,
+) -> Value
+where
+    K: std::borrow::Borrow<str> + std::hash::Hash + Eq,
+{
     let map: Map<String, Value> = names
         .filter_map(|n| Some((n.to_string(), values.get(n)?.clone())))
         .collect();

@@ -94,20 +94,22 @@ impl<'m> Walk<'m> {
 }
 
 /// Evaluates `order` in `ctx`, then declares `local` as the tag's own
-/// expression sees it (the locals it names, `uses`).
+/// expression sees it (the locals it names, `uses`). `done` holds the
+/// locals this build evaluated already: a local's value is the same for
+/// every tag of a build, so each is evaluated (and charged) once.
 pub(super) fn declare(
     order: Vec<Local>,
     uses: &BTreeSet<Ref>,
     ctx: &mut Context,
     budget: &mut Budget,
     roots: &mut Roots,
+    done: &mut HashMap<String, Value>,
 ) -> Result<(), String> {
-    let mut values: HashMap<&str, Value> = HashMap::new();
     for mut local in order {
-        ctx.declare_var(
-            "local",
-            scope(local.deps.iter().map(String::as_str), &values),
-        );
+        if done.contains_key(&local.decl.name) {
+            continue;
+        }
+        ctx.declare_var("local", scope(local.deps.iter().map(String::as_str), done));
         try_call::resolve(&mut local.expr, ctx);
         budget.allow(&local.expr, ctx, roots, || {
             format!("local.{} ({})", local.decl.name, local.decl.at)
@@ -124,9 +126,9 @@ pub(super) fn declare(
         budget.charge(&value, || {
             format!("local.{} ({})", local.decl.name, local.decl.at)
         })?;
-        values.insert(&local.decl.name, value);
+        done.insert(local.decl.name.clone(), value);
     }
     let names: Vec<String> = uses.iter().filter_map(local).collect();
-    ctx.declare_var("local", scope(names.iter().map(String::as_str), &values));
+    ctx.declare_var("local", scope(names.iter().map(String::as_str), done));
     Ok(())
 }

@@ -236,3 +236,21 @@ fn a_version_stored_before_locals_were_read_is_told_to_be_pushed_again() {
         "{msg}"
     );
 }
+
+#[test]
+fn tags_sharing_a_big_local_evaluate_it_once_per_build() {
+    // About 1 MiB of locals; evaluated again for each of 30 tags it would
+    // fill the build's budget twice over.
+    let tags: Vec<String> = (0..30)
+        .map(|i| format!("    k{i} = length(local.s19) > 0 ? \"y\" : \"\"\n"))
+        .collect();
+    let text = format!(
+        "{}}}\ndata \"coder_workspace_tags\" \"t\" {{\n  tags = {{\n{}  }}\n}}\n",
+        doubling(19),
+        tags.concat()
+    );
+    let meta = parse_one(&text).expect("parse");
+    let tags = import_tags(&meta, &BTreeMap::new()).expect("tags");
+    assert_eq!(tags.len(), 30);
+    assert_eq!(tags.get("k29").map(String::as_str), Some("y"));
+}
