@@ -13,13 +13,14 @@ use std::str::FromStr;
 use hcl::eval::{Context, ErrorKind, Evaluate};
 use hcl::{Expression, Map, Value};
 
+use super::locals::{Budget, Roots};
 use super::value::{kind, primitive_text, whole_number};
 use super::{BuildContext, Parameter, TemplateError, TemplateMeta, functions, variable};
 use crate::tags::Tags;
 
 mod locals;
 pub(super) mod refs;
-mod try_call;
+pub(super) mod try_call;
 
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,10 @@ impl<'a> Inputs<'a> {
 pub(super) fn tags(meta: &TemplateMeta, inputs: &Inputs) -> Result<Tags, TemplateError> {
     let mut tags = Tags::new();
     let mut set_at: HashMap<&str, &str> = HashMap::new();
+    // One budget for all the tags: each may use the same big locals.
+    let mut budget = Budget::new();
+    // The locals' values, evaluated once per build and shared by its tags.
+    let mut done: HashMap<String, Value> = HashMap::new();
     for tag in &meta.workspace_tags {
         let fail = |problem: String| TemplateError::Tag {
             at: tag.at.clone(),
@@ -63,7 +68,8 @@ pub(super) fn tags(meta: &TemplateMeta, inputs: &Inputs) -> Result<Tags, Templat
             problem,
         };
         if let Some(count) = &tag.count {
-            let value = evaluate(meta, inputs, count).map_err(|p| fail(format!("count: {p}")))?;
+            let value = evaluate(meta, inputs, count, &mut budget, &mut done)
+                .map_err(|p| fail(format!("count: {p}")))?;
             match whole_number(&value).filter(|_| matches!(value, Value::Number(_))) {
                 Some(0) => continue,
                 Some(n) if n > 0 => {}
@@ -74,7 +80,7 @@ pub(super) fn tags(meta: &TemplateMeta, inputs: &Inputs) -> Result<Tags, Templat
                 }
             }
         }
-        let value = evaluate(meta, inputs, &tag.expr).map_err(fail)?;
+        let value = evaluate(meta, inputs, &tag.expr, &mut budget, &mut done).map_err(fail)?;
         let text = match &value {
             Value::Null => {
                 return Err(fail(format!(
@@ -103,7 +109,13 @@ pub(super) fn tags(meta: &TemplateMeta, inputs: &Inputs) -> Result<Tags, Templat
 }
 
 /// One expression's value; the error is the problem only.
-fn evaluate(meta: &TemplateMeta, inputs: &Inputs, text: &str) -> Result<Value, String> {
+fn evaluate(
+    meta: &TemplateMeta,
+    inputs: &Inputs,
+    text: &str,
+    budget: &mut Budget,
+    done: &mut HashMap<String, Value>,
+) -> Result<Value, String> {
     let mut expr =
         Expression::from_str(text).map_err(|err| format!("`{text}` does not parse: {err}"))?;
     let uses = refs::collect(&expr, meta)?;
@@ -111,9 +123,14 @@ fn evaluate(meta: &TemplateMeta, inputs: &Inputs, text: &str) -> Result<Value, S
     let order = locals::expand(meta, &mut refs)?;
     let mut ctx = context(meta, inputs, &refs)?;
     crate::template::value::no_panic(|| {
-        locals::declare(order, &uses, &mut ctx)?;
+        // `var` and `data` stay the same through this evaluation.
+        let mut roots = Roots::new();
+        locals::declare(order, &uses, &mut ctx, budget, &mut roots, done)?;
         try_call::resolve(&mut expr, &ctx);
-        expr.evaluate(&ctx).map_err(|err| describe(&err))
+        budget.allow(&expr, &ctx, &mut roots, || "the result".to_string())?;
+        let value = expr.evaluate(&ctx).map_err(|err| describe(&err))?;
+        budget.charge(&value, || "the result".to_string())?;
+        Ok(value)
     })?
 }
 

@@ -8,7 +8,7 @@
 //! terraform runs. Locals nothing evaluates are never evaluated, so the
 //! usual ones built from resources cost nothing.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 use hcl::edit::Span;
 use hcl::edit::structure::Body;
@@ -18,6 +18,10 @@ use hcl::{Expression, Map, Value};
 use super::eval::refs::{self, Raw};
 use super::parse::declared_once;
 
+mod bound;
+mod budget;
+pub(super) use bound::Roots;
+pub(super) use budget::{Budget, approx_size};
 mod consts;
 
 use super::source::SourceFile;
@@ -31,15 +35,20 @@ pub(super) const MAX_DEPTH: usize = 64;
 /// `[local.a, local.a]` doubles at every step.
 const MAX_VALUE_SIZE: usize = 1 << 20;
 
+/// How many locals a template may declare: each is checked at every push.
+pub(super) const MAX_LOCALS: usize = 10_000;
+
 pub(super) struct Local {
     decl: LocalDecl,
     expr: Expression,
     refs: Vec<Raw>,
+    /// The locals it uses, each once: the scope clones each one's value.
+    deps: Vec<String>,
 }
 
 impl Local {
     pub fn deps(&self) -> impl Iterator<Item = &str> {
-        self.refs.iter().filter_map(local_name)
+        self.deps.iter().map(String::as_str)
     }
 }
 
@@ -50,6 +59,8 @@ pub(super) fn local_name(r: &Raw) -> Option<&str> {
 
 pub(super) struct Locals {
     list: Vec<Local>,
+    /// Name → position in `list`: every reference is looked up.
+    index: HashMap<String, usize>,
 }
 
 impl Locals {
@@ -82,11 +93,26 @@ impl Locals {
                 for attr in block.body.attributes() {
                     let name = attr.key.as_str().to_string();
                     let at = src.at(attr.span());
+                    if list.len() == MAX_LOCALS {
+                        return Err(invalid(
+                            &at,
+                            &name,
+                            format!(
+                                "is one local too many: a template may declare at most {MAX_LOCALS}"
+                            ),
+                        ));
+                    }
                     declared_once(seen, format!("local.{name}"), &at)?;
                     let expr = Expression::from(attr.value.clone());
                     let refs = refs::raw(&expr).map_err(|p| invalid(&at, &name, p))?;
                     let text = src.slice(attr.value.span()).unwrap_or_default().to_string();
+                    let deps: BTreeSet<String> = refs
+                        .iter()
+                        .filter_map(local_name)
+                        .map(str::to_string)
+                        .collect();
                     list.push(Local {
+                        deps: deps.into_iter().collect(),
                         decl: LocalDecl {
                             name,
                             expr: text,
@@ -98,17 +124,24 @@ impl Locals {
                 }
             }
         }
-        let locals = Locals { list };
+        let index = list
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.decl.name.clone(), i))
+            .collect();
+        let locals = Locals { list, index };
         locals.check()?;
         Ok(locals)
     }
 
     pub fn get(&self, name: &str) -> Option<&Local> {
-        self.list.iter().find(|l| l.decl.name == name)
+        self.index.get(name).map(|&i| &self.list[i])
     }
 
     /// Terraform refuses a reference to an undeclared local and a cycle
-    /// even in locals nothing uses.
+    /// even in locals nothing uses. A chain longer than [`MAX_DEPTH`] is
+    /// refused too, however the locals are ordered: every walk over the
+    /// locals (here, at push, per build) recurses along it.
     fn check(&self) -> Result<(), TemplateError> {
         for local in &self.list {
             if let Some(name) = local.deps().find(|d| self.get(d).is_none()) {
@@ -119,22 +152,25 @@ impl Locals {
                 ));
             }
         }
-        let mut done = HashSet::new();
+        let mut heights = HashMap::new();
         for local in &self.list {
-            self.acyclic(local, &mut Vec::new(), &mut done)?;
+            self.acyclic(local, &mut Vec::new(), &mut heights)?;
         }
         Ok(())
     }
 
+    /// `local`'s height: 1 + the highest of the locals it uses. Memoized
+    /// in `heights`, so the height, not the path, bounds the chain: a chain
+    /// declared dependencies first never makes the path longer than one.
     fn acyclic<'a>(
         &'a self,
         local: &'a Local,
         path: &mut Vec<&'a str>,
-        done: &mut HashSet<&'a str>,
-    ) -> Result<(), TemplateError> {
+        heights: &mut HashMap<&'a str, usize>,
+    ) -> Result<usize, TemplateError> {
         let name = local.decl.name.as_str();
-        if done.contains(name) {
-            return Ok(());
+        if let Some(&height) = heights.get(name) {
+            return Ok(height);
         }
         if let Some(start) = path.iter().position(|n| *n == name) {
             let cycle: Vec<String> = path[start..]
@@ -157,14 +193,22 @@ impl Locals {
             ));
         }
         path.push(name);
+        let mut height = 1;
         for dep in local.deps() {
             if let Some(dep) = self.get(dep) {
-                self.acyclic(dep, path, done)?;
+                height = height.max(1 + self.acyclic(dep, path, heights)?);
             }
         }
         path.pop();
-        done.insert(name);
-        Ok(())
+        if height > MAX_DEPTH {
+            return Err(invalid(
+                &local.decl.at,
+                &local.decl.name,
+                format!("is at the end of a chain of more than {MAX_DEPTH} locals"),
+            ));
+        }
+        heights.insert(name, height);
+        Ok(height)
     }
 
     /// The locals the workspace tags use, directly or through others, in
@@ -210,10 +254,13 @@ fn invalid(at: &str, name: &str, problem: impl Into<String>) -> TemplateError {
 }
 
 /// The `local` object an expression sees: the locals it names, evaluated.
-pub(super) fn scope<'a>(
+pub(super) fn scope<'a, K>(
     names: impl Iterator<Item = &'a str>,
-    values: &HashMap<&str, Value>,
-) -> Value {
+    values: &HashMap<K, Value>,
+) -> Value
+where
+    K: std::borrow::Borrow<str> + std::hash::Hash + Eq,
+{
     let map: Map<String, Value> = names
         .filter_map(|n| Some((n.to_string(), values.get(n)?.clone())))
         .collect();
@@ -251,5 +298,7 @@ pub(super) fn check_size(local: &LocalDecl, value: &Value) -> Result<(), String>
     }
 }
 
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

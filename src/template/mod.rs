@@ -57,6 +57,10 @@ pub struct TemplateMeta {
     /// locals), evaluated with them per job; other locals are not kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locals: Vec<LocalDecl>,
+    /// False in metadata stored before locals were read: its tags' locals
+    /// were not kept, so the version must be pushed again.
+    #[serde(default)]
+    pub locals_read: bool,
 }
 
 /// One entry of a `locals` block.

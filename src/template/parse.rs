@@ -97,6 +97,7 @@ pub(super) fn parse(
     preset::check_all(&presets, &parameters)?;
     Ok(TemplateMeta {
         locals: locals.used_by(&workspace_tags),
+        locals_read: true,
         parameters,
         workspace_tags,
         presets: presets.into_iter().map(|p| p.preset).collect(),

@@ -59,17 +59,22 @@ pub(super) async fn push(
     // presets or tags are wrong is refused now, with the file and line.
     // CPU work on a hostile archive (links to resolve, HCL to parse)
     // runs off the async workers.
+    // The tags' evaluation (locals, functions) is CPU work on the
+    // template's terms too.
     let (name, limits) = (req.name.clone(), api.archive_limits);
-    let (archive, meta) = tokio::task::spawn_blocking(move || {
-        check_template(&archive, &limits)
-            .map_err(|e| CoordError::Invalid(format!("push template {name:?}: {e}")))?;
-        let meta = templates::read(&name, &archive, &limits)?;
-        Ok::<_, CoordError>((archive, meta))
+    let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
+    let (archive, meta, vars, import_tags) = tokio::task::spawn_blocking({
+        let tags = tags.clone();
+        move || {
+            check_template(&archive, &limits)
+                .map_err(|e| CoordError::Invalid(format!("push template {name:?}: {e}")))?;
+            let meta = templates::read(&name, &archive, &limits)?;
+            let import_tags = templates::import_tags(&name, &meta, &vars, &tags)?;
+            Ok::<_, CoordError>((archive, meta, vars, import_tags))
+        }
     })
     .await
     .map_err(|e| CoordError::Internal(format!("push template {:?}: check: {e}", req.name)))??;
-    let vars: BTreeMap<String, String> = req.variables.into_iter().collect();
-    let import_tags = templates::import_tags(&req.name, &meta, &vars, &tags)?;
     let meta_json = templates::meta_json(&meta)?;
     if meta_json.len() > MAX_META_BYTES {
         return Err(CoordError::Invalid(format!(

@@ -190,6 +190,12 @@ fn classify(raw: &Raw, meta: &TemplateMeta) -> Result<Ref, String> {
             ));
         }
         ("local", Some(name), _) => {
+            if !meta.locals_read {
+                return Err(format!(
+                    "references local.{name}, but this template version was stored before \
+                     locals were read; push the template again"
+                ));
+            }
             if !meta.locals.iter().any(|l| l.name == name) {
                 return Err(format!(
                     "references local.{name}, which the template does not declare"

@@ -13,7 +13,7 @@ use hcl::eval::{Context, Evaluate};
 use hcl::expr::{Expression, FuncCall, Operation, TemplateExpr, TraversalOperator};
 use hcl::template::{Directive, Element, Template};
 
-pub(super) fn resolve(expr: &mut Expression, ctx: &Context) {
+pub(in crate::template) fn resolve(expr: &mut Expression, ctx: &Context) {
     match expr {
         Expression::FuncCall(call) if is_try(call) => *expr = attempt(call, ctx),
         Expression::FuncCall(call) => call.args.iter_mut().for_each(|a| resolve(a, ctx)),

@@ -4,13 +4,15 @@
 //! locals. A local known only per build or only to terraform is refused
 //! with the chain of locals that leads to it.
 
-use std::collections::{HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use hcl::eval::{Context, Evaluate};
 use hcl::{Expression, Value};
 
-use super::{Local, Locals, check_size, local_name, scope};
+use super::{Budget, Local, Locals, MAX_DEPTH, Roots, check_size, local_name, scope};
 use crate::template::eval::refs::{self, Raw};
+use crate::template::eval::try_call;
 
 /// The scope of values computed at push: the functions, variable defaults,
 /// (once read) the parameters' own attributes, and the locals built from
@@ -18,11 +20,17 @@ use crate::template::eval::refs::{self, Raw};
 pub(in crate::template) struct Consts<'a> {
     pub ctx: Context<'static>,
     locals: &'a Locals,
+    /// One budget for every value computed at this push.
+    budget: RefCell<Budget>,
 }
 
 impl<'a> Consts<'a> {
     pub(super) fn new(ctx: Context<'static>, locals: &'a Locals) -> Consts<'a> {
-        Consts { ctx, locals }
+        Consts {
+            ctx,
+            locals,
+            budget: RefCell::new(Budget::new()),
+        }
     }
 }
 
@@ -59,11 +67,19 @@ impl Consts<'_> {
     /// `expr`'s value, or the problem (to follow the attribute's name).
     pub fn evaluate(&self, expr: &Expression) -> Result<Value, String> {
         let refs = refs::raw(expr)?;
-        let uses: Vec<&str> = refs.iter().filter_map(local_name).collect();
+        let uses: BTreeSet<&str> = refs.iter().filter_map(local_name).collect();
+        let mut expr = expr.clone();
+        let mut budget = self.budget.borrow_mut();
+        let mut roots = Roots::new();
+        let result = || "the result".to_string();
         if uses.is_empty() {
-            return expr.evaluate(&self.ctx).map_err(|err| {
+            try_call::resolve(&mut expr, &self.ctx);
+            budget.allow(&expr, &self.ctx, &mut roots, result)?;
+            let value = expr.evaluate(&self.ctx).map_err(|err| {
                 format!("cannot be evaluated without terraform (only literals, functions and variable defaults can): {err}")
-            });
+            })?;
+            budget.charge(&value, result)?;
+            return Ok(value);
         }
         let mut order = Vec::new();
         let mut done = HashSet::new();
@@ -73,20 +89,29 @@ impl Consts<'_> {
         let mut ctx = self.ctx.clone();
         let mut values: HashMap<&str, Value> = HashMap::new();
         for local in order {
+            let named = || format!("local.{} ({})", local.decl.name, local.decl.at);
             ctx.declare_var("local", scope(local.deps(), &values));
-            let value = local.expr.evaluate(&ctx).map_err(|err| {
+            let mut local_expr = local.expr.clone();
+            try_call::resolve(&mut local_expr, &ctx);
+            budget.allow(&local_expr, &ctx, &mut roots, named)?;
+            let value = local_expr.evaluate(&ctx).map_err(|err| {
                 format!(
-                    "uses local.{} ({}), which cannot be evaluated without terraform: {err}",
-                    local.decl.name, local.decl.at
+                    "uses {}, which cannot be evaluated without terraform: {err}",
+                    named()
                 )
             })?;
             check_size(&local.decl, &value)?;
+            budget.charge(&value, named)?;
             values.insert(&local.decl.name, value);
         }
         ctx.declare_var("local", scope(uses.into_iter(), &values));
-        expr.evaluate(&ctx).map_err(|err| {
+        try_call::resolve(&mut expr, &ctx);
+        budget.allow(&expr, &ctx, &mut roots, result)?;
+        let value = expr.evaluate(&ctx).map_err(|err| {
             format!("cannot be evaluated without terraform (only literals, functions, variable defaults and locals built from them can): {err}")
-        })
+        })?;
+        budget.charge(&value, result)?;
+        Ok(value)
     }
 
     /// Puts `name` and the locals it needs, dependencies first, in `order`;
@@ -105,6 +130,14 @@ impl Consts<'_> {
         };
         if done.contains(name) {
             return Ok(());
+        }
+        // Read refused longer chains; this keeps the recursion bounded
+        // should that ever change.
+        if chain.len() >= MAX_DEPTH {
+            return Err(format!(
+                "uses local.{name} ({}), which is at the end of a chain of more than {MAX_DEPTH} locals",
+                local.decl.at
+            ));
         }
         chain.push(local);
         for r in &local.refs {

@@ -17,7 +17,14 @@ pub(super) fn template(s: &str) -> Result<String, String> {
         && !i.strip.strip_end()
         && let Some(expr) = i.expr.span().and_then(|span| s.get(span))
     {
-        return Ok(expr.trim().to_string());
+        let expr = expr.trim();
+        // An expression spanning lines would be cut at the first newline
+        // as an attribute's value; in parentheses HCL reads across them.
+        return Ok(if expr.contains('\n') {
+            format!("({expr})")
+        } else {
+            expr.to_string()
+        });
     }
     let mut out = String::from("\"");
     for element in elements {

@@ -225,3 +225,41 @@ fn every_truncation_of_a_json_file_is_read_or_refused() {
         }
     }
 }
+
+#[test]
+fn a_lone_interpolation_may_span_lines() {
+    let meta = parse_files(&[(
+        "main.tf.json",
+        r#"{"variable": {"a": {"default": 1}},
+"data": {"coder_parameter": {"p": {
+  "name": "p",
+  "type": "number",
+  "default": "${var.a\n+ 1}",
+  "description": "after"
+}}}}"#,
+    )])
+    .expect("parse");
+    let p = &meta.parameters[0];
+    assert_eq!(p.default.as_deref(), Some("2"));
+    assert_eq!(p.description, "after");
+}
+
+#[test]
+fn a_directive_body_cannot_change_the_block_structure() {
+    let meta = parse_files(&[(
+        "main.tf.json",
+        r#"{"data": {"coder_parameter": {"p": {
+  "name": "p",
+  "default": "%{if true}\"x\n}\ndata \"coder_parameter\" \"q\" {\n name = \"q\"\n%{endif}",
+  "description": "after"
+}}}}"#,
+    )])
+    .expect("parse");
+    assert_eq!(meta.parameters.len(), 1, "{:?}", meta.parameters);
+    let p = &meta.parameters[0];
+    assert_eq!(
+        p.default.as_deref(),
+        Some("\"x\n}\ndata \"coder_parameter\" \"q\" {\n name = \"q\"\n")
+    );
+    assert_eq!(p.description, "after");
+}
