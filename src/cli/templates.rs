@@ -23,6 +23,7 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
             admin,
         } => {
             let provisioner_tags = pairs("--provisioner-tag", &tags)?;
+            let versioned = version_name.is_some() || message.is_some() || !activate;
             let variables = pairs("--var", &vars)?;
             let archive = crate::archive::tar_dir(&dir)
                 .map_err(|e| CliError::Usage(format!("push template {name:?}: {e}")))?;
@@ -42,6 +43,17 @@ pub async fn templates(cmd: TemplatesCmd) -> Result<(), CliError> {
                 .push_template(tokio_stream::iter(parts))
                 .await?
                 .into_inner();
+            if resp.template_version_name.is_empty() && versioned {
+                // A coordinator from before versions had names ignores
+                // the fields it does not know: say so rather than let an
+                // unwanted version go live unnoticed.
+                return Err(CliError::Failed(format!(
+                    "push template {name:?}: the coordinator is older than this CLI and ignored \
+                     --name, --message and --activate=false: version {} was pushed and becomes \
+                     active when its import (job {}) succeeds; upgrade the coordinator",
+                    resp.template_version_id, resp.job_id
+                )));
+            }
             eprintln!(
                 "Pushed template {name:?} version {} ({}); import job {}{}",
                 resp.template_version_name,

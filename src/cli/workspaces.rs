@@ -35,6 +35,8 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
         } => {
             let variables = pairs("--var", &vars)?;
             let parameters = pairs("--param", &params)?;
+            let versioned = template_version.is_some()
+                || automatic_updates != crate::config::AutomaticUpdates::Never;
             let mut c = client(&admin).await?;
             let resp = c
                 .create_workspace(proto::CreateWorkspaceRequest {
@@ -52,6 +54,9 @@ pub async fn workspaces(cmd: WorkspacesCmd) -> Result<(), CliError> {
                 })
                 .await?
                 .into_inner();
+            if versioned {
+                check_versions_known(&mut c, &name, &resp.job_id).await?;
+            }
             eprintln!("Created workspace {name:?}; build job {}", resp.job_id);
             if !resp.claimed_from.is_empty() {
                 eprintln!(
@@ -218,6 +223,24 @@ async fn build(
 ) -> Result<(), CliError> {
     let parameters = pairs("--param", &a.params)?;
     let mut c = client(&a.admin).await?;
+    if update && parameters.is_empty() {
+        let w = c
+            .get_workspace(proto::GetWorkspaceRequest {
+                name: a.name.clone(),
+            })
+            .await?
+            .into_inner();
+        // As Coder's `update`: nothing to build. (An older coordinator
+        // sets no setting, and its every start moves the workspace.)
+        if !w.outdated && !w.automatic_updates.is_empty() {
+            eprintln!(
+                "Workspace {:?} is on the template's active version ({}) already: nothing to do",
+                a.name,
+                render::version_text(&w.template_version_name, &w.template_version_id)
+            );
+            return Ok(());
+        }
+    }
     if transition == Transition::Destroy && !yes {
         // A missing workspace is reported as such, not asked about.
         c.get_workspace(proto::GetWorkspaceRequest {
@@ -246,6 +269,26 @@ async fn build(
         resp.job_id
     );
     finish_build(&mut c, &a.name, &resp.job_id, a.wait, Output::Table).await
+}
+
+/// A create that asked for a version or `always`: refused after the fact
+/// when the coordinator is older than versions (it ignored both, and the
+/// build is under way from the active version).
+async fn check_versions_known(c: &mut Client, name: &str, job: &str) -> Result<(), CliError> {
+    let w = c
+        .get_workspace(proto::GetWorkspaceRequest {
+            name: name.to_string(),
+        })
+        .await?
+        .into_inner();
+    if w.automatic_updates.is_empty() {
+        return Err(CliError::Failed(format!(
+            "create workspace {name:?}: the coordinator is older than this CLI and ignored \
+             --template-version and --automatic-updates: the workspace is being built from the \
+             active version (job {job}); upgrade the coordinator"
+        )));
+    }
+    Ok(())
 }
 
 async fn finish_build(

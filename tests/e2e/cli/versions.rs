@@ -256,6 +256,13 @@ async fn versions_through_the_cli() {
         )
     );
     assert_eq!(ws1["outputs"]["version"], "two", "{ws1}");
+    // Already on the active version: nothing is built (as Coder's update).
+    let (out, err) = cli.ok(&["workspaces", "update", "ws1"]).await;
+    assert!(out.is_empty(), "no build job: {out}");
+    assert!(
+        err.contains("is on the template's active version (v2) already: nothing to do"),
+        "{err}"
+    );
 
     // Archive and unarchive `first`.
     let (_, err) = cli
