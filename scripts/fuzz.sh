@@ -30,8 +30,8 @@ fi
 export PATH="$PWD/$root/bin:$PATH"
 export RUSTC_BOOTSTRAP=1
 # cargo-fuzz builds every dependency in release mode with the sanitizer;
-# opt-level 1 instead of 3 halves that build (about 9 of CI's minutes
-# otherwise), and a short run finds crashes as well either way.
+# opt-level 1 instead of 3 cuts that build from about 8m50s to 6m55s of
+# CI's time; a 30 s run still does 14-860 thousand executions per target.
 export CARGO_PROFILE_RELEASE_OPT_LEVEL=${CARGO_PROFILE_RELEASE_OPT_LEVEL:-1}
 
 # Inputs found while fuzzing go to a scratch corpus, so the checked-in
