@@ -125,6 +125,23 @@ fn outputs_only(engine: super::db::Engine) -> &'static str {
     }
 }
 
+/// A template with its active version's declared variables and name.
+const TEMPLATE_SELECT: &str = "SELECT t.name, t.active_version_id, t.created_at, v.declared, v.name
+     FROM templates t LEFT JOIN template_versions v ON v.id = t.active_version_id";
+
+fn template_from_row(r: &super::db::Row<'_>) -> super::db::Result<TemplateRow> {
+    Ok(TemplateRow {
+        name: r.get(0)?,
+        active_version_id: r.get(1)?,
+        created_at: r.get(2)?,
+        declared: r
+            .get::<_, Option<String>>(3)?
+            .map(|s| declared_from_json(&s))
+            .unwrap_or_default(),
+        active_version_name: r.get(4)?,
+    })
+}
+
 impl Store {
     /// Stores a new template version (creating the template on first push)
     /// and enqueues its import job. `tags` are the version's own (given at
@@ -215,31 +232,25 @@ impl Store {
     pub fn templates_after(&self, after: &str, limit: i64) -> Result<Vec<TemplateRow>> {
         let limit = super::all_if_negative(limit);
         let conn = self.conn()?;
-        let mut stmt = conn.prepare(
-            "SELECT t.name, t.active_version_id, t.created_at, v.declared, v.name
-             FROM templates t LEFT JOIN template_versions v ON v.id = t.active_version_id
-             WHERE t.name > ?1 ORDER BY t.name LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after, limit], |r| {
-            Ok(TemplateRow {
-                name: r.get(0)?,
-                active_version_id: r.get(1)?,
-                created_at: r.get(2)?,
-                declared: r
-                    .get::<_, Option<String>>(3)?
-                    .map(|s| declared_from_json(&s))
-                    .unwrap_or_default(),
-                active_version_name: r.get(4)?,
-            })
-        })?;
+        let mut stmt = conn.prepare(&format!(
+            "{TEMPLATE_SELECT} WHERE t.name > ?1 ORDER BY t.name LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![after, limit], template_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// One template by name: one indexed row (creates, builds and claims
+    /// read it; listing every template for it grew with their number).
     pub fn template(&self, name: &str) -> Result<TemplateRow> {
-        self.list_templates()?
-            .into_iter()
-            .find(|t| t.name == name)
+        self.read(|c| {
+            c.query_row(
+                &format!("{TEMPLATE_SELECT} WHERE t.name = ?1"),
+                [name],
+                template_from_row,
+            )
+            .optional()?
             .ok_or_else(|| not_found("template", name))
+        })
     }
 
     /// The newest version pushed for a template (whatever its import did).
